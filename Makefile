@@ -1,0 +1,50 @@
+# thingwire's two commands are `make run` and `make test`; both bootstrap everything.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+BUF := node_modules/.bin/buf
+IMAGE := generated/thingwire.binpb
+BASELINE := proto/baseline.binpb
+PROTOS := $(shell find proto -name '*.proto')
+
+.PHONY: setup generate lint breaking run test check-generated baseline clean
+
+setup: $(VENV)/.installed $(BUF)
+
+# The virtualenv is rebuilt only when the dependencies change.
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $@
+
+$(BUF): package.json
+	npm install --no-save --silent
+	touch $@
+
+# generated/ is committed; this rebuilds it from proto/.
+generate: $(VENV)/.installed
+	$(PY) scripts/generate_protos.py
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(BUF) lint $(IMAGE) --path thingwire
+
+# Compares the protos with the committed baseline image (rule set WIRE_JSON, buf.yaml).
+breaking: setup
+	$(BUF) breaking $(IMAGE) --against $(BASELINE)
+
+# Accept the current protos as the new contract. Run deliberately, and say why in the commit.
+baseline: generate
+	cp $(IMAGE) $(BASELINE)
+
+run: setup
+	$(VENV)/bin/thingwire serve
+
+test: setup lint breaking
+	$(PY) -m pytest -q
+
+clean:
+	rm -rf $(VENV) node_modules var .pytest_cache .ruff_cache
