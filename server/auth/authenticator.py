@@ -1,0 +1,129 @@
+"""Turns a call's metadata into a principal, for the access level its rpc declares.
+
+Accepted credentials (DESIGN.md, "Tokens"):
+- ``authorization: Bearer <jwt>`` — a login/OAuth access token or a user-defined token
+  (the gateway moves Thinger's ``?authorization=`` query parameter into this header);
+- ``authorization: APIToken <token>`` — an AutoPi API token;
+- ``organization-id`` + ``organization-api-key`` — a Datacooee organisation.
+Every failure is the same UNAUTHENTICATED answer, whatever was wrong, so a caller learns
+nothing about which accounts or tokens exist.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import datetime
+
+from sqlalchemy.orm import Session
+from thingwire.options.v1 import options_pb2
+
+from server.auth.principal import (
+    Action,
+    OrganizationPrincipal,
+    Permission,
+    Principal,
+    UserPrincipal,
+)
+from server.errors import NotFound, Unauthenticated
+from server.security.jwt_tokens import USER_TOKEN_TYPE, Claims, TokenSigner
+from server.storage import orgs, tokens, users
+from server.storage.db import Database
+
+Access = options_pb2.Access
+
+
+def split_authorization(header: str) -> tuple[str, str]:
+    """("bearer", "<token>") from "Bearer <token>"; the scheme is case-insensitive."""
+    scheme, _, credential = header.strip().partition(" ")
+    credential = credential.strip()
+    if not scheme or not credential:
+        raise Unauthenticated("malformed Authorization header")
+    return scheme.lower(), credential
+
+
+def permissions_from_json(raw: list[dict] | None) -> tuple[Permission, ...] | None:
+    """Stored grants as Permission objects; no grants means full access."""
+    if not raw:
+        return None
+    return tuple(
+        Permission(
+            device=item.get("device") or "*",
+            resources=frozenset(item.get("resources") or ()),
+            actions=frozenset(Action(a) for a in item.get("actions") or ("read", "call")),
+        )
+        for item in raw
+    )
+
+
+class Authenticator:
+    """Checks credentials against the signer and storage; one database trip per call."""
+
+    def __init__(
+        self, database: Database, signer: TokenSigner, clock: Callable[[], datetime]
+    ) -> None:
+        self._db = database
+        self._signer = signer
+        self._clock = clock
+
+    async def authenticate(self, metadata: Mapping[str, str], access: int) -> Principal | None:
+        """The principal for an rpc of the given access level (None for public rpcs)."""
+        if access == Access.ACCESS_PUBLIC:
+            return None
+        if access == Access.ACCESS_ORGANIZATION:
+            return await self._organization(metadata)
+        if access in (
+            Access.ACCESS_USER,
+            Access.ACCESS_UNSPECIFIED,
+            Access.ACCESS_USER_OR_DEVICE_TOKEN,
+        ):
+            return await self._user(metadata)
+        raise Unauthenticated("this rpc does not accept these credentials")
+
+    async def _organization(self, metadata: Mapping[str, str]) -> OrganizationPrincipal:
+        org_id = metadata.get("organization-id", "").strip()
+        api_key = metadata.get("organization-api-key", "").strip()
+        if not org_id or not api_key:
+            raise Unauthenticated("ORGANIZATION-ID and ORGANIZATION-API-KEY headers are required")
+        org = await self._db.run(lambda s: orgs.authenticate_org(s, org_id, api_key))
+        return OrganizationPrincipal(org_id=org.id)
+
+    async def _user(self, metadata: Mapping[str, str]) -> UserPrincipal:
+        header = metadata.get("authorization")
+        if not header:
+            raise Unauthenticated("authentication credentials were not provided")
+        scheme, credential = split_authorization(header)
+        now = self._clock()
+        if scheme == "apitoken":
+            return await self._db.run(lambda s: self._api_token_user(s, credential, now))
+        if scheme == "bearer":
+            claims = self._signer.verify(credential, now)
+            if claims.username is None:
+                # A refresh token (no usr claim) grants nothing but new tokens.
+                raise Unauthenticated("invalid token")
+            return await self._db.run(lambda s: self._jwt_user(s, claims, now))
+        raise Unauthenticated(f"unsupported authorization scheme {scheme!r}")
+
+    @staticmethod
+    def _api_token_user(session: Session, secret: str, now: datetime) -> UserPrincipal:
+        user = tokens.authenticate_api_token(session, secret, now)
+        return UserPrincipal(user_id=user.id, username=user.username, credential="api_token")
+
+    @staticmethod
+    def _jwt_user(session: Session, claims: Claims, now: datetime) -> UserPrincipal:
+        try:
+            user = users.get_user_by_login(session, claims.username)
+        except NotFound as exc:  # The account is gone; its tokens died with it.
+            raise Unauthenticated("invalid token") from exc
+        if claims.token_type != USER_TOKEN_TYPE:
+            return UserPrincipal(user_id=user.id, username=user.username)
+        if claims.jti is None:
+            raise Unauthenticated("invalid token")
+        token = tokens.get_active_access_token(session, claims.jti, now)
+        if token.user_id != user.id:
+            raise Unauthenticated("invalid token")
+        return UserPrincipal(
+            user_id=user.id,
+            username=user.username,
+            permissions=permissions_from_json(token.permissions),
+            credential="user_token",
+        )

@@ -1,0 +1,93 @@
+"""Who a request is authenticated as, and what it may do.
+
+The auth interceptor sets the principal of each call in a context variable; servicers ask
+for the kind they need (`require_user`, `require_organization`). Scoped tokens carry their
+permissions here, so one check (`UserPrincipal.allows`) serves every rpc.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from server.errors import Unauthenticated
+
+
+class Action(StrEnum):
+    """What a scoped token may be allowed to do; see AccessTokenPermission in auth.proto."""
+
+    READ = "read"
+    CALL = "call"
+    WRITE = "write"
+    MANAGE = "manage"
+
+
+DEFAULT_ACTIONS = frozenset({Action.READ, Action.CALL})
+ANY_DEVICE = "*"
+
+
+@dataclass(frozen=True)
+class Permission:
+    """One grant of a user-defined token: some actions on a device (or all) and resources."""
+
+    device: str
+    resources: frozenset[str] = frozenset()
+    actions: frozenset[Action] = DEFAULT_ACTIONS
+
+    def covers(self, action: Action, device: str | None, resource: str | None) -> bool:
+        """Whether this grant admits `action` on `device`/`resource` (None: any/none)."""
+        if action not in self.actions:
+            return False
+        if self.device != ANY_DEVICE and device != self.device:
+            return False
+        return not (self.resources and resource is not None and resource not in self.resources)
+
+
+@dataclass(frozen=True)
+class UserPrincipal:
+    """A user, through a login JWT, an API token or a user-defined (maybe scoped) token."""
+
+    user_id: int
+    username: str
+    # None: full access to the account. A tuple: only what these grants allow.
+    permissions: tuple[Permission, ...] | None = None
+    credential: str = field(default="jwt", compare=False)
+
+    def allows(
+        self, action: Action, device: str | None = None, resource: str | None = None
+    ) -> bool:
+        """Whether the credential may do `action`; unscoped credentials may do anything."""
+        if self.permissions is None:
+            return True
+        return any(p.covers(action, device, resource) for p in self.permissions)
+
+
+@dataclass(frozen=True)
+class OrganizationPrincipal:
+    """A Datacooee organisation, by its ORGANIZATION-ID and ORGANIZATION-API-KEY headers."""
+
+    org_id: str
+
+
+Principal = UserPrincipal | OrganizationPrincipal
+
+current_principal: contextvars.ContextVar[Principal | None] = contextvars.ContextVar(
+    "current_principal", default=None
+)
+
+
+def require_user() -> UserPrincipal:
+    """The calling user; the interceptor guarantees one on ACCESS_USER rpcs."""
+    principal = current_principal.get()
+    if not isinstance(principal, UserPrincipal):
+        raise Unauthenticated("authentication required")
+    return principal
+
+
+def require_organization() -> OrganizationPrincipal:
+    """The calling organisation; the interceptor guarantees one on ACCESS_ORGANIZATION rpcs."""
+    principal = current_principal.get()
+    if not isinstance(principal, OrganizationPrincipal):
+        raise Unauthenticated("organization credentials required")
+    return principal

@@ -1,0 +1,157 @@
+"""The `thingwire` command: serve, and the management commands of DESIGN.md.
+
+Every management command prints one JSON object on the last line of stdout and exits
+non-zero with a message on stderr when it fails. They open the database directly (WAL
+SQLite or PostgreSQL), so they work whether or not the server is running.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from sqlalchemy.orm import Session
+
+from server.config import ConfigError, Settings
+from server.errors import InvalidArgument, ThingwireError
+from server.state import utc_now
+from server.storage import devices, orgs, tokens, users
+from server.storage.db import Database
+
+Command = Callable[[Session, argparse.Namespace], dict[str, Any]]
+
+
+def parse_iso8601(value: str) -> datetime:
+    """An ISO 8601 time; a time without zone is taken as UTC."""
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidArgument(f"{value!r} is not an ISO 8601 time") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def user_create(s: Session, a: argparse.Namespace) -> dict[str, Any]:
+    user = users.create_user(s, a.email, a.password, a.username)
+    return {"pk": user.id, "username": user.username, "email": user.email}
+
+
+def apitoken_create(s: Session, a: argparse.Namespace) -> dict[str, Any]:
+    user = users.get_user_by_login(s, a.user)
+    now = utc_now()
+    expires = parse_iso8601(a.expires) if a.expires else None
+    if expires is not None and expires <= now:
+        raise InvalidArgument("--expires must be in the future")
+    row, secret = tokens.create_api_token(s, user.id, a.name, expires, now)
+    return {"id": row.id, "name": row.name, "token": secret}
+
+
+def device_create(s: Session, a: argparse.Namespace) -> dict[str, Any]:
+    user = users.get_user_by_login(s, a.user)
+    device, push_token = devices.create_device(
+        s, user.id, a.device, a.credentials, a.description, a.unit_id
+    )
+    return {"device": device.device_id, "unit_id": device.unit_id, "push_token": push_token}
+
+
+def org_create(s: Session, a: argparse.Namespace) -> dict[str, Any]:
+    org, api_key = orgs.create_org(s, a.name)
+    return {"id": org.id, "api_key": api_key}
+
+
+def input_create(s: Session, a: argparse.Namespace) -> dict[str, Any]:
+    row = orgs.create_input(s, a.org, a.name, a.unit)
+    return {"id": row.id, "name": row.name, "measure_unit": row.measure_unit}
+
+
+def asset_create(s: Session, a: argparse.Namespace) -> dict[str, Any]:
+    ids = [i.strip() for i in a.inputs.split(",") if i.strip()]
+    asset = orgs.create_asset(s, a.org, a.name, ids)
+    return {"id": asset.id, "name": asset.name}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="thingwire", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("serve", help="run the server and the cloud gateway (foreground)")
+
+    def group(name: str, help_text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text).add_subparsers(dest="action", required=True)
+        return sub.add_parser("create", help=f"create a {name}")
+
+    p = group("user", "manage users")
+    p.add_argument("--email", required=True)
+    p.add_argument("--password", required=True)
+    p.add_argument("--username")
+    p.set_defaults(run=user_create)
+
+    p = group("apitoken", "manage AutoPi API tokens")
+    p.add_argument("--user", required=True, help="user name or email")
+    p.add_argument("--name", required=True)
+    p.add_argument("--expires", help="ISO 8601 expiry (default: never)")
+    p.set_defaults(run=apitoken_create)
+
+    p = group("device", "manage devices")
+    p.add_argument("--user", required=True, help="user name or email")
+    p.add_argument("--device", required=True, help="device id, [a-zA-Z0-9_]{1,25}")
+    p.add_argument("--credentials", required=True)
+    p.add_argument("--description", default="")
+    p.add_argument("--unit-id", dest="unit_id", help="AutoPi unit id (UUID; default: new)")
+    p.set_defaults(run=device_create)
+
+    p = group("org", "manage Datacooee organisations")
+    p.add_argument("--name", required=True)
+    p.set_defaults(run=org_create)
+
+    p = group("input", "manage Datacooee inputs")
+    p.add_argument("--org", required=True)
+    p.add_argument("--name", required=True)
+    p.add_argument("--unit", default="")
+    p.set_defaults(run=input_create)
+
+    p = group("asset", "manage Datacooee assets")
+    p.add_argument("--org", required=True)
+    p.add_argument("--name", required=True)
+    p.add_argument("--inputs", required=True, help="comma-separated input ids")
+    p.set_defaults(run=asset_create)
+    return parser
+
+
+def run_management(settings: Settings, command: Command, args: argparse.Namespace) -> int:
+    """Run one command in one transaction and print its JSON result."""
+    database = Database(settings.db_url)
+    try:
+        database.migrate()
+        with database.session() as session:
+            result = command(session, args)
+    finally:
+        database.dispose()
+    sys.stdout.write(orjson.dumps(result).decode() + "\n")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        settings = Settings.from_env()
+        if args.command == "serve":
+            from server.serve import serve
+
+            return asyncio.run(serve(settings))
+        return run_management(settings, args.run, args)
+    except (ThingwireError, ConfigError) as error:
+        print(f"thingwire: error: {getattr(error, 'message', error)}", file=sys.stderr)
+        return 1
+    except OSError as error:
+        print(f"thingwire: error: {error}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

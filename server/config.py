@@ -1,0 +1,53 @@
+"""The operator contract: every setting comes from one THINGWIRE_* environment variable.
+
+Names and defaults are fixed by DESIGN.md ("Operator contract"); other tools rely on them.
+Ports are never 0: tests and side-by-side stacks pick their own free ports explicitly.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_DB_URL = "sqlite:///./var/thingwire.db"
+
+
+class ConfigError(ValueError):
+    """An environment variable holds a value thingwire cannot use."""
+
+
+def _port(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name, str(default))
+    try:
+        port = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a port number") from None
+    if not 1 <= port <= 65535:
+        raise ConfigError(f"{name}={port} is outside 1..65535")
+    return port
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What `thingwire serve` needs to run the server and the cloud gateway."""
+
+    db_url: str = DEFAULT_DB_URL
+    http_port: int = 8080
+    grpc_port: int = 50051
+    envoy_admin_port: int = 9901
+    state_dir: Path = Path("var")
+    # REST bodies above this get 413 from the gateway; gRPC messages up to it are accepted.
+    max_body_bytes: int = 8 * 1024 * 1024
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read the THINGWIRE_* variables, falling back to the documented defaults."""
+        env = os.environ if env is None else env
+        return cls(
+            db_url=env.get("THINGWIRE_DB_URL", DEFAULT_DB_URL),
+            http_port=_port(env, "THINGWIRE_HTTP_PORT", 8080),
+            grpc_port=_port(env, "THINGWIRE_GRPC_PORT", 50051),
+            envoy_admin_port=_port(env, "THINGWIRE_ENVOY_ADMIN_PORT", 9901),
+        )

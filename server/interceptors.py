@@ -1,0 +1,159 @@
+"""The one place where calls are authenticated and domain errors become gRPC status codes.
+
+Servicers stay thin: they raise `server.errors` exceptions and never touch status codes
+(the kserve pattern in STYLE.md). Each rpc's access level is read from the
+`thingwire.options.v1.access` method option, so the policy lives beside the rpc in proto/.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from typing import Any
+
+import grpc
+from google.protobuf import descriptor
+from thingwire.options.v1 import options_pb2
+
+from server import errors
+from server.auth.authenticator import Access, Authenticator
+from server.auth.principal import current_principal
+
+log = logging.getLogger(__name__)
+
+STATUS_BY_ERROR: dict[type[errors.ThingwireError], grpc.StatusCode] = {
+    errors.InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
+    errors.Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
+    errors.PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
+    errors.NotFound: grpc.StatusCode.NOT_FOUND,
+    errors.AlreadyExists: grpc.StatusCode.ALREADY_EXISTS,
+    errors.FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
+    errors.Throttled: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    errors.Unavailable: grpc.StatusCode.UNAVAILABLE,
+    errors.DeadlineExceeded: grpc.StatusCode.DEADLINE_EXCEEDED,
+}
+
+
+def status_for(error: errors.ThingwireError) -> grpc.StatusCode:
+    """The status code of a domain error, by its nearest mapped class."""
+    for cls in type(error).__mro__:
+        if cls in STATUS_BY_ERROR:
+            return STATUS_BY_ERROR[cls]
+    return grpc.StatusCode.INTERNAL
+
+
+def access_levels(services: Iterable[descriptor.ServiceDescriptor]) -> dict[str, int]:
+    """Map "/pkg.Service/Method" to its declared Access, for every rpc of `services`."""
+    levels: dict[str, int] = {}
+    for service in services:
+        for method in service.methods:
+            access = method.GetOptions().Extensions[options_pb2.access]
+            levels[f"/{service.full_name}/{method.name}"] = access
+    return levels
+
+
+async def abort_with(context: grpc.aio.ServicerContext, error: errors.ThingwireError) -> None:
+    """Abort the call with the error's status; a throttle also says when to retry."""
+    trailing: tuple[tuple[str, str], ...] = ()
+    if isinstance(error, errors.Throttled):
+        retry_after = str(error.retry_after)
+        # Initial metadata reaches the REST gateway (Retry-After); trailers reach gRPC clients.
+        await context.send_initial_metadata((("x-retry-after", retry_after),))
+        trailing = (("retry-after", retry_after),)
+    await context.abort(status_for(error), error.message, trailing)
+
+
+class ServerInterceptor(grpc.aio.ServerInterceptor):
+    """Authenticates every call of our services and maps domain errors to status codes.
+
+    Methods outside `levels` (health, reflection) pass through untouched.
+    """
+
+    def __init__(self, authenticator: Authenticator, levels: dict[str, int]) -> None:
+        self._authenticator = authenticator
+        self._levels = levels
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        access = self._levels.get(handler_call_details.method)
+        if handler is None or access is None:
+            return handler
+        return _wrap(handler, self._authenticator, access)
+
+
+def _metadata(context: grpc.aio.ServicerContext) -> dict[str, str]:
+    return {
+        key.lower(): value
+        for key, value in context.invocation_metadata() or ()
+        if isinstance(value, str)
+    }
+
+
+def _wrap(handler: grpc.RpcMethodHandler, auth: Authenticator, access: int) -> Any:
+    """A copy of `handler` whose behaviour authenticates first and maps domain errors."""
+
+    async def enter(context: grpc.aio.ServicerContext) -> Any:
+        principal = await auth.authenticate(_metadata(context), access)
+        return current_principal.set(principal)
+
+    if handler.unary_unary or handler.stream_unary:
+        inner = handler.unary_unary or handler.stream_unary
+
+        async def unary_response(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            try:
+                token = await enter(context)
+                try:
+                    return await inner(request, context)
+                finally:
+                    current_principal.reset(token)
+            except errors.ThingwireError as error:
+                await abort_with(context, error)
+            except grpc.aio.AbortError:
+                raise
+            except Exception:
+                log.exception("unexpected error in %s", getattr(inner, "__qualname__", inner))
+                await context.abort(grpc.StatusCode.INTERNAL, "internal error")
+
+        factory = (
+            grpc.unary_unary_rpc_method_handler
+            if handler.unary_unary
+            else grpc.stream_unary_rpc_method_handler
+        )
+        return factory(
+            unary_response,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+    inner_stream = handler.unary_stream or handler.stream_stream
+
+    async def streaming_response(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator:
+        try:
+            token = await enter(context)
+            try:
+                async for item in inner_stream(request, context):
+                    yield item
+            finally:
+                current_principal.reset(token)
+        except errors.ThingwireError as error:
+            await abort_with(context, error)
+        except grpc.aio.AbortError:
+            raise
+        except Exception:
+            log.exception("unexpected error in %s", getattr(inner_stream, "__qualname__", ""))
+            await context.abort(grpc.StatusCode.INTERNAL, "internal error")
+
+    factory = (
+        grpc.unary_stream_rpc_method_handler
+        if handler.unary_stream
+        else grpc.stream_stream_rpc_method_handler
+    )
+    return factory(
+        streaming_response,
+        request_deserializer=handler.request_deserializer,
+        response_serializer=handler.response_serializer,
+    )

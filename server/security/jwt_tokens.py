@@ -1,0 +1,101 @@
+"""JSON Web Tokens in the shapes the Thinger and AutoPi documents show.
+
+- access token: ``{"exp", "iat", "usr"}``, two hours (both APIs accept it as ``Bearer``);
+- refresh token: ``{"exp", "iat", "jti"}``, about two months, single use (state in storage);
+- user-defined access token: ``{"iat", "jti", "usr", "typ": "user"}`` and ``exp`` only when
+  the owner set one; revocable, so its jti is checked against storage on every call.
+
+Tokens are told apart by their claims, so a refresh token never passes as an access token
+and an access token never refreshes. All are HS256 with the persisted server secret.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import jwt
+
+from server.errors import Unauthenticated
+
+ALGORITHM = "HS256"
+ACCESS_TOKEN_LIFETIME = timedelta(hours=2)
+REFRESH_TOKEN_LIFETIME = timedelta(days=60)
+USER_TOKEN_TYPE = "user"
+
+
+@dataclass(frozen=True)
+class Claims:
+    """What a verified token says; the caller decides what kind it needed."""
+
+    username: str | None
+    jti: str | None
+    token_type: str | None
+    expire_time: datetime | None
+
+
+class TokenSigner:
+    """Signs and verifies the server's JWTs with one secret key."""
+
+    def __init__(self, key: bytes) -> None:
+        if len(key) < 32:
+            raise ValueError("the JWT key must be at least 32 bytes")
+        self._key = key
+
+    def _encode(self, payload: dict[str, Any]) -> str:
+        return jwt.encode(payload, self._key, algorithm=ALGORITHM)
+
+    def access_token(self, username: str, now: datetime) -> str:
+        """A two-hour access token for `username`."""
+        iat = int(now.timestamp())
+        exp = int((now + ACCESS_TOKEN_LIFETIME).timestamp())
+        return self._encode({"exp": exp, "iat": iat, "usr": username})
+
+    def refresh_token(self, jti: str, now: datetime, expire_time: datetime) -> str:
+        """A refresh token naming the storage row `jti`."""
+        iat = int(now.timestamp())
+        return self._encode({"exp": int(expire_time.timestamp()), "iat": iat, "jti": jti})
+
+    def user_token(
+        self, username: str, jti: str, now: datetime, expire_time: datetime | None
+    ) -> str:
+        """A user-defined access token; it expires only if the owner asked for it."""
+        payload: dict[str, Any] = {
+            "iat": int(now.timestamp()),
+            "jti": jti,
+            "usr": username,
+            "typ": USER_TOKEN_TYPE,
+        }
+        if expire_time is not None:
+            payload["exp"] = int(expire_time.timestamp())
+        return self._encode(payload)
+
+    def verify(self, token: str, now: datetime) -> Claims:
+        """Check signature and expiry; raise Unauthenticated with a generic message otherwise."""
+        try:
+            payload = jwt.decode(
+                token,
+                self._key,
+                algorithms=[ALGORITHM],
+                options={"verify_exp": False, "require": ["iat"]},
+            )
+        except jwt.PyJWTError:
+            raise Unauthenticated("invalid token") from None
+        exp = payload.get("exp")
+        expire_time = None
+        if exp is not None:
+            if not isinstance(exp, int | float):
+                raise Unauthenticated("invalid token")
+            expire_time = datetime.fromtimestamp(exp, tz=UTC)
+            if expire_time <= now:
+                raise Unauthenticated("token expired")
+        username = payload.get("usr")
+        jti = payload.get("jti")
+        token_type = payload.get("typ")
+        return Claims(
+            username=username if isinstance(username, str) else None,
+            jti=jti if isinstance(jti, str) else None,
+            token_type=token_type if isinstance(token_type, str) else None,
+            expire_time=expire_time,
+        )

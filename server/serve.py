@@ -1,0 +1,101 @@
+"""`thingwire serve`: the gRPC server and the cloud Envoy, supervised as one unit.
+
+Envoy is started by this long-lived process (DESIGN.md: a launching shell's exit was seen
+killing it). If either half dies, the other is stopped and serve exits non-zero, so an
+operator never runs half a stack. SIGTERM and SIGINT stop both cleanly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+
+import thingwire
+
+from gateway.config import cloud_spec
+from gateway.launcher import Envoy
+from server.app import create_server
+from server.config import Settings
+from server.storage.db import Database
+
+log = logging.getLogger(__name__)
+
+DESCRIPTOR_PATH = Path(thingwire.__file__).resolve().parent.parent / "thingwire.binpb"
+SHUTDOWN_GRACE_SECONDS = 5.0
+
+
+def banner(settings: Settings) -> str:
+    """What the operator needs to start using the stack."""
+    base = f"http://127.0.0.1:{settings.http_port}"
+    return "\n".join(
+        [
+            f"thingwire is up: REST and gRPC on {base} (database {settings.db_url})",
+            f"  REST:   curl -X POST {base}/auth/login/ -H 'Content-Type: application/json'"
+            ' -d \'{"email": "...", "password": "..."}\'',
+            f"  gRPC:   grpcurl -plaintext 127.0.0.1:{settings.http_port} list",
+            "  create a user: .venv/bin/thingwire user create --email you@example.com"
+            " --password '<password>'",
+            "  stop with Ctrl-C",
+        ]
+    )
+
+
+async def serve(settings: Settings) -> int:
+    """Run until a signal (exit 0) or until one half dies (exit 1)."""
+    database = Database(settings.db_url)
+    await asyncio.to_thread(database.migrate)
+    running = await create_server(
+        database,
+        f"127.0.0.1:{settings.grpc_port}",
+        max_message_bytes=settings.max_body_bytes,
+    )
+    envoy = Envoy(
+        cloud_spec(
+            http_port=settings.http_port,
+            grpc_port=settings.grpc_port,
+            admin_port=settings.envoy_admin_port,
+            descriptor=DESCRIPTOR_PATH,
+        ),
+        state_dir=settings.state_dir / "gateway",
+    )
+    try:
+        await envoy.start()
+        await envoy.wait_ready(timeout=30)
+    except Exception:
+        await envoy.stop(SHUTDOWN_GRACE_SECONDS)
+        await running.stop(0)
+        database.dispose()
+        raise
+
+    stop_requested = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop_requested.set)
+    print(banner(settings), flush=True)
+
+    watchers = {
+        asyncio.create_task(stop_requested.wait()): "signal",
+        asyncio.create_task(envoy.wait()): "envoy",
+        asyncio.create_task(running.server.wait_for_termination()): "server",
+    }
+    done, pending = await asyncio.wait(watchers, return_when=asyncio.FIRST_COMPLETED)
+    reason = watchers[next(iter(done))]
+    for task in pending:
+        task.cancel()
+    await envoy.stop(SHUTDOWN_GRACE_SECONDS)
+    await running.stop(SHUTDOWN_GRACE_SECONDS)
+    database.dispose()
+    if reason == "signal":
+        log.info("stopped on signal")
+        return 0
+    print(
+        f"thingwire: error: the {reason} exited unexpectedly"
+        + (f" (envoy exit code {envoy.returncode})" if reason == "envoy" else "")
+        + "; stopped the rest",
+        file=sys.stderr,
+        flush=True,
+    )
+    return 1

@@ -1,0 +1,269 @@
+"""AuthService: AutoPi login and API tokens, Thinger OAuth grants and user tokens.
+
+Thin by design: validate the request, call storage in one worker-thread transaction,
+build the answer. Errors are domain exceptions; the interceptor turns them into statuses.
+"""
+
+from __future__ import annotations
+
+import grpc
+from google.protobuf import struct_pb2
+from sqlalchemy.orm import Session
+from thingwire.auth.v1 import auth_pb2, auth_pb2_grpc
+
+from server.auth.principal import Action, UserPrincipal, require_user
+from server.errors import InvalidArgument, NotFound, PermissionDenied, Unauthenticated
+from server.security.jwt_tokens import ACCESS_TOKEN_LIFETIME, REFRESH_TOKEN_LIFETIME
+from server.services.convert import datetime_or_none, epoch_ms_or_none, timestamp
+from server.services.token_form import TokenForm, parse_token_request
+from server.state import AppState
+from server.storage import devices, tokens, users
+
+INVALID_REFRESH_TOKEN = "invalid refresh token"
+MAX_NAME_LENGTH = 100
+
+
+def user_message(session: Session, user: users.User) -> auth_pb2.User:
+    """The AutoPi user object, with the user's devices."""
+    owned = devices.list_devices(session, user.id)
+    return auth_pb2.User(
+        pk=user.id,
+        username=user.username,
+        email=user.email,
+        has_devices=bool(owned),
+        is_local=False,
+        devices=[
+            auth_pb2.UserDevice(unit_id=d.unit_id, display=d.description or d.device_id)
+            for d in owned
+        ],
+        timezone=user.timezone,
+    )
+
+
+def _require_self(principal: UserPrincipal, user_id: str) -> None:
+    """Thinger paths name the user; a caller may only reach its own account."""
+    if user_id != principal.username:
+        raise Unauthenticated(f"not authorized for user {user_id!r}")
+    if not principal.allows(Action.MANAGE):
+        raise PermissionDenied("this token may not manage tokens")
+
+
+def _permissions_json(
+    permissions: list[auth_pb2.AccessTokenPermission],
+) -> list[dict[str, object]]:
+    known = {a.value for a in Action}
+    out: list[dict[str, object]] = []
+    for p in permissions:
+        unknown = [a for a in p.actions if a not in known]
+        if unknown:
+            raise InvalidArgument(f"unknown actions {unknown}; use {sorted(known)}")
+        out.append(
+            {
+                "device": p.device or "*",
+                "resources": list(p.resources),
+                "actions": list(p.actions) or ["read", "call"],
+            }
+        )
+    return out
+
+
+def _check_name(name: str) -> str:
+    name = name.strip()
+    if not name:
+        raise InvalidArgument("a token name is required")
+    if len(name) > MAX_NAME_LENGTH:
+        raise InvalidArgument(f"a token name is at most {MAX_NAME_LENGTH} characters")
+    return name
+
+
+class AuthService(auth_pb2_grpc.AuthServiceServicer):
+    """Implements thingwire.auth.v1.AuthService."""
+
+    def __init__(self, state: AppState) -> None:
+        self._state = state
+
+    async def Login(
+        self, request: auth_pb2.LoginRequest, context: grpc.aio.ServicerContext
+    ) -> auth_pb2.LoginResponse:
+        if not request.email or not request.password:
+            raise InvalidArgument("email and password are required")
+        now = self._state.clock()
+
+        def login(s: Session) -> auth_pb2.LoginResponse:
+            user = users.authenticate_password(s, request.email, request.password, now)
+            token = self._state.signer.access_token(user.username, now)
+            return auth_pb2.LoginResponse(token=token, user=user_message(s, user))
+
+        return await self._state.database.run(login)
+
+    async def GetCurrentUser(
+        self, request: auth_pb2.GetCurrentUserRequest, context: grpc.aio.ServicerContext
+    ) -> auth_pb2.User:
+        principal = require_user()
+        return await self._state.database.run(
+            lambda s: user_message(s, users.get_user(s, principal.user_id))
+        )
+
+    async def CreateToken(
+        self, request: auth_pb2.CreateTokenRequest, context: grpc.aio.ServicerContext
+    ) -> auth_pb2.CreateTokenResponse:
+        form = parse_token_request(request)
+        if form.grant_type == "password":
+            return await self._password_grant(form)
+        if form.grant_type == "refresh_token":
+            return await self._refresh_grant(form)
+        raise InvalidArgument(f"unsupported grant_type {form.grant_type!r}")
+
+    async def _password_grant(self, form: TokenForm) -> auth_pb2.CreateTokenResponse:
+        if not form.username or not form.password:
+            raise InvalidArgument("username and password are required")
+        now = self._state.clock()
+
+        def grant(s: Session) -> auth_pb2.CreateTokenResponse:
+            user = users.authenticate_password(s, form.username, form.password, now)
+            refresh = tokens.issue_refresh_token(
+                s, user.id, None, now + REFRESH_TOKEN_LIFETIME, now
+            )
+            return self._token_pair(user.username, refresh)
+
+        return await self._state.database.run(grant)
+
+    async def _refresh_grant(self, form: TokenForm) -> auth_pb2.CreateTokenResponse:
+        if not form.refresh_token:
+            raise InvalidArgument("refresh_token is required")
+        now = self._state.clock()
+        try:
+            claims = self._state.signer.verify(form.refresh_token, now)
+        except Unauthenticated:
+            raise Unauthenticated(INVALID_REFRESH_TOKEN) from None
+        if claims.jti is None or claims.username is not None:
+            raise Unauthenticated(INVALID_REFRESH_TOKEN)
+        jti = claims.jti
+
+        def grant(s: Session) -> auth_pb2.CreateTokenResponse:
+            spent = tokens.consume_refresh_token(s, jti, now)
+            user = users.get_user(s, spent.user_id)
+            refresh = tokens.issue_refresh_token(
+                s, user.id, spent.family_id, now + REFRESH_TOKEN_LIFETIME, now
+            )
+            return self._token_pair(user.username, refresh)
+
+        return await self._state.database.run(grant)
+
+    def _token_pair(
+        self, username: str, refresh: tokens.RefreshToken
+    ) -> auth_pb2.CreateTokenResponse:
+        signer = self._state.signer
+        return auth_pb2.CreateTokenResponse(
+            access_token=signer.access_token(username, refresh.issue_time),
+            expires_in=int(ACCESS_TOKEN_LIFETIME.total_seconds()),
+            refresh_token=signer.refresh_token(
+                refresh.jti, refresh.issue_time, refresh.expire_time
+            ),
+            scope=struct_pb2.Value(null_value=struct_pb2.NULL_VALUE),
+            token_type="bearer",
+        )
+
+    async def CreateApiToken(
+        self, request: auth_pb2.CreateApiTokenRequest, context: grpc.aio.ServicerContext
+    ) -> auth_pb2.CreateApiTokenResponse:
+        principal = require_user()
+        if principal.credential != "jwt":
+            raise PermissionDenied("API tokens are created with a login token")
+        name = _check_name(request.name)
+        now = self._state.clock()
+        expire_time = datetime_or_none(request.expire_time, request.HasField("expire_time"))
+        if expire_time is not None and expire_time <= now:
+            raise InvalidArgument("expire_time must be in the future")
+        row, secret = await self._state.database.run(
+            lambda s: tokens.create_api_token(s, principal.user_id, name, expire_time, now)
+        )
+        return auth_pb2.CreateApiTokenResponse(
+            id=row.id, name=row.name, token=secret, expire_time=timestamp(row.expire_time)
+        )
+
+    async def ListApiTokens(
+        self, request: auth_pb2.ListApiTokensRequest, context: grpc.aio.ServicerContext
+    ) -> auth_pb2.ListApiTokensResponse:
+        principal = require_user()
+        rows, next_token = await self._state.database.run(
+            lambda s: tokens.list_api_tokens(
+                s, principal.user_id, request.page_size, request.page_token
+            )
+        )
+        return auth_pb2.ListApiTokensResponse(
+            api_tokens=[
+                auth_pb2.ApiToken(
+                    id=r.id,
+                    name=r.name,
+                    create_time=timestamp(r.create_time),
+                    expire_time=timestamp(r.expire_time),
+                )
+                for r in rows
+            ],
+            next_page_token=next_token,
+        )
+
+    async def DeleteApiToken(
+        self, request: auth_pb2.DeleteApiTokenRequest, context: grpc.aio.ServicerContext
+    ) -> auth_pb2.DeleteApiTokenResponse:
+        principal = require_user()
+        await self._state.database.run(
+            lambda s: tokens.delete_api_token(s, principal.user_id, request.id)
+        )
+        return auth_pb2.DeleteApiTokenResponse()
+
+    async def CreateAccessToken(
+        self, request: auth_pb2.CreateAccessTokenRequest, context: grpc.aio.ServicerContext
+    ) -> auth_pb2.CreateAccessTokenResponse:
+        principal = require_user()
+        _require_self(principal, request.user_id)
+        name = _check_name(request.token_name)
+        permissions = _permissions_json(list(request.token_permissions))
+        now = self._state.clock()
+        expire_time = epoch_ms_or_none(request.token_expiration)
+        if expire_time is not None and expire_time <= now:
+            raise InvalidArgument("token_expiration must be in the future")
+        row = await self._state.database.run(
+            lambda s: tokens.create_access_token(
+                s, principal.user_id, name, permissions, expire_time, now
+            )
+        )
+        token = self._state.signer.user_token(principal.username, row.id, now, expire_time)
+        return auth_pb2.CreateAccessTokenResponse(id=row.id, name=row.name, token=token)
+
+    async def ListAccessTokens(
+        self, request: auth_pb2.ListAccessTokensRequest, context: grpc.aio.ServicerContext
+    ) -> struct_pb2.ListValue:
+        principal = require_user()
+        _require_self(principal, request.user_id)
+        rows = await self._state.database.run(
+            lambda s: tokens.list_access_tokens(s, principal.user_id)
+        )
+        listing = struct_pb2.ListValue()
+        for r in rows:
+            entry = listing.add_struct()
+            entry.update(
+                {
+                    "id": r.id,
+                    "name": r.name,
+                    "permissions": r.permissions or [],
+                    "create_time": int(r.create_time.timestamp() * 1000),
+                    "token_expiration": (
+                        int(r.expire_time.timestamp() * 1000) if r.expire_time else None
+                    ),
+                }
+            )
+        return listing
+
+    async def DeleteAccessToken(
+        self, request: auth_pb2.DeleteAccessTokenRequest, context: grpc.aio.ServicerContext
+    ) -> auth_pb2.DeleteAccessTokenResponse:
+        principal = require_user()
+        _require_self(principal, request.user_id)
+        if not request.token_id:
+            raise NotFound("token not found")
+        await self._state.database.run(
+            lambda s: tokens.delete_access_token(s, principal.user_id, request.token_id)
+        )
+        return auth_pb2.DeleteAccessTokenResponse()

@@ -1,0 +1,120 @@
+"""The operator's view: CLI commands and `thingwire serve` supervision."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.integration.conftest import PASSWORD
+from tests.integration.stack import Stack
+
+pytestmark = pytest.mark.integration
+
+
+def test_user_create_prints_one_json_object(stack: Stack) -> None:
+    user = stack.cli_json("user", "create", "--email", "cli@example.com", "--password", PASSWORD)
+    assert set(user) == {"pk", "username", "email"}
+    assert user["email"] == "cli@example.com"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("user", "create", "--email", "dup@example.com", "--password", PASSWORD), "already"),
+        (("user", "create", "--email", "not-an-email", "--password", PASSWORD), "email"),
+        (("device", "create", "--user", "nobody", "--device", "d1", "--credentials", "c"), "user"),
+        (("apitoken", "create", "--user", "ada", "--name", "x", "--expires", "soon"), "ISO"),
+        (("asset", "create", "--org", "nope", "--name", "a", "--inputs", "senx"), ""),
+    ],
+)
+def test_cli_errors_are_clear(stack: Stack, ada: dict, args: tuple[str, ...], message: str) -> None:
+    stack.cli("user", "create", "--email", "dup@example.com", "--password", PASSWORD, check=False)
+    result = stack.cli(*args, check=False)
+    assert result.returncode != 0
+    assert result.stderr.strip().startswith("thingwire: error:")
+    assert message.lower() in result.stderr.lower()
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("device_id", ["has space", "x" * 26, "semi;colon", ""])
+def test_invalid_device_ids_are_refused(stack: Stack, ada: dict, device_id: str) -> None:
+    result = stack.cli(
+        "device", "create", "--user", "ada", "--device", device_id, "--credentials", "c",
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "device" in result.stderr.lower()
+
+
+def test_device_org_input_asset(stack: Stack, ada: dict) -> None:
+    device = stack.cli_json(
+        "device", "create", "--user", "ada", "--device", "nodemcu", "--credentials", "BN8RbpRKfxhm",
+        "--description", "NodeMCU With ESP8266",
+    )
+    assert device["device"] == "nodemcu"
+    assert len(device["unit_id"]) == 36
+    assert device["push_token"]
+    org = stack.cli_json("org", "create", "--name", "acme")
+    one = stack.cli_json("input", "create", "--org", org["id"], "--name", "t", "--unit", "C")
+    two = stack.cli_json("input", "create", "--org", org["id"], "--name", "p")
+    asset = stack.cli_json(
+        "asset", "create", "--org", org["id"], "--name", "truck", "--inputs", f"{one['id']},{two['id']}"
+    )
+    assert isinstance(asset["id"], int)
+    with stack.http() as http:
+        login = http.post("/auth/login/", json={"email": "ada@example.com", "password": PASSWORD})
+    assert login.json()["user"]["has_devices"] is True
+    assert login.json()["user"]["devices"][0]["display"] == "NodeMCU With ESP8266"
+
+
+def _fresh_stack(tmp_path: Path) -> Stack:
+    running = Stack(workdir=tmp_path, db_url=f"sqlite:///{tmp_path / 'tw.db'}")
+    running.start()
+    return running
+
+
+def test_serve_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    running = _fresh_stack(tmp_path)
+    assert running.stop(signal.SIGTERM) == 0
+    with pytest.raises(httpx.TransportError):
+        httpx.get(running.base_url + "/auth/user/", timeout=2)
+
+
+def test_serve_exits_non_zero_when_envoy_dies(tmp_path: Path) -> None:
+    running = _fresh_stack(tmp_path)
+    envoy_pid = _child_pid(running, "envoy")
+    os.kill(envoy_pid, signal.SIGKILL)
+    assert running.process is not None
+    code = running.process.wait(30)
+    assert code != 0
+    assert "envoy" in running.logs().lower()
+
+
+def test_serve_refuses_a_taken_port(tmp_path: Path) -> None:
+    first = _fresh_stack(tmp_path / "a")
+    try:
+        second = Stack(workdir=tmp_path / "b", db_url=f"sqlite:///{tmp_path / 'b.db'}")
+        second.http_port = first.http_port
+        with pytest.raises(RuntimeError, match="exited"):
+            second.start()
+        assert "port" in second.logs().lower()
+    finally:
+        first.stop()
+
+
+def _child_pid(running: Stack, name: str) -> int:
+    assert running.process is not None
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        children = Path(f"/proc/{running.process.pid}/task/{running.process.pid}/children")
+        for pid in children.read_text().split():
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0]
+            if name in cmdline.decode():
+                return int(pid)
+        time.sleep(0.1)
+    raise AssertionError(f"no {name} child of serve")

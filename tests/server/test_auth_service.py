@@ -1,0 +1,296 @@
+"""AuthService over real gRPC, on SQLite and PostgreSQL: the documented flows and the bad ones."""
+
+from __future__ import annotations
+
+import grpc
+import jwt
+import pytest
+from thingwire.auth.v1 import auth_pb2
+
+from server.storage import users
+from tests.server.conftest import ServerUnderTest
+
+EMAIL, USERNAME, PASSWORD = "ada@example.com", "ada", "correct horse battery"
+
+
+@pytest.fixture
+def srv(grpc_server: ServerUnderTest) -> ServerUnderTest:
+    with grpc_server.database.session() as s:
+        users.create_user(s, EMAIL, PASSWORD, USERNAME)
+        users.create_user(s, "bob@example.com", "bob's password", "bob")
+    return grpc_server
+
+
+def bearer(token: str) -> tuple[tuple[str, str]]:
+    return (("authorization", f"Bearer {token}"),)
+
+
+def login(srv: ServerUnderTest, email: str = EMAIL, password: str = PASSWORD) -> str:
+    return srv.auth.Login(auth_pb2.LoginRequest(email=email, password=password)).token
+
+
+def password_grant(srv: ServerUnderTest, username: str = USERNAME, password: str = PASSWORD):
+    form = f"grant_type=password&username={username}&password={password}".encode()
+    return srv.auth.CreateToken(
+        auth_pb2.CreateTokenRequest(
+            raw={"content_type": "application/x-www-form-urlencoded", "data": form}
+        )
+    )
+
+
+def refresh_grant(srv: ServerUnderTest, refresh_token: str):
+    return srv.auth.CreateToken(
+        auth_pb2.CreateTokenRequest(grant_type="refresh_token", refresh_token=refresh_token)
+    )
+
+
+def code_of(call, *args, **kwargs) -> tuple[grpc.StatusCode, str]:
+    with pytest.raises(grpc.RpcError) as info:
+        call(*args, **kwargs)
+    return info.value.code(), info.value.details()
+
+
+def test_login_returns_a_jwt_and_the_user(srv: ServerUnderTest) -> None:
+    answer = srv.auth.Login(auth_pb2.LoginRequest(email=EMAIL, password=PASSWORD))
+    claims = jwt.decode(answer.token, options={"verify_signature": False})
+    assert set(claims) == {"exp", "iat", "usr"}
+    assert claims["usr"] == USERNAME
+    assert claims["exp"] - claims["iat"] == 7200
+    assert answer.user.email == EMAIL
+    assert answer.user.username == USERNAME
+    assert answer.user.timezone == "UTC"
+    assert not answer.user.is_local
+
+
+def test_login_accepts_the_email_in_any_case(srv: ServerUnderTest) -> None:
+    assert login(srv, email=EMAIL.upper())
+
+
+def test_wrong_password_is_unauthenticated(srv: ServerUnderTest) -> None:
+    code, _ = code_of(login, srv, password="wrong")
+    assert code == grpc.StatusCode.UNAUTHENTICATED
+
+
+def test_unknown_email_answers_like_a_wrong_password(srv: ServerUnderTest) -> None:
+    assert code_of(login, srv, email="nobody@example.com") == code_of(login, srv, password="x")
+
+
+def test_missing_fields_are_invalid(srv: ServerUnderTest) -> None:
+    code, details = code_of(srv.auth.Login, auth_pb2.LoginRequest(email=EMAIL))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+    assert "password" in details
+
+
+def test_repeated_failures_throttle_the_account_then_release_it(srv: ServerUnderTest) -> None:
+    for _ in range(5):
+        assert code_of(login, srv, password="wrong")[0] == grpc.StatusCode.UNAUTHENTICATED
+    with pytest.raises(grpc.RpcError) as info:
+        login(srv)  # even the right password waits out the lock
+    assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    retry_after = dict(info.value.trailing_metadata())["retry-after"]
+    assert int(retry_after) > 0
+    srv.clock.advance(seconds=int(retry_after) + 1)
+    assert login(srv)
+
+
+def test_throttling_one_account_leaves_others_alone(srv: ServerUnderTest) -> None:
+    for _ in range(6):
+        code_of(login, srv, password="wrong")
+    assert login(srv, email="bob@example.com", password="bob's password")
+
+
+def test_current_user_with_a_login_token(srv: ServerUnderTest) -> None:
+    me = srv.auth.GetCurrentUser(auth_pb2.GetCurrentUserRequest(), metadata=bearer(login(srv)))
+    assert me.username == USERNAME
+
+
+@pytest.mark.parametrize(
+    "header",
+    ["", "Bearer", "Bearer not-a-jwt", "Basic YWRhOnB3", "APIToken nope", "Bearer a.b.c"],
+)
+def test_bad_credentials_are_unauthenticated(srv: ServerUnderTest, header: str) -> None:
+    metadata = (("authorization", header),) if header else ()
+    code, _ = code_of(srv.auth.GetCurrentUser, auth_pb2.GetCurrentUserRequest(), metadata=metadata)
+    assert code == grpc.StatusCode.UNAUTHENTICATED
+
+
+def test_access_token_expires_after_two_hours(srv: ServerUnderTest) -> None:
+    token = login(srv)
+    srv.clock.advance(hours=2, seconds=1)
+    code, details = code_of(
+        srv.auth.GetCurrentUser, auth_pb2.GetCurrentUserRequest(), metadata=bearer(token)
+    )
+    assert code == grpc.StatusCode.UNAUTHENTICATED
+    assert "expired" in details
+
+
+def test_token_signed_with_another_key_is_refused(srv: ServerUnderTest) -> None:
+    forged = jwt.encode({"usr": USERNAME, "iat": 1, "exp": 4102444800}, "x" * 32, "HS256")
+    code, _ = code_of(
+        srv.auth.GetCurrentUser, auth_pb2.GetCurrentUserRequest(), metadata=bearer(forged)
+    )
+    assert code == grpc.StatusCode.UNAUTHENTICATED
+
+
+def test_password_grant_answers_as_thinger_documents(srv: ServerUnderTest) -> None:
+    answer = password_grant(srv)
+    assert answer.expires_in == 7200
+    assert answer.token_type == "bearer"
+    assert answer.scope.WhichOneof("kind") == "null_value"
+    access = jwt.decode(answer.access_token, options={"verify_signature": False})
+    assert set(access) == {"exp", "iat", "usr"}
+    refresh = jwt.decode(answer.refresh_token, options={"verify_signature": False})
+    assert set(refresh) == {"exp", "iat", "jti"}
+    assert 55 * 86400 < refresh["exp"] - refresh["iat"] < 65 * 86400
+
+
+def test_password_grant_with_a_wrong_password(srv: ServerUnderTest) -> None:
+    code, details = code_of(password_grant, srv, password="nope")
+    assert (code, details) == (grpc.StatusCode.UNAUTHENTICATED, "invalid username or password")
+
+
+def test_refresh_rotates_and_reuse_revokes_the_family(srv: ServerUnderTest) -> None:
+    first = password_grant(srv)
+    second = refresh_grant(srv, first.refresh_token)
+    assert second.refresh_token != first.refresh_token
+    code, details = code_of(refresh_grant, srv, first.refresh_token)  # reuse of a spent one
+    assert (code, details) == (grpc.StatusCode.UNAUTHENTICATED, "invalid refresh token")
+    # The whole family is revoked: the token issued after the spent one no longer works.
+    code, details = code_of(refresh_grant, srv, second.refresh_token)
+    assert (code, details) == (grpc.StatusCode.UNAUTHENTICATED, "invalid refresh token")
+    # A fresh login starts a new, healthy family.
+    assert refresh_grant(srv, password_grant(srv).refresh_token).access_token
+
+
+def test_an_access_token_does_not_refresh(srv: ServerUnderTest) -> None:
+    access = password_grant(srv).access_token
+    assert code_of(refresh_grant, srv, access)[1] == "invalid refresh token"
+
+
+def test_a_refresh_token_is_not_an_access_token(srv: ServerUnderTest) -> None:
+    refresh = password_grant(srv).refresh_token
+    code, _ = code_of(
+        srv.auth.GetCurrentUser, auth_pb2.GetCurrentUserRequest(), metadata=bearer(refresh)
+    )
+    assert code == grpc.StatusCode.UNAUTHENTICATED
+
+
+def test_expired_refresh_token(srv: ServerUnderTest) -> None:
+    refresh = password_grant(srv).refresh_token
+    srv.clock.advance(days=61)
+    assert code_of(refresh_grant, srv, refresh)[1] == "invalid refresh token"
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (b"grant_type=client_credentials", grpc.StatusCode.INVALID_ARGUMENT),
+        (b"username=ada&password=x", grpc.StatusCode.INVALID_ARGUMENT),
+        (b"grant_type=password&username=ada", grpc.StatusCode.INVALID_ARGUMENT),
+        (b"\xff\xfe", grpc.StatusCode.INVALID_ARGUMENT),
+    ],
+)
+def test_bad_token_requests(srv: ServerUnderTest, body: bytes, expected) -> None:
+    request = auth_pb2.CreateTokenRequest(
+        raw={"content_type": "application/x-www-form-urlencoded", "data": body}
+    )
+    assert code_of(srv.auth.CreateToken, request)[0] == expected
+
+
+def test_api_token_lifecycle(srv: ServerUnderTest) -> None:
+    session = bearer(login(srv))
+    created = srv.auth.CreateApiToken(auth_pb2.CreateApiTokenRequest(name="ci"), metadata=session)
+    api = (("authorization", f"APIToken {created.token}"),)
+    assert srv.auth.GetCurrentUser(auth_pb2.GetCurrentUserRequest(), metadata=api).username == USERNAME
+    listed = srv.auth.ListApiTokens(auth_pb2.ListApiTokensRequest(), metadata=session)
+    assert [t.name for t in listed.api_tokens] == ["ci"]
+    assert created.token not in str(listed)
+    srv.auth.DeleteApiToken(auth_pb2.DeleteApiTokenRequest(id=created.id), metadata=session)
+    code, _ = code_of(srv.auth.GetCurrentUser, auth_pb2.GetCurrentUserRequest(), metadata=api)
+    assert code == grpc.StatusCode.UNAUTHENTICATED
+
+
+def test_api_token_expiry(srv: ServerUnderTest) -> None:
+    session = bearer(login(srv))
+    expire = {"seconds": int(srv.clock.now.timestamp()) + 60}
+    created = srv.auth.CreateApiToken(
+        auth_pb2.CreateApiTokenRequest(name="short", expire_time=expire), metadata=session
+    )
+    api = (("authorization", f"APIToken {created.token}"),)
+    assert srv.auth.GetCurrentUser(auth_pb2.GetCurrentUserRequest(), metadata=api)
+    srv.clock.advance(seconds=61)
+    code, _ = code_of(srv.auth.GetCurrentUser, auth_pb2.GetCurrentUserRequest(), metadata=api)
+    assert code == grpc.StatusCode.UNAUTHENTICATED
+
+
+def test_users_cannot_touch_each_others_api_tokens(srv: ServerUnderTest) -> None:
+    ada = bearer(login(srv))
+    bob = bearer(login(srv, "bob@example.com", "bob's password"))
+    created = srv.auth.CreateApiToken(auth_pb2.CreateApiTokenRequest(name="mine"), metadata=ada)
+    code, _ = code_of(
+        srv.auth.DeleteApiToken, auth_pb2.DeleteApiTokenRequest(id=created.id), metadata=bob
+    )
+    assert code == grpc.StatusCode.NOT_FOUND
+    assert srv.auth.ListApiTokens(auth_pb2.ListApiTokensRequest(), metadata=bob).api_tokens == []
+
+
+def test_negative_page_size_is_invalid(srv: ServerUnderTest) -> None:
+    code, _ = code_of(
+        srv.auth.ListApiTokens,
+        auth_pb2.ListApiTokensRequest(page_size=-1),
+        metadata=bearer(login(srv)),
+    )
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_user_access_token_is_scoped_and_revocable(srv: ServerUnderTest) -> None:
+    session = bearer(login(srv))
+    created = srv.auth.CreateAccessToken(
+        auth_pb2.CreateAccessTokenRequest(
+            user_id=USERNAME,
+            token_name="door",
+            token_permissions=[{"device": "nodemcu", "resources": ["open"], "actions": ["call"]}],
+        ),
+        metadata=session,
+    )
+    claims = jwt.decode(created.token, options={"verify_signature": False})
+    assert "exp" not in claims  # user tokens do not expire by default
+    scoped = bearer(created.token)
+    assert srv.auth.GetCurrentUser(auth_pb2.GetCurrentUserRequest(), metadata=scoped).username
+    # A scoped token may not manage tokens.
+    code, _ = code_of(
+        srv.auth.CreateAccessToken,
+        auth_pb2.CreateAccessTokenRequest(user_id=USERNAME, token_name="more"),
+        metadata=scoped,
+    )
+    assert code == grpc.StatusCode.PERMISSION_DENIED
+    listed = srv.auth.ListAccessTokens(
+        auth_pb2.ListAccessTokensRequest(user_id=USERNAME), metadata=session
+    )
+    assert [v.struct_value["name"] for v in listed.values] == ["door"]
+    srv.auth.DeleteAccessToken(
+        auth_pb2.DeleteAccessTokenRequest(user_id=USERNAME, token_id=created.id), metadata=session
+    )
+    code, _ = code_of(srv.auth.GetCurrentUser, auth_pb2.GetCurrentUserRequest(), metadata=scoped)
+    assert code == grpc.StatusCode.UNAUTHENTICATED
+
+
+def test_access_tokens_of_another_user_are_refused(srv: ServerUnderTest) -> None:
+    code, _ = code_of(
+        srv.auth.ListAccessTokens,
+        auth_pb2.ListAccessTokensRequest(user_id="bob"),
+        metadata=bearer(login(srv)),
+    )
+    assert code == grpc.StatusCode.UNAUTHENTICATED
+
+
+def test_unknown_permission_action_is_invalid(srv: ServerUnderTest) -> None:
+    code, details = code_of(
+        srv.auth.CreateAccessToken,
+        auth_pb2.CreateAccessTokenRequest(
+            user_id=USERNAME, token_name="x", token_permissions=[{"actions": ["fly"]}]
+        ),
+        metadata=bearer(login(srv)),
+    )
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+    assert "fly" in details

@@ -1,0 +1,49 @@
+"""Scoped user tokens: which grants admit which actions."""
+
+from __future__ import annotations
+
+import pytest
+
+from server.auth.authenticator import permissions_from_json, split_authorization
+from server.auth.principal import Action, Permission, UserPrincipal
+from server.errors import Unauthenticated
+
+
+def test_unscoped_credentials_may_do_anything() -> None:
+    assert UserPrincipal(1, "ada").allows(Action.MANAGE, "any", "thing")
+
+
+def test_a_grant_limits_device_resource_and_action() -> None:
+    grant = Permission(device="door", resources=frozenset({"open"}), actions=frozenset({Action.CALL}))
+    principal = UserPrincipal(1, "ada", permissions=(grant,))
+    assert principal.allows(Action.CALL, "door", "open")
+    assert not principal.allows(Action.CALL, "door", "close")
+    assert not principal.allows(Action.CALL, "garage", "open")
+    assert not principal.allows(Action.READ, "door")
+
+
+def test_wildcard_device_and_default_actions() -> None:
+    permissions = permissions_from_json([{"device": "*"}])
+    assert permissions is not None
+    principal = UserPrincipal(1, "ada", permissions=permissions)
+    assert principal.allows(Action.READ, "anything")
+    assert principal.allows(Action.CALL, "anything", "relay")
+    assert not principal.allows(Action.WRITE, "anything")
+
+
+def test_no_grants_means_full_access() -> None:
+    assert permissions_from_json([]) is None
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [("Bearer abc", ("bearer", "abc")), ("apitoken  xyz ", ("apitoken", "xyz"))],
+)
+def test_split_authorization(header: str, expected: tuple[str, str]) -> None:
+    assert split_authorization(header) == expected
+
+
+@pytest.mark.parametrize("header", ["Bearer", "", "   "])
+def test_split_authorization_rejects_malformed_headers(header: str) -> None:
+    with pytest.raises(Unauthenticated):
+        split_authorization(header)
