@@ -1,0 +1,9 @@
+"""Persistence: the SQLAlchemy models, the Database, and repository functions per domain.
+
+Repository functions take a ``Session``, raise ``server.errors`` exceptions and never touch
+gRPC; the servicers call them through ``Database.run``.
+"""
+
+from server.storage.db import DEFAULT_URL, Database
+
+__all__ = ["DEFAULT_URL", "Database"]

@@ -1,0 +1,100 @@
+"""Helpers shared by the repository modules: clock, insert-or-ignore, AIP-158 paging."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import InstrumentedAttribute, Session
+
+from server.errors import InvalidArgument
+
+T = TypeVar("T")
+
+DEFAULT_PAGE_SIZE = 100
+MAX_PAGE_SIZE = 1000
+
+
+def utcnow(now: datetime | None = None) -> datetime:
+    """``now`` as aware UTC (naive means UTC); the current time when None."""
+    if now is None:
+        return datetime.now(UTC)
+    return now.replace(tzinfo=UTC) if now.tzinfo is None else now.astimezone(UTC)
+
+
+def insert_ignore(s: Session, table: sa.Table, values: dict[str, Any]) -> int:
+    """INSERT that does nothing when the primary/unique key exists; returns rows inserted.
+
+    Race-free on both backends (``ON CONFLICT DO NOTHING``), unlike select-then-insert. On
+    SQLite it also opens the write transaction, so what follows in the unit of work is
+    serialised against other writers.
+    """
+    dialect = s.get_bind().dialect.name
+    stmt: Any
+    if dialect == "sqlite":
+        stmt = sqlite.insert(table).values(values).on_conflict_do_nothing()
+    elif dialect == "postgresql":
+        stmt = postgresql.insert(table).values(values).on_conflict_do_nothing()
+    else:  # pragma: no cover - only the two supported backends
+        raise NotImplementedError(dialect)
+    result = s.execute(stmt)
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def page_size_of(page_size: int | None) -> int:
+    """AIP-158: negative is an error, 0/None means the default, large values are capped."""
+    if page_size is None or page_size == 0:
+        return DEFAULT_PAGE_SIZE
+    if page_size < 0:
+        raise InvalidArgument("page_size must not be negative")
+    return min(page_size, MAX_PAGE_SIZE)
+
+
+def _encode_token(scope: str, create_time: datetime, key: Any) -> str:
+    raw = json.dumps({"s": scope, "t": create_time.isoformat(), "k": key}).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_token(scope: str, token: str) -> tuple[datetime, Any]:
+    try:
+        padded = token + "=" * (-len(token) % 4)
+        data = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        if data["s"] != scope:
+            raise ValueError("token from another listing")
+        return utcnow(datetime.fromisoformat(data["t"])), data["k"]
+    except (ValueError, KeyError, TypeError, binascii.Error) as exc:
+        raise InvalidArgument("invalid page_token") from exc
+
+
+def paginate(
+    s: Session,
+    stmt: sa.Select[tuple[T]],
+    time_col: InstrumentedAttribute[datetime],
+    key_col: InstrumentedAttribute[Any],
+    scope: str,
+    page_size: int | None,
+    page_token: str | None,
+) -> tuple[Sequence[T], str]:
+    """Newest-first keyset pagination over (create_time, key), stable under inserts.
+
+    The page token is opaque to clients and bound to ``scope`` (the listing and its parent),
+    so a token from another listing is rejected instead of silently mixing results.
+    """
+    size = page_size_of(page_size)
+    if page_token:
+        after_time, after_key = _decode_token(scope, page_token)
+        stmt = stmt.where(
+            sa.or_(time_col < after_time, sa.and_(time_col == after_time, key_col < after_key))
+        )
+    rows = s.scalars(stmt.order_by(time_col.desc(), key_col.desc()).limit(size + 1)).all()
+    if len(rows) <= size:
+        return rows, ""
+    last = rows[size - 1]
+    token = _encode_token(scope, getattr(last, time_col.key), getattr(last, key_col.key))
+    return rows[:size], token

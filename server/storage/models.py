@@ -1,0 +1,238 @@
+"""SQLAlchemy 2 models: the one data model under every API face.
+
+Times are timezone-aware UTC ``datetime`` objects everywhere in Python. PostgreSQL stores them
+as ``timestamptz``; SQLite has no time zone type, so ``UTCDateTime`` stores naive UTC there
+and re-attaches UTC on read. The schema itself is created by the hand-written Alembic
+migrations in ``server/migrations/versions``; keep them in step with this module
+(``tests/storage/test_migrations.py`` compares the two).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+__all__ = [
+    "AccessToken",
+    "ApiToken",
+    "Asset",
+    "Base",
+    "Device",
+    "DeviceToken",
+    "Input",
+    "LoginThrottle",
+    "Organization",
+    "RefreshToken",
+    "ServerSecret",
+    "UTCDateTime",
+    "User",
+    "asset_inputs",
+]
+
+# Deterministic constraint names, so later migrations (batch mode on SQLite) can address them.
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UTCDateTime(sa.TypeDecorator[datetime]):
+    """A timezone-aware UTC datetime on every backend.
+
+    Naive values are taken to be UTC already. SQLite gets naive UTC (it would otherwise drop
+    or mangle the offset); values read back always carry ``tzinfo=UTC``.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        if dialect.name == "sqlite":
+            return value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    """Declarative base carrying the naming convention."""
+
+    metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map: dict[Any, Any] = {  # noqa: RUF012 - SQLAlchemy's documented hook
+        datetime: UTCDateTime(),
+    }
+
+
+def _fk(target: str) -> sa.ForeignKey:
+    return sa.ForeignKey(target, ondelete="CASCADE")
+
+
+class User(Base):
+    """An account; ``username`` is Thinger's ``{USER_ID}`` path segment."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(sa.String(254), unique=True)
+    username: Mapped[str] = mapped_column(sa.String(32), unique=True)
+    password_hash: Mapped[str] = mapped_column(sa.String(255))
+    timezone: Mapped[str] = mapped_column(sa.String(64), default="UTC", server_default="UTC")
+    create_time: Mapped[datetime]
+
+
+class ApiToken(Base):
+    """AutoPi ``Authorization: APIToken X``; only the SHA-256 of the secret is stored."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(_fk("users.id"), index=True)
+    name: Mapped[str] = mapped_column(sa.String(100))
+    token_hash: Mapped[str] = mapped_column(sa.String(64), unique=True, index=True)
+    create_time: Mapped[datetime]
+    expire_time: Mapped[datetime | None]
+    revoke_time: Mapped[datetime | None]
+
+
+class RefreshToken(Base):
+    """A rotating, single-use refresh token; reuse of a spent one revokes its family."""
+
+    __tablename__ = "refresh_tokens"
+
+    jti: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    family_id: Mapped[str] = mapped_column(sa.String(64), index=True)
+    user_id: Mapped[int] = mapped_column(_fk("users.id"), index=True)
+    issue_time: Mapped[datetime]
+    expire_time: Mapped[datetime]
+    use_time: Mapped[datetime | None]
+    revoke_time: Mapped[datetime | None]
+
+
+class AccessToken(Base):
+    """A Thinger user-defined token: a JWT whose ``jti`` is this row's id."""
+
+    __tablename__ = "access_tokens"
+
+    id: Mapped[str] = mapped_column(sa.String(24), primary_key=True)
+    user_id: Mapped[int] = mapped_column(_fk("users.id"), index=True)
+    name: Mapped[str] = mapped_column(sa.String(100))
+    permissions: Mapped[list[dict[str, Any]]] = mapped_column(sa.JSON)
+    create_time: Mapped[datetime]
+    expire_time: Mapped[datetime | None]
+    revoke_time: Mapped[datetime | None]
+
+
+class Device(Base):
+    """A device: Thinger ``device`` id (unique per owner) and AutoPi ``unit_id`` (global)."""
+
+    __tablename__ = "devices"
+    __table_args__ = (sa.UniqueConstraint("user_id", "device_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(_fk("users.id"), index=True)
+    device_id: Mapped[str] = mapped_column(sa.String(25))
+    unit_id: Mapped[str] = mapped_column(sa.String(36), unique=True)
+    description: Mapped[str] = mapped_column(sa.String(1024), default="", server_default="")
+    credentials_hash: Mapped[str] = mapped_column(sa.String(255))
+    push_token_hash: Mapped[str] = mapped_column(sa.String(64), unique=True, index=True)
+    create_time: Mapped[datetime]
+    connected: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
+    connected_time: Mapped[datetime | None]
+    ip_address: Mapped[str | None] = mapped_column(sa.String(64))
+    rx_bytes: Mapped[int] = mapped_column(sa.BigInteger, default=0, server_default="0")
+    tx_bytes: Mapped[int] = mapped_column(sa.BigInteger, default=0, server_default="0")
+
+
+class DeviceToken(Base):
+    """A Thinger device token, scoped to one device and optionally to some resources."""
+
+    __tablename__ = "device_tokens"
+
+    id: Mapped[str] = mapped_column(sa.String(24), primary_key=True)
+    device_pk: Mapped[int] = mapped_column(_fk("devices.id"), index=True)
+    name: Mapped[str] = mapped_column(sa.String(100))
+    resources: Mapped[list[str]] = mapped_column(sa.JSON)
+    create_time: Mapped[datetime]
+    expire_time: Mapped[datetime | None]
+    revoke_time: Mapped[datetime | None]
+
+
+class Organization(Base):
+    """A Datacooee organisation, authenticated by ``ORGANIZATION-ID`` + API key headers."""
+
+    __tablename__ = "organizations"
+
+    id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(200))
+    api_key_hash: Mapped[str] = mapped_column(sa.String(64))
+    create_time: Mapped[datetime]
+
+
+asset_inputs = sa.Table(
+    "asset_inputs",
+    Base.metadata,
+    sa.Column("asset_id", sa.Integer, _fk("assets.id"), primary_key=True),
+    sa.Column("input_id", sa.String(13), _fk("inputs.id"), primary_key=True),
+)
+
+
+class Input(Base):
+    """A Datacooee input (a numeric series), id ``sen`` + 10 lowercase alphanumerics."""
+
+    __tablename__ = "inputs"
+
+    id: Mapped[str] = mapped_column(sa.String(13), primary_key=True)
+    org_id: Mapped[str] = mapped_column(sa.String(64), _fk("organizations.id"), index=True)
+    name: Mapped[str] = mapped_column(sa.String(200))
+    measure_unit: Mapped[str] = mapped_column(sa.String(50), default="", server_default="")
+    create_time: Mapped[datetime]
+
+
+class Asset(Base):
+    """A Datacooee asset grouping inputs of the same organisation."""
+
+    __tablename__ = "assets"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    org_id: Mapped[str] = mapped_column(sa.String(64), _fk("organizations.id"), index=True)
+    name: Mapped[str] = mapped_column(sa.String(200))
+    create_time: Mapped[datetime]
+    # selectin: assets leave the worker thread detached, so their inputs must be loaded eagerly.
+    inputs: Mapped[list[Input]] = relationship(
+        secondary=asset_inputs, lazy="selectin", order_by=Input.id
+    )
+
+
+class ServerSecret(Base):
+    """Secrets generated once per deployment (the JWT signing key), shared by all replicas."""
+
+    __tablename__ = "server_secrets"
+
+    name: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    value: Mapped[bytes] = mapped_column(sa.LargeBinary)
+
+
+class LoginThrottle(Base):
+    """Failed-login bookkeeping per normalised login, in the DB so replicas share it."""
+
+    __tablename__ = "login_throttle"
+
+    key: Mapped[str] = mapped_column(sa.String(254), primary_key=True)
+    failures: Mapped[int] = mapped_column(default=0, server_default="0")
+    window_start: Mapped[datetime]
+    locked_until: Mapped[datetime | None]

@@ -1,0 +1,140 @@
+"""Database: URLs, connection settings, units of work, migrations."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy.orm import Session
+
+from server.migrations import alembic_config
+from server.storage.db import Database, normalize_url
+from server.storage.models import Base, ServerSecret
+
+TABLES = {
+    "users",
+    "api_tokens",
+    "refresh_tokens",
+    "access_tokens",
+    "devices",
+    "device_tokens",
+    "organizations",
+    "inputs",
+    "assets",
+    "asset_inputs",
+    "server_secrets",
+    "login_throttle",
+}
+
+
+@pytest.mark.parametrize(
+    ("url", "driver"),
+    [
+        ("postgresql://u@h/db", "postgresql+psycopg"),
+        ("postgres://u@h/db", "postgresql+psycopg"),
+        ("postgresql+psycopg://u@h/db", "postgresql+psycopg"),
+        ("sqlite:///./var/x.db", "sqlite"),
+    ],
+)
+def test_normalize_url(url: str, driver: str) -> None:
+    assert normalize_url(url).drivername == driver
+
+
+def test_sqlite_creates_parent_directory_and_sets_pragmas(tmp_path: Path) -> None:
+    path = tmp_path / "nested" / "dir" / "t.db"
+    db = Database(f"sqlite:///{path}")
+    try:
+        assert path.parent.is_dir()
+        with db.engine.connect() as conn:
+            pragma = lambda name: conn.exec_driver_sql(f"PRAGMA {name}").scalar()  # noqa: E731
+            assert pragma("journal_mode") == "wal"
+            assert pragma("foreign_keys") == 1
+            assert pragma("busy_timeout") == 5000
+            assert pragma("synchronous") == 1  # NORMAL
+    finally:
+        db.dispose()
+
+
+def test_session_commits_on_success_and_rolls_back_on_error(database: Database) -> None:
+    with database.session() as s:
+        s.add(ServerSecret(name="kept", value=b"1"))
+
+    def fail_midway(s: Session) -> None:
+        s.add(ServerSecret(name="lost", value=b"2"))
+        s.flush()
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        database.call(fail_midway)
+    with database.session() as s:
+        names = set(s.scalars(sa.select(ServerSecret.name)))
+    assert names == {"kept"}
+
+
+def test_run_executes_off_the_event_loop_thread(database: Database) -> None:
+    def work(s: Session) -> tuple[int, int]:
+        s.add(ServerSecret(name="x", value=b"v"))
+        return threading.get_ident(), s.scalar(sa.select(sa.func.count(ServerSecret.name))) or 0
+
+    async def main() -> tuple[int, tuple[int, int]]:
+        return threading.get_ident(), await database.run(work)
+
+    loop_thread, (worker_thread, count) = asyncio.run(main())
+    assert loop_thread != worker_thread
+    assert count == 1
+
+
+def test_migrate_creates_every_table_and_is_idempotent(database_url: str) -> None:
+    db = Database(database_url)
+    try:
+        db.migrate()
+        db.migrate()
+        tables = set(sa.inspect(db.engine).get_table_names())
+        assert tables >= TABLES | {"alembic_version"}
+        with db.engine.connect() as conn:
+            assert conn.scalar(sa.text("SELECT version_num FROM alembic_version")) == "0001"
+    finally:
+        db.dispose()
+
+
+def test_migration_matches_the_models(database: Database) -> None:
+    with database.engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts={"compare_type": True})
+        assert compare_metadata(context, Base.metadata) == []
+
+
+def test_database_at_revision_0001_upgrades_keeping_its_data(database_url: str) -> None:
+    db = Database(database_url)
+    try:
+        with db.engine.begin() as conn:
+            config = alembic_config(db.url)
+            config.attributes["connection"] = conn
+            command.upgrade(config, "0001")
+        with db.session() as s:
+            s.add(ServerSecret(name="survivor", value=b"v"))
+        db.migrate()
+        db.migrate()
+        with db.session() as s:
+            assert s.get(ServerSecret, "survivor") is not None
+    finally:
+        db.dispose()
+
+
+def test_a_second_process_sees_the_migrated_schema(database_url: str) -> None:
+    first, second = Database(database_url), Database(database_url)
+    try:
+        first.migrate()
+        second.migrate()
+        with second.session() as s:
+            s.add(ServerSecret(name="a", value=b"1"))
+        with first.session() as s:
+            assert s.get(ServerSecret, "a") is not None
+    finally:
+        first.dispose()
+        second.dispose()

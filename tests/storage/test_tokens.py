@@ -1,0 +1,360 @@
+"""Tokens: API tokens, rotating refresh tokens, access tokens and server secrets."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from server.errors import InvalidArgument, NotFound, Unauthenticated
+from server.storage import tokens, users
+from server.storage.db import Database
+from server.storage.models import ApiToken, RefreshToken, User
+
+T0 = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
+DAY = timedelta(days=1)
+
+
+@pytest.fixture
+def ada(database: Database) -> User:
+    with database.session() as s:
+        return users.create_user(s, "ada@example.com", "pw", "ada")
+
+
+@pytest.fixture
+def bob(database: Database) -> User:
+    with database.session() as s:
+        return users.create_user(s, "bob@example.com", "pw", "bob")
+
+
+# --- API tokens ----------------------------------------------------------------------------
+
+
+def test_api_token_secret_is_shown_once_and_stored_hashed(database: Database, ada: User) -> None:
+    with database.session() as s:
+        token, secret = tokens.create_api_token(s, ada.id, " laptop ", T0 + DAY, T0)
+    assert token.name == "laptop"
+    assert token.token_hash != secret
+    assert token.create_time == T0
+    assert token.expire_time == T0 + DAY
+    with database.session() as s:
+        stored = s.get(ApiToken, token.id)
+        assert stored is not None
+        assert stored.expire_time == T0 + DAY  # aware UTC on every backend
+        assert stored.expire_time.tzinfo is not None
+        assert secret not in {stored.token_hash, stored.name}
+        assert tokens.authenticate_api_token(s, secret, T0).id == ada.id
+
+
+@pytest.mark.parametrize(("name", "message"), [("", "required"), ("x" * 101, "100")])
+def test_api_token_name_rules(database: Database, ada: User, name: str, message: str) -> None:
+    with database.session() as s, pytest.raises(InvalidArgument, match=message):
+        tokens.create_api_token(s, ada.id, name, now=T0)
+
+
+def test_api_token_expiry_must_be_in_the_future(database: Database, ada: User) -> None:
+    with database.session() as s, pytest.raises(InvalidArgument, match="future"):
+        tokens.create_api_token(s, ada.id, "t", T0, T0)
+
+
+def test_api_token_for_unknown_user(database: Database) -> None:
+    with database.session() as s, pytest.raises(NotFound):
+        tokens.create_api_token(s, 12345, "t", now=T0)
+
+
+def test_api_token_expires(database: Database, ada: User) -> None:
+    with database.session() as s:
+        _, secret = tokens.create_api_token(s, ada.id, "t", T0 + DAY, T0)
+    with database.session() as s:
+        assert tokens.authenticate_api_token(s, secret, T0 + DAY - timedelta(seconds=1))
+        with pytest.raises(Unauthenticated):
+            tokens.authenticate_api_token(s, secret, T0 + DAY)
+
+
+def test_api_token_without_expiry_lasts(database: Database, ada: User) -> None:
+    with database.session() as s:
+        _, secret = tokens.create_api_token(s, ada.id, "t", now=T0)
+    with database.session() as s:
+        assert tokens.authenticate_api_token(s, secret, T0 + 3650 * DAY).id == ada.id
+
+
+def test_unknown_and_revoked_api_tokens_are_refused(database: Database, ada: User) -> None:
+    with database.session() as s:
+        token, secret = tokens.create_api_token(s, ada.id, "t", now=T0)
+        token.revoke_time = T0
+    with database.session() as s:
+        with pytest.raises(Unauthenticated):
+            tokens.authenticate_api_token(s, secret, T0)
+        with pytest.raises(Unauthenticated):
+            tokens.authenticate_api_token(s, "made-up", T0)
+
+
+def test_delete_api_token(database: Database, ada: User) -> None:
+    with database.session() as s:
+        token, secret = tokens.create_api_token(s, ada.id, "t", now=T0)
+    with database.session() as s:
+        tokens.delete_api_token(s, ada.id, token.id)
+    with database.session() as s:
+        with pytest.raises(Unauthenticated):
+            tokens.authenticate_api_token(s, secret, T0)
+        with pytest.raises(NotFound):
+            tokens.delete_api_token(s, ada.id, token.id)
+
+
+def test_another_users_api_token_is_not_found(database: Database, ada: User, bob: User) -> None:
+    with database.session() as s:
+        token, secret = tokens.create_api_token(s, ada.id, "t", now=T0)
+    with database.session() as s, pytest.raises(NotFound):
+        tokens.delete_api_token(s, bob.id, token.id)
+    with database.session() as s:
+        assert tokens.authenticate_api_token(s, secret, T0).id == ada.id
+
+
+def test_list_api_tokens_pages_newest_first(database: Database, ada: User, bob: User) -> None:
+    with database.session() as s:
+        # Two tokens share a create_time: the id breaks the tie, nothing is lost or repeated.
+        times = [T0, T0 + DAY, T0 + DAY, T0 + 2 * DAY, T0 + 3 * DAY]
+        made = [tokens.create_api_token(s, ada.id, f"t{i}", now=t)[0] for i, t in enumerate(times)]
+        tokens.create_api_token(s, bob.id, "bob's", now=T0)
+    expected = [t.id for t in sorted(made, key=lambda t: (t.create_time, t.id), reverse=True)]
+    seen, page_token, pages = [], "", 0
+    while True:
+        with database.session() as s:
+            page, page_token = tokens.list_api_tokens(s, ada.id, 2, page_token)
+        seen += [t.id for t in page]
+        pages += 1
+        if not page_token:
+            break
+    assert seen == expected
+    assert pages == 3
+    with database.session() as s:
+        everything, next_token = tokens.list_api_tokens(s, ada.id, 0, "")
+    assert [t.id for t in everything] == expected
+    assert next_token == ""
+
+
+def test_list_api_tokens_rejects_bad_paging(database: Database, ada: User, bob: User) -> None:
+    with database.session() as s:
+        for i in range(3):
+            tokens.create_api_token(s, ada.id, f"t{i}", now=T0)
+        _, ada_token = tokens.list_api_tokens(s, ada.id, 1, "")
+        with pytest.raises(InvalidArgument, match="page_size"):
+            tokens.list_api_tokens(s, ada.id, -1, "")
+        with pytest.raises(InvalidArgument, match="page_token"):
+            tokens.list_api_tokens(s, ada.id, 1, "not-a-token")
+        with pytest.raises(InvalidArgument, match="page_token"):
+            tokens.list_api_tokens(s, bob.id, 1, ada_token)  # another listing's token
+
+
+def test_list_api_tokens_caps_page_size(database: Database, ada: User) -> None:
+    with database.session() as s:
+        tokens.create_api_token(s, ada.id, "t", now=T0)
+        page, next_token = tokens.list_api_tokens(s, ada.id, 10**9, "")
+    assert len(page) == 1
+    assert next_token == ""
+
+
+# --- Refresh tokens ------------------------------------------------------------------------
+
+
+def issue(database: Database, user: User, family: str | None = None) -> RefreshToken:
+    return database.call(lambda s: tokens.issue_refresh_token(s, user.id, family, T0 + DAY, T0))
+
+
+def consume(database: Database, jti: str, now: datetime = T0) -> RefreshToken:
+    return database.call(lambda s: tokens.consume_refresh_token(s, jti, now))
+
+
+def test_refresh_token_rotation(database: Database, ada: User) -> None:
+    first = issue(database, ada)
+    spent = consume(database, first.jti)
+    assert spent.use_time == T0
+    assert spent.user_id == ada.id
+    second = issue(database, ada, spent.family_id)
+    assert second.family_id == first.family_id
+    assert second.jti != first.jti
+    assert consume(database, second.jti).jti == second.jti
+
+
+def test_each_login_starts_a_new_family(database: Database, ada: User) -> None:
+    assert issue(database, ada).family_id != issue(database, ada).family_id
+
+
+def test_reusing_a_spent_refresh_token_revokes_the_family(database: Database, ada: User) -> None:
+    first = issue(database, ada)
+    consume(database, first.jti)
+    second = issue(database, ada, first.family_id)
+    with pytest.raises(Unauthenticated, match="invalid refresh token"):
+        consume(database, first.jti)  # replay: the unit of work rolls back...
+    with database.session() as s:  # ...but the revocation was committed
+        revoked = s.scalars(
+            sa.select(RefreshToken.revoke_time).where(RefreshToken.family_id == first.family_id)
+        ).all()
+    assert revoked == [T0, T0]
+    with pytest.raises(Unauthenticated):
+        consume(database, second.jti)  # the legitimate successor is dead too
+    with pytest.raises(Unauthenticated):
+        issue(database, ada, first.family_id)  # and the family cannot grow again
+
+
+def test_revocation_does_not_touch_other_families(database: Database, ada: User) -> None:
+    stolen, other = issue(database, ada), issue(database, ada)
+    consume(database, stolen.jti)
+    with pytest.raises(Unauthenticated):
+        consume(database, stolen.jti)
+    assert consume(database, other.jti).jti == other.jti
+
+
+def test_expired_or_unknown_refresh_token(database: Database, ada: User) -> None:
+    token = issue(database, ada)
+    with pytest.raises(Unauthenticated):
+        consume(database, token.jti, T0 + DAY)
+    with pytest.raises(Unauthenticated):
+        consume(database, "no-such-jti")
+    assert consume(database, token.jti, T0 + DAY - timedelta(seconds=1)).jti == token.jti
+
+
+def test_concurrent_consumes_spend_a_token_once(database: Database, ada: User) -> None:
+    token = issue(database, ada)
+    outcomes: list[str] = []
+    barrier = threading.Barrier(4)
+
+    def attempt() -> None:
+        barrier.wait()
+        try:
+            consume(database, token.jti)
+            outcomes.append("ok")
+        except Unauthenticated:
+            outcomes.append("refused")
+
+    threads = [threading.Thread(target=attempt) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes) == ["ok", "refused", "refused", "refused"]
+
+
+def test_revoke_refresh_family(database: Database, ada: User) -> None:
+    token = issue(database, ada)
+    with database.session() as s:
+        assert tokens.revoke_refresh_family(s, token.family_id, T0) == 1
+    with pytest.raises(Unauthenticated):
+        consume(database, token.jti)
+
+
+# --- Access tokens -------------------------------------------------------------------------
+
+PERMISSIONS = [{"device": "dev1", "resources": ["temp"], "actions": ["read"]}]
+
+
+def test_access_token_lifecycle(database: Database, ada: User) -> None:
+    with database.session() as s:
+        token = tokens.create_access_token(s, ada.id, "dashboard", PERMISSIONS, T0 + DAY, T0)
+    assert len(token.id) == 24
+    assert all(c in "0123456789abcdef" for c in token.id)
+    with database.session() as s:
+        active = tokens.get_active_access_token(s, token.id, T0)
+        assert active.permissions == PERMISSIONS
+        assert active.user_id == ada.id
+        assert [t.id for t in tokens.list_access_tokens(s, ada.id)] == [token.id]
+        with pytest.raises(Unauthenticated):
+            tokens.get_active_access_token(s, token.id, T0 + DAY)
+    with database.session() as s:
+        tokens.delete_access_token(s, ada.id, token.id)
+    with database.session() as s:
+        with pytest.raises(Unauthenticated):
+            tokens.get_active_access_token(s, token.id, T0)
+        assert tokens.list_access_tokens(s, ada.id) == []
+
+
+def test_revoked_or_unknown_access_token(database: Database, ada: User) -> None:
+    with database.session() as s:
+        token = tokens.create_access_token(s, ada.id, "t", [], None, T0)
+        token.revoke_time = T0
+    with database.session() as s:
+        with pytest.raises(Unauthenticated):
+            tokens.get_active_access_token(s, token.id, T0)
+        with pytest.raises(Unauthenticated):
+            tokens.get_active_access_token(s, "f" * 24, T0)
+
+
+def test_list_access_tokens_newest_first_and_own_only(
+    database: Database, ada: User, bob: User
+) -> None:
+    with database.session() as s:
+        old = tokens.create_access_token(s, ada.id, "old", [], None, T0)
+        new = tokens.create_access_token(s, ada.id, "new", [], None, T0 + DAY)
+        tokens.create_access_token(s, bob.id, "bob's", [], None, T0)
+        assert [t.id for t in tokens.list_access_tokens(s, ada.id)] == [new.id, old.id]
+
+
+def test_another_users_access_token_is_not_found(database: Database, ada: User, bob: User) -> None:
+    with database.session() as s:
+        token = tokens.create_access_token(s, ada.id, "t", [], None, T0)
+    with database.session() as s, pytest.raises(NotFound):
+        tokens.delete_access_token(s, bob.id, token.id)
+    with database.session() as s:
+        assert tokens.get_active_access_token(s, token.id, T0).id == token.id
+
+
+@pytest.mark.parametrize(
+    "permissions",
+    [
+        "all",
+        ["dev1"],
+        [{"device": 1}],
+        [{"resources": [1]}],
+        [{"actions": {"read": True}}],
+        [{"devices": "x"}],
+    ],
+)
+def test_access_token_permissions_shape(database: Database, ada: User, permissions) -> None:
+    with database.session() as s, pytest.raises(InvalidArgument, match="permissions"):
+        tokens.create_access_token(s, ada.id, "t", permissions, None, T0)
+
+
+def test_access_token_rules(database: Database, ada: User) -> None:
+    with database.session() as s:
+        with pytest.raises(InvalidArgument, match="name"):
+            tokens.create_access_token(s, ada.id, "", [], None, T0)
+        with pytest.raises(InvalidArgument, match="future"):
+            tokens.create_access_token(s, ada.id, "t", [], T0 - DAY, T0)
+        with pytest.raises(NotFound):
+            tokens.create_access_token(s, 999, "t", [], None, T0)
+
+
+# --- Server secrets ------------------------------------------------------------------------
+
+
+def test_server_secret_is_generated_once(database: Database) -> None:
+    first = database.call(lambda s: tokens.get_or_create_secret(s, "jwt"))
+    second = database.call(lambda s: tokens.get_or_create_secret(s, "jwt"))
+    other = database.call(lambda s: tokens.get_or_create_secret(s, "other", nbytes=64))
+    assert isinstance(first, bytes)
+    assert len(first) == 32
+    assert first == second
+    assert len(other) == 64
+
+
+def test_server_secret_survives_a_race(database: Database) -> None:
+    replica = Database(database.url)
+    results: list[bytes] = []
+    barrier = threading.Barrier(4)
+
+    def get(db: Database) -> None:
+        barrier.wait()
+        results.append(db.call(lambda s: tokens.get_or_create_secret(s, "jwt")))
+
+    try:
+        threads = [threading.Thread(target=get, args=(db,)) for db in [database, replica] * 2]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        replica.dispose()
+    assert len(results) == 4
+    assert len(set(results)) == 1
