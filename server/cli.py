@@ -19,10 +19,11 @@ import orjson
 from sqlalchemy.orm import Session
 
 from server.config import ConfigError, Settings
-from server.errors import InvalidArgument, ThingwireError
+from server.errors import InvalidArgument, NotFound, ThingwireError
 from server.state import utc_now
 from server.storage import devices, orgs, tokens, users
 from server.storage.db import Database
+from server.storage.models import User
 
 Command = Callable[[Session, argparse.Namespace], dict[str, Any]]
 
@@ -36,13 +37,20 @@ def parse_iso8601(value: str) -> datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
+def _user(s: Session, login: str) -> User:
+    user = users.get_user_by_login(s, login)
+    if user is None:
+        raise NotFound(f"no user {login!r}")
+    return user
+
+
 def user_create(s: Session, a: argparse.Namespace) -> dict[str, Any]:
     user = users.create_user(s, a.email, a.password, a.username)
     return {"pk": user.id, "username": user.username, "email": user.email}
 
 
 def apitoken_create(s: Session, a: argparse.Namespace) -> dict[str, Any]:
-    user = users.get_user_by_login(s, a.user)
+    user = _user(s, a.user)
     now = utc_now()
     expires = parse_iso8601(a.expires) if a.expires else None
     if expires is not None and expires <= now:
@@ -52,7 +60,7 @@ def apitoken_create(s: Session, a: argparse.Namespace) -> dict[str, Any]:
 
 
 def device_create(s: Session, a: argparse.Namespace) -> dict[str, Any]:
-    user = users.get_user_by_login(s, a.user)
+    user = _user(s, a.user)
     device, push_token = devices.create_device(
         s, user.id, a.device, a.credentials, a.description, a.unit_id
     )
@@ -137,7 +145,12 @@ def run_management(settings: Settings, command: Command, args: argparse.Namespac
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    # Management commands keep stderr for their one error line; serve logs what it does.
+    logging.basicConfig(
+        level=logging.INFO if args.command == "serve" else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     try:
         settings = Settings.from_env()
         if args.command == "serve":

@@ -16,7 +16,7 @@ from google.protobuf import descriptor
 from thingwire.options.v1 import options_pb2
 
 from server import errors
-from server.auth.authenticator import Access, Authenticator
+from server.auth.authenticator import Authenticator
 from server.auth.principal import current_principal
 
 log = logging.getLogger(__name__)

@@ -83,10 +83,13 @@ async def serve(settings: Settings) -> int:
     }
     done, pending = await asyncio.wait(watchers, return_when=asyncio.FIRST_COMPLETED)
     reason = watchers[next(iter(done))]
-    for task in pending:
-        task.cancel()
+    # Stop before cancelling the watchers: cancelling wait_for_termination mid-flight
+    # would also cancel the server's own shutdown.
     await envoy.stop(SHUTDOWN_GRACE_SECONDS)
     await running.stop(SHUTDOWN_GRACE_SECONDS)
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
     database.dispose()
     if reason == "signal":
         log.info("stopped on signal")

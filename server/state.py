@@ -13,7 +13,7 @@ from server.security.jwt_tokens import TokenSigner
 from server.storage import tokens
 from server.storage.db import Database
 
-JWT_SECRET_NAME = "jwt_hs256"
+JWT_SECRET_NAME = "jwt_hs256"  # noqa: S105 - the name of a stored secret
 
 
 def utc_now() -> datetime:

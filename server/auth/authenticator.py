@@ -24,7 +24,7 @@ from server.auth.principal import (
     Principal,
     UserPrincipal,
 )
-from server.errors import NotFound, Unauthenticated
+from server.errors import Unauthenticated
 from server.security.jwt_tokens import USER_TOKEN_TYPE, Claims, TokenSigner
 from server.storage import orgs, tokens, users
 from server.storage.db import Database
@@ -110,10 +110,9 @@ class Authenticator:
 
     @staticmethod
     def _jwt_user(session: Session, claims: Claims, now: datetime) -> UserPrincipal:
-        try:
-            user = users.get_user_by_login(session, claims.username)
-        except NotFound as exc:  # The account is gone; its tokens died with it.
-            raise Unauthenticated("invalid token") from exc
+        user = users.get_user_by_login(session, claims.username or "")
+        if user is None:  # The account is gone; its tokens died with it.
+            raise Unauthenticated("invalid token")
         if claims.token_type != USER_TOKEN_TYPE:
             return UserPrincipal(user_id=user.id, username=user.username)
         if claims.jti is None:

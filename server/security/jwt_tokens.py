@@ -22,7 +22,7 @@ from server.errors import Unauthenticated
 ALGORITHM = "HS256"
 ACCESS_TOKEN_LIFETIME = timedelta(hours=2)
 REFRESH_TOKEN_LIFETIME = timedelta(days=60)
-USER_TOKEN_TYPE = "user"
+USER_TOKEN_TYPE = "user"  # noqa: S105 - a claim value, not a secret
 
 
 @dataclass(frozen=True)

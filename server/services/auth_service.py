@@ -18,12 +18,13 @@ from server.services.convert import datetime_or_none, epoch_ms_or_none, timestam
 from server.services.token_form import TokenForm, parse_token_request
 from server.state import AppState
 from server.storage import devices, tokens, users
+from server.storage.models import RefreshToken, User
 
-INVALID_REFRESH_TOKEN = "invalid refresh token"
+INVALID_REFRESH_TOKEN = "invalid refresh token"  # noqa: S105 - an error message
 MAX_NAME_LENGTH = 100
 
 
-def user_message(session: Session, user: users.User) -> auth_pb2.User:
+def user_message(session: Session, user: User) -> auth_pb2.User:
     """The AutoPi user object, with the user's devices."""
     owned = devices.list_devices(session, user.id)
     return auth_pb2.User(
@@ -150,9 +151,7 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
 
         return await self._state.database.run(grant)
 
-    def _token_pair(
-        self, username: str, refresh: tokens.RefreshToken
-    ) -> auth_pb2.CreateTokenResponse:
+    def _token_pair(self, username: str, refresh: RefreshToken) -> auth_pb2.CreateTokenResponse:
         signer = self._state.signer
         return auth_pb2.CreateTokenResponse(
             access_token=signer.access_token(username, refresh.issue_time),
@@ -161,7 +160,7 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
                 refresh.jti, refresh.issue_time, refresh.expire_time
             ),
             scope=struct_pb2.Value(null_value=struct_pb2.NULL_VALUE),
-            token_type="bearer",
+            token_type="bearer",  # noqa: S106 - the documented literal
         )
 
     async def CreateApiToken(

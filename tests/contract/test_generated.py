@@ -41,7 +41,11 @@ def _image_with_renamed_field(tmp_path: Path) -> Path:
     auth = proto_copy / "thingwire" / "auth" / "v1" / "auth.proto"
     source = auth.read_text()
     assert "  string token = 1;\n  // The user logged in." in source
-    auth.write_text(source.replace("  string token = 1;\n  // The user logged", "  string jwt = 1;\n  // The user logged"))
+    auth.write_text(
+        source.replace(
+            "  string token = 1;\n  // The user logged", "  string jwt = 1;\n  // The user logged"
+        )
+    )
     out = tmp_path / "out"
     original = generate_protos.PROTO_DIR
     generate_protos.PROTO_DIR = proto_copy

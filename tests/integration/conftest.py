@@ -26,9 +26,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory, db_url_factory) -> Iterator[
 @pytest.fixture(scope="module")
 def ada(stack: Stack) -> dict:
     """A user created with the CLI, as an operator would."""
-    return stack.cli_json("user", "create", "--email", "ada@example.com", "--password", PASSWORD, "--username", "ada")
+    return stack.cli_json(
+        "user", "create", "--email", "ada@example.com", "--password", PASSWORD, "--username", "ada"
+    )
 
 
 @pytest.fixture(scope="module")
 def bob(stack: Stack) -> dict:
-    return stack.cli_json("user", "create", "--email", "bob@example.com", "--password", PASSWORD, "--username", "bob")
+    return stack.cli_json(
+        "user", "create", "--email", "bob@example.com", "--password", PASSWORD, "--username", "bob"
+    )

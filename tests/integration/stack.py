@@ -51,13 +51,14 @@ class Stack:
 
     def start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.process = subprocess.Popen(
-            [THINGWIRE, "serve"],
-            cwd=self.workdir,
-            env=self.env,
-            stdout=(self.workdir / "serve.out").open("wb"),
-            stderr=(self.workdir / "serve.err").open("wb"),
-        )
+        with (
+            (self.workdir / "serve.out").open("wb") as out,
+            (self.workdir / "serve.err").open("wb") as err,
+        ):
+            # The child keeps its own copies of the descriptors.
+            self.process = subprocess.Popen(
+                [THINGWIRE, "serve"], cwd=self.workdir, env=self.env, stdout=out, stderr=err
+            )
         deadline = time.monotonic() + READY_TIMEOUT_SECONDS
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

@@ -25,7 +25,9 @@ def channel(stack: Stack) -> Iterator[grpc.Channel]:
 
 def test_login_with_the_generated_stub(channel: grpc.Channel, ada: dict) -> None:
     stub = auth_pb2_grpc.AuthServiceStub(channel)
-    answer = stub.Login(auth_pb2.LoginRequest(email="ada@example.com", password=PASSWORD), timeout=10)
+    answer = stub.Login(
+        auth_pb2.LoginRequest(email="ada@example.com", password=PASSWORD), timeout=10
+    )
     assert answer.user.username == "ada"
     me = stub.GetCurrentUser(
         auth_pb2.GetCurrentUserRequest(),

@@ -44,7 +44,14 @@ def test_cli_errors_are_clear(stack: Stack, ada: dict, args: tuple[str, ...], me
 @pytest.mark.parametrize("device_id", ["has space", "x" * 26, "semi;colon", ""])
 def test_invalid_device_ids_are_refused(stack: Stack, ada: dict, device_id: str) -> None:
     result = stack.cli(
-        "device", "create", "--user", "ada", "--device", device_id, "--credentials", "c",
+        "device",
+        "create",
+        "--user",
+        "ada",
+        "--device",
+        device_id,
+        "--credentials",
+        "c",
         check=False,
     )
     assert result.returncode != 0
@@ -53,8 +60,16 @@ def test_invalid_device_ids_are_refused(stack: Stack, ada: dict, device_id: str)
 
 def test_device_org_input_asset(stack: Stack, ada: dict) -> None:
     device = stack.cli_json(
-        "device", "create", "--user", "ada", "--device", "nodemcu", "--credentials", "BN8RbpRKfxhm",
-        "--description", "NodeMCU With ESP8266",
+        "device",
+        "create",
+        "--user",
+        "ada",
+        "--device",
+        "nodemcu",
+        "--credentials",
+        "BN8RbpRKfxhm",
+        "--description",
+        "NodeMCU With ESP8266",
     )
     assert device["device"] == "nodemcu"
     assert len(device["unit_id"]) == 36
@@ -63,7 +78,14 @@ def test_device_org_input_asset(stack: Stack, ada: dict) -> None:
     one = stack.cli_json("input", "create", "--org", org["id"], "--name", "t", "--unit", "C")
     two = stack.cli_json("input", "create", "--org", org["id"], "--name", "p")
     asset = stack.cli_json(
-        "asset", "create", "--org", org["id"], "--name", "truck", "--inputs", f"{one['id']},{two['id']}"
+        "asset",
+        "create",
+        "--org",
+        org["id"],
+        "--name",
+        "truck",
+        "--inputs",
+        f"{one['id']},{two['id']}",
     )
     assert isinstance(asset["id"], int)
     with stack.http() as http:

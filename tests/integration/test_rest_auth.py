@@ -111,9 +111,7 @@ def test_bearer_token_authenticates(client: httpx.Client, ada: dict) -> None:
     assert answer.json()["username"] == "ada"
 
 
-@pytest.mark.parametrize(
-    "header", [None, "Bearer nope", "APIToken nope", "Token x", "Bearer"]
-)
+@pytest.mark.parametrize("header", [None, "Bearer nope", "APIToken nope", "Token x", "Bearer"])
 def test_bad_authorization_is_401(client: httpx.Client, ada: dict, header: str | None) -> None:
     headers = {"Authorization": header} if header else {}
     answer = client.get("/auth/user/", headers=headers)
@@ -138,7 +136,14 @@ def test_api_token_created_used_and_revoked(client: httpx.Client, stack: Stack, 
 
 def test_cli_api_token_with_expiry_in_the_past_is_refused(stack: Stack, ada: dict) -> None:
     result = stack.cli(
-        "apitoken", "create", "--user", "ada", "--name", "old", "--expires", "2000-01-01T00:00:00Z",
+        "apitoken",
+        "create",
+        "--user",
+        "ada",
+        "--name",
+        "old",
+        "--expires",
+        "2000-01-01T00:00:00Z",
         check=False,
     )
     assert result.returncode != 0

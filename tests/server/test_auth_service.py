@@ -201,7 +201,9 @@ def test_api_token_lifecycle(srv: ServerUnderTest) -> None:
     session = bearer(login(srv))
     created = srv.auth.CreateApiToken(auth_pb2.CreateApiTokenRequest(name="ci"), metadata=session)
     api = (("authorization", f"APIToken {created.token}"),)
-    assert srv.auth.GetCurrentUser(auth_pb2.GetCurrentUserRequest(), metadata=api).username == USERNAME
+    assert (
+        srv.auth.GetCurrentUser(auth_pb2.GetCurrentUserRequest(), metadata=api).username == USERNAME
+    )
     listed = srv.auth.ListApiTokens(auth_pb2.ListApiTokensRequest(), metadata=session)
     assert [t.name for t in listed.api_tokens] == ["ci"]
     assert created.token not in str(listed)

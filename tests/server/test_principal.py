@@ -14,7 +14,9 @@ def test_unscoped_credentials_may_do_anything() -> None:
 
 
 def test_a_grant_limits_device_resource_and_action() -> None:
-    grant = Permission(device="door", resources=frozenset({"open"}), actions=frozenset({Action.CALL}))
+    grant = Permission(
+        device="door", resources=frozenset({"open"}), actions=frozenset({Action.CALL})
+    )
     principal = UserPrincipal(1, "ada", permissions=(grant,))
     assert principal.allows(Action.CALL, "door", "open")
     assert not principal.allows(Action.CALL, "door", "close")
