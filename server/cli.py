@@ -15,11 +15,13 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+import grpc
 import orjson
 from sqlalchemy.orm import Session
 
 from server.config import ConfigError, Settings
 from server.errors import InvalidArgument, NotFound, ThingwireError
+from server.health_client import check_health
 from server.state import utc_now
 from server.storage import devices, orgs, tokens, users
 from server.storage.db import Database
@@ -87,6 +89,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="thingwire", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("serve", help="run the server and the cloud gateway (foreground)")
+    status = commands.add_parser("status", help="health-check a running stack over gRPC")
+    status.add_argument(
+        "--target", help="HOST:PORT to probe (default: the gateway, 127.0.0.1:THINGWIRE_HTTP_PORT)"
+    )
+    status.add_argument("--service", default="", help="a service name ('' = the whole server)")
 
     def group(name: str, help_text: str) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help_text).add_subparsers(dest="action", required=True)
@@ -130,6 +137,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def run_status(settings: Settings, args: argparse.Namespace) -> int:
+    """Print the health of a running stack; exit 1 unless it is SERVING."""
+    target = args.target or f"127.0.0.1:{settings.http_port}"
+    with grpc.insecure_channel(target) as channel:
+        status = check_health(channel, args.service)
+    sys.stdout.write(orjson.dumps({"target": target, "status": status}).decode() + "\n")
+    return 0 if status == "SERVING" else 1
+
+
 def run_management(settings: Settings, command: Command, args: argparse.Namespace) -> int:
     """Run one command in one transaction and print its JSON result."""
     database = Database(settings.db_url)
@@ -153,6 +169,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("alembic").setLevel(logging.WARNING)
     try:
         settings = Settings.from_env()
+        if args.command == "status":
+            return run_status(settings, args)
         if args.command == "serve":
             from server.serve import serve
 

@@ -12,6 +12,7 @@ import pytest
 
 from tests.integration.conftest import PASSWORD
 from tests.integration.stack import Stack
+from tests.support import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -140,3 +141,16 @@ def _child_pid(running: Stack, name: str) -> int:
                 return int(pid)
         time.sleep(0.1)
     raise AssertionError(f"no {name} child of serve")
+
+
+def test_status_probes_the_gateway(stack: Stack) -> None:
+    assert stack.cli_json("status") == {
+        "target": f"127.0.0.1:{stack.http_port}",
+        "status": "SERVING",
+    }
+
+
+def test_status_of_a_stack_that_is_down(stack: Stack) -> None:
+    result = stack.cli("status", "--target", f"127.0.0.1:{free_port()}", check=False)
+    assert result.returncode != 0
+    assert result.stderr.startswith("thingwire: error: health check failed: UNAVAILABLE")
