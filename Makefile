@@ -10,7 +10,7 @@ PROTOS := $(shell find proto -name '*.proto')
 
 .PHONY: setup generate lint breaking run test check-generated baseline clean
 
-setup: $(VENV)/.installed $(BUF)
+setup: $(VENV)/.installed $(BUF) $(IMAGE)
 
 # The virtualenv is rebuilt only when the dependencies change.
 $(VENV)/.installed: pyproject.toml
@@ -23,7 +23,11 @@ $(BUF): package.json
 	npm install --no-save --silent
 	touch $@
 
-# generated/ is committed; this rebuilds it from proto/.
+# generated/ is committed; it is rebuilt when a .proto is newer (the output is deterministic,
+# so a rebuild in a fresh clone changes nothing), and always by `make generate`.
+$(IMAGE): $(PROTOS) scripts/generate_protos.py | $(VENV)/.installed
+	$(PY) scripts/generate_protos.py
+
 generate: $(VENV)/.installed
 	$(PY) scripts/generate_protos.py
 

@@ -50,7 +50,9 @@ async def serve(settings: Settings) -> int:
     running = await create_server(
         database,
         f"127.0.0.1:{settings.grpc_port}",
-        max_message_bytes=settings.max_body_bytes,
+        # A REST body grows when transcoded (an array of records roughly doubles as
+        # protobuf): accept what the gateway lets through, with room to spare.
+        max_message_bytes=4 * settings.max_body_bytes,
     )
     envoy = Envoy(
         cloud_spec(
@@ -58,6 +60,7 @@ async def serve(settings: Settings) -> int:
             grpc_port=settings.grpc_port,
             admin_port=settings.envoy_admin_port,
             descriptor=DESCRIPTOR_PATH,
+            max_request_body_bytes=settings.max_body_bytes,
         ),
         state_dir=settings.state_dir / "gateway",
     )
