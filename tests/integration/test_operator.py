@@ -9,7 +9,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+import sqlalchemy as sa
 
+from server.storage.db import Database
+from server.storage.models import Base
 from tests.integration.conftest import PASSWORD
 from tests.integration.stack import Stack
 from tests.support import free_port
@@ -154,3 +157,61 @@ def test_status_of_a_stack_that_is_down(stack: Stack) -> None:
     result = stack.cli("status", "--target", f"127.0.0.1:{free_port()}", check=False)
     assert result.returncode != 0
     assert result.stderr.startswith("thingwire: error: health check failed: UNAVAILABLE")
+
+
+def test_no_secret_is_stored_in_clear(stack: Stack, ada: dict) -> None:
+    """Every secret the stack handed out or was given is absent from every table."""
+    device = stack.cli_json(
+        "device", "create", "--user", "ada", "--device", "vault", "--credentials", "Cr3dential$"
+    )
+    org = stack.cli_json("org", "create", "--name", "secrets-org")
+    api = stack.cli_json("apitoken", "create", "--user", "ada", "--name", "vault")
+    with stack.http() as http:
+        login = http.post("/auth/login/", json={"email": "ada@example.com", "password": PASSWORD})
+        grant = http.post(
+            "/oauth/token",
+            content=f"grant_type=password&username=ada&password={PASSWORD}",
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        ).json()
+    secrets = {
+        PASSWORD,
+        "Cr3dential$",
+        device["push_token"],
+        org["api_key"],
+        api["token"],
+        login.json()["token"],
+        grant["refresh_token"],
+    }
+    database = Database(stack.db_url)
+    try:
+        with database.engine.connect() as connection:
+            for table in Base.metadata.sorted_tables:
+                for row in connection.execute(sa.select(table)):
+                    text = " ".join(str(value) for value in row)
+                    leaked = [s for s in secrets if s in text]
+                    assert leaked == [], f"{table.name} stores a secret in clear"
+    finally:
+        database.dispose()
+
+
+def test_a_killed_serve_takes_envoy_with_it(tmp_path: Path) -> None:
+    running = _fresh_stack(tmp_path)
+    envoy_pid = _child_pid(running, "envoy")
+    assert running.process is not None
+    running.process.kill()
+    running.process.wait(10)
+    deadline = time.monotonic() + 10
+    while not _gone(envoy_pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _gone(envoy_pid), "Envoy outlived a killed serve"
+    with pytest.raises(httpx.TransportError):
+        httpx.get(running.base_url + "/auth/user/", timeout=2)
+
+
+def _gone(pid: int) -> bool:
+    """The process has exited (a zombie waiting to be reaped counts as gone)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text(errors="replace")
+    except FileNotFoundError:
+        return True
+    return "State:\tZ" in status
