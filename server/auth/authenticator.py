@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from datetime import datetime
 
+from cachetools import TTLCache
 from sqlalchemy.orm import Session
 from thingwire.options.v1 import options_pb2
 
@@ -30,6 +31,11 @@ from server.storage import orgs, tokens, users
 from server.storage.db import Database
 
 Access = options_pb2.Access
+
+# How long a login token's user is taken to exist without asking the database again: a
+# deleted account's access tokens stop working at most this long after the deletion.
+ACCESS_USER_CACHE_SECONDS = 5.0
+ACCESS_USER_CACHE_SIZE = 10_000
 
 
 def split_authorization(header: str) -> tuple[str, str]:
@@ -56,7 +62,7 @@ def permissions_from_json(raw: list[dict] | None) -> tuple[Permission, ...] | No
 
 
 class Authenticator:
-    """Checks credentials against the signer and storage; one database trip per call."""
+    """Checks credentials against the signer and storage: at most one database trip a call."""
 
     def __init__(
         self, database: Database, signer: TokenSigner, clock: Callable[[], datetime]
@@ -64,6 +70,10 @@ class Authenticator:
         self._db = database
         self._signer = signer
         self._clock = clock
+        # Read and written only on the event loop's thread, so no lock is needed.
+        self._access_users: TTLCache[str, UserPrincipal] = TTLCache(
+            maxsize=ACCESS_USER_CACHE_SIZE, ttl=ACCESS_USER_CACHE_SECONDS
+        )
 
     async def authenticate(self, metadata: Mapping[str, str], access: int) -> Principal | None:
         """The principal for an rpc of the given access level (None for public rpcs)."""
@@ -100,7 +110,9 @@ class Authenticator:
             if claims.username is None:
                 # A refresh token (no usr claim) grants nothing but new tokens.
                 raise Unauthenticated("invalid token")
-            return await self._db.run(lambda s: self._jwt_user(s, claims, now))
+            if claims.token_type == USER_TOKEN_TYPE:
+                return await self._db.run(lambda s: self._user_token_user(s, claims, now))
+            return await self._access_token_user(claims.username)
         raise Unauthenticated(f"unsupported authorization scheme {scheme!r}")
 
     @staticmethod
@@ -108,14 +120,33 @@ class Authenticator:
         user = tokens.authenticate_api_token(session, secret, now)
         return UserPrincipal(user_id=user.id, username=user.username, credential="api_token")
 
+    async def _access_token_user(self, username: str) -> UserPrincipal:
+        """The user of a login/OAuth access token.
+
+        Such tokens are stateless (signature and expiry were just checked); only the user's
+        existence needs the database, and that answer is cached for a few seconds, which
+        takes a database trip off the most common call.
+        """
+        principal = self._access_users.get(username)
+        if principal is None:
+            principal = await self._db.run(lambda s: self._existing_user(s, username))
+            self._access_users[username] = principal
+        return principal
+
     @staticmethod
-    def _jwt_user(session: Session, claims: Claims, now: datetime) -> UserPrincipal:
-        user = users.get_user_by_login(session, claims.username or "")
+    def _existing_user(session: Session, username: str) -> UserPrincipal:
+        user = users.get_user_by_login(session, username)
         if user is None:  # The account is gone; its tokens died with it.
             raise Unauthenticated("invalid token")
-        if claims.token_type != USER_TOKEN_TYPE:
-            return UserPrincipal(user_id=user.id, username=user.username)
-        if claims.jti is None:
+        return UserPrincipal(user_id=user.id, username=user.username)
+
+    @staticmethod
+    def _user_token_user(session: Session, claims: Claims, now: datetime) -> UserPrincipal:
+        """The user of a user-defined token: revocable, so checked in storage every time."""
+        if claims.jti is None or claims.username is None:
+            raise Unauthenticated("invalid token")
+        user = users.get_user_by_login(session, claims.username)
+        if user is None:
             raise Unauthenticated("invalid token")
         token = tokens.get_active_access_token(session, claims.jti, now)
         if token.user_id != user.id:
