@@ -10,7 +10,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
+
+# serve spawns Envoy, which execs at once: gRPC's fork handlers are not needed, and with
+# them on grpc core logs a warning at every spawn. Read when grpc initialises, so set first.
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
