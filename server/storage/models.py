@@ -228,7 +228,7 @@ class ServerSecret(Base):
 
 
 class LoginThrottle(Base):
-    """Failed-login bookkeeping per normalised login, in the DB so replicas share it."""
+    """Failed-login bookkeeping per account (or unknown login), in the DB so replicas share it."""
 
     __tablename__ = "login_throttle"
 

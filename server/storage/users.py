@@ -51,8 +51,19 @@ INVALID_LOGIN = "invalid username or password"
 
 
 def normalize_login(login: str) -> str:
-    """The throttle key and lookup form of a login: stripped and lower-cased."""
+    """The lookup form of a login: stripped and lower-cased."""
     return login.strip().lower()
+
+
+def throttle_key(user: User | None, login: str) -> str:
+    """The throttle row of a login attempt: one per account, however it is named.
+
+    An account's email and username share one key, so naming it both ways does not double
+    the guesses allowed; an unknown login is keyed by its text, in a separate namespace.
+    """
+    if user is not None:
+        return f"user:{user.id}"
+    return f"login:{normalize_login(login)}"[:MAX_EMAIL_LENGTH]
 
 
 def _validate_email(email: str) -> str:
@@ -157,13 +168,13 @@ def authenticate_password(
     then counted under a row lock, so concurrent attempts never lose a count.
     """
     now = utcnow(now)
-    key = normalize_login(login)[:MAX_EMAIL_LENGTH]
+    user = get_user_by_login(s, login) if len(login) <= MAX_EMAIL_LENGTH else None
+    key = throttle_key(user, login)
     locked_until = s.scalar(sa.select(LoginThrottle.locked_until).where(LoginThrottle.key == key))
     if locked_until is not None and locked_until > now:
         retry_after = _retry_after(locked_until, now)
         raise Throttled(f"too many failed logins; retry in {retry_after} s", retry_after)
 
-    user = get_user_by_login(s, login) if len(login) <= MAX_EMAIL_LENGTH else None
     ok = verify_password(user.password_hash if user is not None else None, password)
     if ok and user is not None:
         s.execute(sa.delete(LoginThrottle).where(LoginThrottle.key == key))

@@ -179,7 +179,7 @@ def test_success_resets_the_counter(database: Database, ada: User) -> None:
     fail(database, "ada", T0, times=4)
     assert login(database, "ada", PASSWORD, T0).id == ada.id
     with database.session() as s:
-        assert s.get(LoginThrottle, "ada") is None
+        assert s.get(LoginThrottle, users.throttle_key(ada, "ada")) is None
 
 
 def test_failures_outside_the_window_are_forgotten(database: Database, ada: User) -> None:
@@ -193,6 +193,20 @@ def test_unknown_accounts_are_throttled_alike(database: Database) -> None:
     with pytest.raises(Throttled) as locked:
         login(database, "GHOST@example.com", "anything", T0)
     assert locked.value.retry_after == 30
+
+
+def test_email_and_username_share_one_throttle(database: Database, ada: User) -> None:
+    fail(database, "ada", T0, times=3)
+    fail(database, "ADA@example.com", T0, times=2)
+    with pytest.raises(Throttled):
+        login(database, "ada@example.com", PASSWORD, T0)
+    with pytest.raises(Throttled):
+        login(database, "ada", PASSWORD, T0)
+
+
+def test_an_unknown_login_cannot_lock_an_account_by_its_key(database: Database, ada: User) -> None:
+    fail(database, users.throttle_key(ada, "ada"), T0, times=5)
+    assert login(database, "ada", PASSWORD, T0).id == ada.id
 
 
 def test_throttle_is_per_login(database: Database, ada: User) -> None:
@@ -231,7 +245,7 @@ def test_prune_login_throttle_drops_stale_rows(database: Database) -> None:
     fail(database, "fresh", T0 + timedelta(minutes=20))
     with database.session() as s:
         assert users.prune_login_throttle(s, T0 + timedelta(minutes=20)) == 1
-        assert set(s.scalars(sa.select(LoginThrottle.key))) == {"fresh"}
+        assert set(s.scalars(sa.select(LoginThrottle.key))) == {"login:fresh"}
 
 
 def test_concurrent_failures_are_all_counted(database: Database, ada: User) -> None:
@@ -252,6 +266,6 @@ def test_concurrent_failures_are_all_counted(database: Database, ada: User) -> N
     finally:
         replica.dispose()
     with database.session() as s:
-        throttle = s.get(LoginThrottle, "ada")
+        throttle = s.get(LoginThrottle, users.throttle_key(ada, "ada"))
         assert throttle is not None
         assert throttle.failures == 4
