@@ -34,6 +34,7 @@ generate: $(VENV)/.installed
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 	$(BUF) lint $(IMAGE) --path thingwire
 
 # Compares the protos with the committed baseline image (rule set WIRE_JSON, buf.yaml).

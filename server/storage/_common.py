@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import InstrumentedAttribute, Session
+from sqlalchemy.orm import DeclarativeBase, InstrumentedAttribute, Session
 
 from server.errors import InvalidArgument
 
@@ -28,7 +28,7 @@ def utcnow(now: datetime | None = None) -> datetime:
     return now.replace(tzinfo=UTC) if now.tzinfo is None else now.astimezone(UTC)
 
 
-def insert_ignore(s: Session, table: sa.Table, values: dict[str, Any]) -> int:
+def insert_ignore(s: Session, model: type[DeclarativeBase], values: dict[str, Any]) -> int:
     """INSERT that does nothing when the primary/unique key exists; returns rows inserted.
 
     Race-free on both backends (``ON CONFLICT DO NOTHING``), unlike select-then-insert. On
@@ -38,9 +38,9 @@ def insert_ignore(s: Session, table: sa.Table, values: dict[str, Any]) -> int:
     dialect = s.get_bind().dialect.name
     stmt: Any
     if dialect == "sqlite":
-        stmt = sqlite.insert(table).values(values).on_conflict_do_nothing()
+        stmt = sqlite.insert(model).values(values).on_conflict_do_nothing()
     elif dialect == "postgresql":
-        stmt = postgresql.insert(table).values(values).on_conflict_do_nothing()
+        stmt = postgresql.insert(model).values(values).on_conflict_do_nothing()
     else:  # pragma: no cover - only the two supported backends
         raise NotImplementedError(dialect)
     result = s.execute(stmt)
@@ -74,7 +74,7 @@ def _decode_token(scope: str, token: str) -> tuple[datetime, Any]:
 
 def paginate(
     s: Session,
-    stmt: sa.Select[tuple[T]],
+    stmt: sa.Select[T],
     time_col: InstrumentedAttribute[datetime],
     key_col: InstrumentedAttribute[Any],
     scope: str,

@@ -300,7 +300,7 @@ def get_or_create_secret(s: Session, name: str, nbytes: int = 32) -> bytes:
 
     Insert-or-ignore then read: when two processes race, both read the one that won.
     """
-    insert_ignore(s, ServerSecret.__table__, {"name": name, "value": secrets.token_bytes(nbytes)})
+    insert_ignore(s, ServerSecret, {"name": name, "value": secrets.token_bytes(nbytes)})
     value = s.scalar(sa.select(ServerSecret.value).where(ServerSecret.name == name))
     if value is None:  # pragma: no cover - the insert above guarantees a row
         raise RuntimeError(f"server secret {name!r} vanished")

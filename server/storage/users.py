@@ -192,7 +192,7 @@ def _record_failure(s: Session, key: str, now: datetime) -> None:
     """Count one failure for ``key`` and lock it once there are enough; race-free."""
     # Insert-or-ignore makes the row exist without a race (and on SQLite opens the write
     # transaction, serialising what follows); FOR UPDATE does the same on PostgreSQL.
-    insert_ignore(s, LoginThrottle.__table__, {"key": key, "failures": 0, "window_start": now})
+    insert_ignore(s, LoginThrottle, {"key": key, "failures": 0, "window_start": now})
     throttle = s.scalars(
         sa.select(LoginThrottle)
         .where(LoginThrottle.key == key)
