@@ -15,7 +15,7 @@ from server.auth.principal import Action, UserPrincipal, require_user
 from server.errors import InvalidArgument, NotFound, PermissionDenied, Unauthenticated
 from server.security.jwt_tokens import ACCESS_TOKEN_LIFETIME, REFRESH_TOKEN_LIFETIME
 from server.services.convert import datetime_or_none, epoch_ms_or_none, timestamp
-from server.services.token_form import TokenForm, parse_token_request
+from server.services.token_form import TokenForm, parse_revoke_request, parse_token_request
 from server.state import AppState
 from server.storage import devices, tokens, users
 from server.storage.models import RefreshToken, User
@@ -150,6 +150,21 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
             return self._token_pair(user.username, refresh)
 
         return await self._state.database.run(grant)
+
+    async def RevokeToken(
+        self, request: auth_pb2.RevokeTokenRequest, context: grpc.aio.ServicerContext
+    ) -> auth_pb2.RevokeTokenResponse:
+        token = parse_revoke_request(request)
+        now = self._state.clock()
+        try:
+            claims = self._state.signer.verify(token, now)
+        except Unauthenticated:
+            # Expired, forged or garbage: nothing usable to revoke, and nothing to reveal.
+            return auth_pb2.RevokeTokenResponse()
+        if claims.jti is not None and claims.username is None:
+            jti = claims.jti
+            await self._state.database.run(lambda s: tokens.revoke_refresh_token(s, jti, now))
+        return auth_pb2.RevokeTokenResponse()
 
     def _token_pair(self, username: str, refresh: RefreshToken) -> auth_pb2.CreateTokenResponse:
         signer = self._state.signer

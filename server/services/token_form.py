@@ -1,4 +1,4 @@
-"""Parse the body of Thinger's `POST /oauth/token`.
+"""Parse the bodies of Thinger's `POST /oauth/token` and of `POST /oauth/revoke`.
 
 The documented body is `application/x-www-form-urlencoded`; JSON is accepted too, since
 OAuth clients differ. gRPC clients may set the request's fields instead of a body.
@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from urllib.parse import parse_qs
 
 import orjson
+from google.api import httpbody_pb2
 from thingwire.auth.v1 import auth_pb2
 
 from server.errors import InvalidArgument
@@ -48,14 +49,19 @@ def _from_json(data: bytes) -> dict[str, str]:
     return {key: value for key, value in body.items() if isinstance(value, str)}
 
 
+def body_fields(raw: httpbody_pb2.HttpBody) -> dict[str, str] | None:
+    """The string fields of a form or JSON body; None when there is no body (gRPC callers)."""
+    if not raw.data:
+        return None
+    if "json" in raw.content_type.lower():
+        return _from_json(raw.data)
+    return _from_form(raw.data)
+
+
 def parse_token_request(request: auth_pb2.CreateTokenRequest) -> TokenForm:
     """The grant in `request`, from its raw body when there is one, else from its fields."""
-    if request.raw.data:
-        content_type = request.raw.content_type.lower()
-        fields = (
-            _from_json(request.raw.data) if "json" in content_type else _from_form(request.raw.data)
-        )
-    else:
+    fields = body_fields(request.raw)
+    if fields is None:
         fields = {
             "grant_type": request.grant_type,
             "username": request.username,
@@ -71,3 +77,12 @@ def parse_token_request(request: auth_pb2.CreateTokenRequest) -> TokenForm:
         password=fields.get("password", ""),
         refresh_token=fields.get("refresh_token", ""),
     )
+
+
+def parse_revoke_request(request: auth_pb2.RevokeTokenRequest) -> str:
+    """The token to revoke, from the form/JSON body or the request's field."""
+    fields = body_fields(request.raw)
+    token = request.token if fields is None else fields.get("token", "")
+    if not token:
+        raise InvalidArgument("token is required")
+    return token

@@ -182,6 +182,14 @@ def revoke_refresh_family(s: Session, family_id: str, now: datetime | None = Non
     return int(getattr(result, "rowcount", 0) or 0)
 
 
+def revoke_refresh_token(s: Session, jti: str, now: datetime | None = None) -> int:
+    """Revoke the family of refresh token ``jti`` (a leaked token); 0 when it is unknown."""
+    token = s.get(RefreshToken, jti)
+    if token is None:
+        return 0
+    return revoke_refresh_family(s, token.family_id, now)
+
+
 def consume_refresh_token(s: Session, jti: str, now: datetime | None = None) -> RefreshToken:
     """Spend a refresh token exactly once; the caller then issues its successor.
 

@@ -270,3 +270,16 @@ def test_repeated_failures_answer_429_with_retry_after(client: httpx.Client, sta
     thinger = oauth(client, f"grant_type=password&username=eve@example.com&password={PASSWORD}")
     assert thinger.status_code == 429
     assert thinger.json()["error"]["message"]
+
+
+def test_thinger_refresh_token_revoked_by_form(client: httpx.Client, ada: dict) -> None:
+    pair = oauth(client, f"grant_type=password&username=ada&password={PASSWORD}").json()
+    revoked = client.post("/oauth/revoke", content=f"token={pair['refresh_token']}", headers=FORM)
+    assert revoked.status_code == 200
+    assert revoked.json() == {}
+    again = oauth(client, f"grant_type=refresh_token&refresh_token={pair['refresh_token']}")
+    assert again.status_code == 401
+    assert again.json() == {"error": {"message": "invalid refresh token"}}
+    missing = client.post("/oauth/revoke", content="", headers=FORM)
+    assert missing.status_code == 400
+    assert missing.json()["error"]["message"] == "token is required"

@@ -296,3 +296,39 @@ def test_unknown_permission_action_is_invalid(srv: ServerUnderTest) -> None:
     )
     assert code == grpc.StatusCode.INVALID_ARGUMENT
     assert "fly" in details
+
+
+def revoke(srv: ServerUnderTest, token: str) -> None:
+    form = f"token={token}".encode()
+    srv.auth.RevokeToken(
+        auth_pb2.RevokeTokenRequest(
+            raw={"content_type": "application/x-www-form-urlencoded", "data": form}
+        )
+    )
+
+
+def test_revoking_a_refresh_token_retires_its_family(srv: ServerUnderTest) -> None:
+    first = password_grant(srv)
+    second = refresh_grant(srv, first.refresh_token)
+    other_login = password_grant(srv)
+    revoke(srv, first.refresh_token)  # the spent ancestor still names the family
+    assert code_of(refresh_grant, srv, second.refresh_token)[1] == "invalid refresh token"
+    # Another login's family is untouched.
+    assert refresh_grant(srv, other_login.refresh_token).access_token
+
+
+@pytest.mark.parametrize("token", ["garbage", "a.b.c"])
+def test_revoking_junk_answers_ok_and_reveals_nothing(srv: ServerUnderTest, token: str) -> None:
+    revoke(srv, token)
+
+
+def test_revoking_an_access_token_changes_nothing(srv: ServerUnderTest) -> None:
+    pair = password_grant(srv)
+    revoke(srv, pair.access_token)
+    assert refresh_grant(srv, pair.refresh_token).access_token
+
+
+def test_revoke_needs_a_token(srv: ServerUnderTest) -> None:
+    code, details = code_of(srv.auth.RevokeToken, auth_pb2.RevokeTokenRequest())
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+    assert "token" in details

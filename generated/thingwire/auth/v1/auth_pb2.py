@@ -29,7 +29,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from thingwire.options.v1 import options_pb2 as thingwire_dot_options_dot_v1_dot_options__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cthingwire/auth/v1/auth.proto\x12\x11thingwire.auth.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x19google/api/httpbody.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\"thingwire/options/v1/options.proto\".\n\nUserDevice\x12\x0f\n\x07unit_id\x18\x01 \x01(\t\x12\x0f\n\x07\x64isplay\x18\x02 \x01(\t\"\x9c\x01\n\x04User\x12\n\n\x02pk\x18\x01 \x01(\x05\x12\x10\n\x08username\x18\x02 \x01(\t\x12\r\n\x05\x65mail\x18\x03 \x01(\t\x12\x13\n\x0bhas_devices\x18\x04 \x01(\x08\x12\x10\n\x08is_local\x18\x05 \x01(\x08\x12.\n\x07\x64\x65vices\x18\x06 \x03(\x0b\x32\x1d.thingwire.auth.v1.UserDevice\x12\x10\n\x08timezone\x18\x07 \x01(\t\"/\n\x0cLoginRequest\x12\r\n\x05\x65mail\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\"E\n\rLoginResponse\x12\r\n\x05token\x18\x01 \x01(\t\x12%\n\x04user\x18\x02 \x01(\x0b\x32\x17.thingwire.auth.v1.User\"\x17\n\x15GetCurrentUserRequest\"\x86\x01\n\x12\x43reateTokenRequest\x12!\n\x03raw\x18\x01 \x01(\x0b\x32\x14.google.api.HttpBody\x12\x12\n\ngrant_type\x18\x02 \x01(\t\x12\x10\n\x08username\x18\x03 \x01(\t\x12\x10\n\x08password\x18\x04 \x01(\t\x12\x15\n\rrefresh_token\x18\x05 \x01(\t\"\x91\x01\n\x13\x43reateTokenResponse\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12\x12\n\nexpires_in\x18\x02 \x01(\x05\x12\x15\n\rrefresh_token\x18\x03 \x01(\t\x12%\n\x05scope\x18\x04 \x01(\x0b\x32\x16.google.protobuf.Value\x12\x12\n\ntoken_type\x18\x05 \x01(\t\"V\n\x15\x43reateApiTokenRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12/\n\x0b\x65xpire_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x86\x01\n\x08\x41piToken\x12\n\n\x02id\x18\x01 \x01(\x05\x12\x0c\n\x04name\x18\x02 \x01(\t\x12/\n\x0b\x63reate_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x65xpire_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"r\n\x16\x43reateApiTokenResponse\x12\n\n\x02id\x18\x01 \x01(\x05\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\r\n\x05token\x18\x03 \x01(\t\x12/\n\x0b\x65xpire_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"=\n\x14ListApiTokensRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"a\n\x15ListApiTokensResponse\x12/\n\napi_tokens\x18\x01 \x03(\x0b\x32\x1b.thingwire.auth.v1.ApiToken\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"#\n\x15\x44\x65leteApiTokenRequest\x12\n\n\x02id\x18\x01 \x01(\x05\"\x18\n\x16\x44\x65leteApiTokenResponse\"K\n\x15\x41\x63\x63\x65ssTokenPermission\x12\x0e\n\x06\x64\x65vice\x18\x01 \x01(\t\x12\x11\n\tresources\x18\x02 \x03(\t\x12\x0f\n\x07\x61\x63tions\x18\x03 \x03(\t\"\x9e\x01\n\x18\x43reateAccessTokenRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x12\n\ntoken_name\x18\x02 \x01(\t\x12\x43\n\x11token_permissions\x18\x03 \x03(\x0b\x32(.thingwire.auth.v1.AccessTokenPermission\x12\x18\n\x10token_expiration\x18\x04 \x01(\x03\"D\n\x19\x43reateAccessTokenResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\r\n\x05token\x18\x03 \x01(\t\"*\n\x17ListAccessTokensRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"=\n\x18\x44\x65leteAccessTokenRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x10\n\x08token_id\x18\x02 \x01(\t\"\x1b\n\x19\x44\x65leteAccessTokenResponse2\xbb\t\n\x0b\x41uthService\x12\x66\n\x05Login\x12\x1f.thingwire.auth.v1.LoginRequest\x1a .thingwire.auth.v1.LoginResponse\"\x1a\xc8\xf3\x18\x01\x82\xd3\xe4\x93\x02\x10\"\x0b/auth/login:\x01*\x12k\n\x0eGetCurrentUser\x12(.thingwire.auth.v1.GetCurrentUserRequest\x1a\x17.thingwire.auth.v1.User\"\x16\xc8\xf3\x18\x02\x82\xd3\xe4\x93\x02\x0c\x12\n/auth/user\x12{\n\x0b\x43reateToken\x12%.thingwire.auth.v1.CreateTokenRequest\x1a&.thingwire.auth.v1.CreateTokenResponse\"\x1d\xc8\xf3\x18\x01\x82\xd3\xe4\x93\x02\x13\"\x0c/oauth/token:\x03raw\x12\x86\x01\n\x0e\x43reateApiToken\x12(.thingwire.auth.v1.CreateApiTokenRequest\x1a).thingwire.auth.v1.CreateApiTokenResponse\"\x1f\xc8\xf3\x18\x02\x82\xd3\xe4\x93\x02\x15\"\x10/auth/api_tokens:\x01*\x12\x80\x01\n\rListApiTokens\x12\'.thingwire.auth.v1.ListApiTokensRequest\x1a(.thingwire.auth.v1.ListApiTokensResponse\"\x1c\xc8\xf3\x18\x02\x82\xd3\xe4\x93\x02\x12\x12\x10/auth/api_tokens\x12\x88\x01\n\x0e\x44\x65leteApiToken\x12(.thingwire.auth.v1.DeleteApiTokenRequest\x1a).thingwire.auth.v1.DeleteApiTokenResponse\"!\xc8\xf3\x18\x02\x82\xd3\xe4\x93\x02\x17*\x15/auth/api_tokens/{id}\x12\x99\x01\n\x11\x43reateAccessToken\x12+.thingwire.auth.v1.CreateAccessTokenRequest\x1a,.thingwire.auth.v1.CreateAccessTokenResponse\")\xc8\xf3\x18\x02\x82\xd3\xe4\x93\x02\x1f\"\x1a/v1/users/{user_id}/tokens:\x01*\x12\x82\x01\n\x10ListAccessTokens\x12*.thingwire.auth.v1.ListAccessTokensRequest\x1a\x1a.google.protobuf.ListValue\"&\xc8\xf3\x18\x02\x82\xd3\xe4\x93\x02\x1c\x12\x1a/v1/users/{user_id}/tokens\x12\xa1\x01\n\x11\x44\x65leteAccessToken\x12+.thingwire.auth.v1.DeleteAccessTokenRequest\x1a,.thingwire.auth.v1.DeleteAccessTokenResponse\"1\xc8\xf3\x18\x02\x82\xd3\xe4\x93\x02\'*%/v1/users/{user_id}/tokens/{token_id}b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cthingwire/auth/v1/auth.proto\x12\x11thingwire.auth.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x19google/api/httpbody.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\"thingwire/options/v1/options.proto\".\n\nUserDevice\x12\x0f\n\x07unit_id\x18\x01 \x01(\t\x12\x0f\n\x07\x64isplay\x18\x02 \x01(\t\"\x9c\x01\n\x04User\x12\n\n\x02pk\x18\x01 \x01(\x05\x12\x10\n\x08username\x18\x02 \x01(\t\x12\r\n\x05\x65mail\x18\x03 \x01(\t\x12\x13\n\x0bhas_devices\x18\x04 \x01(\x08\x12\x10\n\x08is_local\x18\x05 \x01(\x08\x12.\n\x07\x64\x65vices\x18\x06 \x03(\x0b\x32\x1d.thingwire.auth.v1.UserDevice\x12\x10\n\x08timezone\x18\x07 \x01(\t\"/\n\x0cLoginRequest\x12\r\n\x05\x65mail\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\"E\n\rLoginResponse\x12\r\n\x05token\x18\x01 \x01(\t\x12%\n\x04user\x18\x02 \x01(\x0b\x32\x17.thingwire.auth.v1.User\"\x17\n\x15GetCurrentUserRequest\"\x86\x01\n\x12\x43reateTokenRequest\x12!\n\x03raw\x18\x01 \x01(\x0b\x32\x14.google.api.HttpBody\x12\x12\n\ngrant_type\x18\x02 \x01(\t\x12\x10\n\x08username\x18\x03 \x01(\t\x12\x10\n\x08password\x18\x04 \x01(\t\x12\x15\n\rrefresh_token\x18\x05 \x01(\t\"\x91\x01\n\x13\x43reateTokenResponse\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12\x12\n\nexpires_in\x18\x02 \x01(\x05\x12\x15\n\rrefresh_token\x18\x03 \x01(\t\x12%\n\x05scope\x18\x04 \x01(\x0b\x32\x16.google.protobuf.Value\x12\x12\n\ntoken_type\x18\x05 \x01(\t\"F\n\x12RevokeTokenRequest\x12!\n\x03raw\x18\x01 \x01(\x0b\x32\x14.google.api.HttpBody\x12\r\n\x05token\x18\x02 \x01(\t\"\x15\n\x13RevokeTokenResponse\"V\n\x15\x43reateApiTokenRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12/\n\x0b\x65xpire_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x86\x01\n\x08\x41piToken\x12\n\n\x02id\x18\x01 \x01(\x05\x12\x0c\n\x04name\x18\x02 \x01(\t\x12/\n\x0b\x63reate_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x65xpire_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"r\n\x16\x43reateApiTokenResponse\x12\n\n\x02id\x18\x01 \x01(\x05\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\r\n\x05token\x18\x03 \x01(\t\x12/\n\x0b\x65xpire_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"=\n\x14ListApiTokensRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"a\n\x15ListApiTokensResponse\x12/\n\napi_tokens\x18\x01 \x03(\x0b\x32\x1b.thingwire.auth.v1.ApiToken\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"#\n\x15\x44\x65leteApiTokenRequest\x12\n\n\x02id\x18\x01 \x01(\x05\"\x18\n\x16\x44\x65leteApiTokenResponse\"K\n\x15\x41\x63\x63\x65ssTokenPermission\x12\x0e\n\x06\x64\x65vice\x18\x01 \x01(\t\x12\x11\n\tresources\x18\x02 \x03(\t\x12\x0f\n\x07\x61\x63tions\x18\x03 \x03(\t\"\x9e\x01\n\x18\x43reateAccessTokenRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x12\n\ntoken_name\x18\x02 \x01(\t\x12\x43\n\x11token_permissions\x18\x03 \x03(\x0b\x32(.thingwire.auth.v1.AccessTokenPermission\x12\x18\n\x10token_expiration\x18\x04 \x01(\x03\"D\n\x19\x43reateAccessTokenResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\r\n\x05token\x18\x03 \x01(\t\"*\n\x17ListAccessTokensRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"=\n\x18\x44\x65leteAccessTokenRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x10\n\x08token_id\x18\x02 \x01(\t\"\x1b\n\x19\x44\x65leteAccessTokenResponse2\xb9\n\n\x0b\x41uthService\x12\x66\n\x05Login\x12\x1f.thingwire.auth.v1.LoginRequest\x1a .thingwire.auth.v1.LoginResponse\"\x1a\xc8\xf3\x18\x01\x82\xd3\xe4\x93\x02\x10\"\x0b/auth/login:\x01*\x12k\n\x0eGetCurrentUser\x12(.thingwire.auth.v1.GetCurrentUserRequest\x1a\x17.thingwire.auth.v1.User\"\x16\xc8\xf3\x18\x02\x82\xd3\xe4\x93\x02\x0c\x12\n/auth/user\x12{\n\x0b\x43reateToken\x12%.thingwire.auth.v1.CreateTokenRequest\x1a&.thingwire.auth.v1.CreateTokenResponse\"\x1d\xc8\xf3\x18\x01\x82\xd3\xe4\x93\x02\x13\"\x0c/oauth/token:\x03raw\x12|\n\x0bRevokeToken\x12%.thingwire.auth.v1.RevokeTokenRequest\x1a&.thingwire.auth.v1.RevokeTokenResponse\"\x1e\xc8\xf3\x18\x01\x82\xd3\xe4\x93\x02\x14\"\r/oauth/revoke:\x03raw\x12\x86\x01\n\x0e\x43reateApiToken\x12(.thingwire.auth.v1.CreateApiTokenRequest\x1a).thingwire.auth.v1.CreateApiTokenResponse\"\x1f\xc8\xf3\x18\x02\x82\xd3\xe4\x93\x02\x15\"\x10/auth/api_tokens:\x01*\x12\x80\x01\n\rListApiTokens\x12\'.thingwire.auth.v1.ListApiTokensRequest\x1a(.thingwire.auth.v1.ListApiTokensResponse\"\x1c\xc8\xf3\x18\x02\x82\xd3\xe4\x93\x02\x12\x12\x10/auth/api_tokens\x12\x88\x01\n\x0e\x44\x65leteApiToken\x12(.thingwire.auth.v1.DeleteApiTokenRequest\x1a).thingwire.auth.v1.DeleteApiTokenResponse\"!\xc8\xf3\x18\x02\x82\xd3\xe4\x93\x02\x17*\x15/auth/api_tokens/{id}\x12\x99\x01\n\x11\x43reateAccessToken\x12+.thingwire.auth.v1.CreateAccessTokenRequest\x1a,.thingwire.auth.v1.CreateAccessTokenResponse\")\xc8\xf3\x18\x02\x82\xd3\xe4\x93\x02\x1f\"\x1a/v1/users/{user_id}/tokens:\x01*\x12\x82\x01\n\x10ListAccessTokens\x12*.thingwire.auth.v1.ListAccessTokensRequest\x1a\x1a.google.protobuf.ListValue\"&\xc8\xf3\x18\x02\x82\xd3\xe4\x93\x02\x1c\x12\x1a/v1/users/{user_id}/tokens\x12\xa1\x01\n\x11\x44\x65leteAccessToken\x12+.thingwire.auth.v1.DeleteAccessTokenRequest\x1a,.thingwire.auth.v1.DeleteAccessTokenResponse\"1\xc8\xf3\x18\x02\x82\xd3\xe4\x93\x02\'*%/v1/users/{user_id}/tokens/{token_id}b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -42,6 +42,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_AUTHSERVICE'].methods_by_name['GetCurrentUser']._serialized_options = b'\310\363\030\002\202\323\344\223\002\014\022\n/auth/user'
   _globals['_AUTHSERVICE'].methods_by_name['CreateToken']._loaded_options = None
   _globals['_AUTHSERVICE'].methods_by_name['CreateToken']._serialized_options = b'\310\363\030\001\202\323\344\223\002\023\"\014/oauth/token:\003raw'
+  _globals['_AUTHSERVICE'].methods_by_name['RevokeToken']._loaded_options = None
+  _globals['_AUTHSERVICE'].methods_by_name['RevokeToken']._serialized_options = b'\310\363\030\001\202\323\344\223\002\024\"\r/oauth/revoke:\003raw'
   _globals['_AUTHSERVICE'].methods_by_name['CreateApiToken']._loaded_options = None
   _globals['_AUTHSERVICE'].methods_by_name['CreateApiToken']._serialized_options = b'\310\363\030\002\202\323\344\223\002\025\"\020/auth/api_tokens:\001*'
   _globals['_AUTHSERVICE'].methods_by_name['ListApiTokens']._loaded_options = None
@@ -68,32 +70,36 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CREATETOKENREQUEST']._serialized_end=694
   _globals['_CREATETOKENRESPONSE']._serialized_start=697
   _globals['_CREATETOKENRESPONSE']._serialized_end=842
-  _globals['_CREATEAPITOKENREQUEST']._serialized_start=844
-  _globals['_CREATEAPITOKENREQUEST']._serialized_end=930
-  _globals['_APITOKEN']._serialized_start=933
-  _globals['_APITOKEN']._serialized_end=1067
-  _globals['_CREATEAPITOKENRESPONSE']._serialized_start=1069
-  _globals['_CREATEAPITOKENRESPONSE']._serialized_end=1183
-  _globals['_LISTAPITOKENSREQUEST']._serialized_start=1185
-  _globals['_LISTAPITOKENSREQUEST']._serialized_end=1246
-  _globals['_LISTAPITOKENSRESPONSE']._serialized_start=1248
-  _globals['_LISTAPITOKENSRESPONSE']._serialized_end=1345
-  _globals['_DELETEAPITOKENREQUEST']._serialized_start=1347
-  _globals['_DELETEAPITOKENREQUEST']._serialized_end=1382
-  _globals['_DELETEAPITOKENRESPONSE']._serialized_start=1384
-  _globals['_DELETEAPITOKENRESPONSE']._serialized_end=1408
-  _globals['_ACCESSTOKENPERMISSION']._serialized_start=1410
-  _globals['_ACCESSTOKENPERMISSION']._serialized_end=1485
-  _globals['_CREATEACCESSTOKENREQUEST']._serialized_start=1488
-  _globals['_CREATEACCESSTOKENREQUEST']._serialized_end=1646
-  _globals['_CREATEACCESSTOKENRESPONSE']._serialized_start=1648
-  _globals['_CREATEACCESSTOKENRESPONSE']._serialized_end=1716
-  _globals['_LISTACCESSTOKENSREQUEST']._serialized_start=1718
-  _globals['_LISTACCESSTOKENSREQUEST']._serialized_end=1760
-  _globals['_DELETEACCESSTOKENREQUEST']._serialized_start=1762
-  _globals['_DELETEACCESSTOKENREQUEST']._serialized_end=1823
-  _globals['_DELETEACCESSTOKENRESPONSE']._serialized_start=1825
-  _globals['_DELETEACCESSTOKENRESPONSE']._serialized_end=1852
-  _globals['_AUTHSERVICE']._serialized_start=1855
-  _globals['_AUTHSERVICE']._serialized_end=3066
+  _globals['_REVOKETOKENREQUEST']._serialized_start=844
+  _globals['_REVOKETOKENREQUEST']._serialized_end=914
+  _globals['_REVOKETOKENRESPONSE']._serialized_start=916
+  _globals['_REVOKETOKENRESPONSE']._serialized_end=937
+  _globals['_CREATEAPITOKENREQUEST']._serialized_start=939
+  _globals['_CREATEAPITOKENREQUEST']._serialized_end=1025
+  _globals['_APITOKEN']._serialized_start=1028
+  _globals['_APITOKEN']._serialized_end=1162
+  _globals['_CREATEAPITOKENRESPONSE']._serialized_start=1164
+  _globals['_CREATEAPITOKENRESPONSE']._serialized_end=1278
+  _globals['_LISTAPITOKENSREQUEST']._serialized_start=1280
+  _globals['_LISTAPITOKENSREQUEST']._serialized_end=1341
+  _globals['_LISTAPITOKENSRESPONSE']._serialized_start=1343
+  _globals['_LISTAPITOKENSRESPONSE']._serialized_end=1440
+  _globals['_DELETEAPITOKENREQUEST']._serialized_start=1442
+  _globals['_DELETEAPITOKENREQUEST']._serialized_end=1477
+  _globals['_DELETEAPITOKENRESPONSE']._serialized_start=1479
+  _globals['_DELETEAPITOKENRESPONSE']._serialized_end=1503
+  _globals['_ACCESSTOKENPERMISSION']._serialized_start=1505
+  _globals['_ACCESSTOKENPERMISSION']._serialized_end=1580
+  _globals['_CREATEACCESSTOKENREQUEST']._serialized_start=1583
+  _globals['_CREATEACCESSTOKENREQUEST']._serialized_end=1741
+  _globals['_CREATEACCESSTOKENRESPONSE']._serialized_start=1743
+  _globals['_CREATEACCESSTOKENRESPONSE']._serialized_end=1811
+  _globals['_LISTACCESSTOKENSREQUEST']._serialized_start=1813
+  _globals['_LISTACCESSTOKENSREQUEST']._serialized_end=1855
+  _globals['_DELETEACCESSTOKENREQUEST']._serialized_start=1857
+  _globals['_DELETEACCESSTOKENREQUEST']._serialized_end=1918
+  _globals['_DELETEACCESSTOKENRESPONSE']._serialized_start=1920
+  _globals['_DELETEACCESSTOKENRESPONSE']._serialized_end=1947
+  _globals['_AUTHSERVICE']._serialized_start=1950
+  _globals['_AUTHSERVICE']._serialized_end=3287
 # @@protoc_insertion_point(module_scope)

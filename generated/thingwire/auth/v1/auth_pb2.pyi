@@ -87,6 +87,18 @@ class CreateTokenResponse(_message.Message):
     token_type: str
     def __init__(self, access_token: _Optional[str] = ..., expires_in: _Optional[int] = ..., refresh_token: _Optional[str] = ..., scope: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ..., token_type: _Optional[str] = ...) -> None: ...
 
+class RevokeTokenRequest(_message.Message):
+    __slots__ = ("raw", "token")
+    RAW_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    raw: _httpbody_pb2.HttpBody
+    token: str
+    def __init__(self, raw: _Optional[_Union[_httpbody_pb2.HttpBody, _Mapping]] = ..., token: _Optional[str] = ...) -> None: ...
+
+class RevokeTokenResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
 class CreateApiTokenRequest(_message.Message):
     __slots__ = ("name", "expire_time")
     NAME_FIELD_NUMBER: _ClassVar[int]

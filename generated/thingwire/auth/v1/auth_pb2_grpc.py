@@ -56,6 +56,11 @@ class AuthServiceStub:
                 request_serializer=thingwire_dot_auth_dot_v1_dot_auth__pb2.CreateTokenRequest.SerializeToString,
                 response_deserializer=thingwire_dot_auth_dot_v1_dot_auth__pb2.CreateTokenResponse.FromString,
                 _registered_method=True)
+        self.RevokeToken = channel.unary_unary(
+                '/thingwire.auth.v1.AuthService/RevokeToken',
+                request_serializer=thingwire_dot_auth_dot_v1_dot_auth__pb2.RevokeTokenRequest.SerializeToString,
+                response_deserializer=thingwire_dot_auth_dot_v1_dot_auth__pb2.RevokeTokenResponse.FromString,
+                _registered_method=True)
         self.CreateApiToken = channel.unary_unary(
                 '/thingwire.auth.v1.AuthService/CreateApiToken',
                 request_serializer=thingwire_dot_auth_dot_v1_dot_auth__pb2.CreateApiTokenRequest.SerializeToString,
@@ -125,6 +130,16 @@ class AuthServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RevokeToken(self, request, context):
+        """Revokes a refresh token and every token descended from the same login, the way to
+        retire a leaked refresh token (RFC 7009 style: a form with `token=<refresh token>`).
+        Answers OK whether or not the token was valid, so the call reveals nothing; only a
+        missing token is INVALID_ARGUMENT.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def CreateApiToken(self, request, context):
         """Creates an AutoPi API token (used as `Authorization: APIToken <token>`).
         The token is shown once, in this response; only its hash is stored.
@@ -189,6 +204,11 @@ def add_AuthServiceServicer_to_server(servicer, server):
                     servicer.CreateToken,
                     request_deserializer=thingwire_dot_auth_dot_v1_dot_auth__pb2.CreateTokenRequest.FromString,
                     response_serializer=thingwire_dot_auth_dot_v1_dot_auth__pb2.CreateTokenResponse.SerializeToString,
+            ),
+            'RevokeToken': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeToken,
+                    request_deserializer=thingwire_dot_auth_dot_v1_dot_auth__pb2.RevokeTokenRequest.FromString,
+                    response_serializer=thingwire_dot_auth_dot_v1_dot_auth__pb2.RevokeTokenResponse.SerializeToString,
             ),
             'CreateApiToken': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateApiToken,
@@ -308,6 +328,33 @@ class AuthService:
             '/thingwire.auth.v1.AuthService/CreateToken',
             thingwire_dot_auth_dot_v1_dot_auth__pb2.CreateTokenRequest.SerializeToString,
             thingwire_dot_auth_dot_v1_dot_auth__pb2.CreateTokenResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeToken(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/thingwire.auth.v1.AuthService/RevokeToken',
+            thingwire_dot_auth_dot_v1_dot_auth__pb2.RevokeTokenRequest.SerializeToString,
+            thingwire_dot_auth_dot_v1_dot_auth__pb2.RevokeTokenResponse.FromString,
             options,
             channel_credentials,
             insecure,
