@@ -7,6 +7,7 @@ Servicers stay thin: they raise `server.errors` exceptions and never touch statu
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any
@@ -93,67 +94,56 @@ def _metadata(context: grpc.aio.ServicerContext) -> dict[str, str]:
     }
 
 
+@contextlib.asynccontextmanager
+async def _guarded(
+    auth: Authenticator, access: int, context: grpc.aio.ServicerContext, name: str
+) -> AsyncIterator[None]:
+    """Authenticate the call, expose its principal, and turn any error into a status.
+
+    Domain errors become their mapped code; anything unexpected is logged and becomes
+    INTERNAL with a generic message, so no traceback or detail leaks to the caller.
+    """
+    try:
+        token = current_principal.set(await auth.authenticate(_metadata(context), access))
+        try:
+            yield
+        finally:
+            current_principal.reset(token)
+    except errors.ThingwireError as error:
+        await abort_with(context, error)
+    except grpc.aio.AbortError:
+        raise
+    except Exception:
+        log.exception("unexpected error in %s", name)
+        await context.abort(grpc.StatusCode.INTERNAL, "internal error")
+
+
 def _wrap(handler: grpc.RpcMethodHandler, auth: Authenticator, access: int) -> Any:
-    """A copy of `handler` whose behaviour authenticates first and maps domain errors."""
-
-    async def enter(context: grpc.aio.ServicerContext) -> Any:
-        principal = await auth.authenticate(_metadata(context), access)
-        return current_principal.set(principal)
-
+    """A copy of `handler` whose behaviour runs inside `_guarded`."""
+    serializers = {
+        "request_deserializer": handler.request_deserializer,
+        "response_serializer": handler.response_serializer,
+    }
     if handler.unary_unary or handler.stream_unary:
         inner = handler.unary_unary or handler.stream_unary
+        name = getattr(inner, "__qualname__", "rpc")
 
         async def unary_response(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            try:
-                token = await enter(context)
-                try:
-                    return await inner(request, context)
-                finally:
-                    current_principal.reset(token)
-            except errors.ThingwireError as error:
-                await abort_with(context, error)
-            except grpc.aio.AbortError:
-                raise
-            except Exception:
-                log.exception("unexpected error in %s", getattr(inner, "__qualname__", inner))
-                await context.abort(grpc.StatusCode.INTERNAL, "internal error")
+            async with _guarded(auth, access, context, name):
+                return await inner(request, context)
 
-        factory = (
-            grpc.unary_unary_rpc_method_handler
-            if handler.unary_unary
-            else grpc.stream_unary_rpc_method_handler
-        )
-        return factory(
-            unary_response,
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
+        if handler.unary_unary:
+            return grpc.unary_unary_rpc_method_handler(unary_response, **serializers)
+        return grpc.stream_unary_rpc_method_handler(unary_response, **serializers)
 
     inner_stream = handler.unary_stream or handler.stream_stream
+    stream_name = getattr(inner_stream, "__qualname__", "rpc")
 
     async def streaming_response(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator:
-        try:
-            token = await enter(context)
-            try:
-                async for item in inner_stream(request, context):
-                    yield item
-            finally:
-                current_principal.reset(token)
-        except errors.ThingwireError as error:
-            await abort_with(context, error)
-        except grpc.aio.AbortError:
-            raise
-        except Exception:
-            log.exception("unexpected error in %s", getattr(inner_stream, "__qualname__", ""))
-            await context.abort(grpc.StatusCode.INTERNAL, "internal error")
+        async with _guarded(auth, access, context, stream_name):
+            async for item in inner_stream(request, context):
+                yield item
 
-    factory = (
-        grpc.unary_stream_rpc_method_handler
-        if handler.unary_stream
-        else grpc.stream_stream_rpc_method_handler
-    )
-    return factory(
-        streaming_response,
-        request_deserializer=handler.request_deserializer,
-        response_serializer=handler.response_serializer,
-    )
+    if handler.unary_stream:
+        return grpc.unary_stream_rpc_method_handler(streaming_response, **serializers)
+    return grpc.stream_stream_rpc_method_handler(streaming_response, **serializers)

@@ -17,7 +17,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from server.security import configure_argon2
+from server.security.hashing import configure_argon2
 from server.storage.db import Database
 
 # Argon2 at its cheapest: the suite checks behaviour, not hash strength.

@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from server.errors import AlreadyExists, InvalidArgument, NotFound, Unauthenticated
-from server.security import hash_password, hash_secret, new_secret, verify_password
+from server.security.hashing import hash_password, hash_secret, new_secret, verify_password
 from server.storage._common import utcnow
 from server.storage.models import Device, User
 

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from server.errors import InvalidArgument, NotFound, Unauthenticated
-from server.security import hash_secret, new_secret, secrets_equal
+from server.security.hashing import hash_secret, new_secret, secrets_equal
 from server.storage._common import paginate, utcnow
 from server.storage.models import Asset, Input, Organization
 

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from server.errors import InvalidArgument, NotFound, Unauthenticated
-from server.security import hash_secret, new_secret
+from server.security.hashing import hash_secret, new_secret
 from server.storage._common import insert_ignore, paginate, utcnow
 from server.storage.models import AccessToken, ApiToken, RefreshToken, ServerSecret, User
 
@@ -109,13 +109,18 @@ def list_api_tokens(
     )
 
 
-def delete_api_token(s: Session, user_id: int, token_id: int) -> None:
-    """Delete one of the user's tokens; NotFound also when it belongs to someone else."""
-    result = s.execute(
-        sa.delete(ApiToken).where(ApiToken.id == token_id, ApiToken.user_id == user_id)
-    )
+def _delete_owned(
+    s: Session, model: type[ApiToken] | type[AccessToken], user_id: int, token_id: object, what: str
+) -> None:
+    """Delete a user's token; NotFound also when it belongs to someone else (AIP-193)."""
+    result = s.execute(sa.delete(model).where(model.id == token_id, model.user_id == user_id))
     if not getattr(result, "rowcount", 0):
-        raise NotFound(f"api token {token_id} not found")
+        raise NotFound(f"{what} {token_id} not found")
+
+
+def delete_api_token(s: Session, user_id: int, token_id: int) -> None:
+    """Delete one of the user's API tokens; it stops working at once."""
+    _delete_owned(s, ApiToken, user_id, token_id, "api token")
 
 
 def authenticate_api_token(s: Session, secret: str, now: datetime | None = None) -> User:
@@ -281,12 +286,8 @@ def list_access_tokens(s: Session, user_id: int) -> Sequence[AccessToken]:
 
 
 def delete_access_token(s: Session, user_id: int, token_id: str) -> None:
-    """Delete one of the user's access tokens (its JWTs stop working at once); else NotFound."""
-    result = s.execute(
-        sa.delete(AccessToken).where(AccessToken.id == token_id, AccessToken.user_id == user_id)
-    )
-    if not getattr(result, "rowcount", 0):
-        raise NotFound(f"access token {token_id} not found")
+    """Delete one of the user's access tokens; its JWTs stop working at once."""
+    _delete_owned(s, AccessToken, user_id, token_id, "access token")
 
 
 def get_active_access_token(s: Session, token_id: str, now: datetime | None = None) -> AccessToken:

@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from server.errors import AlreadyExists, InvalidArgument, NotFound, Throttled, Unauthenticated
-from server.security import hash_password, needs_rehash, verify_password
+from server.security.hashing import hash_password, needs_rehash, verify_password
 from server.storage._common import insert_ignore, utcnow
 from server.storage.models import LoginThrottle, User
 

@@ -9,23 +9,11 @@ import sqlalchemy as sa
 
 from server.errors import AlreadyExists, InvalidArgument, NotFound, Unauthenticated
 from server.security import hashing
-from server.storage import devices, users
+from server.storage import devices
 from server.storage.db import Database
 from server.storage.models import Device, DeviceToken, User
 
 UNIT = "6F9619FF-8B86-D011-B42D-00C04FC964FF"
-
-
-@pytest.fixture
-def ada(database: Database) -> User:
-    with database.session() as s:
-        return users.create_user(s, "ada@example.com", "pw", "ada")
-
-
-@pytest.fixture
-def bob(database: Database) -> User:
-    with database.session() as s:
-        return users.create_user(s, "bob@example.com", "pw", "bob")
 
 
 def test_create_device(database: Database, ada: User) -> None:

@@ -9,24 +9,13 @@ import pytest
 import sqlalchemy as sa
 
 from server.errors import InvalidArgument, NotFound, Unauthenticated
-from server.storage import tokens, users
+from server.storage import tokens
 from server.storage.db import Database
 from server.storage.models import ApiToken, RefreshToken, User
+from tests.storage.racing import race
 
 T0 = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
 DAY = timedelta(days=1)
-
-
-@pytest.fixture
-def ada(database: Database) -> User:
-    with database.session() as s:
-        return users.create_user(s, "ada@example.com", "pw", "ada")
-
-
-@pytest.fixture
-def bob(database: Database) -> User:
-    with database.session() as s:
-        return users.create_user(s, "bob@example.com", "pw", "bob")
 
 
 # --- API tokens ----------------------------------------------------------------------------
@@ -340,21 +329,10 @@ def test_server_secret_is_generated_once(database: Database) -> None:
 
 
 def test_server_secret_survives_a_race(database: Database) -> None:
-    replica = Database(database.url)
     results: list[bytes] = []
-    barrier = threading.Barrier(4)
-
-    def get(db: Database) -> None:
-        barrier.wait()
-        results.append(db.call(lambda s: tokens.get_or_create_secret(s, "jwt")))
-
-    try:
-        threads = [threading.Thread(target=get, args=(db,)) for db in [database, replica] * 2]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-    finally:
-        replica.dispose()
+    race(
+        database,
+        lambda db: results.append(db.call(lambda s: tokens.get_or_create_secret(s, "jwt"))),
+    )
     assert len(results) == 4
     assert len(set(results)) == 1

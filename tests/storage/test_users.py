@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -13,6 +12,7 @@ from server.security import hashing
 from server.storage import users
 from server.storage.db import Database
 from server.storage.models import LoginThrottle, User
+from tests.storage.racing import race
 
 T0 = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
 PASSWORD = "s3cret-Passw0rd"
@@ -249,22 +249,11 @@ def test_prune_login_throttle_drops_stale_rows(database: Database) -> None:
 
 
 def test_concurrent_failures_are_all_counted(database: Database, ada: User) -> None:
-    replica = Database(database.url)
-    barrier = threading.Barrier(4)
-
     def attempt(db: Database) -> None:
-        barrier.wait()
         with pytest.raises(Unauthenticated):
             login(db, "ada", "wrong", T0)
 
-    try:
-        threads = [threading.Thread(target=attempt, args=(db,)) for db in [database, replica] * 2]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-    finally:
-        replica.dispose()
+    race(database, attempt)
     with database.session() as s:
         throttle = s.get(LoginThrottle, users.throttle_key(ada, "ada"))
         assert throttle is not None
