@@ -86,10 +86,11 @@ async def serve(settings: Settings) -> int:
     }
     done, pending = await asyncio.wait(watchers, return_when=asyncio.FIRST_COMPLETED)
     reason = watchers[next(iter(done))]
-    # Stop before cancelling the watchers: cancelling wait_for_termination mid-flight
-    # would also cancel the server's own shutdown.
-    await envoy.stop(SHUTDOWN_GRACE_SECONDS)
+    # The server first: it refuses new calls and finishes those in flight while Envoy still
+    # relays their answers; then Envoy. Stop before cancelling the watchers: cancelling
+    # wait_for_termination mid-flight would also cancel the server's own shutdown.
     await running.stop(SHUTDOWN_GRACE_SECONDS)
+    await envoy.stop(SHUTDOWN_GRACE_SECONDS)
     for task in pending:
         task.cancel()
     await asyncio.gather(*pending, return_exceptions=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 from pathlib import Path
 
@@ -215,3 +216,38 @@ def _gone(pid: int) -> bool:
     except FileNotFoundError:
         return True
     return "State:\tZ" in status
+
+
+def test_sigterm_under_load_answers_every_request_cleanly(tmp_path: Path) -> None:
+    """Calls in flight finish; later ones are refused cleanly; serve exits 0."""
+    running = _fresh_stack(tmp_path)
+    running.cli("user", "create", "--email", "load@example.com", "--password", PASSWORD)
+    outcomes: list[object] = []
+    stop = threading.Event()
+
+    def client() -> None:
+        with httpx.Client(base_url=running.base_url, timeout=10) as http:
+            while not stop.is_set():
+                try:
+                    answer = http.post(
+                        "/auth/login/", json={"email": "load@example.com", "password": PASSWORD}
+                    )
+                except httpx.TransportError:
+                    outcomes.append("refused")
+                    return
+                outcomes.append(answer.status_code)
+                if answer.status_code != 200:
+                    outcomes.append(answer.json())
+
+    threads = [threading.Thread(target=client) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    time.sleep(1.0)
+    assert running.stop(signal.SIGTERM) == 0
+    stop.set()
+    for thread in threads:
+        thread.join(15)
+    assert 200 in outcomes
+    unexpected = [o for o in outcomes if o not in (200, 503, "refused") and not isinstance(o, dict)]
+    assert unexpected == []
+    assert all("detail" in o for o in outcomes if isinstance(o, dict))
