@@ -5,10 +5,17 @@ One stack per module and database kind (SQLite and PostgreSQL, see tests/conftes
 
 from __future__ import annotations
 
+import time
+from datetime import UTC, datetime, timedelta
+
 import httpx
 import jwt
 import pytest
 
+from server.security.jwt_tokens import TokenSigner
+from server.state import JWT_SECRET_NAME
+from server.storage import tokens
+from server.storage.db import Database
 from tests.integration.conftest import PASSWORD
 from tests.integration.stack import Stack
 
@@ -283,3 +290,34 @@ def test_thinger_refresh_token_revoked_by_form(client: httpx.Client, ada: dict) 
     missing = client.post("/oauth/revoke", content="", headers=FORM)
     assert missing.status_code == 400
     assert missing.json()["error"]["message"] == "token is required"
+
+
+def test_expired_access_token_is_401(client: httpx.Client, stack: Stack, ada: dict) -> None:
+    """A token signed with the stack's own key, but issued three hours ago."""
+    database = Database(stack.db_url)
+    try:
+        key = database.call(lambda s: tokens.get_or_create_secret(s, JWT_SECRET_NAME))
+    finally:
+        database.dispose()
+    issued = datetime.now(UTC) - timedelta(hours=3)
+    expired = TokenSigner(key).access_token("ada", issued)
+    fresh = TokenSigner(key).access_token("ada", datetime.now(UTC))
+    assert (
+        client.get("/auth/user/", headers={"Authorization": f"Bearer {fresh}"}).status_code == 200
+    )
+    answer = client.get("/auth/user/", headers={"Authorization": f"Bearer {expired}"})
+    assert answer.status_code == 401
+    assert answer.json() == {"detail": "token expired"}
+    thinger = client.get("/v1/users/ada/tokens", params={"authorization": expired})
+    assert thinger.json() == {"error": {"message": "token expired"}}
+
+
+def test_api_token_stops_at_its_expiry(client: httpx.Client, stack: Stack, ada: dict) -> None:
+    expires = (datetime.now(UTC) + timedelta(seconds=2)).isoformat()
+    created = stack.cli_json(
+        "apitoken", "create", "--user", "ada", "--name", "brief", "--expires", expires
+    )
+    headers = {"Authorization": f"APIToken {created['token']}"}
+    assert client.get("/auth/user/", headers=headers).status_code == 200
+    time.sleep(2.5)
+    assert client.get("/auth/user/", headers=headers).status_code == 401
