@@ -12,7 +12,7 @@ nothing about which accounts or tokens exist.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from cachetools import TTLCache
 from sqlalchemy.orm import Session
@@ -36,6 +36,8 @@ Access = options_pb2.Access
 # deleted account's access tokens stop working at most this long after the deletion.
 ACCESS_USER_CACHE_SECONDS = 5.0
 ACCESS_USER_CACHE_SIZE = 10_000
+# Tolerance between the clock that signed a token and the one that stored the account.
+CLOCK_SKEW = timedelta(seconds=5)
 
 
 def split_authorization(header: str) -> tuple[str, str]:
@@ -71,7 +73,7 @@ class Authenticator:
         self._signer = signer
         self._clock = clock
         # Read and written only on the event loop's thread, so no lock is needed.
-        self._access_users: TTLCache[str, UserPrincipal] = TTLCache(
+        self._access_users: TTLCache[str, tuple[UserPrincipal, datetime]] = TTLCache(
             maxsize=ACCESS_USER_CACHE_SIZE, ttl=ACCESS_USER_CACHE_SECONDS
         )
 
@@ -112,7 +114,7 @@ class Authenticator:
                 raise Unauthenticated("invalid token")
             if claims.token_type == USER_TOKEN_TYPE:
                 return await self._db.run(lambda s: self._user_token_user(s, claims, now))
-            return await self._access_token_user(claims.username)
+            return await self._access_token_user(claims)
         raise Unauthenticated(f"unsupported authorization scheme {scheme!r}")
 
     @staticmethod
@@ -120,25 +122,30 @@ class Authenticator:
         user = tokens.authenticate_api_token(session, secret, now)
         return UserPrincipal(user_id=user.id, username=user.username, credential="api_token")
 
-    async def _access_token_user(self, username: str) -> UserPrincipal:
+    async def _access_token_user(self, claims: Claims) -> UserPrincipal:
         """The user of a login/OAuth access token.
 
         Such tokens are stateless (signature and expiry were just checked); only the user's
         existence needs the database, and that answer is cached for a few seconds, which
-        takes a database trip off the most common call.
+        takes a database trip off the most common call. A token issued before its user was
+        created belongs to an earlier account of the same name and is refused.
         """
-        principal = self._access_users.get(username)
-        if principal is None:
-            principal = await self._db.run(lambda s: self._existing_user(s, username))
-            self._access_users[username] = principal
+        username = claims.username or ""
+        known = self._access_users.get(username)
+        if known is None:
+            known = await self._db.run(lambda s: self._existing_user(s, username))
+            self._access_users[username] = known
+        principal, create_time = known
+        if claims.issue_time < create_time - CLOCK_SKEW:
+            raise Unauthenticated("invalid token")
         return principal
 
     @staticmethod
-    def _existing_user(session: Session, username: str) -> UserPrincipal:
+    def _existing_user(session: Session, username: str) -> tuple[UserPrincipal, datetime]:
         user = users.get_user_by_login(session, username)
         if user is None:  # The account is gone; its tokens died with it.
             raise Unauthenticated("invalid token")
-        return UserPrincipal(user_id=user.id, username=user.username)
+        return UserPrincipal(user_id=user.id, username=user.username), user.create_time
 
     @staticmethod
     def _user_token_user(session: Session, claims: Claims, now: datetime) -> UserPrincipal:

@@ -33,6 +33,7 @@ class Claims:
     jti: str | None
     token_type: str | None
     expire_time: datetime | None
+    issue_time: datetime
 
 
 class TokenSigner:
@@ -90,6 +91,9 @@ class TokenSigner:
             expire_time = datetime.fromtimestamp(exp, tz=UTC)
             if expire_time <= now:
                 raise Unauthenticated("token expired")
+        iat = payload["iat"]
+        if not isinstance(iat, int | float):
+            raise Unauthenticated("invalid token")
         username = payload.get("usr")
         jti = payload.get("jti")
         token_type = payload.get("typ")
@@ -98,4 +102,5 @@ class TokenSigner:
             jti=jti if isinstance(jti, str) else None,
             token_type=token_type if isinstance(token_type, str) else None,
             expire_time=expire_time,
+            issue_time=datetime.fromtimestamp(iat, tz=UTC),
         )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import grpc
 import jwt
 import pytest
@@ -332,3 +334,17 @@ def test_revoke_needs_a_token(srv: ServerUnderTest) -> None:
     code, details = code_of(srv.auth.RevokeToken, auth_pb2.RevokeTokenRequest())
     assert code == grpc.StatusCode.INVALID_ARGUMENT
     assert "token" in details
+
+
+def test_a_token_older_than_its_account_is_refused(srv: ServerUnderTest) -> None:
+    """An old token naming a user name that now belongs to a newer account opens nothing."""
+    stale = srv.running.state.signer.access_token("carol", srv.clock.now - timedelta(minutes=30))
+    with srv.database.session() as s:
+        users.create_user(s, "carol@example.com", PASSWORD, "carol")
+    code, _ = code_of(
+        srv.auth.GetCurrentUser, auth_pb2.GetCurrentUserRequest(), metadata=bearer(stale)
+    )
+    assert code == grpc.StatusCode.UNAUTHENTICATED
+    fresh = srv.running.state.signer.access_token("carol", srv.clock.now)
+    me = srv.auth.GetCurrentUser(auth_pb2.GetCurrentUserRequest(), metadata=bearer(fresh))
+    assert me.username == "carol"
