@@ -15,17 +15,14 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from google.api import annotations_pb2
+from google.protobuf import descriptor_pb2
+
 MIB = 1024 * 1024
 
-#: The gRPC services the cloud gateway transcodes. Add a service here, in one place, once its
-#: proto has `google.api.http` rules and is in the descriptor set.
-CLOUD_SERVICES: tuple[str, ...] = (
-    "thingwire.auth.v1.AuthService",
-    "thingwire.inputs.v1.InputService",
-)
-
-#: The gRPC services the device gateway (AutoPi Local API, port 9000) transcodes.
-DEVICE_SERVICES: tuple[str, ...] = ()
+#: The package of the AutoPi Local API, served by the device gateway; every other package's
+#: services with HTTP rules are the cloud gateway's.
+DEVICE_PACKAGE = "thingwire.local.v1"
 
 #: Paths whose rpc streams server-sent events (Thinger's device stats).
 SSE_PATH_REGEX = r".*/stats"
@@ -99,6 +96,25 @@ class GatewaySpec:
             raise ValueError("body size limits must be positive")
 
 
+def transcoded_services(descriptor: Path, *, device: bool) -> tuple[str, ...]:
+    """The services of the descriptor set that have `google.api.http` rules, for one gateway.
+
+    Read from the same image Envoy loads, so the protos stay the one list of what REST
+    exposes: a new service with HTTP rules is transcoded without being named anywhere else.
+    Services without rules (the device link's stream) are left to gRPC passthrough.
+    """
+    image = descriptor_pb2.FileDescriptorSet.FromString(Path(descriptor).read_bytes())
+    names = [
+        f"{proto_file.package}.{service.name}"
+        for proto_file in image.file
+        if proto_file.package.startswith("thingwire.")
+        and (proto_file.package == DEVICE_PACKAGE) == device
+        for service in proto_file.service
+        if any(method.options.HasExtension(annotations_pb2.http) for method in service.method)
+    ]
+    return tuple(sorted(names))
+
+
 def cloud_spec(
     http_port: int,
     grpc_port: int,
@@ -112,7 +128,7 @@ def cloud_spec(
     """
     defaults: dict[str, Any] = {
         "name": "cloud",
-        "services": CLOUD_SERVICES,
+        "services": transcoded_services(descriptor, device=False),
         "error_rules": CLOUD_ERROR_RULES,
         "default_error_shape": ErrorShape.DETAIL,
     }
@@ -134,11 +150,11 @@ def device_spec(
 ) -> GatewaySpec:
     """The device gateway: the AutoPi Local API (`{"error": "..."}`) in front of the agent.
 
-    A placeholder until the agent's LocalService has HTTP rules: no services are listed yet.
+    Until the agent's LocalService has HTTP rules, it transcodes no service.
     """
     defaults: dict[str, Any] = {
         "name": "device",
-        "services": DEVICE_SERVICES,
+        "services": transcoded_services(descriptor, device=True),
         "error_rules": (),
         "default_error_shape": ErrorShape.ERROR_STRING,
         "sse_path_regex": None,
@@ -401,8 +417,7 @@ def render_json(spec: GatewaySpec) -> str:
 
 __all__ = [
     "CLOUD_ERROR_RULES",
-    "CLOUD_SERVICES",
-    "DEVICE_SERVICES",
+    "DEVICE_PACKAGE",
     "SSE_PATH_REGEX",
     "ErrorRule",
     "ErrorShape",
@@ -412,5 +427,6 @@ __all__ = [
     "lua_source",
     "render_config",
     "render_json",
+    "transcoded_services",
     "transcoder_config",
 ]

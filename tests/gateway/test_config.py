@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from google.api import annotations_pb2
+from google.protobuf import descriptor_pb2
 
 from gateway.config import (
-    CLOUD_SERVICES,
     ErrorShape,
     GatewaySpec,
     cloud_spec,
@@ -17,9 +18,11 @@ from gateway.config import (
     lua_source,
     render_config,
     render_json,
+    transcoded_services,
 )
+from tests.gateway.conftest import DESCRIPTOR
 
-DESCRIPTOR = Path("/srv/thingwire.binpb")
+CLOUD = transcoded_services(DESCRIPTOR, device=False)
 
 
 @pytest.fixture
@@ -80,7 +83,7 @@ def test_filters_run_lua_then_buffer_then_transcoder(spec: GatewaySpec) -> None:
 def test_transcoder_settings(spec: GatewaySpec) -> None:
     transcoder = _filter(render_config(spec), "envoy.filters.http.grpc_json_transcoder")
     assert transcoder["proto_descriptor"] == str(DESCRIPTOR)
-    assert transcoder["services"] == list(CLOUD_SERVICES)
+    assert transcoder["services"] == list(CLOUD)
     assert transcoder["convert_grpc_status"] is True
     assert transcoder["ignore_unknown_query_parameters"] is True
     assert transcoder["match_incoming_request_route"] is True
@@ -95,10 +98,27 @@ def test_transcoder_settings(spec: GatewaySpec) -> None:
     assert transcoder["max_request_body_size"] == 8 * 1024 * 1024
 
 
-def test_cloud_services_are_listed_once() -> None:
-    assert "thingwire.auth.v1.AuthService" in CLOUD_SERVICES
-    assert "thingwire.inputs.v1.InputService" in CLOUD_SERVICES
-    assert len(set(CLOUD_SERVICES)) == len(CLOUD_SERVICES)
+def test_cloud_services_come_from_the_descriptor() -> None:
+    assert CLOUD == ("thingwire.auth.v1.AuthService", "thingwire.inputs.v1.InputService")
+    assert transcoded_services(DESCRIPTOR, device=True) == ()
+
+
+def test_only_services_with_http_rules_are_transcoded(tmp_path: Path) -> None:
+    image = descriptor_pb2.FileDescriptorSet()
+    for package, service, with_rule in [
+        ("thingwire.demo.v1", "RestService", True),
+        ("thingwire.demo.v1", "StreamService", False),
+        ("thingwire.local.v1", "LocalService", True),
+        ("google.other.v1", "ForeignService", True),
+    ]:
+        proto_file = image.file.add(name=f"{package}/{service}.proto", package=package)
+        method = proto_file.service.add(name=service).method.add(name="Call")
+        if with_rule:
+            method.options.Extensions[annotations_pb2.http].get = "/x"
+    path = tmp_path / "image.binpb"
+    path.write_bytes(image.SerializeToString())
+    assert transcoded_services(path, device=False) == ("thingwire.demo.v1.RestService",)
+    assert transcoded_services(path, device=True) == ("thingwire.local.v1.LocalService",)
 
 
 def test_body_limit_applies_to_buffer_and_transcoder() -> None:
@@ -129,7 +149,7 @@ def test_sse_route_streams_event_frames(spec: GatewaySpec) -> None:
     assert sse["route"]["timeout"] == "0s"
     per_route = sse["typed_per_filter_config"]["envoy.filters.http.grpc_json_transcoder"]
     assert per_route["print_options"]["stream_sse_style_delimited"] is True
-    assert per_route["services"] == list(CLOUD_SERVICES)
+    assert per_route["services"] == list(CLOUD)
 
 
 def test_sse_route_can_be_turned_off() -> None:
