@@ -170,6 +170,9 @@ local function move_authorization(headers, path)
   local token, kept, found = take_authorization(query)
   if not found then return path end
   local existing = headers:get("authorization")
+  -- Only printable ASCII can travel as gRPC metadata; anything else would make the hop to
+  -- the server fail (a 503). Such a value is dropped, and the call is simply unauthenticated.
+  if token ~= nil and token:find("[^%w%p ]") then token = nil end
   if token ~= nil and (existing == nil or existing == "") then
     if not token:find(" ", 1, true) then token = "Bearer " .. token end
     headers:replace("authorization", token)
@@ -230,7 +233,10 @@ end
 -- "email: invalid value …", also for query parameters).
 local function bad_request_message(text)
   local line = trim((text:gsub("\n.*$", ""))):gsub("^: ", "")
-  if line:find("Root element must be a message", 1, true) then
+  if line == reason(400) then
+    -- Envoy's own codec refused the request (an illegal header byte, say), not its body.
+    return "bad request: the request is malformed"
+  elseif line:find("Root element must be a message", 1, true) then
     return "invalid request: the body must be a JSON object"
   elseif line:find("invalid value", 1, true) then
     return "invalid request: " .. line

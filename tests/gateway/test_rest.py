@@ -242,3 +242,20 @@ def test_empty_authorization_query_parameter_is_dropped(client: httpx.Client) ->
     response = client.get("/auth/user?authorization=&x=1")
     assert response.json()["username"] == ""
     assert response.json()["timezone"] == "/auth/user?x=1"
+
+
+@pytest.mark.parametrize("value", ["%1F", "abc%00def", "%7F", "tok%0D%0AX-Injected:%201"])
+def test_authorization_query_with_control_characters_is_dropped(
+    client: httpx.Client, value: str
+) -> None:
+    """It could not travel as gRPC metadata (a 503): the call goes on unauthenticated."""
+    response = client.get(f"/auth/user?authorization={value}&x=1")
+    assert response.status_code == 200
+    assert response.json()["username"] == ""
+    assert response.json()["timezone"] == "/auth/user?x=1"
+
+
+def test_a_request_envoy_cannot_parse_is_not_called_bad_json(client: httpx.Client) -> None:
+    response = client.get("/auth/user", headers={"X-Other": "bad\x7fbyte"})
+    body = assert_json_error(response, 400)
+    assert body == {"detail": "bad request: the request is malformed"}
