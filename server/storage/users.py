@@ -46,6 +46,8 @@ LOCK_MAX = timedelta(minutes=15)
 USERNAME_RE = re.compile(r"[a-zA-Z0-9_]{1,32}")
 EMAIL_RE = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s.]+")
 MAX_EMAIL_LENGTH = 254
+# NIST SP 800-63B: at least 8 characters; long passphrases welcome, bounded against abuse.
+MIN_PASSWORD_LENGTH = 8
 MAX_PASSWORD_LENGTH = 1024
 INVALID_LOGIN = "invalid username or password"
 
@@ -99,8 +101,8 @@ def _derive_username(s: Session, email: str) -> str:
 def create_user(s: Session, email: str, password: str, username: str | None = None) -> User:
     """Create an account; raises InvalidArgument for bad input, AlreadyExists for duplicates."""
     email = _validate_email(email)
-    if not password:
-        raise InvalidArgument("password must not be empty")
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise InvalidArgument(f"password must be at least {MIN_PASSWORD_LENGTH} characters")
     if len(password) > MAX_PASSWORD_LENGTH:
         raise InvalidArgument(f"password must be at most {MAX_PASSWORD_LENGTH} characters")
     if username is not None:

@@ -32,6 +32,7 @@ def test_user_create_prints_one_json_object(stack: Stack) -> None:
     [
         (("user", "create", "--email", "dup@example.com", "--password", PASSWORD), "already"),
         (("user", "create", "--email", "not-an-email", "--password", PASSWORD), "email"),
+        (("user", "create", "--email", "short@example.com", "--password", "short"), "at least 8"),
         (("device", "create", "--user", "nobody", "--device", "d1", "--credentials", "c"), "user"),
         (("apitoken", "create", "--user", "ada", "--name", "x", "--expires", "soon"), "ISO"),
         (("asset", "create", "--org", "nope", "--name", "a", "--inputs", "senx"), ""),

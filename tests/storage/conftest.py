@@ -12,10 +12,10 @@ from server.storage.models import User
 @pytest.fixture
 def ada(database: Database) -> User:
     with database.session() as s:
-        return users.create_user(s, "ada@example.com", "pw", "ada")
+        return users.create_user(s, "ada@example.com", "ada-password", "ada")
 
 
 @pytest.fixture
 def bob(database: Database) -> User:
     with database.session() as s:
-        return users.create_user(s, "bob@example.com", "pw", "bob")
+        return users.create_user(s, "bob@example.com", "bob-password", "bob")

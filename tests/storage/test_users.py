@@ -60,9 +60,15 @@ def test_create_user_rejects_bad_username(database: Database, username: str) -> 
         users.create_user(s, "x@example.com", PASSWORD, username)
 
 
-def test_create_user_rejects_empty_password(database: Database) -> None:
-    with database.session() as s, pytest.raises(InvalidArgument, match="password"):
-        users.create_user(s, "x@example.com", "")
+@pytest.mark.parametrize("password", ["", "seven77"])
+def test_create_user_rejects_short_passwords(database: Database, password: str) -> None:
+    with database.session() as s, pytest.raises(InvalidArgument, match="at least 8"):
+        users.create_user(s, "x@example.com", password)
+
+
+def test_create_user_rejects_huge_passwords(database: Database) -> None:
+    with database.session() as s, pytest.raises(InvalidArgument, match="at most"):
+        users.create_user(s, "x@example.com", "x" * 1025)
 
 
 def test_duplicate_email_in_any_case_is_rejected(database: Database, ada: User) -> None:
