@@ -6,6 +6,7 @@ start a real server on a free port in-process.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,9 +23,12 @@ from server.interceptors import ServerInterceptor, access_levels
 from server.services.auth_service import AuthService
 from server.services.inputs_service import InputService
 from server.state import AppState, utc_now
+from server.storage import login_throttle
 from server.storage.db import Database
 
 log = logging.getLogger(__name__)
+
+MAINTENANCE_INTERVAL_SECONDS = 300.0
 
 SERVICES = (
     auth_pb2.DESCRIPTOR.services_by_name["AuthService"],
@@ -48,10 +52,15 @@ class RunningServer:
     health: health.aio.HealthServicer
     state: AppState
 
+    maintenance: asyncio.Task[None]
+
     async def stop(self, grace: float = 5.0) -> None:
         """Report NOT_SERVING, then let calls in flight finish for `grace` seconds."""
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace)
+        self.maintenance.cancel()
+        await asyncio.gather(self.maintenance, return_exceptions=True)
+        self.state.logins.close()
 
 
 async def create_server(
@@ -92,7 +101,25 @@ async def create_server(
     for name in ["", *names]:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     log.info("gRPC server listening on %s (port %d)", address, port)
-    return RunningServer(server=server, port=port, health=health_servicer, state=state)
+    return RunningServer(
+        server=server,
+        port=port,
+        health=health_servicer,
+        state=state,
+        maintenance=asyncio.create_task(_maintain(state)),
+    )
+
+
+async def _maintain(state: AppState) -> None:
+    """Housekeeping every few minutes: drop login-throttle rows that no longer matter."""
+    while True:
+        await asyncio.sleep(MAINTENANCE_INTERVAL_SECONDS)
+        try:
+            pruned = await state.database.run(lambda s: login_throttle.prune(s, state.clock()))
+        except Exception:  # the database may be briefly away; try again next round
+            log.exception("login throttle pruning failed")
+            continue
+        log.debug("pruned %d login throttle rows", pruned)
 
 
 async def wait_for_termination(running: RunningServer) -> None:

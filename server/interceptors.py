@@ -19,6 +19,7 @@ from thingwire.options.v1 import options_pb2
 from server import errors
 from server.auth.authenticator import Authenticator
 from server.auth.principal import current_principal
+from server.request_origin import metadata_of
 
 log = logging.getLogger(__name__)
 
@@ -86,14 +87,6 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
         return _wrap(handler, self._authenticator, access)
 
 
-def _metadata(context: grpc.aio.ServicerContext) -> dict[str, str]:
-    return {
-        key.lower(): value
-        for key, value in context.invocation_metadata() or ()
-        if isinstance(value, str)
-    }
-
-
 @contextlib.asynccontextmanager
 async def _guarded(
     auth: Authenticator, access: int, context: grpc.aio.ServicerContext, name: str
@@ -104,7 +97,7 @@ async def _guarded(
     INTERNAL with a generic message, so no traceback or detail leaks to the caller.
     """
     try:
-        token = current_principal.set(await auth.authenticate(_metadata(context), access))
+        token = current_principal.set(await auth.authenticate(metadata_of(context), access))
         try:
             yield
         finally:

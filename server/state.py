@@ -1,4 +1,4 @@
-"""What every servicer shares: the database, the token signer and the clock.
+"""What every servicer shares: the database, the token signer, password logins, the clock.
 
 Passed explicitly to servicers (no globals), so tests build one with a fixed clock.
 """
@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from server.auth.passwords import PasswordLogins
 from server.security.jwt_tokens import TokenSigner
 from server.storage import tokens
 from server.storage.db import Database
@@ -27,10 +28,16 @@ class AppState:
 
     database: Database
     signer: TokenSigner
+    logins: PasswordLogins
     clock: Callable[[], datetime] = field(default=utc_now)
 
     @classmethod
     async def open(cls, database: Database, clock: Callable[[], datetime] = utc_now) -> AppState:
         """Load (or create, once) the persisted JWT secret shared by every replica."""
         key = await database.run(lambda s: tokens.get_or_create_secret(s, JWT_SECRET_NAME))
-        return cls(database=database, signer=TokenSigner(key), clock=clock)
+        return cls(
+            database=database,
+            signer=TokenSigner(key),
+            logins=PasswordLogins(database),
+            clock=clock,
+        )

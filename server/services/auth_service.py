@@ -13,6 +13,7 @@ from thingwire.auth.v1 import auth_pb2, auth_pb2_grpc
 
 from server.auth.principal import Action, UserPrincipal, require_user
 from server.errors import InvalidArgument, NotFound, PermissionDenied, Unauthenticated
+from server.request_origin import client_of
 from server.security.jwt_tokens import ACCESS_TOKEN_LIFETIME, REFRESH_TOKEN_LIFETIME
 from server.services.convert import datetime_or_none, epoch_ms_or_none, timestamp
 from server.services.token_form import TokenForm, parse_revoke_request, parse_token_request
@@ -89,13 +90,12 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
         if not request.email or not request.password:
             raise InvalidArgument("email and password are required")
         now = self._state.clock()
-
-        def login(s: Session) -> auth_pb2.LoginResponse:
-            user = users.authenticate_password(s, request.email, request.password, now)
-            token = self._state.signer.access_token(user.username, now)
-            return auth_pb2.LoginResponse(token=token, user=user_message(s, user))
-
-        return await self._state.database.run(login)
+        user = await self._state.logins.check(
+            request.email, request.password, client_of(context), now
+        )
+        token = self._state.signer.access_token(user.username, now)
+        answer = await self._state.database.run(lambda s: user_message(s, user))
+        return auth_pb2.LoginResponse(token=token, user=answer)
 
     async def GetCurrentUser(
         self, request: auth_pb2.GetCurrentUserRequest, context: grpc.aio.ServicerContext
@@ -110,24 +110,24 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
     ) -> auth_pb2.CreateTokenResponse:
         form = parse_token_request(request)
         if form.grant_type == "password":
-            return await self._password_grant(form)
+            return await self._password_grant(form, context)
         if form.grant_type == "refresh_token":
             return await self._refresh_grant(form)
         raise InvalidArgument(f"unsupported grant_type {form.grant_type!r}")
 
-    async def _password_grant(self, form: TokenForm) -> auth_pb2.CreateTokenResponse:
+    async def _password_grant(
+        self, form: TokenForm, context: grpc.aio.ServicerContext
+    ) -> auth_pb2.CreateTokenResponse:
         if not form.username or not form.password:
             raise InvalidArgument("username and password are required")
         now = self._state.clock()
-
-        def grant(s: Session) -> auth_pb2.CreateTokenResponse:
-            user = users.authenticate_password(s, form.username, form.password, now)
-            refresh = tokens.issue_refresh_token(
+        user = await self._state.logins.check(form.username, form.password, client_of(context), now)
+        refresh = await self._state.database.run(
+            lambda s: tokens.issue_refresh_token(
                 s, user.id, None, now + REFRESH_TOKEN_LIFETIME, now
             )
-            return self._token_pair(user.username, refresh)
-
-        return await self._state.database.run(grant)
+        )
+        return self._token_pair(user.username, refresh)
 
     async def _refresh_grant(self, form: TokenForm) -> auth_pb2.CreateTokenResponse:
         if not form.refresh_token:

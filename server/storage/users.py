@@ -1,47 +1,36 @@
-"""Users: creation, lookup, and password login with a database-backed throttle.
+"""Users: creation, lookup, and password login (throttled: see login_throttle.py).
 
-Login throttling is keyed by the normalised login (lower-cased), whether or not the account
-exists, so the answers (and their timing) do not reveal which accounts exist. The state lives
-in ``login_throttle`` so every replica sharing the database enforces the same limits.
+A login is split in three so the server can run argon2 in a pool of its own: `begin_login`
+(throttle check and reservation, committed), the password check, `finish_login`.
+`authenticate_password` does all three in one call for synchronous callers.
 """
 
 from __future__ import annotations
 
-import math
 import re
-from datetime import datetime, timedelta
+from dataclasses import dataclass
+from datetime import datetime
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from server.errors import AlreadyExists, InvalidArgument, NotFound, Throttled, Unauthenticated
+from server.errors import AlreadyExists, InvalidArgument, NotFound, Unauthenticated
 from server.security.hashing import hash_password, needs_rehash, verify_password
-from server.storage._common import insert_ignore, utcnow
-from server.storage.models import LoginThrottle, User
+from server.storage import login_throttle
+from server.storage._common import utcnow
+from server.storage.models import User
 
 __all__ = [
-    "LOCK_BASE",
-    "LOCK_MAX",
-    "MAX_FAILURES",
     "USERNAME_RE",
-    "WINDOW",
+    "LoginAttempt",
     "authenticate_password",
+    "begin_login",
     "create_user",
+    "finish_login",
     "get_user",
     "get_user_by_login",
-    "normalize_login",
-    "prune_login_throttle",
 ]
-
-# Login throttle policy: MAX_FAILURES failed attempts within WINDOW lock the key for
-# LOCK_BASE; every further failure doubles the lock, up to LOCK_MAX. Locks expire by
-# themselves. The counter restarts once WINDOW has passed since the first failure, unless the
-# key was locked within the last WINDOW (then escalation continues).
-MAX_FAILURES = 5
-WINDOW = timedelta(minutes=15)
-LOCK_BASE = timedelta(seconds=30)
-LOCK_MAX = timedelta(minutes=15)
 
 USERNAME_RE = re.compile(r"[a-zA-Z0-9_]{1,32}")
 EMAIL_RE = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s.]+")
@@ -50,22 +39,6 @@ MAX_EMAIL_LENGTH = 254
 MIN_PASSWORD_LENGTH = 8
 MAX_PASSWORD_LENGTH = 1024
 INVALID_LOGIN = "invalid username or password"
-
-
-def normalize_login(login: str) -> str:
-    """The lookup form of a login: stripped and lower-cased."""
-    return login.strip().lower()
-
-
-def throttle_key(user: User | None, login: str) -> str:
-    """The throttle row of a login attempt: one per account, however it is named.
-
-    An account's email and username share one key, so naming it both ways does not double
-    the guesses allowed; an unknown login is keyed by its text, in a separate namespace.
-    """
-    if user is not None:
-        return f"user:{user.id}"
-    return f"login:{normalize_login(login)}"[:MAX_EMAIL_LENGTH]
 
 
 def _validate_email(email: str) -> str:
@@ -144,85 +117,55 @@ def get_user_by_login(s: Session, login: str) -> User | None:
     return s.scalar(sa.select(User).where(User.username == login))
 
 
-def _lock_for(failures: int) -> timedelta:
-    extra = failures - MAX_FAILURES
-    if extra < 0:
-        return timedelta(0)
-    # 2**extra grows fast; cap the exponent before it can overflow timedelta.
-    return min(LOCK_BASE * 2 ** min(extra, 32), LOCK_MAX)
+@dataclass(frozen=True)
+class LoginAttempt:
+    """A reserved login attempt: the account it names, if any, and what it was charged to."""
+
+    user_id: int | None
+    password_hash: str | None
+    keys: tuple[login_throttle.ThrottleKey, ...]
 
 
-def _retry_after(locked_until: datetime, now: datetime) -> int:
-    return max(1, math.ceil((locked_until - now).total_seconds()))
+def begin_login(
+    s: Session, login: str, client: str = "", now: datetime | None = None
+) -> LoginAttempt:
+    """Resolve the login and reserve one attempt against the throttle, **committed**.
 
-
-def authenticate_password(
-    s: Session, login: str, password: str, now: datetime | None = None
-) -> User:
-    """Check a login (email or username) and password.
-
-    Raises ``Throttled`` while the login is locked (without checking the password), and
-    ``Unauthenticated`` on a wrong login or password. A failure is recorded and the session is
-    **committed before raising**, so the count survives the caller's rollback; call this first
-    in its own unit of work (``Database.run``). Success clears the counter.
-
-    No lock is held while argon2 runs (on SQLite that would stall every writer); failures are
-    then counted under a row lock, so concurrent attempts never lose a count.
+    Raises ``Throttled`` while the (client, account) pair or the account is locked, before
+    any password is checked. The commit makes the reservation count even if the caller's
+    unit of work later rolls back; call this in its own unit of work.
     """
     now = utcnow(now)
     user = get_user_by_login(s, login) if len(login) <= MAX_EMAIL_LENGTH else None
-    key = throttle_key(user, login)
-    locked_until = s.scalar(sa.select(LoginThrottle.locked_until).where(LoginThrottle.key == key))
-    if locked_until is not None and locked_until > now:
-        retry_after = _retry_after(locked_until, now)
-        raise Throttled(f"too many failed logins; retry in {retry_after} s", retry_after)
-
-    ok = verify_password(user.password_hash if user is not None else None, password)
-    if ok and user is not None:
-        s.execute(sa.delete(LoginThrottle).where(LoginThrottle.key == key))
-        if needs_rehash(user.password_hash):
-            user.password_hash = hash_password(password)
-        s.flush()
-        return user
-
-    _record_failure(s, key, now)
+    user_id = user.id if user is not None else None
+    keys = login_throttle.keys_for(login_throttle.account_of(user_id, login), client)
+    login_throttle.reserve(s, keys, now)
     s.commit()
-    raise Unauthenticated(INVALID_LOGIN)
+    return LoginAttempt(user_id, user.password_hash if user is not None else None, keys)
 
 
-def _record_failure(s: Session, key: str, now: datetime) -> None:
-    """Count one failure for ``key`` and lock it once there are enough; race-free."""
-    # Insert-or-ignore makes the row exist without a race (and on SQLite opens the write
-    # transaction, serialising what follows); FOR UPDATE does the same on PostgreSQL.
-    insert_ignore(s, LoginThrottle, {"key": key, "failures": 0, "window_start": now})
-    throttle = s.scalars(
-        sa.select(LoginThrottle)
-        .where(LoginThrottle.key == key)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    ).one()
-    escalating = throttle.locked_until is not None and now - throttle.locked_until < WINDOW
-    if now - throttle.window_start >= WINDOW and not escalating:
-        throttle.failures = 0
-        throttle.window_start = now
-        throttle.locked_until = None
-    throttle.failures += 1
-    if throttle.failures >= MAX_FAILURES:
-        throttle.locked_until = now + _lock_for(throttle.failures)
+def finish_login(
+    s: Session, attempt: LoginAttempt, password_ok: bool, password: str, now: datetime | None = None
+) -> User:
+    """The user, when the password was right (the attempt is forgiven); else Unauthenticated."""
+    if not password_ok or attempt.user_id is None:
+        raise Unauthenticated(INVALID_LOGIN)
+    login_throttle.forgive(s, attempt.keys, now)
+    user = get_user(s, attempt.user_id)
+    if needs_rehash(user.password_hash):
+        user.password_hash = hash_password(password)
     s.flush()
+    return user
 
 
-def prune_login_throttle(s: Session, now: datetime | None = None) -> int:
-    """Delete throttle rows that no longer affect anything (run periodically); returns count.
+def authenticate_password(
+    s: Session, login: str, password: str, now: datetime | None = None, client: str = ""
+) -> User:
+    """Check a login (email or username) and password in one synchronous call.
 
-    Failed logins for made-up accounts create rows too; this keeps the table small.
+    Raises ``Throttled`` while locked and ``Unauthenticated`` on a wrong login or password;
+    a failed attempt stays counted (see `begin_login`).
     """
-    now = utcnow(now)
-    horizon = now - WINDOW
-    result = s.execute(
-        sa.delete(LoginThrottle).where(
-            LoginThrottle.window_start < horizon,
-            sa.or_(LoginThrottle.locked_until.is_(None), LoginThrottle.locked_until < horizon),
-        )
-    )
-    return int(getattr(result, "rowcount", 0) or 0)
+    attempt = begin_login(s, login, client, now)
+    ok = verify_password(attempt.password_hash, password)
+    return finish_login(s, attempt, ok, password, now)

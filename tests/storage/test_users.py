@@ -7,12 +7,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
-from server.errors import AlreadyExists, InvalidArgument, NotFound, Throttled, Unauthenticated
+from server.errors import AlreadyExists, InvalidArgument, NotFound, Unauthenticated
 from server.security import hashing
 from server.storage import users
 from server.storage.db import Database
-from server.storage.models import LoginThrottle, User
-from tests.storage.racing import race
+from server.storage.models import User
 
 T0 = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
 PASSWORD = "s3cret-Passw0rd"
@@ -145,94 +144,6 @@ def test_wrong_password_and_unknown_user_get_the_same_answer(database: Database,
     assert wrong.value.message == unknown.value.message == "invalid username or password"
 
 
-def test_five_failures_lock_the_login(database: Database, ada: User) -> None:
-    fail(database, "ada", T0, times=5)
-    with pytest.raises(Throttled) as locked:
-        login(database, "ada", PASSWORD, T0 + timedelta(seconds=1))
-    assert locked.value.retry_after == 29
-
-
-def test_four_failures_do_not_lock(database: Database, ada: User) -> None:
-    fail(database, "ada", T0, times=4)
-    assert login(database, "ada", PASSWORD, T0).id == ada.id
-
-
-def test_lock_passes_by_itself(database: Database, ada: User) -> None:
-    fail(database, "ada", T0, times=5)
-    with pytest.raises(Throttled):
-        login(database, "ada", PASSWORD, T0 + timedelta(seconds=29))
-    assert login(database, "ada", PASSWORD, T0 + timedelta(seconds=30)).id == ada.id
-
-
-def test_lock_doubles_with_each_further_failure_up_to_the_cap(
-    database: Database, ada: User
-) -> None:
-    fail(database, "ada", T0, times=5)
-    now, expected = T0, 30
-    for _ in range(8):
-        now += timedelta(seconds=expected)
-        fail(database, "ada", now)
-        expected = min(expected * 2, 900)
-        with pytest.raises(Throttled) as locked:
-            login(database, "ada", PASSWORD, now)
-        assert locked.value.retry_after == expected
-    assert expected == 900
-
-
-def test_success_resets_the_counter(database: Database, ada: User) -> None:
-    fail(database, "ada", T0, times=4)
-    login(database, "ada", PASSWORD, T0)
-    fail(database, "ada", T0, times=4)
-    assert login(database, "ada", PASSWORD, T0).id == ada.id
-    with database.session() as s:
-        assert s.get(LoginThrottle, users.throttle_key(ada, "ada")) is None
-
-
-def test_failures_outside_the_window_are_forgotten(database: Database, ada: User) -> None:
-    fail(database, "ada", T0, times=4)
-    fail(database, "ada", T0 + users.WINDOW, times=4)
-    assert login(database, "ada", PASSWORD, T0 + users.WINDOW).id == ada.id
-
-
-def test_unknown_accounts_are_throttled_alike(database: Database) -> None:
-    fail(database, "ghost@example.com", T0, times=5)
-    with pytest.raises(Throttled) as locked:
-        login(database, "GHOST@example.com", "anything", T0)
-    assert locked.value.retry_after == 30
-
-
-def test_email_and_username_share_one_throttle(database: Database, ada: User) -> None:
-    fail(database, "ada", T0, times=3)
-    fail(database, "ADA@example.com", T0, times=2)
-    with pytest.raises(Throttled):
-        login(database, "ada@example.com", PASSWORD, T0)
-    with pytest.raises(Throttled):
-        login(database, "ada", PASSWORD, T0)
-
-
-def test_an_unknown_login_cannot_lock_an_account_by_its_key(database: Database, ada: User) -> None:
-    fail(database, users.throttle_key(ada, "ada"), T0, times=5)
-    assert login(database, "ada", PASSWORD, T0).id == ada.id
-
-
-def test_throttle_is_per_login(database: Database, ada: User) -> None:
-    with database.session() as s:
-        users.create_user(s, "bob@example.com", PASSWORD, "bob")
-    fail(database, "ada", T0, times=5)
-    assert login(database, "bob", PASSWORD, T0).username == "bob"
-
-
-def test_throttle_is_shared_by_replicas(database: Database, ada: User) -> None:
-    replica = Database(database.url)
-    try:
-        fail(database, "ada", T0, times=3)
-        fail(replica, "ada", T0, times=2)
-        with pytest.raises(Throttled):
-            login(database, "ada", PASSWORD, T0)
-    finally:
-        replica.dispose()
-
-
 def test_login_rehashes_weak_hashes(database: Database, ada: User) -> None:
     old_hash = ada.password_hash
     hashing.configure_argon2(time_cost=2, memory_cost=8, parallelism=1)
@@ -244,23 +155,3 @@ def test_login_rehashes_weak_hashes(database: Database, ada: User) -> None:
         assert not hashing.needs_rehash(new_hash)
     finally:
         hashing.configure_argon2(time_cost=1, memory_cost=8, parallelism=1)
-
-
-def test_prune_login_throttle_drops_stale_rows(database: Database) -> None:
-    fail(database, "old", T0)
-    fail(database, "fresh", T0 + timedelta(minutes=20))
-    with database.session() as s:
-        assert users.prune_login_throttle(s, T0 + timedelta(minutes=20)) == 1
-        assert set(s.scalars(sa.select(LoginThrottle.key))) == {"login:fresh"}
-
-
-def test_concurrent_failures_are_all_counted(database: Database, ada: User) -> None:
-    def attempt(db: Database) -> None:
-        with pytest.raises(Unauthenticated):
-            login(db, "ada", "wrong", T0)
-
-    race(database, attempt)
-    with database.session() as s:
-        throttle = s.get(LoginThrottle, users.throttle_key(ada, "ada"))
-        assert throttle is not None
-        assert throttle.failures == 4

@@ -1,0 +1,58 @@
+"""Password logins, with argon2 kept off the pool every other call's database work uses.
+
+argon2 is slow on purpose (~0.1 s a check). Run in the shared worker pool, a flood of
+logins — real or for made-up names — would queue every other rpc behind it. Here password
+checks get a small pool of their own, and once enough logins are waiting, further ones are
+refused at once with RESOURCE_EXHAUSTED (429) instead of piling up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+
+from server.errors import Throttled
+from server.security.hashing import verify_password
+from server.storage import users
+from server.storage.db import Database
+from server.storage.models import User
+
+# Logins allowed to wait for a password check, beyond those being checked.
+MAX_WAITING_LOGINS = 64
+
+
+class PasswordLogins:
+    """Checks login + password: throttle reservation, argon2 in its own pool, then the user."""
+
+    def __init__(
+        self,
+        database: Database,
+        workers: int | None = None,
+        max_waiting: int = MAX_WAITING_LOGINS,
+    ) -> None:
+        self._db = database
+        workers = workers or os.cpu_count() or 2
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="argon2")
+        self._capacity = workers + max_waiting
+        self._in_flight = 0
+
+    async def check(self, login: str, password: str, client: str, now: datetime) -> User:
+        """The user, or Throttled / Unauthenticated (see users.begin_login)."""
+        if self._in_flight >= self._capacity:
+            raise Throttled("too many logins in progress; retry shortly", retry_after=1)
+        self._in_flight += 1  # only touched on the event loop's thread
+        try:
+            attempt = await self._db.run(lambda s: users.begin_login(s, login, client, now))
+            loop = asyncio.get_running_loop()
+            ok = await loop.run_in_executor(
+                self._executor, verify_password, attempt.password_hash, password
+            )
+            return await self._db.run(lambda s: users.finish_login(s, attempt, ok, password, now))
+        finally:
+            self._in_flight -= 1
+
+    def close(self) -> None:
+        """Stop the pool; checks under way finish, nothing new starts."""
+        self._executor.shutdown(wait=False, cancel_futures=True)
