@@ -20,7 +20,6 @@ class Action(StrEnum):
     READ = "read"
     CALL = "call"
     WRITE = "write"
-    MANAGE = "manage"
 
 
 DEFAULT_ACTIONS = frozenset({Action.READ, Action.CALL})
@@ -53,6 +52,12 @@ class UserPrincipal:
     # None: full access to the account. A tuple: only what these grants allow.
     permissions: tuple[Permission, ...] | None = None
     credential: str = field(default="jwt", compare=False)
+
+    @property
+    def is_session(self) -> bool:
+        """A login session (AutoPi login, Thinger grant): the only credential that may
+        create, list or revoke credentials, so no token can mint a stronger one."""
+        return self.credential == "jwt"
 
     def allows(
         self, action: Action, device: str | None = None, resource: str | None = None

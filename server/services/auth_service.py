@@ -6,6 +6,8 @@ build the answer. Errors are domain exceptions; the interceptor turns them into 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import grpc
 from google.protobuf import struct_pb2
 from sqlalchemy.orm import Session
@@ -25,9 +27,11 @@ INVALID_REFRESH_TOKEN = "invalid refresh token"  # noqa: S105 - an error message
 MAX_NAME_LENGTH = 100
 
 
-def user_message(session: Session, user: User) -> auth_pb2.User:
-    """The AutoPi user object, with the user's devices."""
-    owned = devices.list_devices(session, user.id)
+def user_message(
+    session: Session, user: User, can_see: Callable[[str], bool] = lambda _device: True
+) -> auth_pb2.User:
+    """The AutoPi user object, with the user's devices that `can_see` admits by device id."""
+    owned = [d for d in devices.list_devices(session, user.id) if can_see(d.device_id)]
     return auth_pb2.User(
         pk=user.id,
         username=user.username,
@@ -43,11 +47,20 @@ def user_message(session: Session, user: User) -> auth_pb2.User:
 
 
 def _require_self(principal: UserPrincipal, user_id: str) -> None:
-    """Thinger paths name the user; a caller may only reach its own account."""
+    """Thinger token paths name the user; only that user's login session may use them.
+
+    Both refusals are 401, the one status Thinger documents for authorization failures.
+    """
     if user_id != principal.username:
         raise Unauthenticated(f"not authorized for user {user_id!r}")
-    if not principal.allows(Action.MANAGE):
-        raise PermissionDenied("this token may not manage tokens")
+    if not principal.is_session:
+        raise Unauthenticated("tokens are managed with a login token, not with another token")
+
+
+def _require_session(principal: UserPrincipal) -> None:
+    """AutoPi API tokens are managed only from a login session (403 otherwise)."""
+    if not principal.is_session:
+        raise PermissionDenied("API tokens are managed with a login token")
 
 
 def _permissions_json(
@@ -101,8 +114,13 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
         self, request: auth_pb2.GetCurrentUserRequest, context: grpc.aio.ServicerContext
     ) -> auth_pb2.User:
         principal = require_user()
+
+        def can_see(device_id: str) -> bool:
+            # A scoped token sees only the devices it may read.
+            return principal.allows(Action.READ, device_id)
+
         return await self._state.database.run(
-            lambda s: user_message(s, users.get_user(s, principal.user_id))
+            lambda s: user_message(s, users.get_user(s, principal.user_id), can_see)
         )
 
     async def CreateToken(
@@ -182,8 +200,7 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
         self, request: auth_pb2.CreateApiTokenRequest, context: grpc.aio.ServicerContext
     ) -> auth_pb2.CreateApiTokenResponse:
         principal = require_user()
-        if principal.credential != "jwt":
-            raise PermissionDenied("API tokens are created with a login token")
+        _require_session(principal)
         name = _check_name(request.name)
         now = self._state.clock()
         expire_time = datetime_or_none(request.expire_time, request.HasField("expire_time"))
@@ -200,6 +217,7 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
         self, request: auth_pb2.ListApiTokensRequest, context: grpc.aio.ServicerContext
     ) -> auth_pb2.ListApiTokensResponse:
         principal = require_user()
+        _require_session(principal)
         rows, next_token = await self._state.database.run(
             lambda s: tokens.list_api_tokens(
                 s, principal.user_id, request.page_size, request.page_token
@@ -222,6 +240,7 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
         self, request: auth_pb2.DeleteApiTokenRequest, context: grpc.aio.ServicerContext
     ) -> auth_pb2.DeleteApiTokenResponse:
         principal = require_user()
+        _require_session(principal)
         await self._state.database.run(
             lambda s: tokens.delete_api_token(s, principal.user_id, request.id)
         )

@@ -9,7 +9,7 @@ import jwt
 import pytest
 from thingwire.auth.v1 import auth_pb2
 
-from server.storage import users
+from server.storage import devices, users
 from tests.server.conftest import ServerUnderTest
 
 EMAIL, USERNAME, PASSWORD = "ada@example.com", "ada", "correct horse battery"
@@ -267,7 +267,7 @@ def test_user_access_token_is_scoped_and_revocable(srv: ServerUnderTest) -> None
         auth_pb2.CreateAccessTokenRequest(user_id=USERNAME, token_name="more"),
         metadata=scoped,
     )
-    assert code == grpc.StatusCode.PERMISSION_DENIED
+    assert code == grpc.StatusCode.UNAUTHENTICATED
     listed = srv.auth.ListAccessTokens(
         auth_pb2.ListAccessTokensRequest(user_id=USERNAME), metadata=session
     )
@@ -348,3 +348,62 @@ def test_a_token_older_than_its_account_is_refused(srv: ServerUnderTest) -> None
     fresh = srv.running.state.signer.access_token("carol", srv.clock.now)
     me = srv.auth.GetCurrentUser(auth_pb2.GetCurrentUserRequest(), metadata=bearer(fresh))
     assert me.username == "carol"
+
+
+def _user_token(srv: ServerUnderTest, permissions: list[dict] | None = None) -> str:
+    return srv.auth.CreateAccessToken(
+        auth_pb2.CreateAccessTokenRequest(
+            user_id=USERNAME, token_name="t", token_permissions=permissions or []
+        ),
+        metadata=bearer(login(srv)),
+    ).token
+
+
+def _api_token(srv: ServerUnderTest) -> str:
+    return srv.auth.CreateApiToken(
+        auth_pb2.CreateApiTokenRequest(name="api"), metadata=bearer(login(srv))
+    ).token
+
+
+@pytest.mark.parametrize("kind", ["scoped user token", "unscoped user token", "api token"])
+def test_no_token_can_mint_or_manage_tokens(srv: ServerUnderTest, kind: str) -> None:
+    """Only a login session manages credentials, so no token can mint a stronger one."""
+    if kind == "api token":
+        metadata: tuple[tuple[str, str], ...] = (("authorization", f"APIToken {_api_token(srv)}"),)
+    else:
+        grants = [{"device": "door", "actions": ["read"]}] if kind.startswith("scoped") else None
+        metadata = bearer(_user_token(srv, grants))
+    calls = [
+        (
+            srv.auth.CreateAccessToken,
+            auth_pb2.CreateAccessTokenRequest(user_id=USERNAME, token_name="x"),
+        ),
+        (srv.auth.ListAccessTokens, auth_pb2.ListAccessTokensRequest(user_id=USERNAME)),
+        (
+            srv.auth.DeleteAccessToken,
+            auth_pb2.DeleteAccessTokenRequest(user_id=USERNAME, token_id="x"),
+        ),
+        (srv.auth.CreateApiToken, auth_pb2.CreateApiTokenRequest(name="x")),
+        (srv.auth.ListApiTokens, auth_pb2.ListApiTokensRequest()),
+        (srv.auth.DeleteApiToken, auth_pb2.DeleteApiTokenRequest(id=1)),
+    ]
+    for call, request in calls:
+        code, _ = code_of(call, request, metadata=metadata)
+        assert code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED), call
+
+
+def test_a_scoped_token_sees_only_its_devices(srv: ServerUnderTest) -> None:
+    with srv.database.session() as s:
+        ada = users.get_user_by_login(s, USERNAME)
+        assert ada is not None
+        devices.create_device(s, ada.id, "door", "door-credentials", "Front door")
+        devices.create_device(s, ada.id, "car", "car-credentials", "Car")
+    full = srv.auth.GetCurrentUser(auth_pb2.GetCurrentUserRequest(), metadata=bearer(login(srv)))
+    assert sorted(d.display for d in full.devices) == ["Car", "Front door"]
+    scoped = bearer(_user_token(srv, [{"device": "door", "actions": ["read"]}]))
+    me = srv.auth.GetCurrentUser(auth_pb2.GetCurrentUserRequest(), metadata=scoped)
+    assert [d.display for d in me.devices] == ["Front door"]
+    call_only = bearer(_user_token(srv, [{"device": "*", "actions": ["call"]}]))
+    nothing = srv.auth.GetCurrentUser(auth_pb2.GetCurrentUserRequest(), metadata=call_only)
+    assert list(nothing.devices) == []
+    assert nothing.has_devices is False

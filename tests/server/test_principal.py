@@ -10,7 +10,7 @@ from server.errors import Unauthenticated
 
 
 def test_unscoped_credentials_may_do_anything() -> None:
-    assert UserPrincipal(1, "ada").allows(Action.MANAGE, "any", "thing")
+    assert UserPrincipal(1, "ada").allows(Action.WRITE, "any", "thing")
 
 
 def test_a_grant_limits_device_resource_and_action() -> None:

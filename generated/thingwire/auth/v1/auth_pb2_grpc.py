@@ -122,7 +122,8 @@ class AuthServiceServicer:
     def CreateToken(self, request, context):
         """Thinger's OAuth token endpoint: the password and refresh_token grants, form-encoded.
         A refresh token is single-use: each use returns a new pair, and reusing a spent one
-        revokes every token descended from the same login. Returns UNAUTHENTICATED
+        revokes every refresh token descended from the same login (access tokens already
+        issued are stateless and live out their two hours). Returns UNAUTHENTICATED
         ("invalid username or password", "invalid refresh token"), INVALID_ARGUMENT for an
         unknown grant or a missing field, RESOURCE_EXHAUSTED while the account is throttled.
         """
@@ -131,7 +132,7 @@ class AuthServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def RevokeToken(self, request, context):
-        """Revokes a refresh token and every token descended from the same login, the way to
+        """Revokes a refresh token and every refresh token descended from the same login, the way to
         retire a leaked refresh token (RFC 7009 style: a form with `token=<refresh token>`).
         Answers OK whether or not the token was valid, so the call reveals nothing; only a
         missing token is INVALID_ARGUMENT.
@@ -142,7 +143,8 @@ class AuthServiceServicer:
 
     def CreateApiToken(self, request, context):
         """Creates an AutoPi API token (used as `Authorization: APIToken <token>`).
-        The token is shown once, in this response; only its hash is stored.
+        The token is shown once, in this response; only its hash is stored. Returns
+        PERMISSION_DENIED unless the caller is a login token (so tokens cannot mint tokens).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -165,7 +167,8 @@ class AuthServiceServicer:
 
     def CreateAccessToken(self, request, context):
         """Creates a Thinger user-defined access token: no expiry unless one is given, limited to
-        the permissions listed. Returns PERMISSION_DENIED if USER_ID is not the caller.
+        the permissions listed. Returns UNAUTHENTICATED if USER_ID is not the caller or the
+        caller is not a login token.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
