@@ -142,7 +142,7 @@ class Authenticator:
 
     @staticmethod
     def _existing_user(session: Session, username: str) -> tuple[UserPrincipal, datetime]:
-        user = users.get_user_by_login(session, username)
+        user = users.get_user_by_username(session, username)
         if user is None:  # The account is gone; its tokens died with it.
             raise Unauthenticated("invalid token")
         return UserPrincipal(user_id=user.id, username=user.username), user.create_time
@@ -152,7 +152,7 @@ class Authenticator:
         """The user of a user-defined token: revocable, so checked in storage every time."""
         if claims.jti is None or claims.username is None:
             raise Unauthenticated("invalid token")
-        user = users.get_user_by_login(session, claims.username)
+        user = users.get_user_by_username(session, claims.username)
         if user is None:
             raise Unauthenticated("invalid token")
         token = tokens.get_active_access_token(session, claims.jti, now)

@@ -36,6 +36,13 @@ class Claims:
     issue_time: datetime
 
 
+def _claim_time(value: object) -> datetime:
+    """A NumericDate claim as a datetime; TypeError/ValueError/OverflowError when it is not."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError("not a number")
+    return datetime.fromtimestamp(value, tz=UTC)
+
+
 class TokenSigner:
     """Signs and verifies the server's JWTs with one secret key."""
 
@@ -83,24 +90,25 @@ class TokenSigner:
             )
         except jwt.PyJWTError:
             raise Unauthenticated("invalid token") from None
-        exp = payload.get("exp")
-        expire_time = None
-        if exp is not None:
-            if not isinstance(exp, int | float):
-                raise Unauthenticated("invalid token")
-            expire_time = datetime.fromtimestamp(exp, tz=UTC)
-            if expire_time <= now:
-                raise Unauthenticated("token expired")
-        iat = payload["iat"]
-        if not isinstance(iat, int | float):
+        token_type = payload.get("typ")
+        try:
+            issue_time = _claim_time(payload["iat"])
+            exp = payload.get("exp")
+            expire_time = None if exp is None else _claim_time(exp)
+        except (TypeError, ValueError, OverflowError, OSError):
+            raise Unauthenticated("invalid token") from None
+        if expire_time is None and token_type != USER_TOKEN_TYPE:
+            # Only a user-defined token may live forever; a login token without exp is forged
+            # or broken.
             raise Unauthenticated("invalid token")
+        if expire_time is not None and expire_time <= now:
+            raise Unauthenticated("token expired")
         username = payload.get("usr")
         jti = payload.get("jti")
-        token_type = payload.get("typ")
         return Claims(
             username=username if isinstance(username, str) else None,
             jti=jti if isinstance(jti, str) else None,
             token_type=token_type if isinstance(token_type, str) else None,
             expire_time=expire_time,
-            issue_time=datetime.fromtimestamp(iat, tz=UTC),
+            issue_time=issue_time,
         )

@@ -203,7 +203,9 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
         _require_session(principal)
         name = _check_name(request.name)
         now = self._state.clock()
-        expire_time = datetime_or_none(request.expire_time, request.HasField("expire_time"))
+        expire_time = datetime_or_none(
+            request.expire_time, request.HasField("expire_time"), "expire_time"
+        )
         if expire_time is not None and expire_time <= now:
             raise InvalidArgument("expire_time must be in the future")
         row, secret = await self._state.database.run(
@@ -254,7 +256,7 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
         name = _check_name(request.token_name)
         permissions = _permissions_json(list(request.token_permissions))
         now = self._state.clock()
-        expire_time = epoch_ms_or_none(request.token_expiration)
+        expire_time = epoch_ms_or_none(request.token_expiration, "token_expiration")
         if expire_time is not None and expire_time <= now:
             raise InvalidArgument("token_expiration must be in the future")
         row = await self._state.database.run(

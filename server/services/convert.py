@@ -6,6 +6,8 @@ from datetime import UTC, datetime
 
 from google.protobuf import timestamp_pb2
 
+from server.errors import InvalidArgument
+
 
 def timestamp(value: datetime | None) -> timestamp_pb2.Timestamp | None:
     """A Timestamp for a datetime (None stays None, so the field stays unset)."""
@@ -16,15 +18,21 @@ def timestamp(value: datetime | None) -> timestamp_pb2.Timestamp | None:
     return ts
 
 
-def datetime_or_none(ts: timestamp_pb2.Timestamp, present: bool) -> datetime | None:
+def datetime_or_none(ts: timestamp_pb2.Timestamp, present: bool, field: str) -> datetime | None:
     """The datetime of a Timestamp field, or None when the field was not set."""
     if not present:
         return None
-    return ts.ToDatetime(tzinfo=UTC)
+    try:
+        return ts.ToDatetime(tzinfo=UTC)
+    except (ValueError, OverflowError, OSError):
+        raise InvalidArgument(f"{field} is out of range") from None
 
 
-def epoch_ms_or_none(value: int) -> datetime | None:
-    """Thinger's epoch-millisecond expiries; 0 means none."""
+def epoch_ms_or_none(value: int, field: str) -> datetime | None:
+    """Thinger's epoch-millisecond expiries; 0 means none; beyond year 9999 is invalid."""
     if value <= 0:
         return None
-    return datetime.fromtimestamp(value / 1000, tz=UTC)
+    try:
+        return datetime.fromtimestamp(value / 1000, tz=UTC)
+    except (ValueError, OverflowError, OSError):
+        raise InvalidArgument(f"{field} is out of range") from None

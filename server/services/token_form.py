@@ -31,9 +31,8 @@ class TokenForm:
 def _from_form(data: bytes) -> dict[str, str]:
     try:
         text = data.decode("utf-8")
-        fields = parse_qs(
-            text, keep_blank_values=True, strict_parsing=True, max_num_fields=MAX_FORM_FIELDS
-        )
+        # Lenient, as form parsers are: a stray "&" or an empty pair is not an error.
+        fields = parse_qs(text, keep_blank_values=True, max_num_fields=MAX_FORM_FIELDS)
     except (UnicodeDecodeError, ValueError):
         raise InvalidArgument("the body is not a valid form") from None
     return {key: values[0] for key, values in fields.items()}

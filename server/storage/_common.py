@@ -61,14 +61,30 @@ def _encode_token(scope: str, create_time: datetime, key: Any) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def _decode_token(scope: str, token: str) -> tuple[datetime, Any]:
+MAX_KEY = 2**63 - 1
+MAX_KEY_TEXT = 64
+
+
+def _decode_token(scope: str, token: str, key_type: type) -> tuple[datetime, Any]:
+    """The position a page token names; InvalidArgument for anything not made by us.
+
+    Tokens are opaque but unsigned, so every part is checked for type and range before it
+    reaches SQL (a forged key of the wrong type would otherwise be a database error).
+    """
     try:
         padded = token + "=" * (-len(token) % 4)
         data = json.loads(base64.urlsafe_b64decode(padded.encode()))
-        if data["s"] != scope:
+        if not isinstance(data, dict) or data.get("s") != scope:
             raise ValueError("token from another listing")
-        return utcnow(datetime.fromisoformat(data["t"])), data["k"]
-    except (ValueError, KeyError, TypeError, binascii.Error) as exc:
+        after_time, after_key = data["t"], data["k"]
+        if not isinstance(after_time, str) or type(after_key) is not key_type:
+            raise TypeError("bad position")
+        if isinstance(after_key, int) and not -MAX_KEY <= after_key <= MAX_KEY:
+            raise ValueError("key out of range")
+        if isinstance(after_key, str) and len(after_key) > MAX_KEY_TEXT:
+            raise ValueError("key too long")
+        return utcnow(datetime.fromisoformat(after_time)), after_key
+    except (ValueError, KeyError, TypeError, OverflowError, binascii.Error) as exc:
         raise InvalidArgument("invalid page_token") from exc
 
 
@@ -88,7 +104,7 @@ def paginate(
     """
     size = page_size_of(page_size)
     if page_token:
-        after_time, after_key = _decode_token(scope, page_token)
+        after_time, after_key = _decode_token(scope, page_token, key_col.type.python_type)
         stmt = stmt.where(
             sa.or_(time_col < after_time, sa.and_(time_col == after_time, key_col < after_key))
         )

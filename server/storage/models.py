@@ -86,6 +86,7 @@ class User(Base):
     """An account; ``username`` is Thinger's ``{USER_ID}`` path segment."""
 
     __tablename__ = "users"
+    __table_args__ = ({"sqlite_autoincrement": True},)  # ids are never reused
 
     id: Mapped[int] = mapped_column(primary_key=True)
     email: Mapped[str] = mapped_column(sa.String(254), unique=True)
@@ -99,6 +100,7 @@ class ApiToken(Base):
     """AutoPi ``Authorization: APIToken X``; only the SHA-256 of the secret is stored."""
 
     __tablename__ = "api_tokens"
+    __table_args__ = ({"sqlite_autoincrement": True},)  # a retried DELETE hits no newer token
 
     id: Mapped[int] = mapped_column(primary_key=True)
     user_id: Mapped[int] = mapped_column(_fk("users.id"), index=True)
@@ -141,7 +143,10 @@ class Device(Base):
     """A device: Thinger ``device`` id (unique per owner) and AutoPi ``unit_id`` (global)."""
 
     __tablename__ = "devices"
-    __table_args__ = (sa.UniqueConstraint("user_id", "device_id"),)
+    __table_args__ = (
+        sa.UniqueConstraint("user_id", "device_id"),
+        {"sqlite_autoincrement": True},  # ids are never reused
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     user_id: Mapped[int] = mapped_column(_fk("users.id"), index=True)
@@ -207,6 +212,7 @@ class Asset(Base):
     """A Datacooee asset grouping inputs of the same organisation."""
 
     __tablename__ = "assets"
+    __table_args__ = ({"sqlite_autoincrement": True},)  # ids are never reused
 
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
     org_id: Mapped[str] = mapped_column(sa.String(64), _fk("organizations.id"), index=True)

@@ -30,6 +30,7 @@ __all__ = [
     "finish_login",
     "get_user",
     "get_user_by_login",
+    "get_user_by_username",
 ]
 
 USERNAME_RE = re.compile(r"[a-zA-Z0-9_]{1,32}")
@@ -107,6 +108,11 @@ def get_user(s: Session, user_id: int) -> User:
     if user is None:
         raise NotFound(f"user {user_id} not found")
     return user
+
+
+def get_user_by_username(s: Session, username: str) -> User | None:
+    """The user with exactly this user name (as tokens carry it), else None."""
+    return s.scalar(sa.select(User).where(User.username == username))
 
 
 def get_user_by_login(s: Session, login: str) -> User | None:

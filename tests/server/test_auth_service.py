@@ -9,7 +9,8 @@ import jwt
 import pytest
 from thingwire.auth.v1 import auth_pb2
 
-from server.storage import devices, users
+from server.state import JWT_SECRET_NAME
+from server.storage import devices, tokens, users
 from tests.server.conftest import ServerUnderTest
 
 EMAIL, USERNAME, PASSWORD = "ada@example.com", "ada", "correct horse battery"
@@ -407,3 +408,62 @@ def test_a_scoped_token_sees_only_its_devices(srv: ServerUnderTest) -> None:
     nothing = srv.auth.GetCurrentUser(auth_pb2.GetCurrentUserRequest(), metadata=call_only)
     assert list(nothing.devices) == []
     assert nothing.has_devices is False
+
+
+def _signed(srv: ServerUnderTest, claims: dict) -> str:
+    """A token with arbitrary claims, signed with the server's real key."""
+    key = srv.database.call(lambda s: tokens.get_or_create_secret(s, JWT_SECRET_NAME))
+    return jwt.encode(claims, key, "HS256")
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [
+        {"iat": 1, "usr": USERNAME},  # a login token with no expiry
+        {"iat": 1, "usr": USERNAME, "exp": 1e20},
+        {"iat": 1, "usr": USERNAME, "exp": 1e308},
+        {"iat": -1e12, "usr": USERNAME, "exp": 4102444800},
+        {"iat": 1, "usr": USERNAME, "exp": "4102444800"},
+        {"iat": 1, "usr": USERNAME, "exp": True},
+        {"iat": 1, "usr": EMAIL, "exp": 4102444800},  # tokens carry the user name only
+        {"iat": 1, "usr": f" {USERNAME} ", "exp": 4102444800},
+        {"iat": 1, "usr": ["ada"], "exp": 4102444800},
+        {"iat": 1, "usr": USERNAME, "exp": 4102444800, "typ": "user"},  # no jti
+    ],
+)
+def test_crafted_tokens_are_refused_not_crashed(srv: ServerUnderTest, claims: dict) -> None:
+    code, _ = code_of(
+        srv.auth.GetCurrentUser,
+        auth_pb2.GetCurrentUserRequest(),
+        metadata=bearer(_signed(srv, claims)),
+    )
+    assert code == grpc.StatusCode.UNAUTHENTICATED
+
+
+def test_a_well_formed_token_signed_with_the_key_is_accepted(srv: ServerUnderTest) -> None:
+    """The control for the test above: the same helper makes a token that works."""
+    now = int(srv.clock.now.timestamp())
+    token = _signed(srv, {"iat": now, "usr": USERNAME, "exp": now + 60})
+    assert srv.auth.GetCurrentUser(auth_pb2.GetCurrentUserRequest(), metadata=bearer(token))
+
+
+@pytest.mark.parametrize("expiration", [253402300800000, 2**62])
+def test_out_of_range_token_expiration_is_invalid(srv: ServerUnderTest, expiration: int) -> None:
+    code, details = code_of(
+        srv.auth.CreateAccessToken,
+        auth_pb2.CreateAccessTokenRequest(
+            user_id=USERNAME, token_name="x", token_expiration=expiration
+        ),
+        metadata=bearer(login(srv)),
+    )
+    assert (code, details) == (grpc.StatusCode.INVALID_ARGUMENT, "token_expiration is out of range")
+
+
+def test_a_trailing_ampersand_in_the_form_is_fine(srv: ServerUnderTest) -> None:
+    form = f"grant_type=password&username={USERNAME}&password={PASSWORD}&".encode()
+    answer = srv.auth.CreateToken(
+        auth_pb2.CreateTokenRequest(
+            raw={"content_type": "application/x-www-form-urlencoded", "data": form}
+        )
+    )
+    assert answer.access_token

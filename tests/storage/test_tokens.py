@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import threading
 from datetime import UTC, datetime, timedelta
 
@@ -336,3 +338,28 @@ def test_server_secret_survives_a_race(database: Database) -> None:
     )
     assert len(results) == 4
     assert len(set(results)) == 1
+
+
+def test_a_deleted_api_token_id_is_never_reused(database: Database, ada: User) -> None:
+    with database.session() as s:
+        first, _ = tokens.create_api_token(s, ada.id, "first", None, T0)
+    with database.session() as s:
+        tokens.delete_api_token(s, ada.id, first.id)
+    with database.session() as s:
+        second, _ = tokens.create_api_token(s, ada.id, "second", None, T0)
+    assert second.id != first.id
+
+
+@pytest.mark.parametrize(
+    "position",
+    [{"k": [1]}, {"k": {"a": 1}}, {"k": 99999999999999999999999}, {"k": "1"}, {"t": 5}, []],
+)
+def test_forged_page_tokens_are_invalid_arguments(
+    database: Database, ada: User, position: object
+) -> None:
+    body = position
+    if isinstance(position, dict):
+        body = {"s": f"api_tokens:{ada.id}", "t": T0.isoformat(), "k": 1, **position}
+    forged = base64.urlsafe_b64encode(json.dumps(body).encode()).decode().rstrip("=")
+    with database.session() as s, pytest.raises(InvalidArgument, match="page_token"):
+        tokens.list_api_tokens(s, ada.id, 10, forged)

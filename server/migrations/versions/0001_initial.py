@@ -43,6 +43,8 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name="pk_users"),
         sa.UniqueConstraint("email", name="uq_users_email"),
         sa.UniqueConstraint("username", name="uq_users_username"),
+        # Never reuse an id (a retried DELETE must not hit a newer row).
+        sqlite_autoincrement=True,
     )
 
     op.create_table(
@@ -56,6 +58,8 @@ def upgrade() -> None:
         _time("revoke_time", nullable=True),
         sa.PrimaryKeyConstraint("id", name="pk_api_tokens"),
         _user_fk("api_tokens"),
+        # Never reuse an id (a retried DELETE must not hit a newer row).
+        sqlite_autoincrement=True,
     )
     op.create_index("ix_api_tokens_user_id", "api_tokens", ["user_id"])
     op.create_index("ix_api_tokens_token_hash", "api_tokens", ["token_hash"], unique=True)
@@ -108,6 +112,8 @@ def upgrade() -> None:
         _user_fk("devices"),
         sa.UniqueConstraint("user_id", "device_id", name="uq_devices_user_id_device_id"),
         sa.UniqueConstraint("unit_id", name="uq_devices_unit_id"),
+        # Never reuse an id (a retried DELETE must not hit a newer row).
+        sqlite_autoincrement=True,
     )
     op.create_index("ix_devices_user_id", "devices", ["user_id"])
     op.create_index("ix_devices_push_token_hash", "devices", ["push_token_hash"], unique=True)
@@ -170,6 +176,8 @@ def upgrade() -> None:
             name="fk_assets_org_id_organizations",
             ondelete="CASCADE",
         ),
+        # Never reuse an id (a retried DELETE must not hit a newer row).
+        sqlite_autoincrement=True,
     )
     op.create_index("ix_assets_org_id", "assets", ["org_id"])
 
