@@ -24,6 +24,11 @@ MIB = 1024 * 1024
 #: services with HTTP rules are the cloud gateway's.
 DEVICE_PACKAGE = "thingwire.local.v1"
 
+#: Native gRPC: exactly application/grpc or application/grpc+<codec>, any parameters after
+#: ";", any case. grpc-web and the like are REST to the transcoder and go the REST way (its
+#: body limit, its error shapes); filters.lua's is_grpc mirrors this.
+NATIVE_GRPC_CONTENT_TYPE = r"(?i)^application/grpc(\+[^;]*)?(;.*)?$"
+
 #: Paths whose rpc streams server-sent events (Thinger's device stats).
 SSE_PATH_REGEX = r".*/stats"
 
@@ -247,7 +252,7 @@ def _routes(spec: GatewaySpec) -> list[dict[str, Any]]:
                 "headers": [
                     {
                         "name": "content-type",
-                        "string_match": {"prefix": "application/grpc"},
+                        "string_match": {"safe_regex": {"regex": NATIVE_GRPC_CONTENT_TYPE}},
                     }
                 ],
             },

@@ -31,8 +31,62 @@ end
 local ESCAPES = { ['"'] = '\\"', ['\\'] = '\\\\', ['\b'] = '\\b', ['\f'] = '\\f',
                   ['\n'] = '\\n', ['\r'] = '\\r', ['\t'] = '\\t' }
 
+-- The length of the well-formed UTF-8 sequence at byte i of s, or nil (RFC 3629: no
+-- overlong forms, no surrogates, nothing above U+10FFFF). Python's protobuf rejects what
+-- this rejects, so the gateway can refuse such text before the server has to.
+local function utf8_length_at(s, i)
+  local c = s:byte(i)
+  if c < 0x80 then return 1 end
+  local len, low, high = nil, 0x80, 0xBF
+  if c >= 0xC2 and c <= 0xDF then len = 2
+  elseif c >= 0xE0 and c <= 0xEF then
+    len = 3
+    if c == 0xE0 then low = 0xA0 elseif c == 0xED then high = 0x9F end
+  elseif c >= 0xF0 and c <= 0xF4 then
+    len = 4
+    if c == 0xF0 then low = 0x90 elseif c == 0xF4 then high = 0x8F end
+  else
+    return nil
+  end
+  local second = s:byte(i + 1)
+  if not second or second < low or second > high then return nil end
+  for j = i + 2, i + len - 1 do
+    local b = s:byte(j)
+    if not b or b < 0x80 or b > 0xBF then return nil end
+  end
+  return len
+end
+
+local function is_utf8(s)
+  local i = 1
+  while i <= #s do
+    local len = utf8_length_at(s, i)
+    if not len then return false end
+    i = i + len
+  end
+  return true
+end
+
+-- s with every byte that is not part of well-formed UTF-8 replaced by U+FFFD.
+local function to_utf8(s)
+  if is_utf8(s) then return s end
+  local out, i = {}, 1
+  while i <= #s do
+    local len = utf8_length_at(s, i)
+    if len then
+      out[#out + 1] = s:sub(i, i + len - 1)
+      i = i + len
+    else
+      out[#out + 1] = "\239\191\189"
+      i = i + 1
+    end
+  end
+  return table.concat(out)
+end
+
+-- A JSON string literal: always valid UTF-8, control characters escaped.
 local function json_string(s)
-  return '"' .. tostring(s):gsub('[%c"\\]', function(c)
+  return '"' .. to_utf8(tostring(s)):gsub('[%c"\\]', function(c)
     return ESCAPES[c] or string.format("\\u%04x", c:byte())
   end) .. '"'
 end
@@ -183,21 +237,15 @@ local function move_authorization(headers, path)
   return new_path
 end
 
+-- Native gRPC is exactly application/grpc or application/grpc+<codec> (any parameters
+-- after ";"); application/grpc-web and the like are REST to the transcoder, so they get the
+-- REST treatment here too. Mirrors the gRPC route's regex in config.py.
 local function is_grpc(content_type)
-  return content_type ~= nil and content_type:sub(1, 16):lower() == "application/grpc"
+  if content_type == nil then return false end
+  local media = content_type:lower():gsub(";.*$", ""):gsub("%s+$", "")
+  return media == "application/grpc" or media:find("^application/grpc%+") ~= nil
 end
 
-function envoy_on_request(handle)
-  local headers = handle:headers()
-  local meta = handle:streamInfo():dynamicMetadata()
-  if is_grpc(headers:get("content-type")) then
-    meta:set(META, "grpc", true)
-    return
-  end
-  local path = move_authorization(headers, headers:get(":path") or "/")
-  meta:set(META, "path", (path:gsub("%?.*$", "")))
-  meta:set(META, "method", headers:get(":method") or "")
-end
 
 ---------------------------------------------------------------------------------------------
 -- Response side.
@@ -269,6 +317,8 @@ local function error_body(status, raw, state)
   if type(value) == "table" then
     if type(value.code) == "number" and type(value.message) == "string" then
       local message = value.message
+      -- UNKNOWN (2) and INTERNAL (13) can carry a server's internals: never shown.
+      if value.code == 2 or value.code == 13 then message = "internal error" end
       if message == "" then message = reason(status) end
       return render_error(shape, status, message)
     end
@@ -315,4 +365,27 @@ function envoy_on_response(handle)
   if body:length() > 0 then raw = body:getBytes(0, body:length()) end
   local new = error_body(status, raw, state)
   if new ~= nil then body:setBytes(new) end
+end
+
+---------------------------------------------------------------------------------------------
+-- Request side (defined last: it answers bad requests with the response side's helpers).
+
+function envoy_on_request(handle)
+  local headers = handle:headers()
+  local meta = handle:streamInfo():dynamicMetadata()
+  if is_grpc(headers:get("content-type")) then
+    meta:set(META, "grpc", true)
+    return
+  end
+  local path = move_authorization(headers, headers:get(":path") or "/")
+  local bare = path:gsub("%?.*$", "")
+  meta:set(META, "path", bare)
+  meta:set(META, "method", headers:get(":method") or "")
+  if not is_utf8(url_decode(path)) then
+    -- Text fields must be UTF-8; answered here rather than as a server-side decode error.
+    handle:respond(
+      { [":status"] = "400", ["content-type"] = "application/json" },
+      render_error(family_shape(bare), 400, "invalid request: the path or query is not valid UTF-8")
+    )
+  end
 end

@@ -23,6 +23,8 @@ from thingwire.inputs.v1 import inputs_pb2, inputs_pb2_grpc
 PASSWORD = "secret"
 THROTTLED_EMAIL = "throttled@example.com"
 SLOW_TOKEN_ID = 999
+BROKEN_TOKEN_ID = 500
+INTERNAL_DETAIL = "Unexpected <class 'sqlite3.OperationalError'>: /srv/db secret path"
 BAD_LOGIN = "invalid username or password"
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 #: Needs every kind of JSON string escape.
@@ -90,9 +92,12 @@ class FakeAuthService(auth_pb2_grpc.AuthServiceServicer):
     async def DeleteApiToken(
         self, request: auth_pb2.DeleteApiTokenRequest, context: grpc.aio.ServicerContext
     ) -> auth_pb2.DeleteApiTokenResponse:
-        """Token SLOW_TOKEN_ID never answers in time; others do not exist."""
+        """Token SLOW_TOKEN_ID never answers in time, BROKEN_TOKEN_ID fails inside with a
+        message full of internals; others do not exist."""
         if request.id == SLOW_TOKEN_ID:
             await asyncio.sleep(30)
+        if request.id == BROKEN_TOKEN_ID:
+            await context.abort(grpc.StatusCode.INTERNAL, INTERNAL_DETAIL)
         await context.abort(grpc.StatusCode.NOT_FOUND, f"api token {request.id} not found")
         raise AssertionError("unreachable")
 

@@ -11,6 +11,7 @@ from google.api import annotations_pb2
 from google.protobuf import descriptor_pb2
 
 from gateway.config import (
+    NATIVE_GRPC_CONTENT_TYPE,
     ErrorShape,
     GatewaySpec,
     cloud_spec,
@@ -132,7 +133,9 @@ def test_body_limit_applies_to_buffer_and_transcoder() -> None:
 
 def test_grpc_route_has_no_deadline_and_no_buffering(spec: GatewaySpec) -> None:
     grpc_route = _routes(render_config(spec))["grpc"]
-    assert grpc_route["match"]["headers"][0]["string_match"] == {"prefix": "application/grpc"}
+    assert grpc_route["match"]["headers"][0]["string_match"] == {
+        "safe_regex": {"regex": NATIVE_GRPC_CONTENT_TYPE}
+    }
     assert grpc_route["route"]["timeout"] == "0s"
     assert grpc_route["route"]["max_stream_duration"] == {"grpc_timeout_header_max": "0s"}
     assert grpc_route["typed_per_filter_config"]["envoy.filters.http.buffer"]["disabled"]

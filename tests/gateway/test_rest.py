@@ -11,6 +11,7 @@ from tests.gateway.conftest import RunningGateway
 from tests.gateway.fake_upstream import (
     AWKWARD_MESSAGE,
     BAD_LOGIN,
+    BROKEN_TOKEN_ID,
     PASSWORD,
     SLOW_TOKEN_ID,
     THROTTLED_EMAIL,
@@ -259,3 +260,47 @@ def test_a_request_envoy_cannot_parse_is_not_called_bad_json(client: httpx.Clien
     response = client.get("/auth/user", headers={"X-Other": "bad\x7fbyte"})
     body = assert_json_error(response, 400)
     assert body == {"detail": "bad request: the request is malformed"}
+
+
+def test_grpc_web_is_treated_as_rest(client: httpx.Client) -> None:
+    """Only application/grpc[+codec] is native gRPC; grpc-web gets the REST treatment."""
+    response = client.get(
+        "/auth/user?authorization=abc", headers={"content-type": "application/grpc-web"}
+    )
+    assert response.status_code == 200
+    assert response.json()["username"] == "Bearer abc"
+    assert not any(h.startswith("grpc-") for h in response.headers)
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        (
+            "/v1/users/%ff/tokens",
+            {"error": {"message": "invalid request: the path or query is not valid UTF-8"}},
+        ),
+        (
+            "/auth/api_tokens?page_token=%ed%a0%80",
+            {"detail": "invalid request: the path or query is not valid UTF-8"},
+        ),
+    ],
+)
+def test_invalid_utf8_in_path_or_query_is_a_400(
+    client: httpx.Client, path: str, expected: dict
+) -> None:
+    response = client.get(path)
+    assert response.status_code == 400
+    assert response.json() == expected
+
+
+def test_internal_errors_do_not_leak_their_detail(client: httpx.Client) -> None:
+    response = client.delete(f"/auth/api_tokens/{BROKEN_TOKEN_ID}")
+    assert response.status_code == 500
+    assert response.json() == {"detail": "internal error"}
+    assert "sqlite3" not in response.text
+
+
+def test_error_messages_keep_non_ascii_text_as_valid_json(client: httpx.Client) -> None:
+    response = client.get("/auth/api_tokens", params={"page_size": "é"})
+    assert response.status_code == 400
+    assert "é" in response.json()["detail"]

@@ -8,6 +8,7 @@ real stack of this module.
 from __future__ import annotations
 
 import json
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -33,6 +34,8 @@ PATHS = [
     "/v2/users/ada/devices/x/y",
 ]
 CONTENT_TYPES = [
+    "application/grpc-web",
+    "application/grpc-web+json",
     "application/json",
     "application/x-www-form-urlencoded",
     "text/plain",
@@ -41,6 +44,11 @@ CONTENT_TYPES = [
     "multipart/form-data; boundary=x",
 ]
 SHAPE_KEYS = {"detail", "error", "errors"}
+
+# Documented paths, and Thinger paths whose user segment is arbitrary percent-encoded bytes.
+paths = st.sampled_from(PATHS) | st.binary(max_size=8).map(
+    lambda segment: f"/v1/users/{quote(segment, safe='')}/tokens"
+)
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
@@ -89,7 +97,7 @@ def client(stack: Stack) -> httpx.Client:
 )
 @given(
     method=st.sampled_from(["GET", "POST", "PUT", "DELETE", "PATCH"]),
-    path=st.sampled_from(PATHS),
+    path=paths,
     content_type=st.sampled_from(CONTENT_TYPES),
     body=bodies,
     query=queries,
