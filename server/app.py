@@ -78,6 +78,8 @@ async def create_server(
         options=[
             ("grpc.max_receive_message_length", max_message_bytes),
             ("grpc.max_send_message_length", max_message_bytes),
+            # Without this, a second server binds the same port and they share its calls.
+            ("grpc.so_reuseport", 0),
             *KEEPALIVE_OPTIONS,
         ],
     )
@@ -94,9 +96,13 @@ async def create_server(
         ],
         server,
     )
-    port = server.add_insecure_port(address)
+    try:
+        port = server.add_insecure_port(address)
+    except RuntimeError:  # grpc's "Failed to bind"
+        port = 0
     if port == 0:
-        raise OSError(f"cannot listen on {address}")
+        state.logins.close()
+        raise OSError(f"cannot listen on {address}: the address is in use or unavailable")
     await server.start()
     for name in ["", *names]:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)

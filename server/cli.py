@@ -1,8 +1,9 @@
-"""The `thingwire` command: serve, and the management commands of DESIGN.md.
+"""The `thingwire` command: run the stack, probe it, and manage users, tokens and devices.
 
 Every management command prints one JSON object on the last line of stdout and exits
-non-zero with a message on stderr when it fails. They open the database directly (WAL
-SQLite or PostgreSQL), so they work whether or not the server is running.
+non-zero with a one-line message on stderr when it fails. They open the database directly
+(SQLite in WAL mode, or PostgreSQL), so they work whether or not the server is running.
+Settings come from the THINGWIRE_* environment variables (see README.md).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import grpc
 import orjson
 from sqlalchemy.orm import Session
 
+from gateway.launcher import GatewayError
 from server.config import ConfigError, Settings
 from server.errors import InvalidArgument, NotFound, ThingwireError
 from server.health_client import check_health
@@ -90,6 +92,10 @@ def asset_create(s: Session, a: argparse.Namespace) -> dict[str, Any]:
     return {"id": asset.id, "name": asset.name}
 
 
+def _article(noun: str) -> str:
+    return "an" if noun[0].lower() in "aeiou" else "a"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="thingwire", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -100,23 +106,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     status.add_argument("--service", default="", help="a service name ('' = the whole server)")
 
-    def group(name: str, help_text: str) -> argparse.ArgumentParser:
-        sub = commands.add_parser(name, help=help_text).add_subparsers(dest="action", required=True)
-        return sub.add_parser("create", help=f"create a {name}")
+    def group(name: str, what: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=f"manage {what}s").add_subparsers(
+            dest="action", required=True
+        )
+        return sub.add_parser("create", help=f"create {_article(what)} {what}")
 
-    p = group("user", "manage users")
-    p.add_argument("--email", required=True)
-    p.add_argument("--password", required=True)
-    p.add_argument("--username")
+    p = group("user", "user")
+    p.add_argument("--email", required=True, help="the login email (unique)")
+    p.add_argument("--password", required=True, help="at least 8 characters")
+    p.add_argument(
+        "--username",
+        help="[a-zA-Z0-9_]{1,32}, the USER_ID of Thinger paths "
+        "(default: from the email's local part, made unique)",
+    )
     p.set_defaults(run=user_create)
 
-    p = group("apitoken", "manage AutoPi API tokens")
+    p = group("apitoken", "AutoPi API token")
     p.add_argument("--user", required=True, help="user name or email")
     p.add_argument("--name", required=True)
     p.add_argument("--expires", help="ISO 8601 expiry (default: never)")
     p.set_defaults(run=apitoken_create)
 
-    p = group("device", "manage devices")
+    p = group("device", "device")
     p.add_argument("--user", required=True, help="user name or email")
     p.add_argument("--device", required=True, help="device id, [a-zA-Z0-9_]{1,25}")
     p.add_argument("--credentials", required=True)
@@ -124,17 +136,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--unit-id", dest="unit_id", help="AutoPi unit id (UUID; default: new)")
     p.set_defaults(run=device_create)
 
-    p = group("org", "manage Datacooee organisations")
+    p = group("org", "Datacooee organisation")
     p.add_argument("--name", required=True)
     p.set_defaults(run=org_create)
 
-    p = group("input", "manage Datacooee inputs")
+    p = group("input", "Datacooee input")
     p.add_argument("--org", required=True)
     p.add_argument("--name", required=True)
     p.add_argument("--unit", default="")
     p.set_defaults(run=input_create)
 
-    p = group("asset", "manage Datacooee assets")
+    p = group("asset", "Datacooee asset")
     p.add_argument("--org", required=True)
     p.add_argument("--name", required=True)
     p.add_argument("--inputs", required=True, help="comma-separated input ids")
@@ -181,7 +193,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return asyncio.run(serve(settings))
         return run_management(settings, args.run, args)
-    except (ThingwireError, ConfigError) as error:
+    except (ThingwireError, ConfigError, GatewayError) as error:
         print(f"thingwire: error: {getattr(error, 'message', error)}", file=sys.stderr)
         return 1
     except OSError as error:

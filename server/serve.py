@@ -16,7 +16,7 @@ from pathlib import Path
 import thingwire
 
 from gateway.config import cloud_spec
-from gateway.launcher import Envoy
+from gateway.launcher import Envoy, check_port_free
 from server.app import create_server
 from server.config import Settings
 from server.storage.db import Database
@@ -30,14 +30,16 @@ SHUTDOWN_GRACE_SECONDS = 5.0
 def banner(settings: Settings) -> str:
     """What the operator needs to start using the stack."""
     base = f"http://127.0.0.1:{settings.http_port}"
+    cli = Path(sys.executable).with_name("thingwire")
     return "\n".join(
         [
             f"thingwire is up: REST and gRPC on {base} (database {settings.db_url})",
+            f"  create a user: {cli} user create --email you@example.com --password '<8+ chars>'",
             f"  REST:   curl -X POST {base}/auth/login/ -H 'Content-Type: application/json'"
             ' -d \'{"email": "...", "password": "..."}\'',
-            f"  gRPC:   grpcurl -plaintext 127.0.0.1:{settings.http_port} list",
-            "  create a user: .venv/bin/thingwire user create --email you@example.com"
-            " --password '<password>'",
+            f"  gRPC:   generated stubs on 127.0.0.1:{settings.http_port} (reflection is on,"
+            f" e.g. grpcurl -plaintext 127.0.0.1:{settings.http_port} list)",
+            f"  health: {cli} status",
             "  stop with Ctrl-C",
         ]
     )
@@ -45,15 +47,6 @@ def banner(settings: Settings) -> str:
 
 async def serve(settings: Settings) -> int:
     """Run until a signal (exit 0) or until one half dies (exit 1)."""
-    database = Database(settings.db_url)
-    await asyncio.to_thread(database.migrate)
-    running = await create_server(
-        database,
-        f"127.0.0.1:{settings.grpc_port}",
-        # A REST body grows when transcoded (an array of records roughly doubles as
-        # protobuf): accept what the gateway lets through, with room to spare.
-        max_message_bytes=4 * settings.max_body_bytes,
-    )
     envoy = Envoy(
         cloud_spec(
             http_port=settings.http_port,
@@ -63,6 +56,19 @@ async def serve(settings: Settings) -> int:
             max_request_body_bytes=settings.max_body_bytes,
         ),
         state_dir=settings.state_dir / "gateway",
+    )
+    # Every port is checked before anything starts, so a clash is one clear message rather
+    # than half a stack (or, on the gRPC port, two servers silently sharing it).
+    check_port_free(settings.grpc_port, "127.0.0.1", "gRPC server port")
+    envoy.check_ports()
+    database = Database(settings.db_url)
+    await asyncio.to_thread(database.migrate)
+    running = await create_server(
+        database,
+        f"127.0.0.1:{settings.grpc_port}",
+        # A REST body grows when transcoded (an array of records roughly doubles as
+        # protobuf): accept what the gateway lets through, with room to spare.
+        max_message_bytes=4 * settings.max_body_bytes,
     )
     try:
         await envoy.start()

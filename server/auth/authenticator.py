@@ -115,7 +115,7 @@ class Authenticator:
             if claims.token_type == USER_TOKEN_TYPE:
                 return await self._db.run(lambda s: self._user_token_user(s, claims, now))
             return await self._access_token_user(claims)
-        raise Unauthenticated(f"unsupported authorization scheme {scheme!r}")
+        raise Unauthenticated("unsupported authorization scheme: use Bearer or APIToken")
 
     @staticmethod
     def _api_token_user(session: Session, secret: str, now: datetime) -> UserPrincipal:

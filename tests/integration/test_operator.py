@@ -123,14 +123,28 @@ def test_serve_exits_non_zero_when_envoy_dies(tmp_path: Path) -> None:
     assert "envoy" in running.logs().lower()
 
 
-def test_serve_refuses_a_taken_port(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("shared", "named"),
+    [
+        ("http_port", "gateway listen port"),
+        ("grpc_port", "gRPC server port"),
+        ("admin_port", "gateway admin port"),
+    ],
+)
+def test_serve_refuses_a_taken_port(tmp_path: Path, shared: str, named: str) -> None:
+    """Any of the three ports in use: one clear line, exit 1, nothing left half-running."""
     first = _fresh_stack(tmp_path / "a")
     try:
         second = Stack(workdir=tmp_path / "b", db_url=f"sqlite:///{tmp_path / 'b.db'}")
-        second.http_port = first.http_port
-        with pytest.raises(RuntimeError, match="exited"):
+        setattr(second, shared, getattr(first, shared))
+        with pytest.raises(RuntimeError, match="exited 1"):
             second.start()
-        assert "port" in second.logs().lower()
+        logs = second.logs()
+        assert f"thingwire: error: {named}" in logs
+        assert "already in use" in logs
+        assert "Traceback" not in logs
+        # The first stack still answers, and alone.
+        assert first.cli_json("status")["status"] == "SERVING"
     finally:
         first.stop()
 

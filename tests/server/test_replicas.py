@@ -73,3 +73,15 @@ def test_failed_logins_count_across_replicas(
     with pytest.raises(grpc.RpcError) as info:
         replicas[1].Login(auth_pb2.LoginRequest(email="r@example.com", password=PASSWORD))
     assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+def test_two_servers_cannot_share_one_port(database: Database) -> None:
+    """gRPC would allow it (SO_REUSEPORT) and split calls between them; we refuse."""
+    loop = LoopThread()
+    first = loop.run(lambda: create_server(database))
+    try:
+        with pytest.raises(OSError, match="in use"):
+            loop.run(lambda: create_server(database, f"127.0.0.1:{first.port}"))
+    finally:
+        loop.run(lambda: first.stop(0))
+        loop.close()
