@@ -39,7 +39,7 @@ def banner(settings: Settings) -> str:
             ' -d \'{"email": "...", "password": "..."}\'',
             f"  gRPC:   generated stubs on 127.0.0.1:{settings.http_port} (reflection is on,"
             f" e.g. grpcurl -plaintext 127.0.0.1:{settings.http_port} list)",
-            f"  health: {cli} status",
+            f"  health: {cli} status --target 127.0.0.1:{settings.http_port}",
             "  stop with Ctrl-C",
         ]
     )
