@@ -128,9 +128,4 @@ async def _maintain(state: AppState) -> None:
         log.debug("pruned %d login throttle rows", pruned)
 
 
-async def wait_for_termination(running: RunningServer) -> None:
-    """Block until the server stops on its own."""
-    await running.server.wait_for_termination()
-
-
-__all__ = ["SERVICES", "RunningServer", "create_server", "wait_for_termination"]
+__all__ = ["SERVICES", "RunningServer", "create_server"]

@@ -8,8 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "scripts"))
 
@@ -69,10 +67,9 @@ def test_buf_breaking_rejects_a_json_rename(tmp_path: Path) -> None:
     assert "token" in result.stdout + result.stderr
 
 
-@pytest.mark.parametrize("path", ["generated/thingwire.binpb"])
-def test_buf_breaking_accepts_the_current_protos(path: str) -> None:
+def test_buf_breaking_accepts_the_current_protos() -> None:
     result = subprocess.run(
-        [BUF, "breaking", path, "--against", "proto/baseline.binpb"],
+        [BUF, "breaking", "generated/thingwire.binpb", "--against", "proto/baseline.binpb"],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -467,3 +467,31 @@ def test_a_trailing_ampersand_in_the_form_is_fine(srv: ServerUnderTest) -> None:
         )
     )
     assert answer.access_token
+
+
+@pytest.mark.parametrize("name", ["", "   ", "x" * 101])
+def test_token_names_are_checked(srv: ServerUnderTest, name: str) -> None:
+    session = bearer(login(srv))
+    for call, request in [
+        (srv.auth.CreateApiToken, auth_pb2.CreateApiTokenRequest(name=name)),
+        (
+            srv.auth.CreateAccessToken,
+            auth_pb2.CreateAccessTokenRequest(user_id=USERNAME, token_name=name),
+        ),
+    ]:
+        code, details = code_of(call, request, metadata=session)
+        assert code == grpc.StatusCode.INVALID_ARGUMENT
+        assert "name" in details
+
+
+def test_an_api_token_expiring_in_the_past_is_refused(srv: ServerUnderTest) -> None:
+    past = {"seconds": int(srv.clock.now.timestamp()) - 1}
+    code, details = code_of(
+        srv.auth.CreateApiToken,
+        auth_pb2.CreateApiTokenRequest(name="old", expire_time=past),
+        metadata=bearer(login(srv)),
+    )
+    assert (code, details) == (
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "expire_time must be in the future",
+    )
