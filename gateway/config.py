@@ -3,20 +3,25 @@
 The config is built as plain dicts from a small frozen `GatewaySpec` and dumped as JSON
 (Envoy reads JSON with `--config-path x.json`), so nothing but the standard library is needed
 and a test can assert on the structure instead of on text. Every choice below that is not an
-Envoy default was verified with Envoy 1.40 (see DESIGN.md, "Gateway: facts verified").
+Envoy default was verified with Envoy 1.40 (docs/architecture.md lists what it showed).
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from enum import StrEnum
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from google.api import annotations_pb2
 from google.protobuf import descriptor_pb2
+from thingwire.options.v1 import options_pb2
+
+from gateway import local_replies
+from gateway.http_rules import HttpRule, http_rules, path_bound_fields
+from gateway.local_replies import SHAPED_HEADER
+from server.rest_errors import HTTP_STATUS_BY_CODE, INTERNAL_MESSAGE, reason, render_error_body
 
 MIB = 1024 * 1024
 
@@ -25,41 +30,43 @@ MIB = 1024 * 1024
 DEVICE_PACKAGE = "thingwire.local.v1"
 
 #: Native gRPC: exactly application/grpc or application/grpc+<codec>, any parameters after
-#: ";", any case. grpc-web and the like are REST to the transcoder and go the REST way (its
-#: body limit, its error shapes); filters.lua's is_grpc mirrors this.
+#: ";", any case. This one regex picks the gRPC route, and the Lua filter is off on that
+#: route, so routing and filtering cannot disagree; grpc-web and the like (and
+#: "application/grpc ;x") are REST to the transcoder and go the REST way.
 NATIVE_GRPC_CONTENT_TYPE = r"(?i)^application/grpc(\+[^;]*)?(;.*)?$"
 
-#: Paths whose rpc streams server-sent events (Thinger's device stats).
-SSE_PATH_REGEX = r".*/stats"
+UPSTREAM_CLUSTER = "thingwire_grpc"
 
+#: The Lua filter's name; route metadata for it is what `handle:metadata()` reads.
+LUA_FILTER = "envoy.filters.http.lua"
 
-class ErrorShape(StrEnum):
-    """The documented error body of one API family; the Lua filter writes errors in it."""
-
-    #: Thinger: `{"error": {"message": "..."}}`.
-    THINGER = "thinger"
-    #: Datacooee (JSON:API): `{"errors": [{"status": "401", "title": "...", "detail": "..."}]}`.
-    JSON_API = "json_api"
-    #: AutoPi cloud (Django REST framework): `{"detail": "..."}`.
-    DETAIL = "detail"
-    #: AutoPi Local API: `{"error": "..."}`.
-    ERROR_STRING = "error_string"
+#: The request header the Lua filter sets on a request it refuses, so that the local reply
+#: keeps the filter's message; the filter removes it from every incoming request.
+LUA_REJECT_HEADER = "x-thingwire-reject"
+#: Set on the transcoder's own 400s, whose message the Lua filter completes.
+TRANSCODER_HEADER = "x-thingwire-transcoder-error"
+#: The prefix of the transcoder's 400 messages in the body local_reply_config renders.
+NOT_JSON = "request body is not valid JSON: "
 
 
 @dataclass(frozen=True)
 class ErrorRule:
-    """Requests whose path starts with `prefix` get their errors in `shape`."""
+    """Requests whose path starts with `prefix` belong to API `family` (an `ApiFamily`).
+
+    Only Envoy's own replies need this (an unknown path has no rpc to ask); an rpc's errors
+    carry its family from its `api_family` option, and a test checks that both agree.
+    """
 
     prefix: str
-    shape: ErrorShape
+    family: int
 
 
-#: Error families of the cloud gateway, first match wins; anything else is AutoPi cloud.
+#: Families of the cloud gateway's paths, first match wins; anything else is AutoPi cloud.
 CLOUD_ERROR_RULES: tuple[ErrorRule, ...] = (
-    ErrorRule("/v1/", ErrorShape.THINGER),
-    ErrorRule("/v2/", ErrorShape.THINGER),
-    ErrorRule("/oauth/", ErrorShape.THINGER),
-    ErrorRule("/api/external/", ErrorShape.JSON_API),
+    ErrorRule("/v1/", options_pb2.API_FAMILY_THINGER),
+    ErrorRule("/v2/", options_pb2.API_FAMILY_THINGER),
+    ErrorRule("/oauth/", options_pb2.API_FAMILY_THINGER),
+    ErrorRule("/api/external/", options_pb2.API_FAMILY_DATACOOEE),
 )
 
 
@@ -78,15 +85,24 @@ class GatewaySpec:
     descriptor: Path
     services: tuple[str, ...]
     error_rules: tuple[ErrorRule, ...] = ()
-    default_error_shape: ErrorShape = ErrorShape.DETAIL
+    default_family: int = options_pb2.API_FAMILY_AUTOPI
     listen_host: str = "0.0.0.0"  # noqa: S104 - the gateway is the public face
     upstream_host: str = "127.0.0.1"
     max_request_body_bytes: int = 8 * MIB
     max_response_body_bytes: int = 64 * MIB
-    #: Routes matching this regex stream JSON as server-sent events; None turns it off.
-    sse_path_regex: str | None = SSE_PATH_REGEX
+    #: Request line plus headers; more is a 431 here rather than the server's 429.
+    max_request_headers_kb: int = 16
+    #: Path plus query; more is a 414 here rather than the server's 429.
+    max_uri_bytes: int = 8192
     #: Deadline of a unary REST call; gRPC calls use their own grpc-timeout instead.
     unary_timeout_s: float = 60.0
+    #: Time for a client to send all request headers (every route, device links too).
+    request_headers_timeout_s: float = 10.0
+    #: Time for a REST client to send its whole request; with unary_timeout_s, the longest
+    #: a REST exchange may last.
+    request_timeout_s: float = 30.0
+    #: A REST stream with nothing received or sent for this long is closed.
+    rest_idle_timeout_s: float = 30.0
     connect_timeout_s: float = 5.0
     max_downstream_connections: int = 100_000
 
@@ -99,6 +115,8 @@ class GatewaySpec:
             raise ValueError("listen_port and admin_port must differ")
         if self.max_request_body_bytes <= 0 or self.max_response_body_bytes <= 0:
             raise ValueError("body size limits must be positive")
+        if self.max_uri_bytes >= self.max_request_headers_kb * 1024:
+            raise ValueError("max_uri_bytes must be below max_request_headers_kb")
 
 
 def transcoded_services(descriptor: Path, *, device: bool) -> tuple[str, ...]:
@@ -135,7 +153,7 @@ def cloud_spec(
         "name": "cloud",
         "services": transcoded_services(descriptor, device=False),
         "error_rules": CLOUD_ERROR_RULES,
-        "default_error_shape": ErrorShape.DETAIL,
+        "default_family": options_pb2.API_FAMILY_AUTOPI,
     }
     return GatewaySpec(
         listen_port=http_port,
@@ -161,8 +179,7 @@ def device_spec(
         "name": "device",
         "services": transcoded_services(descriptor, device=True),
         "error_rules": (),
-        "default_error_shape": ErrorShape.ERROR_STRING,
-        "sse_path_regex": None,
+        "default_family": options_pb2.API_FAMILY_LOCAL,
     }
     return GatewaySpec(
         listen_port=local_port,
@@ -176,28 +193,27 @@ def device_spec(
 def lua_source(spec: GatewaySpec) -> str:
     """The Lua filter with this gateway's settings prepended as a `CONFIG` table.
 
-    Envoy's Lua filter takes no parameters, so the per-gateway facts (error families, body
-    limit) are written into the script itself.
+    Envoy's Lua filter takes no parameters, so the per-gateway facts are written into the
+    script itself.
     """
-    rules = ", ".join(
-        f"{{prefix = {_lua_string(r.prefix)}, shape = {_lua_string(r.shape.value)}}}"
-        for r in spec.error_rules
-    )
+    settings = {
+        "max_uri_bytes": spec.max_uri_bytes,
+        "reject_header": LUA_REJECT_HEADER,
+        "shaped_header": SHAPED_HEADER,
+        "transcoder_header": TRANSCODER_HEADER,
+        "not_json": NOT_JSON,
+    }
+    fields = "".join(f"  {key} = {_lua_value(value)},\n" for key, value in settings.items())
     preamble = (
-        "-- Generated by gateway/config.py for the "
-        f"{spec.name} gateway; the filter follows.\n"
-        "local CONFIG = {\n"
-        f"  rules = {{{rules}}},\n"
-        f"  default_shape = {_lua_string(spec.default_error_shape.value)},\n"
-        f"  max_request_body_bytes = {spec.max_request_body_bytes},\n"
-        "}\n"
+        f"-- Generated by gateway/config.py for the {spec.name} gateway; the filter follows.\n"
+        f"local CONFIG = {{\n{fields}}}\n"
     )
     script = resources.files("gateway").joinpath("filters.lua").read_text(encoding="utf-8")
     return preamble + script
 
 
-def _lua_string(value: str) -> str:
-    """A Lua string literal; JSON escapes are valid Lua escapes for what we write."""
+def _lua_value(value: str | int) -> str:
+    """A Lua literal; JSON escapes are valid Lua escapes for what we write."""
     return json.dumps(value)
 
 
@@ -229,6 +245,9 @@ def transcoder_config(spec: GatewaySpec, *, sse: bool = False) -> dict[str, Any]
         "print_options": print_options,
         "convert_grpc_status": True,
         "ignore_unknown_query_parameters": True,
+        # A query parameter never sets a field the path binds: the path wins
+        # (`?id=11` on /auth/api_tokens/5 deletes token 5 or nothing).
+        "ignored_query_parameters": list(path_bound_fields(_rules(spec))),
         # Keep the REST route (and its timeout) after the path is rewritten to the gRPC one;
         # otherwise the request would be re-routed as native gRPC.
         "match_incoming_request_route": True,
@@ -241,9 +260,41 @@ def transcoder_config(spec: GatewaySpec, *, sse: bool = False) -> dict[str, Any]
     }
 
 
+def _rules(spec: GatewaySpec) -> tuple[HttpRule, ...]:
+    return http_rules(spec.descriptor, spec.services)
+
+
+def _fallback_metadata(family: int) -> dict[str, Any]:
+    """Route metadata for the Lua filter: the family's body for each status an error without
+    a ready body (grpc's own, such as UNIMPLEMENTED) can have. Never the server's message."""
+    bodies = {
+        str(status): render_error_body(
+            family, status, INTERNAL_MESSAGE if status == 500 else reason(status)
+        )
+        for status in sorted(set(HTTP_STATUS_BY_CODE.values()))
+        if status >= 400
+    }
+    return {"filter_metadata": {LUA_FILTER: {"fallback": bodies}}}
+
+
+def _rest_route(spec: GatewaySpec, name: str, match: dict[str, Any], family: int) -> dict[str, Any]:
+    return {
+        "name": name,
+        "match": match,
+        "route": {
+            "cluster": UPSTREAM_CLUSTER,
+            "timeout": _duration(spec.unary_timeout_s),
+            # A stalled request is cut; a trickled one meets the connection manager's
+            # max_stream_duration. (A max_stream_duration on this route would switch the
+            # transcoded call to grpc-timeout deadlines: Envoy 1.40 then ignored `timeout`.)
+            "idle_timeout": _duration(spec.rest_idle_timeout_s),
+        },
+        "metadata": _fallback_metadata(family),
+    }
+
+
 def _routes(spec: GatewaySpec) -> list[dict[str, Any]]:
-    """Native gRPC first (no deadline but its own), then SSE streams, then unary REST."""
-    cluster = "thingwire_grpc"
+    """Native gRPC first (no deadline but its own), then SSE streams, then REST by family."""
     routes: list[dict[str, Any]] = [
         {
             "name": "grpc",
@@ -257,42 +308,70 @@ def _routes(spec: GatewaySpec) -> list[dict[str, Any]]:
                 ],
             },
             "route": {
-                "cluster": cluster,
+                "cluster": UPSTREAM_CLUSTER,
                 # Device links are long-lived streams: no route deadline, no idle cut-off;
                 # a unary gRPC call's deadline is the client's grpc-timeout.
                 "timeout": "0s",
                 "idle_timeout": "0s",
-                "max_stream_duration": {"grpc_timeout_header_max": "0s"},
+                "max_stream_duration": {"max_stream_duration": "0s", "grpc_timeout_header_max": "0s"},
             },
-            # gRPC streams are not buffered; the gRPC server enforces its own message limit.
             "typed_per_filter_config": {
+                # gRPC streams are not buffered; the gRPC server enforces its own limit.
                 "envoy.filters.http.buffer": {
                     "@type": "type.googleapis.com/"
                     "envoy.extensions.filters.http.buffer.v3.BufferPerRoute",
                     "disabled": True,
-                }
+                },
+                # The Lua filter is REST's: off here, so this route's match is the one
+                # classification of native gRPC.
+                LUA_FILTER: {
+                    "@type": "type.googleapis.com/envoy.extensions.filters.http.lua.v3.LuaPerRoute",
+                    "disabled": True,
+                },
             },
         }
     ]
-    if spec.sse_path_regex:
+    for rule in _rules(spec):
+        if not rule.server_streaming:
+            continue
         routes.append(
             {
-                "name": "sse",
-                "match": {"safe_regex": {"regex": spec.sse_path_regex}},
-                "route": {"cluster": cluster, "timeout": "0s", "idle_timeout": "0s"},
+                "name": f"sse {rule.method} {rule.template}",
+                "match": {
+                    "safe_regex": {"regex": rule.path_regex},
+                    "headers": [{"name": ":method", "string_match": {"exact": rule.method}}],
+                },
+                "route": {
+                    "cluster": UPSTREAM_CLUSTER,
+                    "timeout": "0s",
+                    "idle_timeout": "0s",
+                    "max_stream_duration": {"max_stream_duration": "0s"},
+                },
                 "typed_per_filter_config": {
                     "envoy.filters.http.grpc_json_transcoder": transcoder_config(spec, sse=True)
                 },
+                "metadata": _fallback_metadata(rule.family or spec.default_family),
             }
         )
-    routes.append(
-        {
-            "name": "rest",
-            "match": {"prefix": "/"},
-            "route": {"cluster": cluster, "timeout": _duration(spec.unary_timeout_s)},
-        }
-    )
+    for error_rule in spec.error_rules:
+        routes.append(
+            _rest_route(
+                spec, f"rest {error_rule.prefix}", {"prefix": error_rule.prefix}, error_rule.family
+            )
+        )
+    routes.append(_rest_route(spec, "rest", {"prefix": "/"}, spec.default_family))
     return routes
+
+
+def _families(spec: GatewaySpec) -> list[local_replies.Family]:
+    """The spec's path families in match order, the default last."""
+    families: dict[int, list[str]] = {}
+    for error_rule in spec.error_rules:
+        families.setdefault(error_rule.family, []).append(error_rule.prefix)
+    return [
+        *(local_replies.Family(family, tuple(prefixes)) for family, prefixes in families.items()),
+        local_replies.Family(spec.default_family),
+    ]
 
 
 def _http_connection_manager(spec: GatewaySpec) -> dict[str, Any]:
@@ -309,14 +388,33 @@ def _http_connection_manager(spec: GatewaySpec) -> dict[str, Any]:
         # The server sees the client's address in x-forwarded-for (device ip_address).
         "use_remote_address": True,
         "http2_protocol_options": {"max_concurrent_streams": 1024},
+        # Bigger headers are a 431 here, before the server's metadata limit would refuse
+        # them with a 429 that clients retry.
+        "max_request_headers_kb": spec.max_request_headers_kb,
+        # Every stream must finish its headers in time; after that each route has its own
+        # bounds (REST: idle and total; gRPC and SSE streams: none, they live for hours).
+        "request_headers_timeout": _duration(spec.request_headers_timeout_s),
+        # The longest a REST exchange may take, trickled body included; the gRPC and SSE
+        # routes turn it off (max_stream_duration 0s) for their long-lived streams.
+        "common_http_protocol_options": {
+            "max_stream_duration": _duration(spec.request_timeout_s + spec.unary_timeout_s)
+        },
+        "local_reply_config": local_replies.local_reply_config(
+            _families(spec),
+            native_grpc_regex=NATIVE_GRPC_CONTENT_TYPE,
+            reject_header=LUA_REJECT_HEADER,
+            transcoder_header=TRANSCODER_HEADER,
+            not_json_prefix=NOT_JSON,
+            max_request_body_bytes=spec.max_request_body_bytes,
+        ),
         "route_config": {
             "name": "thingwire",
             "virtual_hosts": [{"name": "all", "domains": ["*"], "routes": _routes(spec)}],
         },
         # Order matters: Lua moves ?authorization= before the transcoder matches the path,
-        # and on the way back sees the transcoder's answer, so it can reshape errors.
+        # and on the way back sees the transcoder's answer, so it can copy the ready body.
         "http_filters": [
-            {"name": "envoy.filters.http.lua", "typed_config": lua},
+            {"name": LUA_FILTER, "typed_config": lua},
             # The transcoder enforces max_request_body_size only on HttpBody rpcs and streams
             # JSON bodies through, so a big JSON body would reach the server; the buffer
             # filter answers 413 for every REST body over the limit.
@@ -345,11 +443,11 @@ def _cluster(spec: GatewaySpec) -> dict[str, Any]:
     endpoint = {"endpoint": {"address": _socket(spec.upstream_host, spec.upstream_port)}}
     limit = 1_000_000  # one stream per device: Envoy's default of 1024 requests is too few
     return {
-        "name": "thingwire_grpc",
+        "name": UPSTREAM_CLUSTER,
         "type": "STATIC",
         "connect_timeout": _duration(spec.connect_timeout_s),
         "load_assignment": {
-            "cluster_name": "thingwire_grpc",
+            "cluster_name": UPSTREAM_CLUSTER,
             "endpoints": [{"lb_endpoints": [endpoint]}],
         },
         "typed_extension_protocol_options": {
@@ -423,9 +521,8 @@ def render_json(spec: GatewaySpec) -> str:
 __all__ = [
     "CLOUD_ERROR_RULES",
     "DEVICE_PACKAGE",
-    "SSE_PATH_REGEX",
+    "NATIVE_GRPC_CONTENT_TYPE",
     "ErrorRule",
-    "ErrorShape",
     "GatewaySpec",
     "cloud_spec",
     "device_spec",

@@ -20,6 +20,7 @@ from thingwire.inputs.v1 import inputs_pb2, inputs_pb2_grpc
 
 from server.auth.authenticator import Authenticator
 from server.interceptors import ServerInterceptor, access_levels
+from server.rest_interceptor import RestInterceptor, rest_options_of
 from server.services.auth_service import AuthService
 from server.services.inputs_service import InputService
 from server.state import AppState, utc_now
@@ -74,7 +75,11 @@ async def create_server(
     state = await AppState.open(database, clock)
     authenticator = Authenticator(database, state.signer, clock)
     server = grpc.aio.server(
-        interceptors=[ServerInterceptor(authenticator, access_levels(SERVICES))],
+        interceptors=[
+            # Outermost first: the REST options are known to every error path inside.
+            RestInterceptor(rest_options_of(SERVICES)),
+            ServerInterceptor(authenticator, access_levels(SERVICES)),
+        ],
         options=[
             ("grpc.max_receive_message_length", max_message_bytes),
             ("grpc.max_send_message_length", max_message_bytes),

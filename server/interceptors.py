@@ -16,7 +16,7 @@ import grpc
 from google.protobuf import descriptor
 from thingwire.options.v1 import options_pb2
 
-from server import errors
+from server import errors, rest_errors
 from server.auth.authenticator import Authenticator
 from server.auth.principal import current_principal
 from server.request_origin import metadata_of
@@ -55,14 +55,18 @@ def access_levels(services: Iterable[descriptor.ServiceDescriptor]) -> dict[str,
 
 
 async def abort_with(context: grpc.aio.ServicerContext, error: errors.ThingwireError) -> None:
-    """Abort the call with the error's status; a throttle also says when to retry."""
-    trailing: tuple[tuple[str, str], ...] = ()
+    """Abort the call with the error's status; a throttle also says when to retry.
+
+    Everything travels as trailing metadata, never as initial metadata, so this works at any
+    point of a stream. A unary REST call fails before sending anything, so its trailers are
+    its only headers: the gateway finds the family's ready body (`server.rest_errors`) and
+    Retry-After there.
+    """
+    code = status_for(error)
+    trailing = rest_errors.error_metadata(rest_errors.current_family.get(), code, error.message)
     if isinstance(error, errors.Throttled):
-        retry_after = str(error.retry_after)
-        # Initial metadata reaches the REST gateway (Retry-After); trailers reach gRPC clients.
-        await context.send_initial_metadata((("x-retry-after", retry_after),))
-        trailing = (("retry-after", retry_after),)
-    await context.abort(status_for(error), error.message, trailing)
+        trailing = (*trailing, ("retry-after", str(error.retry_after)))
+    await context.abort(code, error.message, trailing)
 
 
 class ServerInterceptor(grpc.aio.ServerInterceptor):

@@ -12,8 +12,9 @@ import grpc
 import httpx
 import pytest
 
-from gateway.config import GatewaySpec, cloud_spec
+from gateway.config import GatewaySpec, cloud_spec, transcoded_services
 from gateway.launcher import Envoy
+from tests.gateway import demo_service
 from tests.gateway.fake_upstream import LoopThread, start_server
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -41,12 +42,22 @@ def free_port() -> int:
     return free_ports(1)[0]
 
 
-def make_spec(upstream_port: int, **overrides: object) -> GatewaySpec:
+def make_spec(
+    upstream_port: int, descriptor: Path = DESCRIPTOR, **overrides: object
+) -> GatewaySpec:
     """The cloud gateway on free loopback ports in front of `upstream_port`."""
     overrides.setdefault("listen_host", "127.0.0.1")
     overrides.setdefault("unary_timeout_s", UNARY_TIMEOUT_S)
+    overrides.setdefault("services", transcoded_services(descriptor, device=False))
     http_port, admin_port = free_ports(2)
-    return cloud_spec(http_port, upstream_port, admin_port, DESCRIPTOR, **overrides)
+    return cloud_spec(http_port, upstream_port, admin_port, descriptor, **overrides)
+
+
+@pytest.fixture(scope="session")
+def demo_image(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The real descriptor image plus the test-only DemoService."""
+    target = tmp_path_factory.mktemp("image") / "thingwire-demo.binpb"
+    return demo_service.write_image(DESCRIPTOR, target)
 
 
 @dataclass
@@ -93,10 +104,13 @@ def upstream_port(loop_thread: LoopThread) -> Iterator[int]:
 
 @pytest.fixture(scope="session")
 def gateway(
-    loop_thread: LoopThread, upstream_port: int, tmp_path_factory: pytest.TempPathFactory
+    loop_thread: LoopThread,
+    upstream_port: int,
+    demo_image: Path,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[RunningGateway]:
     running = start_gateway(
-        loop_thread, make_spec(upstream_port), tmp_path_factory.mktemp("gateway")
+        loop_thread, make_spec(upstream_port, demo_image), tmp_path_factory.mktemp("gateway")
     )
     yield running
     loop_thread.run(running.envoy.stop(5))

@@ -1,7 +1,10 @@
 """A canned in-process `grpc.aio` server for the gateway tests: each rpc shows one behaviour.
 
 It runs on its own event loop in a background thread, so the (synchronous) tests can talk
-to it through the real Envoy with httpx and synchronous gRPC stubs.
+to it through the real Envoy with httpx and synchronous gRPC stubs. It fails the way the
+real server does: domain errors through `server.interceptors.abort_with`, inside the real
+`RestInterceptor`, so the gateway sees the server's own REST error metadata. Raw
+`context.abort` calls stand for failures that carry no ready body (grpc's own errors).
 """
 
 from __future__ import annotations
@@ -20,10 +23,16 @@ from grpc_reflection.v1alpha import reflection
 from thingwire.auth.v1 import auth_pb2, auth_pb2_grpc
 from thingwire.inputs.v1 import inputs_pb2, inputs_pb2_grpc
 
+from server import errors
+from server.interceptors import abort_with
+from server.rest_interceptor import RestInterceptor, rest_options_of
+from tests.gateway.demo_service import DEMO_SERVICE, demo_service_handler
+
 PASSWORD = "secret"
 THROTTLED_EMAIL = "throttled@example.com"
 SLOW_TOKEN_ID = 999
 BROKEN_TOKEN_ID = 500
+UNKNOWN_TOKEN_ID = 501
 INTERNAL_DETAIL = "Unexpected <class 'sqlite3.OperationalError'>: /srv/db secret path"
 BAD_LOGIN = "invalid username or password"
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
@@ -31,6 +40,10 @@ MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 AWKWARD_MESSAGE = 'name is required: "" \\ \n\t\x01 é'
 
 T = TypeVar("T")
+
+
+class _Unmapped(errors.ThingwireError):
+    """A domain error without a status of its own: INTERNAL, its message never shown."""
 
 
 def _metadata(context: grpc.aio.ServicerContext) -> dict[str, str]:
@@ -43,12 +56,11 @@ class FakeAuthService(auth_pb2_grpc.AuthServiceServicer):
     async def Login(
         self, request: auth_pb2.LoginRequest, context: grpc.aio.ServicerContext
     ) -> auth_pb2.LoginResponse:
-        """One password works; a throttled account sends x-retry-after, then fails."""
+        """One password works; a throttled account fails with a retry-after."""
         if request.email == THROTTLED_EMAIL:
-            await context.send_initial_metadata((("x-retry-after", "30"),))
-            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "too many failed logins")
+            await abort_with(context, errors.Throttled("too many failed logins", retry_after=30))
         if request.password != PASSWORD:
-            await context.abort(grpc.StatusCode.UNAUTHENTICATED, BAD_LOGIN)
+            await abort_with(context, errors.Unauthenticated(BAD_LOGIN))
         user = auth_pb2.User(pk=0, username="", email=request.email, has_devices=False)
         return auth_pb2.LoginResponse(token=f"tok-{request.email}", user=user)
 
@@ -69,7 +81,7 @@ class FakeAuthService(auth_pb2_grpc.AuthServiceServicer):
         """Parses the raw form as the real server does; echoes username and content type."""
         form = dict(urllib.parse.parse_qsl(request.raw.data.decode()))
         if form.get("password", request.password) != PASSWORD:
-            await context.abort(grpc.StatusCode.UNAUTHENTICATED, BAD_LOGIN)
+            await abort_with(context, errors.Unauthenticated(BAD_LOGIN))
         return auth_pb2.CreateTokenResponse(
             access_token=f"access-{form.get('username', request.username)}",
             expires_in=7200,
@@ -81,12 +93,9 @@ class FakeAuthService(auth_pb2_grpc.AuthServiceServicer):
     async def CreateApiToken(
         self, request: auth_pb2.CreateApiTokenRequest, context: grpc.aio.ServicerContext
     ) -> auth_pb2.CreateApiTokenResponse:
-        """Answers 201 Created through the x-http-status initial metadata."""
+        """Refuses an empty name with a message that needs every kind of JSON escape."""
         if not request.name:
-            await context.abort(
-                grpc.StatusCode.INVALID_ARGUMENT, 'name is required: "" \\ \n\t\x01 é'
-            )
-        await context.send_initial_metadata((("x-http-status", "201"),))
+            await abort_with(context, errors.InvalidArgument(AWKWARD_MESSAGE))
         return auth_pb2.CreateApiTokenResponse(id=7, name=request.name, token="s3cret")
 
     async def DeleteApiToken(
@@ -97,8 +106,11 @@ class FakeAuthService(auth_pb2_grpc.AuthServiceServicer):
         if request.id == SLOW_TOKEN_ID:
             await asyncio.sleep(30)
         if request.id == BROKEN_TOKEN_ID:
+            # grpc's own failure: no ready body, only a status whose message must not show.
             await context.abort(grpc.StatusCode.INTERNAL, INTERNAL_DETAIL)
-        await context.abort(grpc.StatusCode.NOT_FOUND, f"api token {request.id} not found")
+        if request.id == UNKNOWN_TOKEN_ID:
+            await abort_with(context, _Unmapped(INTERNAL_DETAIL))
+        await abort_with(context, errors.NotFound(f"api token {request.id} not found"))
         raise AssertionError("unreachable")
 
 
@@ -111,7 +123,7 @@ class FakeInputService(inputs_pb2_grpc.InputServiceServicer):
         """Echoes authorization (as the input's name) and page_size (as the page token)."""
         metadata = _metadata(context)
         if "organization-id" not in metadata:
-            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "organization headers missing")
+            await abort_with(context, errors.Unauthenticated("organization headers missing"))
         one = inputs_pb2.Input(id="sen1", name=metadata.get("authorization", ""))
         return inputs_pb2.ListInputsResponse(inputs=[one], next_page_token=str(request.page_size))
 
@@ -119,7 +131,16 @@ class FakeInputService(inputs_pb2_grpc.InputServiceServicer):
 async def start_server() -> tuple[grpc.aio.Server, int]:
     """The fake services plus health and reflection on a free loopback port."""
     # The gateway lets REST bodies up to 8 MiB through; gRPC's default limit is 4 MiB.
-    server = grpc.aio.server(options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES)])
+    services = [
+        auth_pb2.DESCRIPTOR.services_by_name["AuthService"],
+        inputs_pb2.DESCRIPTOR.services_by_name["InputService"],
+        DEMO_SERVICE,
+    ]
+    server = grpc.aio.server(
+        interceptors=[RestInterceptor(rest_options_of(services))],
+        options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES)],
+    )
+    server.add_generic_rpc_handlers((demo_service_handler(),))
     auth_pb2_grpc.add_AuthServiceServicer_to_server(FakeAuthService(), server)
     inputs_pb2_grpc.add_InputServiceServicer_to_server(FakeInputService(), server)
     health_servicer = health.aio.HealthServicer()
@@ -127,6 +148,7 @@ async def start_server() -> tuple[grpc.aio.Server, int]:
     names = (
         auth_pb2.DESCRIPTOR.services_by_name["AuthService"].full_name,
         inputs_pb2.DESCRIPTOR.services_by_name["InputService"].full_name,
+        DEMO_SERVICE.full_name,
         health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
         reflection.SERVICE_NAME,
     )

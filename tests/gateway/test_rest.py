@@ -8,6 +8,7 @@ import httpx
 import pytest
 
 from tests.gateway.conftest import RunningGateway
+from tests.gateway.demo_service import CREATE_PATH, CREATED
 from tests.gateway.fake_upstream import (
     AWKWARD_MESSAGE,
     BAD_LOGIN,
@@ -26,6 +27,8 @@ def assert_no_grpc_headers(response: httpx.Response) -> None:
     leaked = [name for name in GRPC_HEADERS if name in response.headers]
     assert leaked == [], f"{leaked} leaked into a REST answer"
     assert "x-http-status" not in response.headers
+    internal = [name for name in response.headers if name.startswith("x-thingwire")]
+    assert internal == [], f"{internal} leaked into a REST answer"
 
 
 def assert_json_error(response: httpx.Response, status: int) -> object:
@@ -153,9 +156,18 @@ def test_body_under_the_limit_passes(client: httpx.Client) -> None:
     assert assert_json_error(response, 401) == {"detail": BAD_LOGIN}
 
 
-def test_initial_metadata_sets_201(client: httpx.Client) -> None:
+def test_success_status_comes_from_the_method_option(client: httpx.Client) -> None:
+    """DemoService.CreateThing declares `http_status = 201`; the server sends it, the
+    gateway applies it. No handler code asks for it."""
+    response = client.post(CREATE_PATH, json={"name": "ci"})
+    assert response.status_code == CREATED
+    assert response.json() == {"name": "ci", "id": "thing1"}
+    assert_no_grpc_headers(response)
+
+
+def test_rpc_without_the_option_answers_200(client: httpx.Client) -> None:
     response = client.post("/auth/api_tokens/", json={"name": "ci"})
-    assert response.status_code == 201
+    assert response.status_code == 200
     body = response.json()
     assert (str(body["id"]), body["name"], body["token"]) == ("7", "ci", "s3cret")
     assert_no_grpc_headers(response)

@@ -26,7 +26,7 @@ from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from thingwire.options.v1 import options_pb2 as thingwire_dot_options_dot_v1_dot_options__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n thingwire/inputs/v1/inputs.proto\x12\x13thingwire.inputs.v1\x1a\x1cgoogle/api/annotations.proto\x1a\"thingwire/options/v1/options.proto\"7\n\x05Input\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x14\n\x0cmeasure_unit\x18\x03 \x01(\t\":\n\x11ListInputsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"Y\n\x12ListInputsResponse\x12*\n\x06inputs\x18\x01 \x03(\x0b\x32\x1a.thingwire.inputs.v1.Input\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\x93\x01\n\x0cInputService\x12\x82\x01\n\nListInputs\x12&.thingwire.inputs.v1.ListInputsRequest\x1a\'.thingwire.inputs.v1.ListInputsResponse\"#\xc8\xf3\x18\x03\x82\xd3\xe4\x93\x02\x19\x12\x17/api/external/v1/inputsb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n thingwire/inputs/v1/inputs.proto\x12\x13thingwire.inputs.v1\x1a\x1cgoogle/api/annotations.proto\x1a\"thingwire/options/v1/options.proto\"7\n\x05Input\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x14\n\x0cmeasure_unit\x18\x03 \x01(\t\":\n\x11ListInputsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"Y\n\x12ListInputsResponse\x12*\n\x06inputs\x18\x01 \x03(\x0b\x32\x1a.thingwire.inputs.v1.Input\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\x97\x01\n\x0cInputService\x12\x86\x01\n\nListInputs\x12&.thingwire.inputs.v1.ListInputsRequest\x1a\'.thingwire.inputs.v1.ListInputsResponse\"\'\xc8\xf3\x18\x03\xd0\xf3\x18\x03\x82\xd3\xe4\x93\x02\x19\x12\x17/api/external/v1/inputsb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,7 +34,7 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'thingwire.inputs.v1.inputs_
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_INPUTSERVICE'].methods_by_name['ListInputs']._loaded_options = None
-  _globals['_INPUTSERVICE'].methods_by_name['ListInputs']._serialized_options = b'\310\363\030\003\202\323\344\223\002\031\022\027/api/external/v1/inputs'
+  _globals['_INPUTSERVICE'].methods_by_name['ListInputs']._serialized_options = b'\310\363\030\003\320\363\030\003\202\323\344\223\002\031\022\027/api/external/v1/inputs'
   _globals['_INPUT']._serialized_start=123
   _globals['_INPUT']._serialized_end=178
   _globals['_LISTINPUTSREQUEST']._serialized_start=180
@@ -42,5 +42,5 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTINPUTSRESPONSE']._serialized_start=240
   _globals['_LISTINPUTSRESPONSE']._serialized_end=329
   _globals['_INPUTSERVICE']._serialized_start=332
-  _globals['_INPUTSERVICE']._serialized_end=479
+  _globals['_INPUTSERVICE']._serialized_end=483
 # @@protoc_insertion_point(module_scope)

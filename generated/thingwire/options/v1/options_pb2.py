@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import descriptor_pb2 as google_dot_protobuf_dot_descriptor__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"thingwire/options/v1/options.proto\x12\x14thingwire.options.v1\x1a google/protobuf/descriptor.proto*\x91\x01\n\x06\x41\x63\x63\x65ss\x12\x16\n\x12\x41\x43\x43\x45SS_UNSPECIFIED\x10\x00\x12\x11\n\rACCESS_PUBLIC\x10\x01\x12\x0f\n\x0b\x41\x43\x43\x45SS_USER\x10\x02\x12\x17\n\x13\x41\x43\x43\x45SS_ORGANIZATION\x10\x03\x12\x1f\n\x1b\x41\x43\x43\x45SS_USER_OR_DEVICE_TOKEN\x10\x04\x12\x11\n\rACCESS_DEVICE\x10\x05:N\n\x06\x61\x63\x63\x65ss\x12\x1e.google.protobuf.MethodOptions\x18\xb9\x8e\x03 \x01(\x0e\x32\x1c.thingwire.options.v1.AccessB\x03\x90\x01\x00\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"thingwire/options/v1/options.proto\x12\x14thingwire.options.v1\x1a google/protobuf/descriptor.proto*\x91\x01\n\x06\x41\x63\x63\x65ss\x12\x16\n\x12\x41\x43\x43\x45SS_UNSPECIFIED\x10\x00\x12\x11\n\rACCESS_PUBLIC\x10\x01\x12\x0f\n\x0b\x41\x43\x43\x45SS_USER\x10\x02\x12\x17\n\x13\x41\x43\x43\x45SS_ORGANIZATION\x10\x03\x12\x1f\n\x1b\x41\x43\x43\x45SS_USER_OR_DEVICE_TOKEN\x10\x04\x12\x11\n\rACCESS_DEVICE\x10\x05*\x86\x01\n\tApiFamily\x12\x1a\n\x16\x41PI_FAMILY_UNSPECIFIED\x10\x00\x12\x15\n\x11\x41PI_FAMILY_AUTOPI\x10\x01\x12\x16\n\x12\x41PI_FAMILY_THINGER\x10\x02\x12\x18\n\x14\x41PI_FAMILY_DATACOOEE\x10\x03\x12\x14\n\x10\x41PI_FAMILY_LOCAL\x10\x04:N\n\x06\x61\x63\x63\x65ss\x12\x1e.google.protobuf.MethodOptions\x18\xb9\x8e\x03 \x01(\x0e\x32\x1c.thingwire.options.v1.Access:U\n\napi_family\x12\x1e.google.protobuf.MethodOptions\x18\xba\x8e\x03 \x01(\x0e\x32\x1f.thingwire.options.v1.ApiFamily:5\n\x0bhttp_status\x12\x1e.google.protobuf.MethodOptions\x18\xbb\x8e\x03 \x01(\rB\x03\x90\x01\x00\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,4 +35,6 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._serialized_options = b'\220\001\000'
   _globals['_ACCESS']._serialized_start=95
   _globals['_ACCESS']._serialized_end=240
+  _globals['_APIFAMILY']._serialized_start=243
+  _globals['_APIFAMILY']._serialized_end=377
 # @@protoc_insertion_point(module_scope)
