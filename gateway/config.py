@@ -196,7 +196,7 @@ def lua_source(spec: GatewaySpec) -> str:
     Envoy's Lua filter takes no parameters, so the per-gateway facts are written into the
     script itself.
     """
-    settings = {
+    settings: dict[str, str | int] = {
         "max_uri_bytes": spec.max_uri_bytes,
         "reject_header": LUA_REJECT_HEADER,
         "shaped_header": SHAPED_HEADER,
@@ -313,7 +313,10 @@ def _routes(spec: GatewaySpec) -> list[dict[str, Any]]:
                 # a unary gRPC call's deadline is the client's grpc-timeout.
                 "timeout": "0s",
                 "idle_timeout": "0s",
-                "max_stream_duration": {"max_stream_duration": "0s", "grpc_timeout_header_max": "0s"},
+                "max_stream_duration": {
+                    "max_stream_duration": "0s",
+                    "grpc_timeout_header_max": "0s",
+                },
             },
             "typed_per_filter_config": {
                 # gRPC streams are not buffered; the gRPC server enforces its own limit.

@@ -76,7 +76,9 @@ def _bindings(rule: http_pb2.HttpRule) -> Iterable[tuple[str, str, str]]:
             yield binding.custom.kind.upper(), binding.custom.path, binding.body
 
 
-def _query_fields(message: descriptor_pb2.DescriptorProto | None, template: str, body: str) -> tuple[str, ...]:
+def _query_fields(
+    message: descriptor_pb2.DescriptorProto | None, template: str, body: str
+) -> tuple[str, ...]:
     if message is None or body == "*":
         return ()
     bound = {match.group(1).split(".")[0] for match in _VARIABLE.finditer(template)}

@@ -133,13 +133,18 @@ def local_reply_config(
         # Native gRPC: Envoy's reply is a gRPC status; leave it be (no body format).
         {"filter": native_grpc}
     ]
-    messages = {**MESSAGES, 413: f"request body is too large (limit {max_request_body_bytes} bytes)"}
+    messages = {
+        **MESSAGES,
+        413: f"request body is too large (limit {max_request_body_bytes} bytes)",
+    }
     rejected = _header(reject_header, {"present_match": True})
     for family in families:
         where = _family_filter(family)
         for status in LUA_STATUSES:
             mappers.append(
-                _mapper(_all(where, rejected, _status(status)), family.family, status, OTHER_MESSAGE)
+                _mapper(
+                    _all(where, rejected, _status(status)), family.family, status, OTHER_MESSAGE
+                )
             )
         mappers.append(
             _mapper(

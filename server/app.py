@@ -35,6 +35,10 @@ SERVICES = (
     auth_pb2.DESCRIPTOR.services_by_name["AuthService"],
     inputs_pb2.DESCRIPTOR.services_by_name["InputService"],
 )
+#: Metadata a call may carry. Above the gateway's limits (16 KiB of request headers, and the
+#: REST path again as x-envoy-original-path), so that the gateway answers 431/414 for an
+#: oversized request and the server's RESOURCE_EXHAUSTED (a retryable 429) never does.
+MAX_METADATA_BYTES = 64 * 1024
 # Devices keep a stream open for hours: the server must accept their keepalive pings.
 KEEPALIVE_OPTIONS = (
     ("grpc.keepalive_time_ms", 30_000),
@@ -82,6 +86,7 @@ async def create_server(
         ],
         options=[
             ("grpc.max_receive_message_length", max_message_bytes),
+            ("grpc.max_metadata_size", MAX_METADATA_BYTES),
             ("grpc.max_send_message_length", max_message_bytes),
             # Without this, a second server binds the same port and they share its calls.
             ("grpc.so_reuseport", 0),

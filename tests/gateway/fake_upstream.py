@@ -24,6 +24,7 @@ from thingwire.auth.v1 import auth_pb2, auth_pb2_grpc
 from thingwire.inputs.v1 import inputs_pb2, inputs_pb2_grpc
 
 from server import errors
+from server.app import MAX_METADATA_BYTES
 from server.interceptors import abort_with
 from server.rest_interceptor import RestInterceptor, rest_options_of
 from tests.gateway.demo_service import DEMO_SERVICE, demo_service_handler
@@ -138,7 +139,10 @@ async def start_server() -> tuple[grpc.aio.Server, int]:
     ]
     server = grpc.aio.server(
         interceptors=[RestInterceptor(rest_options_of(services))],
-        options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES)],
+        options=[
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_metadata_size", MAX_METADATA_BYTES),
+        ],
     )
     server.add_generic_rpc_handlers((demo_service_handler(),))
     auth_pb2_grpc.add_AuthServiceServicer_to_server(FakeAuthService(), server)

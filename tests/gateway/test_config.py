@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 from google.api import annotations_pb2
 from google.protobuf import descriptor_pb2
+from thingwire.options.v1 import options_pb2
 
 from gateway.config import (
+    CLOUD_ERROR_RULES,
+    LUA_FILTER,
     NATIVE_GRPC_CONTENT_TYPE,
-    ErrorShape,
     GatewaySpec,
     cloud_spec,
     device_spec,
@@ -21,6 +24,8 @@ from gateway.config import (
     render_json,
     transcoded_services,
 )
+from gateway.http_rules import HttpRule, http_rules, path_bound_fields
+from server.rest_errors import render_error_body
 from tests.gateway.conftest import DESCRIPTOR
 
 CLOUD = transcoded_services(DESCRIPTOR, device=False)
@@ -87,6 +92,7 @@ def test_transcoder_settings(spec: GatewaySpec) -> None:
     assert transcoder["services"] == list(CLOUD)
     assert transcoder["convert_grpc_status"] is True
     assert transcoder["ignore_unknown_query_parameters"] is True
+    assert transcoder["ignored_query_parameters"] == ["id", "token_id", "user_id"]
     assert transcoder["match_incoming_request_route"] is True
     assert transcoder["request_validation_options"] == {
         "reject_unknown_method": True,
@@ -128,55 +134,143 @@ def test_body_limit_applies_to_buffer_and_transcoder() -> None:
     assert _filter(config, "envoy.filters.http.buffer")["max_request_bytes"] == 1234
     transcoder = _filter(config, "envoy.filters.http.grpc_json_transcoder")
     assert transcoder["max_request_body_size"] == 1234
-    assert "max_request_body_bytes = 1234" in lua_source(spec)
+    assert "(limit 1234 bytes)" in json.dumps(_hcm(config)["local_reply_config"])
 
 
-def test_grpc_route_has_no_deadline_and_no_buffering(spec: GatewaySpec) -> None:
+def test_grpc_route_has_no_deadline_no_buffering_and_no_lua(spec: GatewaySpec) -> None:
     grpc_route = _routes(render_config(spec))["grpc"]
     assert grpc_route["match"]["headers"][0]["string_match"] == {
         "safe_regex": {"regex": NATIVE_GRPC_CONTENT_TYPE}
     }
     assert grpc_route["route"]["timeout"] == "0s"
-    assert grpc_route["route"]["max_stream_duration"] == {"grpc_timeout_header_max": "0s"}
-    assert grpc_route["typed_per_filter_config"]["envoy.filters.http.buffer"]["disabled"]
+    assert grpc_route["route"]["idle_timeout"] == "0s"
+    assert grpc_route["route"]["max_stream_duration"] == {
+        "max_stream_duration": "0s",
+        "grpc_timeout_header_max": "0s",
+    }
+    per_filter = grpc_route["typed_per_filter_config"]
+    assert per_filter["envoy.filters.http.buffer"]["disabled"]
+    # The route's match is the one classification of native gRPC: the filter never runs.
+    assert per_filter[LUA_FILTER]["disabled"]
 
 
-def test_rest_route_has_a_deadline() -> None:
-    spec = cloud_spec(8080, 50051, 9901, DESCRIPTOR, unary_timeout_s=12.5)
-    assert _routes(render_config(spec))["rest"]["route"]["timeout"] == "12.5s"
+def test_rest_routes_have_deadlines() -> None:
+    spec = cloud_spec(8080, 50051, 9901, DESCRIPTOR, unary_timeout_s=12.5, rest_idle_timeout_s=7)
+    rest = _routes(render_config(spec))["rest"]["route"]
+    assert (rest["timeout"], rest["idle_timeout"]) == ("12.5s", "7s")
+    # Envoy 1.40 drops the route timeout of a transcoded call if the route has this.
+    assert "max_stream_duration" not in rest
 
 
-def test_sse_route_streams_event_frames(spec: GatewaySpec) -> None:
-    sse = _routes(render_config(spec))["sse"]
-    assert sse["match"]["safe_regex"]["regex"] == ".*/stats"
-    assert sse["route"]["timeout"] == "0s"
-    per_route = sse["typed_per_filter_config"]["envoy.filters.http.grpc_json_transcoder"]
+def test_request_bounds_are_configurable() -> None:
+    spec = cloud_spec(
+        8080,
+        50051,
+        9901,
+        DESCRIPTOR,
+        request_headers_timeout_s=1.5,
+        request_timeout_s=3,
+        unary_timeout_s=4,
+        max_request_headers_kb=12,
+    )
+    hcm = _hcm(render_config(spec))
+    assert hcm["request_headers_timeout"] == "1.5s"
+    assert hcm["common_http_protocol_options"] == {"max_stream_duration": "7s"}
+    assert hcm["max_request_headers_kb"] == 12
+
+
+def test_uri_limit_must_fit_the_header_limit() -> None:
+    with pytest.raises(ValueError, match="max_uri_bytes"):
+        cloud_spec(8080, 50051, 9901, DESCRIPTOR, max_request_headers_kb=4, max_uri_bytes=8192)
+
+
+def test_each_family_prefix_has_a_rest_route_with_its_fallback(spec: GatewaySpec) -> None:
+    routes = _routes(render_config(spec))
+    for rule in CLOUD_ERROR_RULES:
+        route = routes[f"rest {rule.prefix}"]
+        assert route["match"] == {"prefix": rule.prefix}
+        fallback = route["metadata"]["filter_metadata"][LUA_FILTER]["fallback"]
+        assert json.loads(fallback["500"]) == render_error_document(rule.family, 500)
+    default = routes["rest"]["metadata"]["filter_metadata"][LUA_FILTER]["fallback"]
+    assert json.loads(default["501"]) == {"detail": "Not Implemented"}
+    assert list(routes)[-1] == "rest"
+
+
+def render_error_document(family: int, status: int) -> object:
+    return json.loads(render_error_body(family, status, "internal error"))
+
+
+def _streaming_image(tmp_path: Path) -> Path:
+    image = descriptor_pb2.FileDescriptorSet.FromString(DESCRIPTOR.read_bytes())
+    proto_file = image.file.add(name="thingwire/demo/v1/stream.proto", package="thingwire.demo.v1")
+    service = proto_file.service.add(name="StatsService")
+    for name, streaming, path in [
+        ("WatchStats", True, "/v2/users/{user}/devices/{device}/stats"),
+        ("GetStats", False, "/v2/users/{user}/devices/{device}/summary"),
+    ]:
+        method = service.method.add(name=name, server_streaming=streaming)
+        method.input_type = method.output_type = ".google.protobuf.Empty"
+        method.options.Extensions[annotations_pb2.http].get = path
+        method.options.Extensions[options_pb2.api_family] = options_pb2.API_FAMILY_THINGER
+    path_ = tmp_path / "image.binpb"
+    path_.write_bytes(image.SerializeToString())
+    return path_
+
+
+def test_sse_routes_come_from_server_streaming_rules(tmp_path: Path) -> None:
+    image = _streaming_image(tmp_path)
+    spec = cloud_spec(8080, 50051, 9901, image, services=(*CLOUD, "thingwire.demo.v1.StatsService"))
+    routes = _routes(render_config(spec))
+    sse = [route for name, route in routes.items() if name.startswith("sse")]
+    assert [route["name"] for route in sse] == ["sse GET /v2/users/{user}/devices/{device}/stats"]
+    (route,) = sse
+    regex = re.compile(route["match"]["safe_regex"]["regex"])
+    assert regex.match("/v2/users/ann/devices/d1/stats")
+    assert regex.match("/v2/users/ann/devices/d1/stats/?authorization=x")
+    assert not regex.match("/v2/users/ann/devices/d1/summary")
+    assert not regex.match("/v1/users/ann/stats")
+    assert route["match"]["headers"] == [{"name": ":method", "string_match": {"exact": "GET"}}]
+    assert route["route"]["timeout"] == "0s"
+    assert route["route"]["max_stream_duration"] == {"max_stream_duration": "0s"}
+    per_route = route["typed_per_filter_config"]["envoy.filters.http.grpc_json_transcoder"]
     assert per_route["print_options"]["stream_sse_style_delimited"] is True
-    assert per_route["services"] == list(CLOUD)
+    fallback = route["metadata"]["filter_metadata"][LUA_FILTER]["fallback"]
+    assert json.loads(fallback["404"]) == {"error": {"message": "Not Found"}}
 
 
-def test_sse_route_can_be_turned_off() -> None:
-    spec = cloud_spec(8080, 50051, 9901, DESCRIPTOR, sse_path_regex=None)
-    assert "sse" not in _routes(render_config(spec))
+def test_no_streaming_rule_no_sse_route(spec: GatewaySpec) -> None:
+    """The `.*/stats` regex is gone: nothing streams until an rpc does."""
+    assert not [name for name in _routes(render_config(spec)) if name.startswith("sse")]
 
 
-def test_lua_filter_is_inlined_with_the_error_families(spec: GatewaySpec) -> None:
-    source = _filter(render_config(spec), "envoy.filters.http.lua")["default_source_code"]
+def test_lua_filter_is_inlined_with_its_settings(spec: GatewaySpec) -> None:
+    source = _filter(render_config(spec), LUA_FILTER)["default_source_code"]
     code = source["inline_string"]
     assert "function envoy_on_request(handle)" in code
     assert "function envoy_on_response(handle)" in code
-    assert '{prefix = "/oauth/", shape = "thinger"}' in code
-    assert '{prefix = "/api/external/", shape = "json_api"}' in code
-    assert 'default_shape = "detail"' in code
+    assert "max_uri_bytes = 8192," in code
+    assert code == lua_source(spec)
 
 
-def test_device_gateway_uses_the_local_api_error_shape() -> None:
+def test_the_lua_filter_reads_no_json() -> None:
+    code = lua_source(cloud_spec(8080, 50051, 9901, DESCRIPTOR))
+    for decoder_part in ("json_decode", "decode_value", "decode_string"):
+        assert decoder_part not in code
+
+
+def test_device_gateway_uses_the_local_api_family() -> None:
     spec = device_spec(9000, 50052, 9902, DESCRIPTOR)
-    assert spec.default_error_shape is ErrorShape.ERROR_STRING
+    assert spec.default_family == options_pb2.API_FAMILY_LOCAL
     assert spec.error_rules == ()
     assert spec.services == ()
-    assert 'default_shape = "error_string"' in lua_source(spec)
-    assert "sse" not in _routes(render_config(spec))
+    config = render_config(spec)
+    assert not [name for name in _routes(config) if name.startswith("sse")]
+    mappers = _hcm(config)["local_reply_config"]["mappers"]
+    formats = [
+        m["body_format_override"]["json_format"] for m in mappers if "body_format_override" in m
+    ]
+    assert formats
+    assert all(set(document) == {"error"} for document in formats)
 
 
 def test_render_json_round_trips(spec: GatewaySpec) -> None:
@@ -196,3 +290,27 @@ def test_bad_ports_are_refused(overrides: dict[str, int]) -> None:
 def test_spec_is_frozen(spec: GatewaySpec) -> None:
     with pytest.raises(AttributeError):
         spec.listen_port = 1  # type: ignore[misc]
+
+
+def test_path_prefixes_agree_with_each_rpcs_family(spec: GatewaySpec) -> None:
+    """Envoy's own replies pick the family by path prefix, an rpc's errors by its option:
+    both must name the same family for every documented path."""
+
+    def by_prefix(template: str) -> int:
+        for rule in spec.error_rules:
+            if template.startswith(rule.prefix):
+                return rule.family
+        return spec.default_family
+
+    rules = http_rules(DESCRIPTOR, spec.services)
+    assert rules
+    assert [(r.template, r.family) for r in rules if r.family != by_prefix(r.template)] == []
+
+
+def test_a_field_bound_by_a_path_and_set_by_a_query_elsewhere_is_refused() -> None:
+    rules = [
+        HttpRule("/a/Get", "GET", "/a/{device}", False, 1),
+        HttpRule("/a/List", "GET", "/a", False, 1, query_fields=("device",)),
+    ]
+    with pytest.raises(ValueError, match="device"):
+        path_bound_fields(rules)

@@ -1,0 +1,181 @@
+"""What an adversarial probe of the gateway found (issue 5, item 10), each reproduced
+through the real Envoy in front of the fake upstream."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import httpx
+import pytest
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from tests.gateway.conftest import RunningGateway, make_spec, start_gateway
+from tests.gateway.fake_upstream import LoopThread
+
+pytestmark = pytest.mark.integration
+
+#: Small bounds, so that the timeout tests take seconds.
+BOUND_S = 1.0
+
+
+@pytest.mark.parametrize("content_type", ["application/grpc ;x", "application/grpc\t;x"])
+def test_content_type_near_grpc_gets_the_rest_checks(
+    client: httpx.Client, content_type: str
+) -> None:
+    """Routed to the transcoder, so filtered as REST too: one classification of gRPC."""
+    response = client.get("/v1/users/%FF/tokens", headers={"content-type": content_type})
+    assert response.status_code == 400
+    assert response.json() == {
+        "error": {"message": "invalid request: the path or query is not valid UTF-8"}
+    }
+    moved = client.get("/auth/user?authorization=abc", headers={"content-type": content_type})
+    assert moved.json()["username"] == "Bearer abc"
+
+
+@pytest.mark.parametrize(
+    "header",
+    [("x-foo-bin", "a"), ("grpc-timeout", "1S"), ("grpc-encoding", "snappy"), ("te", "x")],
+)
+def test_headers_grpc_reserves_are_dropped_from_rest(
+    client: httpx.Client, header: tuple[str, str]
+) -> None:
+    response = client.get("/auth/user", headers=[header])
+    assert response.status_code == 200, response.text
+    assert response.json()["username"] == ""
+
+
+def test_a_query_parameter_never_changes_a_path_bound_field(client: httpx.Client) -> None:
+    """The path wins: `?id=11` does not turn DELETE /auth/api_tokens/5 into token 11."""
+    response = client.delete("/auth/api_tokens/5/?id=11")
+    assert response.status_code == 404
+    assert response.json() == {"detail": "api token 5 not found"}
+
+
+def test_oversized_headers_are_431_not_a_retryable_429(client: httpx.Client) -> None:
+    response = client.get("/auth/user", headers={"x-big": "a" * (20 * 1024)})
+    assert response.status_code == 431
+    assert "retry-after" not in response.headers
+
+
+def test_headers_under_the_limit_reach_the_server(client: httpx.Client) -> None:
+    response = client.get("/auth/user", headers={"x-big": "a" * (12 * 1024)})
+    assert response.status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("/auth/user?x=" + "a" * 9000, {"detail": "request URI is too long (limit 8192 bytes)"}),
+        (
+            "/v1/users/" + "a" * 9000,
+            {"error": {"message": "request URI is too long (limit 8192 bytes)"}},
+        ),
+    ],
+)
+def test_oversized_uri_is_414(client: httpx.Client, path: str, expected: object) -> None:
+    response = client.get(path)
+    assert response.status_code == 414
+    assert response.headers["content-type"] == "application/json"
+    assert response.json() == expected
+
+
+@pytest.fixture(scope="module")
+def bounded(
+    loop_thread: LoopThread,
+    upstream_port: int,
+    demo_image: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[RunningGateway]:
+    spec = make_spec(
+        upstream_port,
+        demo_image,
+        request_headers_timeout_s=BOUND_S,
+        request_timeout_s=BOUND_S,
+        rest_idle_timeout_s=BOUND_S,
+        unary_timeout_s=BOUND_S,
+    )
+    running = start_gateway(loop_thread, spec, tmp_path_factory.mktemp("bounded"))
+    yield running
+    loop_thread.run(running.envoy.stop(5))
+
+
+def _held_for(gateway: RunningGateway, *parts: bytes, pause: float = 0.0) -> tuple[float, bytes]:
+    """Send `parts` (pausing between them), then read until Envoy answers or closes.
+
+    Returns how long the connection stayed open after the first part, and the answer.
+    """
+    with socket.create_connection(("127.0.0.1", gateway.envoy.spec.listen_port)) as sock:
+        sock.settimeout(0.2)
+        start = time.monotonic()
+        answer = b""
+        for part in parts:
+            try:
+                sock.sendall(part)
+            except OSError:
+                break
+            deadline = time.monotonic() + pause
+            while time.monotonic() < deadline and not answer:
+                try:
+                    answer = sock.recv(4096)
+                except TimeoutError:
+                    continue
+            if answer:
+                break
+        while not answer and time.monotonic() - start < 20:
+            try:
+                answer = sock.recv(4096) or b"closed"
+            except TimeoutError:
+                continue
+            except OSError:
+                answer = b"closed"
+        return time.monotonic() - start, answer
+
+
+REQUEST_LINE = b"POST /auth/login/ HTTP/1.1\r\n"
+HEADERS = b"Host: x\r\nContent-Type: application/json\r\nContent-Length: 200\r\n"
+
+
+@pytest.mark.parametrize(
+    "parts",
+    [
+        pytest.param((REQUEST_LINE,), id="request line alone"),
+        pytest.param((REQUEST_LINE + b"Host: x\r\n",), id="half the headers"),
+        pytest.param((REQUEST_LINE + HEADERS + b"\r\n" + b'{"email": ',), id="half a body"),
+    ],
+)
+def test_a_stalled_request_is_cut(bounded: RunningGateway, parts: tuple[bytes, ...]) -> None:
+    held, answer = _held_for(bounded, *parts)
+    assert held < 10 * BOUND_S
+    assert answer.startswith(b"HTTP/1.1 408") or answer == b"closed", answer
+
+
+def test_a_trickled_body_is_cut(bounded: RunningGateway) -> None:
+    """One byte at a time, each within the idle bound: the whole-exchange bound ends it."""
+    trickle = [REQUEST_LINE + HEADERS + b"\r\n{"] + [b" "] * 100
+    held, answer = _held_for(bounded, *trickle, pause=BOUND_S / 3)
+    assert held < 10 * BOUND_S
+    assert answer.startswith(b"HTTP/1.1 408"), answer
+    assert answer.endswith(b'{"detail":"request timeout: the request was not received in time"}')
+
+
+def test_a_native_grpc_stream_outlives_every_rest_bound(bounded: RunningGateway) -> None:
+    """Device links are long-lived bidi streams on the same port: no bound cuts them."""
+    with grpc.insecure_channel(bounded.grpc_target) as channel:
+        stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+        sent: list[reflection_pb2.ServerReflectionRequest] = []
+        ask = reflection_pb2.ServerReflectionRequest(list_services="")
+
+        def requests() -> Iterator[reflection_pb2.ServerReflectionRequest]:
+            for _ in range(2):
+                sent.append(ask)
+                yield ask
+                # Longer than the headers, request, idle and unary bounds together.
+                time.sleep(4 * BOUND_S)
+
+        answers = list(stub.ServerReflectionInfo(requests(), timeout=30))
+    assert len(answers) == 2
+    assert all(answer.list_services_response.service for answer in answers)

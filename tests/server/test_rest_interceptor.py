@@ -1,0 +1,146 @@
+"""RestInterceptor with the auth interceptor on a real grpc.aio server: every error of a
+REST rpc carries its family's body, at any point of a call; a declared status is sent."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import grpc
+import pytest
+from thingwire.options.v1 import options_pb2
+
+from server import errors
+from server.app import SERVICES
+from server.auth.principal import UserPrincipal
+from server.interceptors import ServerInterceptor
+from server.rest_errors import ERROR_BODY_KEY, HTTP_STATUS_KEY
+from server.rest_interceptor import RestInterceptor, RestOptions, rest_options_of
+from tests.support import LoopThread
+
+SERVICE = "test.v1.Rest"
+THINGER = RestOptions(family=options_pb2.API_FAMILY_THINGER)
+CREATED = RestOptions(family=options_pb2.API_FAMILY_DATACOOEE, success_status=201)
+
+
+class NeedsOk:
+    """Accepts exactly the metadata `authorization: ok`."""
+
+    async def authenticate(self, metadata: dict[str, str], access: int) -> UserPrincipal:
+        if metadata.get("authorization") != "ok":
+            raise errors.Unauthenticated("credentials missing")
+        return UserPrincipal(user_id=7, username="ada")
+
+
+async def unary(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+    if request == b"throttled":
+        raise errors.Throttled("slow down", retry_after=12)
+    if request == b"missing":
+        raise errors.NotFound("no such thing")
+    return b"done"
+
+
+async def stream(request: bytes, context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
+    yield b"one"
+    raise errors.NotFound("gone mid-stream")
+
+
+@pytest.fixture(scope="module")
+def channel() -> Iterator[grpc.Channel]:
+    options = {
+        f"/{SERVICE}/Thinger": THINGER,
+        f"/{SERVICE}/Create": CREATED,
+        f"/{SERVICE}/Plain": RestOptions(),
+        f"/{SERVICE}/Stream": THINGER,
+    }
+    levels = {method: options_pb2.ACCESS_USER for method in options}
+    loop = LoopThread()
+
+    async def start() -> tuple[grpc.aio.Server, int]:
+        server = grpc.aio.server(
+            interceptors=[RestInterceptor(options), ServerInterceptor(NeedsOk(), levels)]  # type: ignore[arg-type]
+        )
+        handlers: dict[str, Any] = {
+            name: grpc.unary_unary_rpc_method_handler(unary)
+            for name in ("Thinger", "Create", "Plain")
+        }
+        handlers["Stream"] = grpc.unary_stream_rpc_method_handler(stream)
+        server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(SERVICE, handlers)])
+        port = server.add_insecure_port("127.0.0.1:0")
+        await server.start()
+        return server, port
+
+    server, port = loop.run(start)
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
+        yield ch
+    loop.run(lambda: server.stop(0))
+    loop.close()
+
+
+OK = (("authorization", "ok"),)
+
+
+def _fail(channel: grpc.Channel, method: str, body: bytes, metadata: Any = OK) -> grpc.RpcError:
+    path = f"/{SERVICE}/{method}"
+    if method == "Stream":
+        with pytest.raises(grpc.RpcError) as caught:
+            list(channel.unary_stream(path)(body, metadata=metadata, timeout=5))
+        return caught.value
+    with pytest.raises(grpc.RpcError) as caught:
+        channel.unary_unary(path)(body, metadata=metadata, timeout=5)
+    return caught.value
+
+
+def _trailers(error: grpc.RpcError) -> dict[str, str]:
+    return {key: value for key, value in error.trailing_metadata()}
+
+
+def test_a_domain_error_carries_the_family_body(channel: grpc.Channel) -> None:
+    trailers = _trailers(_fail(channel, "Thinger", b"missing"))
+    assert trailers[HTTP_STATUS_KEY] == "404"
+    assert json.loads(trailers[ERROR_BODY_KEY]) == {"error": {"message": "no such thing"}}
+
+
+def test_an_authentication_error_carries_the_family_body_too(channel: grpc.Channel) -> None:
+    trailers = _trailers(_fail(channel, "Create", b"", metadata=()))
+    assert json.loads(trailers[ERROR_BODY_KEY]) == {
+        "errors": [{"status": "401", "title": "Unauthorized", "detail": "credentials missing"}]
+    }
+
+
+def test_a_throttle_carries_retry_after_and_its_body(channel: grpc.Channel) -> None:
+    error = _fail(channel, "Thinger", b"throttled")
+    trailers = _trailers(error)
+    assert trailers["retry-after"] == "12"
+    assert trailers[HTTP_STATUS_KEY] == "429"
+    assert dict(error.initial_metadata()) == {}
+
+
+def test_an_error_after_the_first_message_still_carries_its_body(channel: grpc.Channel) -> None:
+    error = _fail(channel, "Stream", b"")
+    assert error.code() is grpc.StatusCode.NOT_FOUND
+    assert json.loads(_trailers(error)[ERROR_BODY_KEY]) == {"error": {"message": "gone mid-stream"}}
+
+
+def test_an_rpc_without_a_family_has_no_rest_body(channel: grpc.Channel) -> None:
+    assert ERROR_BODY_KEY not in _trailers(_fail(channel, "Plain", b"missing"))
+
+
+def test_a_declared_success_status_is_sent(channel: grpc.Channel) -> None:
+    _, call = channel.unary_unary(f"/{SERVICE}/Create").with_call(b"", metadata=OK, timeout=5)
+    assert dict(call.initial_metadata())[HTTP_STATUS_KEY] == "201"
+
+
+def test_no_declared_status_sends_nothing(channel: grpc.Channel) -> None:
+    _, call = channel.unary_unary(f"/{SERVICE}/Thinger").with_call(b"", metadata=OK, timeout=5)
+    assert HTTP_STATUS_KEY not in dict(call.initial_metadata())
+
+
+def test_every_rest_rpc_of_the_server_declares_its_family() -> None:
+    options = rest_options_of(SERVICES)
+    assert options, "no services"
+    undeclared = [method for method, rest in options.items() if not rest.family]
+    assert undeclared == []
+    assert options["/thingwire.auth.v1.AuthService/CreateToken"] == THINGER
+    assert options["/thingwire.auth.v1.AuthService/Login"].family == options_pb2.API_FAMILY_AUTOPI
