@@ -321,3 +321,75 @@ def test_api_token_stops_at_its_expiry(client: httpx.Client, stack: Stack, ada: 
     assert client.get("/auth/user/", headers=headers).status_code == 200
     time.sleep(max(0.0, (expires - datetime.now(UTC)).total_seconds()) + 0.5)
     assert client.get("/auth/user/", headers=headers).status_code == 401
+
+
+# --- What an adversarial probe found (issue 5, item 10), through the real stack -----------
+
+
+def test_a_query_parameter_does_not_choose_whose_path_it_is(
+    client: httpx.Client, ada: dict, bob: dict
+) -> None:
+    """`?user_id=bob` on ada's path: the path wins, so bob cannot read ada's path as his."""
+    bob_token = autopi_login(client, "bob@example.com")
+    answer = client.get(
+        "/v1/users/ada/tokens",
+        params={"user_id": "bob"},
+        headers={"Authorization": f"Bearer {bob_token}"},
+    )
+    assert answer.status_code == 401
+    assert answer.json()["error"]["message"]
+
+
+def test_a_query_parameter_does_not_choose_which_token_is_deleted(
+    client: httpx.Client, ada: dict
+) -> None:
+    bearer = {"Authorization": f"Bearer {autopi_login(client)}"}
+    created = client.post("/auth/api_tokens/", json={"name": "kept"}, headers=bearer).json()
+    answer = client.delete(f"/auth/api_tokens/999999/?id={created['id']}", headers=bearer)
+    assert answer.status_code == 404
+    api = {"Authorization": f"APIToken {created['token']}"}
+    assert client.get("/auth/user/", headers=api).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "header", [("x-foo-bin", "a"), ("grpc-timeout", "1S"), ("grpc-encoding", "snappy")]
+)
+def test_grpc_reserved_headers_do_not_break_a_rest_call(
+    client: httpx.Client, header: tuple[str, str]
+) -> None:
+    """Answered as the call deserves (401 without credentials), never a 500."""
+    answer = client.get("/auth/user/", headers=[header])
+    assert answer.status_code == 401
+    assert answer.json() == {"detail": "authentication credentials were not provided"}
+
+
+def test_a_content_type_near_grpc_is_checked_as_rest(client: httpx.Client) -> None:
+    answer = client.get("/v1/users/%FF/tokens", headers={"content-type": "application/grpc ;x"})
+    assert answer.status_code == 400
+    assert answer.json() == {
+        "error": {"message": "invalid request: the path or query is not valid UTF-8"}
+    }
+
+
+@pytest.mark.parametrize(
+    ("headers", "path", "status"),
+    [
+        ({"x-big": "a" * (20 * 1024)}, "/auth/user/", 431),
+        ({}, "/auth/user/?x=" + "a" * 9000, 414),
+    ],
+)
+def test_oversized_requests_are_refused_at_the_gateway(
+    client: httpx.Client, headers: dict[str, str], path: str, status: int
+) -> None:
+    """Not the server's metadata limit (a 429 that clients retry)."""
+    answer = client.get(path, headers=headers)
+    assert answer.status_code == status
+    assert "retry-after" not in answer.headers
+
+
+def test_a_request_just_under_the_gateway_limits_reaches_the_server(client: httpx.Client) -> None:
+    """The server's metadata limit is above the gateway's (16 KiB for the request line and
+    headers, the path counted again as x-envoy-original-path): what the gateway lets
+    through is answered by the server (here 401), never refused as RESOURCE_EXHAUSTED."""
+    answer = client.get("/auth/user/?x=" + "a" * 8000, headers={"x-big": "a" * (7 * 1024)})
+    assert answer.status_code == 401
