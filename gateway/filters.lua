@@ -131,8 +131,37 @@ end
 -- The transcoder's 400s come as NOT_JSON .. <its text>; local_reply_config cannot choose a
 -- message by the text, so valid JSON of the wrong shape is told apart here by substring
 -- (the text sits inside the JSON Envoy rendered and escaped; nothing is parsed).
+local function plain(s) return (s:gsub("%p", "%%%0")) end
+
+-- Cuts the escaped string that starts at byte `from` at its first escaped newline: the
+-- transcoder's further lines echo the body around the error.
+local function first_line(body, from)
+  local i = from
+  while i <= #body do
+    local c = body:sub(i, i)
+    if c == '"' then return body end
+    if c == "\\" then
+      if body:sub(i + 1, i + 1) == "n" then
+        local j = i + 2
+        while j <= #body do
+          local d = body:sub(j, j)
+          if d == '"' then return body:sub(1, i - 1) .. body:sub(j) end
+          j = j + (d == "\\" and 2 or 1)
+        end
+        return body
+      end
+      i = i + 2
+    else
+      i = i + 1
+    end
+  end
+  return body
+end
+
 local function finish_transcoder_message(body)
-  local function plain(s) return (s:gsub("%p", "%%%0")) end
+  local start, stop = body:find(CONFIG.not_json, 1, true)
+  if start == nil then return body end
+  body = first_line(body, stop + 1)
   local prefix = plain(CONFIG.not_json)
   local root = prefix .. plain(": Root element must be a message.")
   local shaped = body:gsub(root, "invalid request: the body must be a JSON object", 1)

@@ -122,6 +122,23 @@ def test_malformed_json_is_a_json_400(client: httpx.Client, raw: bytes, message:
     assert body["detail"].startswith(message)
 
 
+@pytest.mark.parametrize(
+    ("raw", "detail"),
+    [
+        (b'{"email": ', "Unexpected end of string. Expected a value."),
+        (b'{"email" "x"}', "Expected : between key:value pair."),
+        (b'{"a\\n": 1 "b"}', "Expected , or } after key:value pair."),
+    ],
+)
+def test_malformed_json_shows_the_first_line_only(
+    client: httpx.Client, raw: bytes, detail: str
+) -> None:
+    """The transcoder's further lines echo the body around the error: cut, as before."""
+    headers = {"content-type": "application/json"}
+    body = assert_json_error(client.post("/auth/login/", content=raw, headers=headers), 400)
+    assert body == {"detail": "request body is not valid JSON: " + detail}
+
+
 def test_wrong_query_parameter_type_is_a_json_400(client: httpx.Client) -> None:
     body = assert_json_error(client.get("/api/external/v1/inputs?page_size=many"), 400)
     assert "page_size" in body["errors"][0]["detail"]
