@@ -5,6 +5,7 @@ One stack per module and database kind (SQLite and PostgreSQL, see tests/conftes
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -26,7 +27,7 @@ GRPC_HEADERS = ("grpc-status", "grpc-message", "grpc-accept-encoding", "grpc-enc
 
 
 @pytest.fixture(scope="module")
-def client(stack: Stack) -> httpx.Client:
+def client(stack: Stack) -> Iterator[httpx.Client]:
     with stack.http() as http:
         yield http
 

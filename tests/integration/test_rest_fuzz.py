@@ -8,6 +8,7 @@ real stack of this module.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from urllib.parse import quote
 
 import httpx
@@ -107,7 +108,7 @@ def assert_family_error(path: str, status: int, payload: object) -> None:
 
 
 @pytest.fixture(scope="module")
-def client(stack: Stack) -> httpx.Client:
+def client(stack: Stack) -> Iterator[httpx.Client]:
     with stack.http() as http:
         yield http
 
