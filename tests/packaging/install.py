@@ -24,7 +24,7 @@ from packaging.utils import canonicalize_name
 ROOT = Path(__file__).resolve().parents[2]
 #: What a source checkout holds that is not part of the build (and would slow the copy).
 _NOT_SOURCES = shutil.ignore_patterns(
-    ".git", ".venv", "node_modules", "var", "build", "*.egg-info", "__pycache__", ".*_cache"
+    ".git", ".venv", "node_modules", "var", "build", "dist", "*.egg-info", "__pycache__", ".*_cache"
 )
 
 
