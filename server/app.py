@@ -1,7 +1,9 @@
 """Build and run the grpc.aio server: our services, health, reflection, the interceptor.
 
 `create_server` is apart from `serve` (grpc's examples/python/errors pattern) so tests
-start a real server on a free port in-process.
+start a real server on a free port in-process. `SERVICES` is the one table of our
+services: the server registers exactly these, and the interceptor's access levels come
+from the same rows, so a service cannot be served without its levels.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import grpc
+from google.protobuf.descriptor import ServiceDescriptor
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from thingwire.auth.v1 import auth_pb2, auth_pb2_grpc
@@ -30,9 +33,34 @@ log = logging.getLogger(__name__)
 
 MAINTENANCE_INTERVAL_SECONDS = 300.0
 
-SERVICES = (
-    auth_pb2.DESCRIPTOR.services_by_name["AuthService"],
-    inputs_pb2.DESCRIPTOR.services_by_name["InputService"],
+
+@dataclass(frozen=True)
+class Service:
+    """One of our gRPC services: its descriptor, its servicer, and how grpc registers it."""
+
+    descriptor: ServiceDescriptor
+    servicer: Callable[[AppState], object]
+    #: The generated `add_<Name>Servicer_to_server` of the same `_pb2_grpc` module.
+    add_to_server: Callable[[object, grpc.aio.Server], None]
+
+
+#: Every service of ours that the server serves; add a new one here (and nowhere else).
+SERVICES: tuple[Service, ...] = (
+    Service(
+        auth_pb2.DESCRIPTOR.services_by_name["AuthService"],
+        AuthService,
+        auth_pb2_grpc.add_AuthServiceServicer_to_server,
+    ),
+    Service(
+        inputs_pb2.DESCRIPTOR.services_by_name["InputService"],
+        InputService,
+        inputs_pb2_grpc.add_InputServiceServicer_to_server,
+    ),
+)
+#: Infrastructure every client may use without credentials.
+OPEN_SERVICES = (
+    health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+    reflection.SERVICE_NAME,
 )
 # Devices keep a stream open for hours: the server must accept their keepalive pings.
 KEEPALIVE_OPTIONS = (
@@ -74,7 +102,13 @@ async def create_server(
     state = await AppState.open(database, clock)
     authenticator = Authenticator(database, state.signer, clock)
     server = grpc.aio.server(
-        interceptors=[ServerInterceptor(authenticator, access_levels(SERVICES))],
+        interceptors=[
+            ServerInterceptor(
+                authenticator,
+                access_levels(service.descriptor for service in SERVICES),
+                OPEN_SERVICES,
+            )
+        ],
         options=[
             ("grpc.max_receive_message_length", max_message_bytes),
             ("grpc.max_send_message_length", max_message_bytes),
@@ -83,19 +117,12 @@ async def create_server(
             *KEEPALIVE_OPTIONS,
         ],
     )
-    auth_pb2_grpc.add_AuthServiceServicer_to_server(AuthService(state), server)
-    inputs_pb2_grpc.add_InputServiceServicer_to_server(InputService(state), server)
+    for service in SERVICES:
+        service.add_to_server(service.servicer(state), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    names = [s.full_name for s in SERVICES]
-    reflection.enable_server_reflection(
-        [
-            *names,
-            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-            reflection.SERVICE_NAME,
-        ],
-        server,
-    )
+    names = [service.descriptor.full_name for service in SERVICES]
+    reflection.enable_server_reflection([*names, *OPEN_SERVICES], server)
     try:
         port = server.add_insecure_port(address)
     except RuntimeError:  # grpc's "Failed to bind"
@@ -128,4 +155,4 @@ async def _maintain(state: AppState) -> None:
         log.debug("pruned %d login throttle rows", pruned)
 
 
-__all__ = ["SERVICES", "RunningServer", "create_server"]
+__all__ = ["OPEN_SERVICES", "SERVICES", "RunningServer", "Service", "create_server"]
