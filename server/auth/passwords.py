@@ -49,7 +49,7 @@ class PasswordLogins:
             ok = await loop.run_in_executor(
                 self._executor, verify_password, attempt.password_hash, password
             )
-            return await self._db.run(lambda s: users.finish_login(s, attempt, ok, password, now))
+            return await self._db.run(lambda s: users.finish_login(s, attempt, ok, password))
         finally:
             self._in_flight -= 1
 
