@@ -105,9 +105,7 @@ def _locked_rows(s: Session, keys: Sequence[ThrottleKey], now: datetime) -> list
     )
 
 
-def reserve(
-    s: Session, keys: Sequence[ThrottleKey], now: datetime | None = None
-) -> Reservation:
+def reserve(s: Session, keys: Sequence[ThrottleKey], now: datetime | None = None) -> Reservation:
     """Charge one attempt to every key; raise Throttled, charging nothing, if one is locked."""
     now = utcnow(now)
     rows = {row.key: row for row in _locked_rows(s, keys, now)}
