@@ -13,6 +13,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 
 import grpc
 from google.protobuf.descriptor import ServiceDescriptor
@@ -22,6 +23,8 @@ from thingwire.auth.v1 import auth_pb2, auth_pb2_grpc
 from thingwire.inputs.v1 import inputs_pb2, inputs_pb2_grpc
 
 from server.auth.authenticator import Authenticator
+from server.gateway_socket import grpc_address as gateway_socket_address
+from server.gateway_socket import restrict as restrict_gateway_socket
 from server.interceptors import ServerInterceptor, access_levels
 from server.services.auth_service import AuthService
 from server.services.inputs_service import InputService
@@ -81,6 +84,8 @@ class RunningServer:
     state: AppState
 
     maintenance: asyncio.Task[None]
+    #: The Unix socket only the gateway uses, if the server listens on one.
+    gateway_socket: Path | None = None
 
     async def stop(self, grace: float = 5.0) -> None:
         """Report NOT_SERVING, then let calls in flight finish for `grace` seconds."""
@@ -97,8 +102,14 @@ async def create_server(
     *,
     max_message_bytes: int = 8 * 1024 * 1024,
     clock: Callable[[], datetime] = utc_now,
+    gateway_socket: Path | None = None,
 ) -> RunningServer:
-    """Start a server on `address` (port 0 picks a free one) over a migrated database."""
+    """Start a server on `address` (port 0 picks a free one) over a migrated database.
+
+    With `gateway_socket` it also listens on that Unix socket, for the gateway alone: only
+    calls arriving there may name their client's address (`server/request_origin.py`).
+    """
+    gateway_address = gateway_socket_address(gateway_socket) if gateway_socket else None
     state = await AppState.open(database, clock)
     authenticator = Authenticator(database, state.signer, clock)
     server = grpc.aio.server(
@@ -123,13 +134,10 @@ async def create_server(
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = [service.descriptor.full_name for service in SERVICES]
     reflection.enable_server_reflection([*names, *OPEN_SERVICES], server)
-    try:
-        port = server.add_insecure_port(address)
-    except RuntimeError:  # grpc's "Failed to bind"
-        port = 0
-    if port == 0:
-        state.logins.close()
-        raise OSError(f"cannot listen on {address}: the address is in use or unavailable")
+    port = _listen(server, address, state)
+    if gateway_socket is not None and gateway_address is not None:
+        _listen(server, gateway_address, state)  # grpc creates the socket file here
+        restrict_gateway_socket(gateway_socket)
     await server.start()
     for name in ["", *names]:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
@@ -140,7 +148,20 @@ async def create_server(
         health=health_servicer,
         state=state,
         maintenance=asyncio.create_task(_maintain(state)),
+        gateway_socket=gateway_socket,
     )
+
+
+def _listen(server: grpc.aio.Server, address: str, state: AppState) -> int:
+    """Bind `address` and return its port, or raise OSError with a one-line reason."""
+    try:
+        port = int(server.add_insecure_port(address))
+    except RuntimeError:  # grpc's "Failed to bind"
+        port = 0
+    if port == 0:
+        state.logins.close()
+        raise OSError(f"cannot listen on {address}: the address is in use or unavailable")
+    return port
 
 
 async def _maintain(state: AppState) -> None:

@@ -25,6 +25,8 @@ log = logging.getLogger(__name__)
 
 DESCRIPTOR_PATH = Path(thingwire.__file__).resolve().parent.parent / "thingwire.binpb"
 SHUTDOWN_GRACE_SECONDS = 5.0
+#: Where, under the state directory, the server listens for the gateway alone.
+GATEWAY_SOCKET = Path("server") / "gateway.sock"
 
 
 def banner(settings: Settings) -> str:
@@ -47,6 +49,9 @@ def banner(settings: Settings) -> str:
 
 async def serve(settings: Settings) -> int:
     """Run until a signal (exit 0) or until one half dies (exit 1)."""
+    # Envoy reaches the server over a Unix socket only it can open, so that only Envoy may
+    # tell the server a client's address; the TCP port stays for direct gRPC and `status`.
+    gateway_socket = (settings.state_dir / GATEWAY_SOCKET).absolute()
     envoy = Envoy(
         cloud_spec(
             http_port=settings.http_port,
@@ -54,6 +59,7 @@ async def serve(settings: Settings) -> int:
             admin_port=settings.envoy_admin_port,
             descriptor=DESCRIPTOR_PATH,
             max_request_body_bytes=settings.max_body_bytes,
+            upstream_socket=gateway_socket,
         ),
         state_dir=settings.state_dir / "gateway",
     )
@@ -69,6 +75,7 @@ async def serve(settings: Settings) -> int:
         # A REST body grows when transcoded (an array of records roughly doubles as
         # protobuf): accept what the gateway lets through, with room to spare.
         max_message_bytes=4 * settings.max_body_bytes,
+        gateway_socket=gateway_socket,
     )
     try:
         await envoy.start()

@@ -21,24 +21,54 @@ from tests.server.conftest import ServerUnderTest
 PASSWORD = "per-client-password"
 
 
-def login_from(srv: ServerUnderTest, address: str, password: str) -> grpc.StatusCode:
+def login_from(
+    srv: ServerUnderTest, address: str, password: str, *, direct: bool = False
+) -> grpc.StatusCode:
+    """Log in as pat, through the gateway's socket from `address`, or `direct` on the TCP
+    port claiming to be `address`."""
+    stub = srv.auth if direct else srv.gateway_auth
     try:
-        srv.auth.Login(
+        stub.Login(
             auth_pb2.LoginRequest(email="pat@example.com", password=password),
             metadata=(("x-forwarded-for", address),),
+            timeout=10,
         )
     except grpc.RpcError as error:
         return error.code()
     return grpc.StatusCode.OK
 
 
-def test_an_attacker_address_does_not_lock_the_owner_out(grpc_server: ServerUnderTest) -> None:
+@pytest.fixture
+def pat(grpc_server: ServerUnderTest) -> ServerUnderTest:
     with grpc_server.database.session() as s:
         users.create_user(s, "pat@example.com", PASSWORD, "pat")
+    return grpc_server
+
+
+def test_an_attacker_address_does_not_lock_the_owner_out(pat: ServerUnderTest) -> None:
     for _ in range(5):
-        assert login_from(grpc_server, "198.51.100.66", "guess") == grpc.StatusCode.UNAUTHENTICATED
-    assert login_from(grpc_server, "198.51.100.66", PASSWORD) == grpc.StatusCode.RESOURCE_EXHAUSTED
-    assert login_from(grpc_server, "203.0.113.7", PASSWORD) == grpc.StatusCode.OK
+        assert login_from(pat, "198.51.100.66", "guess") == grpc.StatusCode.UNAUTHENTICATED
+    assert login_from(pat, "198.51.100.66", PASSWORD) == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert login_from(pat, "203.0.113.7", PASSWORD) == grpc.StatusCode.OK
+
+
+def test_a_direct_caller_cannot_escape_its_lock_by_naming_other_addresses(
+    pat: ServerUnderTest,
+) -> None:
+    """On the TCP port x-forwarded-for is anyone's to write: the throttle ignores it there."""
+    for n in range(5):
+        forged = f"198.51.100.{n}"
+        assert login_from(pat, forged, "guess", direct=True) == grpc.StatusCode.UNAUTHENTICATED
+    forged = "198.51.100.99"
+    assert login_from(pat, forged, PASSWORD, direct=True) == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+def test_a_direct_caller_cannot_pin_a_lock_on_another_address(pat: ServerUnderTest) -> None:
+    for _ in range(5):
+        assert login_from(pat, "203.0.113.7", "guess", direct=True) == (
+            grpc.StatusCode.UNAUTHENTICATED
+        )
+    assert login_from(pat, "203.0.113.7", PASSWORD) == grpc.StatusCode.OK
 
 
 def test_logins_beyond_capacity_are_refused_at_once(database: Database) -> None:
