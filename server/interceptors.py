@@ -243,47 +243,32 @@ async def _responses(result: Any, call: GuardedContext) -> AsyncIterator[Any]:
 
 def _wrap(handler: grpc.RpcMethodHandler, method: str, admit: Admission) -> Any:
     """A copy of `handler` whose behaviour, of any of the four kinds, runs inside the guard."""
+    streamed_requests = bool(handler.stream_unary or handler.stream_stream)
+    check: Callable[[Any], Any] = _checked_stream if streamed_requests else _checked
     kinds = {
         "request_deserializer": _tolerant(handler.request_deserializer),
         "response_serializer": handler.response_serializer,
     }
-    if handler.unary_unary:
-        inner = handler.unary_unary
+    unary_inner = handler.unary_unary or handler.stream_unary
+    if unary_inner:
 
-        async def unary_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        async def unary_response(request: Any, context: grpc.aio.ServicerContext) -> Any:
             call = GuardedContext(context, method)
             async with _guarded(call, admit):
-                return await inner(_checked(request), call)
+                return await unary_inner(check(request), call)
 
-        return grpc.unary_unary_rpc_method_handler(unary_unary, **kinds)
+        if streamed_requests:
+            return grpc.stream_unary_rpc_method_handler(unary_response, **kinds)
+        return grpc.unary_unary_rpc_method_handler(unary_response, **kinds)
 
-    if handler.stream_unary:
-        inner = handler.stream_unary
+    stream_inner = handler.unary_stream or handler.stream_stream
 
-        async def stream_unary(requests: AsyncIterator[Any], context: Any) -> Any:
-            call = GuardedContext(context, method)
-            async with _guarded(call, admit):
-                return await inner(_checked_stream(requests), call)
-
-        return grpc.stream_unary_rpc_method_handler(stream_unary, **kinds)
-
-    if handler.unary_stream:
-        inner = handler.unary_stream
-
-        async def unary_stream(request: Any, context: Any) -> AsyncIterator[Any]:
-            call = GuardedContext(context, method)
-            async with _guarded(call, admit):
-                async for response in _responses(inner(_checked(request), call), call):
-                    yield response
-
-        return grpc.unary_stream_rpc_method_handler(unary_stream, **kinds)
-
-    inner = handler.stream_stream
-
-    async def stream_stream(requests: AsyncIterator[Any], context: Any) -> AsyncIterator[Any]:
+    async def streaming_response(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator:
         call = GuardedContext(context, method)
         async with _guarded(call, admit):
-            async for response in _responses(inner(_checked_stream(requests), call), call):
+            async for response in _responses(stream_inner(check(request), call), call):
                 yield response
 
-    return grpc.stream_stream_rpc_method_handler(stream_stream, **kinds)
+    if streamed_requests:
+        return grpc.stream_stream_rpc_method_handler(streaming_response, **kinds)
+    return grpc.unary_stream_rpc_method_handler(streaming_response, **kinds)
