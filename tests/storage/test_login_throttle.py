@@ -119,9 +119,7 @@ def test_a_correct_password_never_sets_a_lock(database: Database, ada: User) -> 
     assert account.locked_until <= now
 
 
-def test_a_correct_password_keeps_the_escalation_of_failures(
-    database: Database, ada: User
-) -> None:
+def test_a_correct_password_keeps_the_escalation_of_failures(database: Database, ada: User) -> None:
     """The correct login undoes only itself: the next failure still doubles the lock."""
     _hit_the_account_ceiling(database)
     now = T0 + login_throttle.LOCK_BASE
