@@ -29,6 +29,15 @@ DEVICE_PACKAGE = "thingwire.local.v1"
 #: body limit, its error shapes); filters.lua's is_grpc mirrors this.
 NATIVE_GRPC_CONTENT_TYPE = r"(?i)^application/grpc(\+[^;]*)?(;.*)?$"
 
+#: The server learns the client's address from x-forwarded-for, set here to the peer Envoy
+#: accepted the connection from, replacing whatever the client sent. (Envoy's own append
+#: would do for a remote peer, but for a loopback peer it appends the host's first
+#: non-loopback address instead, so every local client looked like one machine.)
+CLIENT_ADDRESS_HEADER: dict[str, Any] = {
+    "header": {"key": "x-forwarded-for", "value": "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%"},
+    "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+}
+
 #: Paths whose rpc streams server-sent events (Thinger's device stats).
 SSE_PATH_REGEX = r".*/stats"
 
@@ -81,6 +90,9 @@ class GatewaySpec:
     default_error_shape: ErrorShape = ErrorShape.DETAIL
     listen_host: str = "0.0.0.0"  # noqa: S104 - the gateway is the public face
     upstream_host: str = "127.0.0.1"
+    #: When set, Envoy reaches the upstream over this Unix socket instead of host:port; the
+    #: server believes x-forwarded-for only on calls that arrive there.
+    upstream_socket: Path | None = None
     max_request_body_bytes: int = 8 * MIB
     max_response_body_bytes: int = 64 * MIB
     #: Routes matching this regex stream JSON as server-sent events; None turns it off.
@@ -306,12 +318,13 @@ def _http_connection_manager(spec: GatewaySpec) -> dict[str, Any]:
         "stat_prefix": f"thingwire_{spec.name}",
         # HTTP/1.1 REST and h2c gRPC on the same port.
         "codec_type": "AUTO",
-        # The server sees the client's address in x-forwarded-for (device ip_address).
+        # Envoy is the edge: its peer is the client (xff_num_trusted_hops stays 0).
         "use_remote_address": True,
         "http2_protocol_options": {"max_concurrent_streams": 1024},
         "route_config": {
             "name": "thingwire",
             "virtual_hosts": [{"name": "all", "domains": ["*"], "routes": _routes(spec)}],
+            "request_headers_to_add": [CLIENT_ADDRESS_HEADER],
         },
         # Order matters: Lua moves ?authorization= before the transcoder matches the path,
         # and on the way back sees the transcoder's answer, so it can reshape errors.
@@ -341,8 +354,14 @@ def _http_connection_manager(spec: GatewaySpec) -> dict[str, Any]:
     }
 
 
+def _upstream_address(spec: GatewaySpec) -> dict[str, Any]:
+    if spec.upstream_socket is not None:
+        return {"pipe": {"path": str(spec.upstream_socket)}}
+    return _socket(spec.upstream_host, spec.upstream_port)
+
+
 def _cluster(spec: GatewaySpec) -> dict[str, Any]:
-    endpoint = {"endpoint": {"address": _socket(spec.upstream_host, spec.upstream_port)}}
+    endpoint = {"endpoint": {"address": _upstream_address(spec)}}
     limit = 1_000_000  # one stream per device: Envoy's default of 1024 requests is too few
     return {
         "name": "thingwire_grpc",

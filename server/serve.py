@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 # it there). A wheel is installed unpacked, so the resource is a real file Envoy can open.
 DESCRIPTOR_PATH = Path(str(importlib.resources.files("thingwire") / "thingwire.binpb"))
 SHUTDOWN_GRACE_SECONDS = 5.0
+#: Where, under the state directory, the server listens for the gateway alone.
+GATEWAY_SOCKET = Path("server") / "gateway.sock"
 
 
 def banner(settings: Settings) -> str:
@@ -48,6 +50,9 @@ def banner(settings: Settings) -> str:
 
 async def serve(settings: Settings) -> int:
     """Run until a signal (exit 0) or until one half dies (exit 1)."""
+    # Envoy reaches the server over a Unix socket only it can open, so that only Envoy may
+    # tell the server a client's address; the TCP port stays for direct gRPC and `status`.
+    gateway_socket = (settings.state_dir / GATEWAY_SOCKET).absolute()
     envoy = Envoy(
         cloud_spec(
             http_port=settings.http_port,
@@ -55,6 +60,7 @@ async def serve(settings: Settings) -> int:
             admin_port=settings.envoy_admin_port,
             descriptor=DESCRIPTOR_PATH,
             max_request_body_bytes=settings.max_body_bytes,
+            upstream_socket=gateway_socket,
         ),
         state_dir=settings.state_dir / "gateway",
     )
@@ -70,6 +76,7 @@ async def serve(settings: Settings) -> int:
         # A REST body grows when transcoded (an array of records roughly doubles as
         # protobuf): accept what the gateway lets through, with room to spare.
         max_message_bytes=4 * settings.max_body_bytes,
+        gateway_socket=gateway_socket,
     )
     try:
         await envoy.start()
