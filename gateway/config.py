@@ -3,7 +3,8 @@
 The config is built as plain dicts from a small frozen `GatewaySpec` and dumped as JSON
 (Envoy reads JSON with `--config-path x.json`), so nothing but the standard library is needed
 and a test can assert on the structure instead of on text. Every choice below that is not an
-Envoy default was verified with Envoy 1.40 (docs/architecture.md lists what it showed).
+Envoy default was verified with Envoy 1.40 (see docs/design.md, "Gateway facts", and
+docs/architecture.md, "Envoy 1.40 behaviours found while building the gateway").
 """
 
 from __future__ import annotations
@@ -36,6 +37,15 @@ DEVICE_PACKAGE = "thingwire.local.v1"
 NATIVE_GRPC_CONTENT_TYPE = r"(?i)^application/grpc(\+[^;]*)?(;.*)?$"
 
 UPSTREAM_CLUSTER = "thingwire_grpc"
+
+#: The server learns the client's address from x-forwarded-for, set here to the peer Envoy
+#: accepted the connection from, replacing whatever the client sent. (Envoy's own append
+#: would do for a remote peer, but for a loopback peer it appends the host's first
+#: non-loopback address instead, so every local client looked like one machine.)
+CLIENT_ADDRESS_HEADER: dict[str, Any] = {
+    "header": {"key": "x-forwarded-for", "value": "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%"},
+    "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+}
 
 #: The Lua filter's name; route metadata for it is what `handle:metadata()` reads.
 LUA_FILTER = "envoy.filters.http.lua"
@@ -88,6 +98,9 @@ class GatewaySpec:
     default_family: int = options_pb2.API_FAMILY_AUTOPI
     listen_host: str = "0.0.0.0"  # noqa: S104 - the gateway is the public face
     upstream_host: str = "127.0.0.1"
+    #: When set, Envoy reaches the upstream over this Unix socket instead of host:port; the
+    #: server believes x-forwarded-for only on calls that arrive there.
+    upstream_socket: Path | None = None
     max_request_body_bytes: int = 8 * MIB
     max_response_body_bytes: int = 64 * MIB
     #: Request line plus headers; more is a 431 here rather than the server's 429.
@@ -388,7 +401,7 @@ def _http_connection_manager(spec: GatewaySpec) -> dict[str, Any]:
         "stat_prefix": f"thingwire_{spec.name}",
         # HTTP/1.1 REST and h2c gRPC on the same port.
         "codec_type": "AUTO",
-        # The server sees the client's address in x-forwarded-for (device ip_address).
+        # Envoy is the edge: its peer is the client (xff_num_trusted_hops stays 0).
         "use_remote_address": True,
         "http2_protocol_options": {"max_concurrent_streams": 1024},
         # Bigger headers are a 431 here, before the server's metadata limit would refuse
@@ -413,6 +426,7 @@ def _http_connection_manager(spec: GatewaySpec) -> dict[str, Any]:
         "route_config": {
             "name": "thingwire",
             "virtual_hosts": [{"name": "all", "domains": ["*"], "routes": _routes(spec)}],
+            "request_headers_to_add": [CLIENT_ADDRESS_HEADER],
         },
         # Order matters: Lua moves ?authorization= before the transcoder matches the path,
         # and on the way back sees the transcoder's answer, so it can copy the ready body.
@@ -442,8 +456,14 @@ def _http_connection_manager(spec: GatewaySpec) -> dict[str, Any]:
     }
 
 
+def _upstream_address(spec: GatewaySpec) -> dict[str, Any]:
+    if spec.upstream_socket is not None:
+        return {"pipe": {"path": str(spec.upstream_socket)}}
+    return _socket(spec.upstream_host, spec.upstream_port)
+
+
 def _cluster(spec: GatewaySpec) -> dict[str, Any]:
-    endpoint = {"endpoint": {"address": _socket(spec.upstream_host, spec.upstream_port)}}
+    endpoint = {"endpoint": {"address": _upstream_address(spec)}}
     limit = 1_000_000  # one stream per device: Envoy's default of 1024 requests is too few
     return {
         "name": UPSTREAM_CLUSTER,

@@ -1,7 +1,9 @@
 """Build and run the grpc.aio server: our services, health, reflection, the interceptor.
 
 `create_server` is apart from `serve` (grpc's examples/python/errors pattern) so tests
-start a real server on a free port in-process.
+start a real server on a free port in-process. `SERVICES` is the one table of our
+services: the server registers exactly these, and the interceptor's access levels come
+from the same rows, so a service cannot be served without its levels.
 """
 
 from __future__ import annotations
@@ -11,14 +13,18 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 
 import grpc
+from google.protobuf.descriptor import ServiceDescriptor
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from thingwire.auth.v1 import auth_pb2, auth_pb2_grpc
 from thingwire.inputs.v1 import inputs_pb2, inputs_pb2_grpc
 
 from server.auth.authenticator import Authenticator
+from server.gateway_socket import grpc_address as gateway_socket_address
+from server.gateway_socket import restrict as restrict_gateway_socket
 from server.interceptors import ServerInterceptor, access_levels
 from server.rest_interceptor import RestInterceptor, rest_options_of
 from server.services.auth_service import AuthService
@@ -31,9 +37,34 @@ log = logging.getLogger(__name__)
 
 MAINTENANCE_INTERVAL_SECONDS = 300.0
 
-SERVICES = (
-    auth_pb2.DESCRIPTOR.services_by_name["AuthService"],
-    inputs_pb2.DESCRIPTOR.services_by_name["InputService"],
+
+@dataclass(frozen=True)
+class Service:
+    """One of our gRPC services: its descriptor, its servicer, and how grpc registers it."""
+
+    descriptor: ServiceDescriptor
+    servicer: Callable[[AppState], object]
+    #: The generated `add_<Name>Servicer_to_server` of the same `_pb2_grpc` module.
+    add_to_server: Callable[[object, grpc.aio.Server], None]
+
+
+#: Every service of ours that the server serves; add a new one here (and nowhere else).
+SERVICES: tuple[Service, ...] = (
+    Service(
+        auth_pb2.DESCRIPTOR.services_by_name["AuthService"],
+        AuthService,
+        auth_pb2_grpc.add_AuthServiceServicer_to_server,
+    ),
+    Service(
+        inputs_pb2.DESCRIPTOR.services_by_name["InputService"],
+        InputService,
+        inputs_pb2_grpc.add_InputServiceServicer_to_server,
+    ),
+)
+#: Infrastructure every client may use without credentials.
+OPEN_SERVICES = (
+    health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+    reflection.SERVICE_NAME,
 )
 #: Metadata a call may carry. Above the gateway's limits (16 KiB of request headers, and the
 #: REST path again as x-envoy-original-path), so that the gateway answers 431/414 for an
@@ -58,6 +89,8 @@ class RunningServer:
     state: AppState
 
     maintenance: asyncio.Task[None]
+    #: The Unix socket only the gateway uses, if the server listens on one.
+    gateway_socket: Path | None = None
 
     async def stop(self, grace: float = 5.0) -> None:
         """Report NOT_SERVING, then let calls in flight finish for `grace` seconds."""
@@ -74,15 +107,25 @@ async def create_server(
     *,
     max_message_bytes: int = 8 * 1024 * 1024,
     clock: Callable[[], datetime] = utc_now,
+    gateway_socket: Path | None = None,
 ) -> RunningServer:
-    """Start a server on `address` (port 0 picks a free one) over a migrated database."""
+    """Start a server on `address` (port 0 picks a free one) over a migrated database.
+
+    With `gateway_socket` it also listens on that Unix socket, for the gateway alone: only
+    calls arriving there may name their client's address (`server/request_origin.py`).
+    """
+    gateway_address = gateway_socket_address(gateway_socket) if gateway_socket else None
     state = await AppState.open(database, clock)
     authenticator = Authenticator(database, state.signer, clock)
     server = grpc.aio.server(
         interceptors=[
-            # Outermost first: the REST options are known to every error path inside.
-            RestInterceptor(rest_options_of(SERVICES)),
-            ServerInterceptor(authenticator, access_levels(SERVICES)),
+            # Outermost first: the rpc's REST options are known to every error path inside.
+            RestInterceptor(rest_options_of(service.descriptor for service in SERVICES)),
+            ServerInterceptor(
+                authenticator,
+                access_levels(service.descriptor for service in SERVICES),
+                OPEN_SERVICES,
+            ),
         ],
         options=[
             ("grpc.max_receive_message_length", max_message_bytes),
@@ -93,26 +136,16 @@ async def create_server(
             *KEEPALIVE_OPTIONS,
         ],
     )
-    auth_pb2_grpc.add_AuthServiceServicer_to_server(AuthService(state), server)
-    inputs_pb2_grpc.add_InputServiceServicer_to_server(InputService(state), server)
+    for service in SERVICES:
+        service.add_to_server(service.servicer(state), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    names = [s.full_name for s in SERVICES]
-    reflection.enable_server_reflection(
-        [
-            *names,
-            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-            reflection.SERVICE_NAME,
-        ],
-        server,
-    )
-    try:
-        port = server.add_insecure_port(address)
-    except RuntimeError:  # grpc's "Failed to bind"
-        port = 0
-    if port == 0:
-        state.logins.close()
-        raise OSError(f"cannot listen on {address}: the address is in use or unavailable")
+    names = [service.descriptor.full_name for service in SERVICES]
+    reflection.enable_server_reflection([*names, *OPEN_SERVICES], server)
+    port = _listen(server, address, state)
+    if gateway_socket is not None and gateway_address is not None:
+        _listen(server, gateway_address, state)  # grpc creates the socket file here
+        restrict_gateway_socket(gateway_socket)
     await server.start()
     for name in ["", *names]:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
@@ -123,7 +156,20 @@ async def create_server(
         health=health_servicer,
         state=state,
         maintenance=asyncio.create_task(_maintain(state)),
+        gateway_socket=gateway_socket,
     )
+
+
+def _listen(server: grpc.aio.Server, address: str, state: AppState) -> int:
+    """Bind `address` and return its port, or raise OSError with a one-line reason."""
+    try:
+        port = int(server.add_insecure_port(address))
+    except RuntimeError:  # grpc's "Failed to bind"
+        port = 0
+    if port == 0:
+        state.logins.close()
+        raise OSError(f"cannot listen on {address}: the address is in use or unavailable")
+    return port
 
 
 async def _maintain(state: AppState) -> None:
@@ -138,4 +184,4 @@ async def _maintain(state: AppState) -> None:
         log.debug("pruned %d login throttle rows", pruned)
 
 
-__all__ = ["SERVICES", "RunningServer", "create_server"]
+__all__ = ["OPEN_SERVICES", "SERVICES", "RunningServer", "Service", "create_server"]

@@ -1,6 +1,6 @@
 """The operator contract: every setting comes from one THINGWIRE_* environment variable.
 
-Names and defaults are fixed by DESIGN.md ("Operator contract"); other tools rely on them.
+Names and defaults are fixed by docs/design.md ("Operator contract"); other tools rely on them.
 Ports are never 0: tests and side-by-side stacks pick their own free ports explicitly.
 """
 

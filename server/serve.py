@@ -1,19 +1,18 @@
 """`thingwire serve`: the gRPC server and the cloud Envoy, supervised as one unit.
 
-Envoy is started by this long-lived process (DESIGN.md: a launching shell's exit was seen
-killing it). If either half dies, the other is stopped and serve exits non-zero, so an
-operator never runs half a stack. SIGTERM and SIGINT stop both cleanly.
+Envoy is started by this long-lived process (docs/design.md, "Gateway facts": a launching
+shell's exit was seen killing it). If either half dies, the other is stopped and serve exits
+non-zero, so an operator never runs half a stack. SIGTERM and SIGINT stop both cleanly.
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib.resources
 import logging
 import signal
 import sys
 from pathlib import Path
-
-import thingwire
 
 from gateway.config import cloud_spec
 from gateway.launcher import Envoy, check_port_free
@@ -23,8 +22,12 @@ from server.storage.db import Database
 
 log = logging.getLogger(__name__)
 
-DESCRIPTOR_PATH = Path(thingwire.__file__).resolve().parent.parent / "thingwire.binpb"
+# The descriptor image is package data of the generated `thingwire` package (the wheel ships
+# it there). A wheel is installed unpacked, so the resource is a real file Envoy can open.
+DESCRIPTOR_PATH = Path(str(importlib.resources.files("thingwire") / "thingwire.binpb"))
 SHUTDOWN_GRACE_SECONDS = 5.0
+#: Where, under the state directory, the server listens for the gateway alone.
+GATEWAY_SOCKET = Path("server") / "gateway.sock"
 
 
 def banner(settings: Settings) -> str:
@@ -47,6 +50,9 @@ def banner(settings: Settings) -> str:
 
 async def serve(settings: Settings) -> int:
     """Run until a signal (exit 0) or until one half dies (exit 1)."""
+    # Envoy reaches the server over a Unix socket only it can open, so that only Envoy may
+    # tell the server a client's address; the TCP port stays for direct gRPC and `status`.
+    gateway_socket = (settings.state_dir / GATEWAY_SOCKET).absolute()
     envoy = Envoy(
         cloud_spec(
             http_port=settings.http_port,
@@ -54,6 +60,7 @@ async def serve(settings: Settings) -> int:
             admin_port=settings.envoy_admin_port,
             descriptor=DESCRIPTOR_PATH,
             max_request_body_bytes=settings.max_body_bytes,
+            upstream_socket=gateway_socket,
         ),
         state_dir=settings.state_dir / "gateway",
     )
@@ -69,6 +76,7 @@ async def serve(settings: Settings) -> int:
         # A REST body grows when transcoded (an array of records roughly doubles as
         # protobuf): accept what the gateway lets through, with room to spare.
         max_message_bytes=4 * settings.max_body_bytes,
+        gateway_socket=gateway_socket,
     )
     try:
         await envoy.start()

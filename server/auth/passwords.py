@@ -4,12 +4,16 @@ argon2 is slow on purpose (~0.1 s a check). Run in the shared worker pool, a flo
 logins — real or for made-up names — would queue every other rpc behind it. Here password
 checks get a small pool of their own, and once enough logins are waiting, further ones are
 refused at once with RESOURCE_EXHAUSTED (429) instead of piling up.
+
+That capacity is shared between clients: one client address may hold only a few of its
+places at a time, so a flood of logins from one address cannot turn away everyone else's.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
@@ -21,6 +25,9 @@ from server.storage.models import User
 
 # Logins allowed to wait for a password check, beyond those being checked.
 MAX_WAITING_LOGINS = 64
+# Logins one client address may have in progress (checked or waiting) at a time.
+MAX_CHECKS_PER_CLIENT = 8
+BUSY = "too many logins in progress; retry shortly"
 
 
 class PasswordLogins:
@@ -31,27 +38,38 @@ class PasswordLogins:
         database: Database,
         workers: int | None = None,
         max_waiting: int = MAX_WAITING_LOGINS,
+        max_per_client: int = MAX_CHECKS_PER_CLIENT,
     ) -> None:
         self._db = database
         workers = workers or os.cpu_count() or 2
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="argon2")
         self._capacity = workers + max_waiting
+        self._per_client = max_per_client
+        # Only touched on the event loop's thread.
         self._in_flight = 0
+        self._by_client: Counter[str] = Counter()
 
     async def check(self, login: str, password: str, client: str, now: datetime) -> User:
-        """The user, or Throttled / Unauthenticated (see users.begin_login)."""
-        if self._in_flight >= self._capacity:
-            raise Throttled("too many logins in progress; retry shortly", retry_after=1)
-        self._in_flight += 1  # only touched on the event loop's thread
+        """The user, or Throttled / Unauthenticated (see users.begin_login).
+
+        `client` is the caller's address (`server.request_origin.client_of`).
+        """
+        if self._in_flight >= self._capacity or self._by_client[client] >= self._per_client:
+            raise Throttled(BUSY, retry_after=1)
+        self._in_flight += 1
+        self._by_client[client] += 1
         try:
             attempt = await self._db.run(lambda s: users.begin_login(s, login, client, now))
             loop = asyncio.get_running_loop()
             ok = await loop.run_in_executor(
                 self._executor, verify_password, attempt.password_hash, password
             )
-            return await self._db.run(lambda s: users.finish_login(s, attempt, ok, password, now))
+            return await self._db.run(lambda s: users.finish_login(s, attempt, ok, password))
         finally:
             self._in_flight -= 1
+            self._by_client[client] -= 1
+            if not self._by_client[client]:
+                del self._by_client[client]
 
     def close(self) -> None:
         """Stop the pool; checks under way finish, nothing new starts."""

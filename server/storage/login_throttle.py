@@ -11,8 +11,10 @@ Each attempt counts against two keys:
 An account is the user when the login names one (by email or username alike), otherwise the
 login text in the form the lookup uses, so unknown accounts are throttled exactly like real
 ones and the answers reveal nothing. An attempt is *reserved* — counted under a row lock —
-before its password is checked, and forgiven when the password is right, so parallel
-attempts cannot check more passwords than the limit allows.
+before its password is checked, so parallel attempts cannot check more passwords than the
+limit allows. A reservation that reaches a limit locks the key at once (that is what stops
+the parallel attempts); when the password proves right, `forgive` undoes exactly what the
+reservation did, its lock included, so a correct password never leaves a lock behind.
 """
 
 from __future__ import annotations
@@ -62,6 +64,17 @@ def keys_for(account: str, client: str) -> tuple[ThrottleKey, ...]:
     )
 
 
+@dataclass(frozen=True)
+class Reservation:
+    """One reserved attempt: the keys it was charged to and the locks it changed.
+
+    `locks` maps a key the reservation locked to the lock it had before (None if none).
+    """
+
+    keys: tuple[ThrottleKey, ...]
+    locks: dict[str, tuple[datetime | None, datetime]]
+
+
 def _lock_for(failures: int, limit: int) -> timedelta:
     extra = failures - limit
     if extra < 0:
@@ -92,7 +105,7 @@ def _locked_rows(s: Session, keys: Sequence[ThrottleKey], now: datetime) -> list
     )
 
 
-def reserve(s: Session, keys: Sequence[ThrottleKey], now: datetime | None = None) -> None:
+def reserve(s: Session, keys: Sequence[ThrottleKey], now: datetime | None = None) -> Reservation:
     """Charge one attempt to every key; raise Throttled, charging nothing, if one is locked."""
     now = utcnow(now)
     rows = {row.key: row for row in _locked_rows(s, keys, now)}
@@ -100,6 +113,7 @@ def reserve(s: Session, keys: Sequence[ThrottleKey], now: datetime | None = None
     if locked:
         retry_after = _retry_after(max(locked), now)
         raise Throttled(f"too many failed logins; retry in {retry_after} s", retry_after)
+    changed: dict[str, tuple[datetime | None, datetime]] = {}
     for key in keys:
         row = rows[key.key]
         escalating = row.locked_until is not None and now - row.locked_until < WINDOW
@@ -107,18 +121,22 @@ def reserve(s: Session, keys: Sequence[ThrottleKey], now: datetime | None = None
             row.failures, row.window_start, row.locked_until = 0, now, None
         row.failures += 1
         if row.failures >= key.limit:
-            row.locked_until = now + _lock_for(row.failures, key.limit)
+            lock = now + _lock_for(row.failures, key.limit)
+            changed[key.key] = (row.locked_until, lock)
+            row.locked_until = lock
     s.flush()
+    return Reservation(tuple(keys), changed)
 
 
-def forgive(s: Session, keys: Sequence[ThrottleKey], now: datetime | None = None) -> None:
+def forgive(s: Session, reservation: Reservation) -> None:
     """Undo the reservation of an attempt whose password was right.
 
     The client's counter is cleared (it proved itself); the account's only loses this one
-    attempt, so failures others spread over many addresses keep counting.
+    attempt, so failures others spread over many addresses keep counting, and gets back the
+    lock it had before the reservation (an expired lock still marks failures as escalating).
+    A lock someone else set since is left alone.
     """
-    now = utcnow(now)
-    client_key, *account_keys = keys
+    client_key, *account_keys = reservation.keys
     s.execute(sa.delete(LoginThrottle).where(LoginThrottle.key == client_key.key))
     for key in account_keys:
         row = s.scalars(
@@ -127,8 +145,10 @@ def forgive(s: Session, keys: Sequence[ThrottleKey], now: datetime | None = None
         if row is None:
             continue
         row.failures = max(0, row.failures - 1)
-        if row.failures < key.limit and row.locked_until is not None and row.locked_until > now:
-            row.locked_until = None
+        if key.key in reservation.locks:
+            before, set_by_us = reservation.locks[key.key]
+            if row.locked_until == set_by_us:
+                row.locked_until = before
     s.flush()
 
 

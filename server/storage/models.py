@@ -4,7 +4,7 @@ Times are timezone-aware UTC ``datetime`` objects everywhere in Python. PostgreS
 as ``timestamptz``; SQLite has no time zone type, so ``UTCDateTime`` stores naive UTC there
 and re-attaches UTC on read. The schema itself is created by the hand-written Alembic
 migrations in ``server/migrations/versions``; keep them in step with this module
-(``tests/storage/test_migrations.py`` compares the two).
+(``test_migration_matches_the_models`` in ``tests/storage/test_db.py`` compares the two).
 """
 
 from __future__ import annotations

@@ -129,7 +129,7 @@ class LoginAttempt:
 
     user_id: int | None
     password_hash: str | None
-    keys: tuple[login_throttle.ThrottleKey, ...]
+    reservation: login_throttle.Reservation
 
 
 def begin_login(
@@ -145,18 +145,16 @@ def begin_login(
     user = get_user_by_login(s, login) if len(login) <= MAX_EMAIL_LENGTH else None
     user_id = user.id if user is not None else None
     keys = login_throttle.keys_for(login_throttle.account_of(user_id, login), client)
-    login_throttle.reserve(s, keys, now)
+    reservation = login_throttle.reserve(s, keys, now)
     s.commit()
-    return LoginAttempt(user_id, user.password_hash if user is not None else None, keys)
+    return LoginAttempt(user_id, user.password_hash if user is not None else None, reservation)
 
 
-def finish_login(
-    s: Session, attempt: LoginAttempt, password_ok: bool, password: str, now: datetime | None = None
-) -> User:
+def finish_login(s: Session, attempt: LoginAttempt, password_ok: bool, password: str) -> User:
     """The user, when the password was right (the attempt is forgiven); else Unauthenticated."""
     if not password_ok or attempt.user_id is None:
         raise Unauthenticated(INVALID_LOGIN)
-    login_throttle.forgive(s, attempt.keys, now)
+    login_throttle.forgive(s, attempt.reservation)
     user = get_user(s, attempt.user_id)
     if needs_rehash(user.password_hash):
         user.password_hash = hash_password(password)
@@ -174,4 +172,4 @@ def authenticate_password(
     """
     attempt = begin_login(s, login, client, now)
     ok = verify_password(attempt.password_hash, password)
-    return finish_login(s, attempt, ok, password, now)
+    return finish_login(s, attempt, ok, password)

@@ -18,7 +18,7 @@ from tests.gateway import demo_service
 from tests.gateway.fake_upstream import LoopThread, start_server
 
 ROOT = Path(__file__).resolve().parents[2]
-DESCRIPTOR = ROOT / "generated" / "thingwire.binpb"
+DESCRIPTOR = ROOT / "generated" / "thingwire" / "thingwire.binpb"
 #: Short, so that the 504 test does not wait a minute.
 UNARY_TIMEOUT_S = 2.0
 

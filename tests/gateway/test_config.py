@@ -29,6 +29,7 @@ from server.rest_errors import render_error_body
 from tests.gateway.conftest import DESCRIPTOR
 
 CLOUD = transcoded_services(DESCRIPTOR, device=False)
+TRANSCODER = "envoy.filters.http.grpc_json_transcoder"
 
 
 @pytest.fixture
@@ -102,15 +103,11 @@ def test_transcoder_settings(spec: GatewaySpec) -> None:
         "preserve_proto_field_names": True,
         "always_print_primitive_fields": True,
     }
-    assert transcoder["max_request_body_size"] == 8 * 1024 * 1024
+    assert transcoder["max_request_body_size"] == spec.max_request_body_bytes
 
 
-def test_cloud_services_come_from_the_descriptor() -> None:
-    assert CLOUD == ("thingwire.auth.v1.AuthService", "thingwire.inputs.v1.InputService")
-    assert transcoded_services(DESCRIPTOR, device=True) == ()
-
-
-def test_only_services_with_http_rules_are_transcoded(tmp_path: Path) -> None:
+def _image(tmp_path: Path) -> Path:
+    """A descriptor image with a REST service, a stream-only one, a device one and a foreign one."""
     image = descriptor_pb2.FileDescriptorSet()
     for package, service, with_rule in [
         ("thingwire.demo.v1", "RestService", True),
@@ -124,6 +121,21 @@ def test_only_services_with_http_rules_are_transcoded(tmp_path: Path) -> None:
             method.options.Extensions[annotations_pb2.http].get = "/x"
     path = tmp_path / "image.binpb"
     path.write_bytes(image.SerializeToString())
+    return path
+
+
+def test_cloud_services_come_from_the_descriptor(tmp_path: Path) -> None:
+    """Each gateway transcodes what the image it is given declares, not a list of its own."""
+    image = _image(tmp_path)
+    cloud = _filter(render_config(cloud_spec(8080, 50051, 9901, image)), TRANSCODER)
+    assert cloud["services"] == ["thingwire.demo.v1.RestService"]
+    device = device_spec(9000, 50052, 9902, image)
+    rendered = _filter(render_config(device), TRANSCODER)
+    assert rendered["services"] == ["thingwire.local.v1.LocalService"]
+
+
+def test_only_services_with_http_rules_are_transcoded(tmp_path: Path) -> None:
+    path = _image(tmp_path)
     assert transcoded_services(path, device=False) == ("thingwire.demo.v1.RestService",)
     assert transcoded_services(path, device=True) == ("thingwire.local.v1.LocalService",)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import grpc
 import pytest
@@ -17,7 +18,11 @@ from tests.support import LoopThread, ManualClock
 
 @dataclass
 class ServerUnderTest:
-    """The running server, its database, its clock and stubs connected to it."""
+    """The running server, its database, its clock and stubs connected to it.
+
+    `channel` is a direct client on the TCP port; `gateway_auth` calls over the Unix socket
+    as the gateway does, so its x-forwarded-for is believed.
+    """
 
     running: RunningServer
     database: Database
@@ -25,15 +30,20 @@ class ServerUnderTest:
     channel: grpc.Channel
     auth: auth_pb2_grpc.AuthServiceStub
     inputs: inputs_pb2_grpc.InputServiceStub
+    gateway_auth: auth_pb2_grpc.AuthServiceStub
 
 
 @pytest.fixture
-def grpc_server(database: Database) -> Iterator[ServerUnderTest]:
+def grpc_server(database: Database, tmp_path: Path) -> Iterator[ServerUnderTest]:
     database.migrate()
     clock = ManualClock()
     loop = LoopThread()
-    running = loop.run(lambda: create_server(database, "127.0.0.1:0", clock=clock))
+    socket = tmp_path / "run" / "gateway.sock"
+    running = loop.run(
+        lambda: create_server(database, "127.0.0.1:0", clock=clock, gateway_socket=socket)
+    )
     channel = grpc.insecure_channel(f"127.0.0.1:{running.port}")
+    gateway_channel = grpc.insecure_channel(f"unix:{socket}")
     try:
         yield ServerUnderTest(
             running=running,
@@ -42,8 +52,10 @@ def grpc_server(database: Database) -> Iterator[ServerUnderTest]:
             channel=channel,
             auth=auth_pb2_grpc.AuthServiceStub(channel),
             inputs=inputs_pb2_grpc.InputServiceStub(channel),
+            gateway_auth=auth_pb2_grpc.AuthServiceStub(gateway_channel),
         )
     finally:
+        gateway_channel.close()
         channel.close()
         loop.run(lambda: running.stop(0))
         loop.close()

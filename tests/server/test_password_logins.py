@@ -3,49 +3,85 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from datetime import UTC, datetime
 
 import grpc
+import pytest
 from thingwire.auth.v1 import auth_pb2
 
+from server.auth import passwords
 from server.auth.passwords import PasswordLogins
-from server.errors import Throttled
+from server.errors import Throttled, Unauthenticated
 from server.storage import users
 from server.storage.db import Database
+from server.storage.models import User
 from tests.server.conftest import ServerUnderTest
 
 PASSWORD = "per-client-password"
 
 
-def login_from(srv: ServerUnderTest, address: str, password: str) -> grpc.StatusCode:
+def login_from(
+    srv: ServerUnderTest, address: str, password: str, *, direct: bool = False
+) -> grpc.StatusCode:
+    """Log in as pat, through the gateway's socket from `address`, or `direct` on the TCP
+    port claiming to be `address`."""
+    stub = srv.auth if direct else srv.gateway_auth
     try:
-        srv.auth.Login(
+        stub.Login(
             auth_pb2.LoginRequest(email="pat@example.com", password=password),
             metadata=(("x-forwarded-for", address),),
+            timeout=10,
         )
     except grpc.RpcError as error:
         return error.code()
     return grpc.StatusCode.OK
 
 
-def test_an_attacker_address_does_not_lock_the_owner_out(grpc_server: ServerUnderTest) -> None:
+@pytest.fixture
+def pat(grpc_server: ServerUnderTest) -> ServerUnderTest:
     with grpc_server.database.session() as s:
         users.create_user(s, "pat@example.com", PASSWORD, "pat")
+    return grpc_server
+
+
+def test_an_attacker_address_does_not_lock_the_owner_out(pat: ServerUnderTest) -> None:
     for _ in range(5):
-        assert login_from(grpc_server, "198.51.100.66", "guess") == grpc.StatusCode.UNAUTHENTICATED
-    assert login_from(grpc_server, "198.51.100.66", PASSWORD) == grpc.StatusCode.RESOURCE_EXHAUSTED
-    assert login_from(grpc_server, "203.0.113.7", PASSWORD) == grpc.StatusCode.OK
+        assert login_from(pat, "198.51.100.66", "guess") == grpc.StatusCode.UNAUTHENTICATED
+    assert login_from(pat, "198.51.100.66", PASSWORD) == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert login_from(pat, "203.0.113.7", PASSWORD) == grpc.StatusCode.OK
+
+
+def test_a_direct_caller_cannot_escape_its_lock_by_naming_other_addresses(
+    pat: ServerUnderTest,
+) -> None:
+    """On the TCP port x-forwarded-for is anyone's to write: the throttle ignores it there."""
+    for n in range(5):
+        forged = f"198.51.100.{n}"
+        assert login_from(pat, forged, "guess", direct=True) == grpc.StatusCode.UNAUTHENTICATED
+    forged = "198.51.100.99"
+    assert login_from(pat, forged, PASSWORD, direct=True) == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+def test_a_direct_caller_cannot_pin_a_lock_on_another_address(pat: ServerUnderTest) -> None:
+    for _ in range(5):
+        assert login_from(pat, "203.0.113.7", "guess", direct=True) == (
+            grpc.StatusCode.UNAUTHENTICATED
+        )
+    assert login_from(pat, "203.0.113.7", PASSWORD) == grpc.StatusCode.OK
 
 
 def test_logins_beyond_capacity_are_refused_at_once(database: Database) -> None:
     logins = PasswordLogins(database, workers=1, max_waiting=0)
 
-    async def two_at_once() -> list[object]:
+    async def two_at_once() -> list[User | BaseException]:
         now = datetime.now(UTC)
-        return await asyncio.gather(
-            logins.check("a@example.com", "x" * 8, "c", now),
-            logins.check("b@example.com", "x" * 8, "c", now),
-            return_exceptions=True,
+        return list(
+            await asyncio.gather(
+                logins.check("a@example.com", "x" * 8, "c", now),
+                logins.check("b@example.com", "x" * 8, "c", now),
+                return_exceptions=True,
+            )
         )
 
     try:
@@ -55,3 +91,42 @@ def test_logins_beyond_capacity_are_refused_at_once(database: Database) -> None:
     assert isinstance(second, Throttled)
     assert second.retry_after == 1
     assert not isinstance(first, Throttled)  # it ran: an unknown account, so Unauthenticated
+
+
+def test_one_client_cannot_take_every_password_check(
+    database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """120 concurrent bad logins from one address used to leave none for anyone else."""
+    release = threading.Event()
+
+    def held_check(password_hash: str | None, password: str) -> bool:
+        release.wait(10)  # each check holds its slot until the test lets go
+        return False
+
+    monkeypatch.setattr(passwords, "verify_password", held_check)
+    logins = PasswordLogins(database, workers=1)
+
+    async def flood_then_other() -> tuple[list[User | BaseException], User | BaseException]:
+        now = datetime.now(UTC)
+        flood = [
+            asyncio.create_task(logins.check(f"x{n}@example.com", "x" * 8, "198.51.100.66", now))
+            for n in range(120)
+        ]
+        await asyncio.sleep(0)  # let every flood task claim (or be refused) a slot
+        other = asyncio.create_task(logins.check("pat@example.com", "x" * 8, "203.0.113.7", now))
+        await asyncio.sleep(0)
+        refused_at_once = other.done()
+        release.set()
+        outcomes = list(await asyncio.gather(*flood, return_exceptions=True))
+        result = (await asyncio.gather(other, return_exceptions=True))[0]
+        assert not refused_at_once
+        return outcomes, result
+
+    try:
+        flood, other = asyncio.run(flood_then_other())
+    finally:
+        release.set()
+        logins.close()
+    assert isinstance(other, Unauthenticated)  # it was checked: unknown account
+    checked = [o for o in flood if not isinstance(o, Throttled)]
+    assert len(checked) == passwords.MAX_CHECKS_PER_CLIENT

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 
 import grpc
@@ -23,7 +24,7 @@ def replicas(database: Database) -> Iterator[list[auth_pb2_grpc.AuthServiceStub]
         users.create_user(s, "r@example.com", PASSWORD, "r")
     second_engine = Database(database.url)
     loop = LoopThread()
-    servers = [loop.run(lambda db=db: create_server(db)) for db in (database, second_engine)]
+    servers = [loop.run(functools.partial(create_server, db)) for db in (database, second_engine)]
     channels = [grpc.insecure_channel(f"127.0.0.1:{s.port}") for s in servers]
     try:
         yield [auth_pb2_grpc.AuthServiceStub(c) for c in channels]
@@ -31,7 +32,7 @@ def replicas(database: Database) -> Iterator[list[auth_pb2_grpc.AuthServiceStub]
         for channel in channels:
             channel.close()
         for server in servers:
-            loop.run(lambda server=server: server.stop(0))
+            loop.run(functools.partial(server.stop, 0))
         loop.close()
         second_engine.dispose()
 

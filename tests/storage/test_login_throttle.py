@@ -95,6 +95,41 @@ def test_many_clients_together_lock_the_account(database: Database, ada: User) -
         login(database, "ada", PASSWORD, T0, client=HOME)
 
 
+def _hit_the_account_ceiling(database: Database) -> None:
+    for n in range(login_throttle.ACCOUNT_LIMIT // 4):
+        fail(database, "ada", T0, times=4, client=f"10.0.0.{n}")
+    fail(database, "ada", T0, times=login_throttle.ACCOUNT_LIMIT % 4, client="10.0.1.1")
+
+
+def test_a_correct_password_never_sets_a_lock(database: Database, ada: User) -> None:
+    """Once the account's ceiling had been hit, each correct login used to lock it again:
+    its reservation counted as a failure and set a lock that forgiving it left in place."""
+    _hit_the_account_ceiling(database)
+    with pytest.raises(Throttled) as locked:
+        login(database, "ada", PASSWORD, T0, client=HOME)
+    now = T0 + timedelta(seconds=locked.value.retry_after)
+    for _ in range(3):
+        assert login(database, "ada", PASSWORD, now, client=HOME).id == ada.id
+        assert login(database, "ada", PASSWORD, now, client=ATTACKER).id == ada.id
+    _, account_key = login_throttle.keys_for(f"user:{ada.id}", HOME)
+    account = row(database, account_key.key)
+    assert account is not None
+    assert account.failures == login_throttle.ACCOUNT_LIMIT
+    assert account.locked_until is not None
+    assert account.locked_until <= now
+
+
+def test_a_correct_password_keeps_the_escalation_of_failures(database: Database, ada: User) -> None:
+    """The correct login undoes only itself: the next failure still doubles the lock."""
+    _hit_the_account_ceiling(database)
+    now = T0 + login_throttle.LOCK_BASE
+    login(database, "ada", PASSWORD, now)
+    fail(database, "ada", now, client=ATTACKER)
+    with pytest.raises(Throttled) as locked:
+        login(database, "ada", PASSWORD, now, client=HOME)
+    assert locked.value.retry_after == 2 * login_throttle.LOCK_BASE.total_seconds()
+
+
 def test_email_and_username_share_one_account(database: Database, ada: User) -> None:
     fail(database, "ada", T0, times=3)
     fail(database, "ADA@example.com", T0, times=2)

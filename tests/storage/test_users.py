@@ -105,8 +105,10 @@ def test_get_user_by_login_accepts_email_in_any_case_or_username(
     database: Database, ada: User
 ) -> None:
     with database.session() as s:
-        assert users.get_user_by_login(s, "ADA@example.com").id == ada.id
-        assert users.get_user_by_login(s, "ada").id == ada.id
+        for login in ("ADA@example.com", "ada"):
+            found = users.get_user_by_login(s, login)
+            assert found is not None
+            assert found.id == ada.id
         assert users.get_user_by_login(s, "nobody") is None
         assert users.get_user_by_login(s, "nobody@example.com") is None
 
