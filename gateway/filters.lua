@@ -174,6 +174,18 @@ local function finish_transcoder_message(body)
   return body
 end
 
+-- Envoy's json_format sorts keys, so its JSON:API errors come as {detail, status, title};
+-- the documented order is {status, title, detail}. status and title are ours (no quotes
+-- inside), so the escaped detail is everything between the fixed head and tail.
+local JSON_API = '^{"errors":%[{"detail":(.*),"status":("?%d+"?),"title":"([^"]*)"}%]}$'
+
+local function in_documented_order(body)
+  local detail, status, title = body:match(JSON_API)
+  if detail == nil then return body end
+  return '{"errors":[{"status":' .. status .. ',"title":"' .. title .. '","detail":' .. detail
+    .. '}]}'
+end
+
 function envoy_on_response(handle)
   local headers = handle:headers()
   local status = tonumber(headers:get(":status")) or 0
@@ -195,15 +207,13 @@ function envoy_on_response(handle)
   headers:replace("content-type", "application/json")
   local body = handle:body(true)
   if body == nil then return end  -- HEAD, or nothing to shape
-  if shaped and not transcoder then
+  if shaped then
     -- json_format ends its output with a newline; the bodies we document do not.
-    local text = body:getBytes(0, body:length())
-    if text:sub(-1) == "\n" then body:setBytes(text:sub(1, -2)) end
+    local text = body:getBytes(0, body:length()):gsub("\n$", "")
+    if transcoder then text = finish_transcoder_message(text) end
+    body:setBytes(in_documented_order(text))
   elseif ready ~= nil then
     body:setBytes(ready)
-  elseif transcoder then
-    local text = body:getBytes(0, body:length()):gsub("\n$", "")
-    body:setBytes(finish_transcoder_message(text))
   elseif not shaped then
     -- An error the server did not render (grpc's own, e.g. UNIMPLEMENTED): the route's
     -- family body for the status, never the server's message.

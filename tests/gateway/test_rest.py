@@ -94,6 +94,26 @@ def test_unknown_path_is_a_json_404(client: httpx.Client) -> None:
     }
 
 
+@pytest.mark.parametrize(
+    ("path", "raw"),
+    [
+        (
+            '/api/external/v1/no"thing',
+            b'{"errors":[{"status":"404","title":"Not Found",'
+            b'"detail":"no such endpoint: GET /api/external/v1/no%22thing"}]}',
+        ),
+        ("/no/such/thing", b'{"detail":"no such endpoint: GET /no/such/thing"}'),
+    ],
+)
+def test_envoy_replies_are_byte_for_byte_the_documented_body(
+    client: httpx.Client, path: str, raw: bytes
+) -> None:
+    """Keys in the documented order (Envoy's json_format sorts them), no trailing newline."""
+    response = client.get(path)
+    assert response.status_code == 404
+    assert response.content == raw
+
+
 def test_unknown_thinger_path_is_a_thinger_404(client: httpx.Client) -> None:
     body = assert_json_error(client.get("/v1/users/jt/nothing?authorization=abc"), 404)
     assert body == {"error": {"message": "no such endpoint: GET /v1/users/jt/nothing"}}

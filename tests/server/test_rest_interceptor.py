@@ -138,7 +138,7 @@ def test_no_declared_status_sends_nothing(channel: grpc.Channel) -> None:
 
 
 def test_every_rest_rpc_of_the_server_declares_its_family() -> None:
-    options = rest_options_of(SERVICES)
+    options = rest_options_of(service.descriptor for service in SERVICES)
     assert options, "no services"
     undeclared = [method for method, rest in options.items() if not rest.family]
     assert undeclared == []
