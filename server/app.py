@@ -20,6 +20,7 @@ from thingwire.inputs.v1 import inputs_pb2, inputs_pb2_grpc
 
 from server.auth.authenticator import Authenticator
 from server.interceptors import ServerInterceptor, access_levels
+from server.security.keys import KeyFile, KeyRing
 from server.services.auth_service import AuthService
 from server.services.inputs_service import InputService
 from server.state import AppState, utc_now
@@ -69,9 +70,13 @@ async def create_server(
     *,
     max_message_bytes: int = 8 * 1024 * 1024,
     clock: Callable[[], datetime] = utc_now,
+    keys: KeyFile | KeyRing | None = None,
 ) -> RunningServer:
-    """Start a server on `address` (port 0 picks a free one) over a migrated database."""
-    state = await AppState.open(database, clock)
+    """Start a server on `address` (port 0 picks a free one) over a migrated database.
+
+    ``keys`` sign and verify its tokens (see `AppState.open`; serve passes the key file).
+    """
+    state = await AppState.open(database, clock, keys)
     authenticator = Authenticator(database, state.signer, clock)
     server = grpc.aio.server(
         interceptors=[ServerInterceptor(authenticator, access_levels(SERVICES))],

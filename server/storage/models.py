@@ -4,7 +4,7 @@ Times are timezone-aware UTC ``datetime`` objects everywhere in Python. PostgreS
 as ``timestamptz``; SQLite has no time zone type, so ``UTCDateTime`` stores naive UTC there
 and re-attaches UTC on read. The schema itself is created by the hand-written Alembic
 migrations in ``server/migrations/versions``; keep them in step with this module
-(``tests/storage/test_migrations.py`` compares the two).
+(``test_migration_matches_the_models`` in ``tests/storage/test_db.py`` compares the two).
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ __all__ = [
     "LoginThrottle",
     "Organization",
     "RefreshToken",
-    "ServerSecret",
     "UTCDateTime",
     "User",
     "asset_inputs",
@@ -222,15 +221,6 @@ class Asset(Base):
     inputs: Mapped[list[Input]] = relationship(
         secondary=asset_inputs, lazy="selectin", order_by=Input.id
     )
-
-
-class ServerSecret(Base):
-    """Secrets generated once per deployment (the JWT signing key), shared by all replicas."""
-
-    __tablename__ = "server_secrets"
-
-    name: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
-    value: Mapped[bytes] = mapped_column(sa.LargeBinary)
 
 
 class LoginThrottle(Base):

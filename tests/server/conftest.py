@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import grpc
 import pytest
@@ -11,34 +12,38 @@ from thingwire.auth.v1 import auth_pb2_grpc
 from thingwire.inputs.v1 import inputs_pb2_grpc
 
 from server.app import RunningServer, create_server
+from server.security.keys import KeyFile
 from server.storage.db import Database
 from tests.support import LoopThread, ManualClock
 
 
 @dataclass
 class ServerUnderTest:
-    """The running server, its database, its clock and stubs connected to it."""
+    """The running server, its database, clock and key file, and stubs connected to it."""
 
     running: RunningServer
     database: Database
     clock: ManualClock
+    keys: KeyFile
     channel: grpc.Channel
     auth: auth_pb2_grpc.AuthServiceStub
     inputs: inputs_pb2_grpc.InputServiceStub
 
 
 @pytest.fixture
-def grpc_server(database: Database) -> Iterator[ServerUnderTest]:
+def grpc_server(database: Database, tmp_path: Path) -> Iterator[ServerUnderTest]:
     database.migrate()
     clock = ManualClock()
+    keys = KeyFile(tmp_path / "jwt-keys.json")
     loop = LoopThread()
-    running = loop.run(lambda: create_server(database, "127.0.0.1:0", clock=clock))
+    running = loop.run(lambda: create_server(database, "127.0.0.1:0", clock=clock, keys=keys))
     channel = grpc.insecure_channel(f"127.0.0.1:{running.port}")
     try:
         yield ServerUnderTest(
             running=running,
             database=database,
             clock=clock,
+            keys=keys,
             channel=channel,
             auth=auth_pb2_grpc.AuthServiceStub(channel),
             inputs=inputs_pb2_grpc.InputServiceStub(channel),

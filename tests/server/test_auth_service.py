@@ -9,8 +9,7 @@ import jwt
 import pytest
 from thingwire.auth.v1 import auth_pb2
 
-from server.state import JWT_SECRET_NAME
-from server.storage import devices, tokens, users
+from server.storage import devices, users
 from tests.server.conftest import ServerUnderTest
 
 EMAIL, USERNAME, PASSWORD = "ada@example.com", "ada", "correct horse battery"
@@ -293,12 +292,54 @@ def test_unknown_permission_action_is_invalid(srv: ServerUnderTest) -> None:
     code, details = code_of(
         srv.auth.CreateAccessToken,
         auth_pb2.CreateAccessTokenRequest(
-            user_id=USERNAME, token_name="x", token_permissions=[{"actions": ["fly"]}]
+            user_id=USERNAME,
+            token_name="x",
+            token_permissions=[{"device": "door", "actions": ["fly"]}],
         ),
         metadata=bearer(login(srv)),
     )
     assert code == grpc.StatusCode.INVALID_ARGUMENT
     assert "fly" in details
+
+
+@pytest.mark.parametrize(
+    ("permissions", "expected"),
+    [
+        # A missing device (JSON null arrives as the empty default) is not "every device".
+        ([{"actions": ["read"]}], "permissions[0].device is required"),
+        ([{"device": "*"}] * 10_000, "at most 100 permissions"),
+        ([{"device": "*", "resources": ["r"] * 10_000}], "at most 100 resources"),
+        ([{"device": "*", "actions": ["read"] * 10_000}], "at most 100 actions"),
+    ],
+)
+def test_bad_permission_shapes_are_invalid(
+    srv: ServerUnderTest, permissions: list[dict[str, object]], expected: str
+) -> None:
+    code, details = code_of(
+        srv.auth.CreateAccessToken,
+        auth_pb2.CreateAccessTokenRequest(
+            user_id=USERNAME, token_name="x", token_permissions=permissions
+        ),
+        metadata=bearer(login(srv)),
+    )
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+    assert expected in details
+
+
+@pytest.mark.parametrize("expiration", [-5, -1, 1])
+def test_a_token_expiration_in_the_past_is_invalid(srv: ServerUnderTest, expiration: int) -> None:
+    """-5 used to mean "never expires"; only 0 (or unset) means that."""
+    code, details = code_of(
+        srv.auth.CreateAccessToken,
+        auth_pb2.CreateAccessTokenRequest(
+            user_id=USERNAME, token_name="x", token_expiration=expiration
+        ),
+        metadata=bearer(login(srv)),
+    )
+    assert (code, details) == (
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "token_expiration must be in the future",
+    )
 
 
 def revoke(srv: ServerUnderTest, token: str) -> None:
@@ -412,8 +453,8 @@ def test_a_scoped_token_sees_only_its_devices(srv: ServerUnderTest) -> None:
 
 def _signed(srv: ServerUnderTest, claims: dict) -> str:
     """A token with arbitrary claims, signed with the server's real key."""
-    key = srv.database.call(lambda s: tokens.get_or_create_secret(s, JWT_SECRET_NAME))
-    return jwt.encode(claims, key, "HS256")
+    key = srv.keys.ring().current
+    return jwt.encode(claims, key.secret, "HS256", headers={"kid": key.kid})
 
 
 @pytest.mark.parametrize(
