@@ -37,7 +37,7 @@ def two_replicas(
     settings = [Settings.from_env({"THINGWIRE_JWT_KEY_FILE": str(path)}) for path in key_files]
     loop = LoopThread()
     servers: list[RunningServer] = [
-        loop.run(lambda db=db, cfg=cfg: create_server(db, keys=KeyFile(cfg.jwt_key_file)))
+        loop.run(create_server(db, keys=KeyFile(cfg.jwt_key_file)))
         for db, cfg in zip((database, second_engine), settings, strict=True)
     ]
     channels = [grpc.insecure_channel(f"127.0.0.1:{s.port}") for s in servers]
@@ -47,7 +47,7 @@ def two_replicas(
         for channel in channels:
             channel.close()
         for server in servers:
-            loop.run(lambda server=server: server.stop(0))
+            loop.run(server.stop(0))
         loop.close()
         second_engine.dispose()
 

@@ -106,8 +106,10 @@ def test_get_user_by_login_accepts_email_in_any_case_or_username(
     database: Database, ada: User
 ) -> None:
     with database.session() as s:
-        assert users.get_user_by_login(s, "ADA@example.com").id == ada.id
-        assert users.get_user_by_login(s, "ada").id == ada.id
+        by_email = users.get_user_by_login(s, "ADA@example.com")
+        by_name = users.get_user_by_login(s, "ada")
+        assert by_email is not None and by_email.id == ada.id
+        assert by_name is not None and by_name.id == ada.id
         assert users.get_user_by_login(s, "nobody") is None
         assert users.get_user_by_login(s, "nobody@example.com") is None
 
