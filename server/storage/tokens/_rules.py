@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -14,6 +14,8 @@ from server.storage._common import validate_name
 from server.storage.models import AccessToken, ApiToken, User
 
 MAX_NAME_LENGTH = 100
+
+TokenRow = TypeVar("TokenRow", ApiToken, AccessToken)
 
 
 def validate_token_name(name: str) -> str:
@@ -36,6 +38,35 @@ def future_expiry(
     if expire_time <= now:
         raise InvalidArgument(f"{field} must be in the future")
     return expire_time
+
+
+def add_token(
+    s: Session,
+    model: type[TokenRow],
+    user_id: int,
+    name: str,
+    expire_time: datetime | None,
+    now: datetime | None,
+    expiry_field: str = "expire_time",
+    **values: Any,
+) -> TokenRow:
+    """Add a token row: what every token is born with, checked, plus its kind's ``values``.
+
+    The name is valid, the expiry (if any) lies ahead, the owner exists; then the row is
+    flushed, so its id is known. ``expiry_field`` names the expiry as the kind's API does.
+    """
+    now = utc_now(now)
+    row = model(
+        user_id=user_id,
+        name=validate_token_name(name),
+        create_time=now,
+        expire_time=future_expiry(expire_time, now, expiry_field),
+        **values,
+    )
+    require_user(s, user_id)
+    s.add(row)
+    s.flush()
+    return row
 
 
 def require_user(s: Session, user_id: int) -> None:

@@ -13,13 +13,7 @@ from server.errors import Unauthenticated
 from server.security.hashing import hash_secret, new_secret
 from server.storage._common import paginate
 from server.storage.models import ApiToken, User
-from server.storage.tokens._rules import (
-    active,
-    delete_owned,
-    future_expiry,
-    require_user,
-    validate_token_name,
-)
+from server.storage.tokens._rules import active, add_token, delete_owned
 
 __all__ = ["authenticate_api_token", "create_api_token", "delete_api_token", "list_api_tokens"]
 
@@ -32,20 +26,8 @@ def create_api_token(
     now: datetime | None = None,
 ) -> tuple[ApiToken, str]:
     """Create an API token; returns it with its secret, which is never retrievable again."""
-    now = utc_now(now)
-    name = validate_token_name(name)
-    expire_time = future_expiry(expire_time, now)
-    require_user(s, user_id)
     secret = new_secret()
-    token = ApiToken(
-        user_id=user_id,
-        name=name,
-        token_hash=hash_secret(secret),
-        create_time=now,
-        expire_time=expire_time,
-    )
-    s.add(token)
-    s.flush()
+    token = add_token(s, ApiToken, user_id, name, expire_time, now, token_hash=hash_secret(secret))
     return token, secret
 
 

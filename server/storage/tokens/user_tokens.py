@@ -17,13 +17,7 @@ from server.auth.permissions import parse_permissions, permissions_json
 from server.clock import utc_now
 from server.errors import Unauthenticated
 from server.storage.models import AccessToken
-from server.storage.tokens._rules import (
-    active,
-    delete_owned,
-    future_expiry,
-    require_user,
-    validate_token_name,
-)
+from server.storage.tokens._rules import active, add_token, delete_owned
 
 __all__ = [
     "create_access_token",
@@ -46,22 +40,18 @@ def create_access_token(
     ``permissions`` is the JSON list of grants as the client sent it; InvalidArgument for
     any other shape (see `server.auth.permissions`), for a bad name or a past expiry.
     """
-    now = utc_now(now)
-    name = validate_token_name(name)
     grants = parse_permissions(permissions)
-    expire_time = future_expiry(expire_time, now, "token_expiration")
-    require_user(s, user_id)
-    token = AccessToken(
+    return add_token(
+        s,
+        AccessToken,
+        user_id,
+        name,
+        expire_time,
+        now,
+        "token_expiration",
         id=secrets.token_hex(12),
-        user_id=user_id,
-        name=name,
         permissions=permissions_json(grants),
-        create_time=now,
-        expire_time=expire_time,
     )
-    s.add(token)
-    s.flush()
-    return token
 
 
 def list_access_tokens(s: Session, user_id: int) -> Sequence[AccessToken]:
