@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 BUF := node_modules/.bin/buf
-IMAGE := generated/thingwire.binpb
+IMAGE := generated/thingwire/thingwire.binpb
 BASELINE := proto/baseline.binpb
 PROTOS := $(shell find proto -name '*.proto')
 
@@ -16,7 +16,7 @@ setup: $(VENV)/.installed $(BUF) $(IMAGE)
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[server,agent,dev]'
 	touch $@
 
 $(BUF): package.json

@@ -3,7 +3,7 @@
 The config is built as plain dicts from a small frozen `GatewaySpec` and dumped as JSON
 (Envoy reads JSON with `--config-path x.json`), so nothing but the standard library is needed
 and a test can assert on the structure instead of on text. Every choice below that is not an
-Envoy default was verified with Envoy 1.40 (see DESIGN.md, "Gateway: facts verified").
+Envoy default was verified with Envoy 1.40 (see docs/design.md, "Gateway facts").
 """
 
 from __future__ import annotations

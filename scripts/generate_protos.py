@@ -22,6 +22,12 @@ DEFAULT_OUT = ROOT / "generated"
 IMAGE_NAME = "thingwire.binpb"
 
 
+def image_path(out_dir: Path) -> Path:
+    """The descriptor image sits inside the `thingwire` package, so the wheel ships it as
+    package data and an installed server finds it with importlib.resources."""
+    return out_dir / "thingwire" / IMAGE_NAME
+
+
 def _include_dirs() -> list[Path]:
     """googleapis protos ship in googleapis-common-protos; well-known types in grpc_tools."""
     google_api = Path(annotations_pb2.__file__).parent
@@ -36,7 +42,7 @@ def proto_files() -> list[str]:
 
 def generate(out_dir: Path) -> None:
     """Write Python modules, stubs, type stubs and the descriptor image into out_dir."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "thingwire").mkdir(parents=True, exist_ok=True)
     args = ["grpc_tools.protoc", *(f"-I{d}" for d in _include_dirs())]
     args += [
         f"--python_out={out_dir}",
@@ -44,7 +50,7 @@ def generate(out_dir: Path) -> None:
         f"--grpc_python_out={out_dir}",
         "--include_imports",
         "--include_source_info",
-        f"--descriptor_set_out={out_dir / IMAGE_NAME}",
+        f"--descriptor_set_out={image_path(out_dir)}",
         *proto_files(),
     ]
     if protoc.main(args) != 0:
@@ -62,7 +68,6 @@ def regenerate(out_dir: Path = DEFAULT_OUT) -> None:
         generate(fresh)
         shutil.rmtree(out_dir / "thingwire", ignore_errors=True)
         shutil.copytree(fresh / "thingwire", out_dir / "thingwire")
-        shutil.copy2(fresh / IMAGE_NAME, out_dir / IMAGE_NAME)
 
 
 def main() -> int:

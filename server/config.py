@@ -1,7 +1,7 @@
 """The operator contract: every setting comes from one THINGWIRE_* environment variable.
 
-Names and defaults are the operator contract (README.md, "Configuration"); other tools rely
-on them. Ports are never 0: tests and side-by-side stacks pick their own free ports.
+Names and defaults are fixed by docs/design.md ("Operator contract"); other tools rely on them.
+Ports are never 0: tests and side-by-side stacks pick their own free ports explicitly.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The one place where calls are authenticated and domain errors become gRPC status codes.
 
 Servicers stay thin: they raise `server.errors` exceptions and never touch status codes
-(the kserve pattern in STYLE.md). Each rpc's access level is read from the
+(docs/design.md, "Patterns we follow"). Each rpc's access level is read from the
 `thingwire.options.v1.access` method option, so the policy lives beside the rpc in proto/.
 """
 

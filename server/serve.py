@@ -1,19 +1,18 @@
 """`thingwire serve`: the gRPC server and the cloud Envoy, supervised as one unit.
 
-Envoy is started by this long-lived process (DESIGN.md: a launching shell's exit was seen
-killing it). If either half dies, the other is stopped and serve exits non-zero, so an
-operator never runs half a stack. SIGTERM and SIGINT stop both cleanly.
+Envoy is started by this long-lived process (docs/design.md, "Gateway facts": a launching
+shell's exit was seen killing it). If either half dies, the other is stopped and serve exits
+non-zero, so an operator never runs half a stack. SIGTERM and SIGINT stop both cleanly.
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib.resources
 import logging
 import signal
 import sys
 from pathlib import Path
-
-import thingwire
 
 from gateway.config import cloud_spec
 from gateway.launcher import Envoy, check_port_free
@@ -24,7 +23,9 @@ from server.state import open_database
 
 log = logging.getLogger(__name__)
 
-DESCRIPTOR_PATH = Path(thingwire.__file__).resolve().parent.parent / "thingwire.binpb"
+# The descriptor image is package data of the generated `thingwire` package (the wheel ships
+# it there). A wheel is installed unpacked, so the resource is a real file Envoy can open.
+DESCRIPTOR_PATH = Path(str(importlib.resources.files("thingwire") / "thingwire.binpb"))
 SHUTDOWN_GRACE_SECONDS = 5.0
 
 

@@ -1,6 +1,6 @@
 """Turns a call's metadata into a principal, for the access level its rpc declares.
 
-Accepted credentials (docs/architecture.md, "Tokens"):
+Accepted credentials (docs/design.md, "Credentials"):
 - ``authorization: Bearer <jwt>`` — a login/OAuth access token or a user-defined token
   (the gateway moves Thinger's ``?authorization=`` query parameter into this header);
 - ``authorization: APIToken <token>`` — an AutoPi API token;

@@ -51,7 +51,7 @@ def _image_with_renamed_field(tmp_path: Path) -> Path:
         generate_protos.generate(out)
     finally:
         generate_protos.PROTO_DIR = original
-    return out / generate_protos.IMAGE_NAME
+    return generate_protos.image_path(out)
 
 
 def test_buf_breaking_rejects_a_json_rename(tmp_path: Path) -> None:
@@ -69,7 +69,13 @@ def test_buf_breaking_rejects_a_json_rename(tmp_path: Path) -> None:
 
 def test_buf_breaking_accepts_the_current_protos() -> None:
     result = subprocess.run(
-        [BUF, "breaking", "generated/thingwire.binpb", "--against", "proto/baseline.binpb"],
+        [
+            BUF,
+            "breaking",
+            str(generate_protos.image_path(ROOT / "generated")),
+            "--against",
+            "proto/baseline.binpb",
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -16,7 +16,7 @@ from tests.gateway.fake_upstream import start_server
 from tests.support import LoopThread, free_port, free_ports
 
 ROOT = Path(__file__).resolve().parents[2]
-DESCRIPTOR = ROOT / "generated" / "thingwire.binpb"
+DESCRIPTOR = ROOT / "generated" / "thingwire" / "thingwire.binpb"
 #: Short, so that the 504 test does not wait a minute.
 UNARY_TIMEOUT_S = 2.0
 

@@ -24,6 +24,7 @@ from gateway.config import (
 from tests.gateway.conftest import DESCRIPTOR
 
 CLOUD = transcoded_services(DESCRIPTOR, device=False)
+TRANSCODER = "envoy.filters.http.grpc_json_transcoder"
 
 
 @pytest.fixture
@@ -96,15 +97,11 @@ def test_transcoder_settings(spec: GatewaySpec) -> None:
         "preserve_proto_field_names": True,
         "always_print_primitive_fields": True,
     }
-    assert transcoder["max_request_body_size"] == 8 * 1024 * 1024
+    assert transcoder["max_request_body_size"] == spec.max_request_body_bytes
 
 
-def test_cloud_services_come_from_the_descriptor() -> None:
-    assert CLOUD == ("thingwire.auth.v1.AuthService", "thingwire.inputs.v1.InputService")
-    assert transcoded_services(DESCRIPTOR, device=True) == ()
-
-
-def test_only_services_with_http_rules_are_transcoded(tmp_path: Path) -> None:
+def _image(tmp_path: Path) -> Path:
+    """A descriptor image with a REST service, a stream-only one, a device one and a foreign one."""
     image = descriptor_pb2.FileDescriptorSet()
     for package, service, with_rule in [
         ("thingwire.demo.v1", "RestService", True),
@@ -118,6 +115,21 @@ def test_only_services_with_http_rules_are_transcoded(tmp_path: Path) -> None:
             method.options.Extensions[annotations_pb2.http].get = "/x"
     path = tmp_path / "image.binpb"
     path.write_bytes(image.SerializeToString())
+    return path
+
+
+def test_cloud_services_come_from_the_descriptor(tmp_path: Path) -> None:
+    """Each gateway transcodes what the image it is given declares, not a list of its own."""
+    image = _image(tmp_path)
+    cloud = _filter(render_config(cloud_spec(8080, 50051, 9901, image)), TRANSCODER)
+    assert cloud["services"] == ["thingwire.demo.v1.RestService"]
+    device = device_spec(9000, 50052, 9902, image)
+    rendered = _filter(render_config(device), TRANSCODER)
+    assert rendered["services"] == ["thingwire.local.v1.LocalService"]
+
+
+def test_only_services_with_http_rules_are_transcoded(tmp_path: Path) -> None:
+    path = _image(tmp_path)
     assert transcoded_services(path, device=False) == ("thingwire.demo.v1.RestService",)
     assert transcoded_services(path, device=True) == ("thingwire.local.v1.LocalService",)
 
@@ -165,18 +177,22 @@ def test_lua_filter_is_inlined_with_the_error_families(spec: GatewaySpec) -> Non
     code = source["inline_string"]
     assert "function envoy_on_request(handle)" in code
     assert "function envoy_on_response(handle)" in code
-    assert '{prefix = "/oauth/", shape = "thinger"}' in code
-    assert '{prefix = "/api/external/", shape = "json_api"}' in code
-    assert 'default_shape = "detail"' in code
+    assert spec.error_rules
+    for rule in spec.error_rules:
+        assert f'{{prefix = "{rule.prefix}", shape = "{rule.shape.value}"}}' in code
+    assert f'default_shape = "{spec.default_error_shape.value}"' in code
 
 
 def test_device_gateway_uses_the_local_api_error_shape() -> None:
-    spec = device_spec(9000, 50052, 9902, DESCRIPTOR)
-    assert spec.default_error_shape is ErrorShape.ERROR_STRING
-    assert spec.error_rules == ()
-    assert spec.services == ()
-    assert 'default_shape = "error_string"' in lua_source(spec)
-    assert "sse" not in _routes(render_config(spec))
+    """No path of the device gateway gets another family's shape: every error is the Local
+    API's `{"error": "..."}`."""
+    code = lua_source(device_spec(9000, 50052, 9902, DESCRIPTOR))
+    assert "  rules = {},\n" in code
+    assert f'default_shape = "{ErrorShape.ERROR_STRING.value}"' in code
+
+
+def test_device_gateway_has_no_sse_route() -> None:
+    assert "sse" not in _routes(render_config(device_spec(9000, 50052, 9902, DESCRIPTOR)))
 
 
 def test_render_json_round_trips(spec: GatewaySpec) -> None:

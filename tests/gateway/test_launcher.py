@@ -32,8 +32,33 @@ def test_envoy_is_found_in_the_virtualenv() -> None:
     assert find_envoy() == Path(sys.executable).parent / "envoy"
 
 
-def test_free_port_passes() -> None:
-    check_port_free(free_port(), "127.0.0.1")
+def test_free_port_passes_and_stays_free() -> None:
+    """A free port raises nothing, and the check releases it: Envoy can bind it next."""
+    port = free_port()
+    check_port_free(port, "127.0.0.1")
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", port))
+        sock.listen()
+
+
+def test_port_in_time_wait_counts_as_free() -> None:
+    """A port whose last connection the server closed first (TIME_WAIT) is free: Envoy binds
+    with SO_REUSEADDR, so a restart right after a stop must not be refused by the check."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the old Envoy did
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = int(listener.getsockname()[1])
+        with socket.create_connection(("127.0.0.1", port)) as client:
+            accepted, _ = listener.accept()
+            accepted.close()  # the server side closes first and keeps TIME_WAIT
+            client.recv(1)
+    with (
+        pytest.raises(OSError, match="in use"),
+        socket.socket(socket.AF_INET, socket.SOCK_STREAM) as plain,
+    ):
+        plain.bind(("127.0.0.1", port))  # without SO_REUSEADDR the port is still taken
+    check_port_free(port, "127.0.0.1")
 
 
 def test_taken_port_is_a_clear_error(listening_port: int) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import httpx
 import pytest
@@ -28,7 +29,7 @@ def assert_no_grpc_headers(response: httpx.Response) -> None:
     assert "x-http-status" not in response.headers
 
 
-def assert_json_error(response: httpx.Response, status: int) -> object:
+def assert_json_error(response: httpx.Response, status: int) -> Any:
     assert response.status_code == status, response.text
     assert response.headers["content-type"] == "application/json"
     assert_no_grpc_headers(response)

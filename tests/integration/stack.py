@@ -28,6 +28,8 @@ class Stack:
     http_port: int = field(default_factory=free_port)
     grpc_port: int = field(default_factory=free_port)
     admin_port: int = field(default_factory=free_port)
+    #: The `thingwire` command to run (another virtualenv's, for the packaging tests).
+    executable: Path = THINGWIRE
     process: subprocess.Popen | None = None
 
     @property
@@ -57,7 +59,7 @@ class Stack:
         ):
             # The child keeps its own copies of the descriptors.
             self.process = subprocess.Popen(
-                [THINGWIRE, "serve"], cwd=self.workdir, env=self.env, stdout=out, stderr=err
+                [self.executable, "serve"], cwd=self.workdir, env=self.env, stdout=out, stderr=err
             )
         deadline = time.monotonic() + READY_TIMEOUT_SECONDS
         while time.monotonic() < deadline:
@@ -88,7 +90,7 @@ class Stack:
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         """Run a management command against this stack's database."""
         result = subprocess.run(
-            [THINGWIRE, *args],
+            [self.executable, *args],
             cwd=self.workdir,
             env=self.env,
             capture_output=True,

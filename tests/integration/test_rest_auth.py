@@ -5,7 +5,7 @@ One stack per module and database kind (SQLite and PostgreSQL, see tests/conftes
 
 from __future__ import annotations
 
-import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -14,6 +14,8 @@ import pytest
 
 from server.security.jwt_tokens import TokenSigner
 from server.security.keys import KeyFile
+from server.storage import tokens
+from server.storage.db import Database
 from tests.integration.conftest import PASSWORD
 from tests.integration.stack import Stack
 
@@ -25,7 +27,7 @@ GRPC_HEADERS = ("grpc-status", "grpc-message", "grpc-accept-encoding", "grpc-enc
 
 
 @pytest.fixture(scope="module")
-def client(stack: Stack) -> httpx.Client:
+def client(stack: Stack) -> Iterator[httpx.Client]:
     with stack.http() as http:
         yield http
 
@@ -337,11 +339,24 @@ def test_expired_access_token_is_401(client: httpx.Client, stack: Stack, ada: di
 
 
 def test_api_token_stops_at_its_expiry(client: httpx.Client, stack: Stack, ada: dict) -> None:
-    expires = datetime.now(UTC) + timedelta(seconds=8)
-    created = stack.cli_json(
-        "apitoken", "create", "--user", "ada", "--name", "brief", "--expires", expires.isoformat()
+    """A token whose expiry has passed is refused through the real stack, one still ahead is
+    accepted. The expired one is created in the stack's database as of an hour ago, so no test
+    waits for the real clock (the expiry itself is tested in-process with a ManualClock)."""
+    an_hour_ago = datetime.now(UTC) - timedelta(hours=1)
+    database = Database(stack.db_url)
+    try:
+        _row, expired = database.call(
+            lambda s: tokens.create_api_token(
+                s, ada["pk"], "brief", an_hour_ago + timedelta(seconds=8), now=an_hour_ago
+            )
+        )
+    finally:
+        database.dispose()
+    in_an_hour = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    ahead = stack.cli_json(
+        "apitoken", "create", "--user", "ada", "--name", "long", "--expires", in_an_hour
     )
-    headers = {"Authorization": f"APIToken {created['token']}"}
-    assert client.get("/auth/user/", headers=headers).status_code == 200
-    time.sleep(max(0.0, (expires - datetime.now(UTC)).total_seconds()) + 0.5)
-    assert client.get("/auth/user/", headers=headers).status_code == 401
+    live = client.get("/auth/user/", headers={"Authorization": f"APIToken {ahead['token']}"})
+    assert live.status_code == 200
+    answer = client.get("/auth/user/", headers={"Authorization": f"APIToken {expired}"})
+    assert (answer.status_code, answer.json()) == (401, {"detail": "invalid api token"})

@@ -8,6 +8,7 @@ real stack of this module.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from urllib.parse import quote
 
 import httpx
@@ -43,7 +44,9 @@ CONTENT_TYPES = [
     "application/vnd.api+json",
     "multipart/form-data; boundary=x",
 ]
-SHAPE_KEYS = {"detail", "error", "errors"}
+#: Path prefixes of the Thinger API; Datacooee's; every other path is the AutoPi cloud's.
+THINGER_PREFIXES = ("/v1/", "/v2/", "/oauth/")
+DATACOOEE_PREFIX = "/api/external/"
 
 # Documented paths, and Thinger paths whose user segment is arbitrary percent-encoded bytes.
 paths = st.sampled_from(PATHS) | st.binary(max_size=8).map(
@@ -83,8 +86,29 @@ authorizations = st.one_of(
 )
 
 
+def assert_family_error(path: str, status: int, payload: object) -> None:
+    """The error body is exactly the documented shape of the family that owns `path`."""
+    if path.startswith(THINGER_PREFIXES):
+        assert isinstance(payload, dict), payload
+        assert list(payload) == ["error"], payload
+        assert list(payload["error"]) == ["message"], payload
+        assert isinstance(payload["error"]["message"], str), payload
+    elif path.startswith(DATACOOEE_PREFIX):
+        assert isinstance(payload, dict), payload
+        assert list(payload) == ["errors"], payload
+        (error,) = payload["errors"]
+        assert list(error) == ["status", "title", "detail"], payload
+        assert error["status"] == str(status), payload
+        assert isinstance(error["title"], str), payload
+        assert isinstance(error["detail"], str), payload
+    else:
+        assert isinstance(payload, dict), payload
+        assert list(payload) == ["detail"], payload
+        assert isinstance(payload["detail"], str), payload
+
+
 @pytest.fixture(scope="module")
-def client(stack: Stack) -> httpx.Client:
+def client(stack: Stack) -> Iterator[httpx.Client]:
     with stack.http() as http:
         yield http
 
@@ -122,7 +146,5 @@ def test_any_request_gets_a_clean_answer(
     assert answer.status_code < 500, (answer.status_code, answer.text)
     if answer.status_code >= 400:
         assert answer.headers["content-type"].startswith("application/json")
-        payload = answer.json()
-        assert isinstance(payload, dict)
-        assert SHAPE_KEYS & set(payload), payload
+        assert_family_error(path, answer.status_code, answer.json())
     assert not any(h.startswith("grpc-") for h in answer.headers)

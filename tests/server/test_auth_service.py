@@ -314,13 +314,16 @@ def test_bad_permission_shapes_are_invalid(
     assert expected in details
 
 
-def revoke(srv: ServerUnderTest, token: str) -> None:
+def revoke(srv: ServerUnderTest, token: str) -> tuple[bytes, list[tuple[str, str | bytes]]]:
+    """Revoke `token`; returns what the client sees: the response's bytes and all metadata."""
     form = f"token={token}".encode()
-    srv.auth.RevokeToken(
+    response, call = srv.auth.RevokeToken.with_call(
         auth_pb2.RevokeTokenRequest(
             raw={"content_type": "application/x-www-form-urlencoded", "data": form}
         )
     )
+    metadata = [*call.initial_metadata(), *call.trailing_metadata()]
+    return response.SerializeToString(), [(m.key, m.value) for m in metadata]
 
 
 def test_revoking_a_refresh_token_retires_its_family(srv: ServerUnderTest) -> None:
@@ -335,7 +338,11 @@ def test_revoking_a_refresh_token_retires_its_family(srv: ServerUnderTest) -> No
 
 @pytest.mark.parametrize("token", ["garbage", "a.b.c"])
 def test_revoking_junk_answers_ok_and_reveals_nothing(srv: ServerUnderTest, token: str) -> None:
-    revoke(srv, token)
+    """Junk gets exactly the answer a real refresh token gets (RFC 7009), and revokes nothing."""
+    pair = password_grant(srv)
+    junk = revoke(srv, token)
+    assert refresh_grant(srv, pair.refresh_token).access_token  # nothing was revoked
+    assert junk == revoke(srv, password_grant(srv).refresh_token)
 
 
 def test_revoking_an_access_token_changes_nothing(srv: ServerUnderTest) -> None:

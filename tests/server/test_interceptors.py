@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from typing import Any, cast
 
 import grpc
 import pytest
 
 from server import errors
-from server.auth.authenticator import Access
+from server.auth.authenticator import Access, Authenticator
 from server.auth.principal import UserPrincipal, current_principal
 from server.interceptors import ServerInterceptor
 from tests.support import LoopThread
@@ -40,7 +40,7 @@ def _raise(kind: str) -> None:
 async def unary(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
     _raise(request.decode())
     principal = current_principal.get()
-    return (principal.username if principal else "anonymous").encode()
+    return (principal.username if isinstance(principal, UserPrincipal) else "anonymous").encode()
 
 
 async def stream(request: bytes, context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
@@ -57,7 +57,7 @@ def _handler(method: str) -> Any:
 
 @pytest.fixture(scope="module")
 def channel() -> Iterator[grpc.Channel]:
-    levels = {
+    levels: dict[str, int] = {
         f"/{SERVICE}/Public": Access.ACCESS_PUBLIC,
         f"/{SERVICE}/Private": Access.ACCESS_USER,
         f"/{SERVICE}/Stream": Access.ACCESS_USER,
@@ -65,7 +65,9 @@ def channel() -> Iterator[grpc.Channel]:
     loop = LoopThread()
 
     async def start() -> tuple[grpc.aio.Server, int]:
-        server = grpc.aio.server(interceptors=[ServerInterceptor(FakeAuthenticator(), levels)])
+        server = grpc.aio.server(
+            interceptors=[ServerInterceptor(cast(Authenticator, FakeAuthenticator()), levels)]
+        )
         server.add_generic_rpc_handlers(
             [
                 grpc.method_handlers_generic_handler(

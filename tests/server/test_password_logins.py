@@ -40,7 +40,7 @@ def test_an_attacker_address_does_not_lock_the_owner_out(grpc_server: ServerUnde
 def test_logins_beyond_capacity_are_refused_at_once(database: Database) -> None:
     logins = PasswordLogins(database, workers=1, max_waiting=0)
 
-    async def two_at_once() -> list[object]:
+    async def two_at_once() -> tuple[object, object]:
         now = datetime.now(UTC)
         return await asyncio.gather(
             logins.check("a@example.com", "x" * 8, "c", now),
