@@ -35,8 +35,15 @@ _DUMMY_KEY_HASH = hash_secret("no such organization")
 
 
 def new_org_id() -> str:
-    """A random organisation id: 30 bytes of URL-safe base64 (40 chars, no padding)."""
-    return base64.urlsafe_b64encode(secrets.token_bytes(30)).decode()
+    """A random organisation id: 30 bytes of URL-safe base64 (40 chars, no padding).
+
+    Never one that starts with "-": operators pass it as a CLI argument (`--org ID`), where
+    argparse would take it for an option.
+    """
+    while True:
+        org_id = base64.urlsafe_b64encode(secrets.token_bytes(30)).decode()
+        if not org_id.startswith("-"):
+            return org_id
 
 
 def new_input_id() -> str:
