@@ -27,6 +27,7 @@ from server.gateway_socket import grpc_address as gateway_socket_address
 from server.gateway_socket import restrict as restrict_gateway_socket
 from server.interceptors import ServerInterceptor, access_levels
 from server.rest_interceptor import RestInterceptor, rest_options_of
+from server.security.keys import KeyFile, KeyRing
 from server.services.auth_service import AuthService
 from server.services.inputs_service import InputService
 from server.state import AppState, utc_now
@@ -108,14 +109,16 @@ async def create_server(
     max_message_bytes: int = 8 * 1024 * 1024,
     clock: Callable[[], datetime] = utc_now,
     gateway_socket: Path | None = None,
+    keys: KeyFile | KeyRing | None = None,
 ) -> RunningServer:
     """Start a server on `address` (port 0 picks a free one) over a migrated database.
 
     With `gateway_socket` it also listens on that Unix socket, for the gateway alone: only
     calls arriving there may name their client's address (`server/request_origin.py`).
+    ``keys`` sign and verify its tokens (see `AppState.open`; serve passes the key file).
     """
     gateway_address = gateway_socket_address(gateway_socket) if gateway_socket else None
-    state = await AppState.open(database, clock)
+    state = await AppState.open(database, clock, keys)
     authenticator = Authenticator(database, state.signer, clock)
     server = grpc.aio.server(
         interceptors=[

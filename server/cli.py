@@ -18,7 +18,7 @@ import sys
 # them on grpc core logs a warning at every spawn. Read when grpc initialises, so set first.
 os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import grpc
@@ -26,13 +26,15 @@ import orjson
 from sqlalchemy.orm import Session
 
 from gateway.launcher import GatewayError
+from server.clock import utc_now
 from server.config import ConfigError, Settings
 from server.errors import InvalidArgument, NotFound, ThingwireError
 from server.health_client import check_health
-from server.state import utc_now
-from server.storage import devices, orgs, tokens, users
-from server.storage.db import Database
+from server.security.keys import DEFAULT_GRACE, KeyFile, KeyFileError
+from server.state import open_database
+from server.storage import devices, orgs, users
 from server.storage.models import User
+from server.storage.tokens import api_tokens
 
 Command = Callable[[Session, argparse.Namespace], dict[str, Any]]
 
@@ -43,7 +45,7 @@ def parse_iso8601(value: str) -> datetime:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         raise InvalidArgument(f"{value!r} is not an ISO 8601 time") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return utc_now(parsed)
 
 
 def _user(s: Session, login: str) -> User:
@@ -60,11 +62,9 @@ def user_create(s: Session, a: argparse.Namespace) -> dict[str, Any]:
 
 def apitoken_create(s: Session, a: argparse.Namespace) -> dict[str, Any]:
     user = _user(s, a.user)
-    now = utc_now()
     expires = parse_iso8601(a.expires) if a.expires else None
-    if expires is not None and expires <= now:
-        raise InvalidArgument("--expires must be in the future")
-    row, secret = tokens.create_api_token(s, user.id, a.name, expires, now)
+    # Storage refuses an expiry that does not lie ahead (the rule every caller shares).
+    row, secret = api_tokens.create_api_token(s, user.id, a.name, expires, utc_now())
     return {"id": row.id, "name": row.name, "token": secret}
 
 
@@ -90,6 +90,22 @@ def asset_create(s: Session, a: argparse.Namespace) -> dict[str, Any]:
     ids = [i.strip() for i in a.inputs.split(",") if i.strip()]
     asset = orgs.create_asset(s, a.org, a.name, ids)
     return {"id": asset.id, "name": asset.name}
+
+
+def key_rotate(settings: Settings, a: argparse.Namespace) -> dict[str, Any]:
+    """A new signing key; the previous one verifies its tokens for the grace period."""
+    if a.grace_days < 0:
+        raise InvalidArgument("--grace-days must not be negative")
+    ring = KeyFile(settings.jwt_key_file).rotate(utc_now(), timedelta(days=a.grace_days))
+    retired = ring.keys[1]
+    return {
+        "key_file": str(settings.jwt_key_file),
+        "kid": ring.current.kid,
+        "retired_kid": retired.kid,
+        "retired_verifies_until": retired.verify_until.isoformat()
+        if retired.verify_until
+        else None,
+    }
 
 
 def _article(noun: str) -> str:
@@ -136,6 +152,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--unit-id", dest="unit_id", help="AutoPi unit id (UUID; default: new)")
     p.set_defaults(run=device_create)
 
+    keys = commands.add_parser("key", help="manage the JWT signing keys").add_subparsers(
+        dest="action", required=True
+    )
+    p = keys.add_parser(
+        "rotate", help="start signing with a new key; the old one verifies for a grace period"
+    )
+    p.add_argument(
+        "--grace-days",
+        type=float,
+        default=DEFAULT_GRACE.days,
+        help=f"how long tokens of the old key stay valid (default {DEFAULT_GRACE.days}; "
+        "0 after a leak: they stop at once)",
+    )
+    p.set_defaults(run_keys=key_rotate)
+
     p = group("org", "Datacooee organisation")
     p.add_argument("--name", required=True)
     p.set_defaults(run=org_create)
@@ -165,9 +196,8 @@ def run_status(settings: Settings, args: argparse.Namespace) -> int:
 
 def run_management(settings: Settings, command: Command, args: argparse.Namespace) -> int:
     """Run one command in one transaction and print its JSON result."""
-    database = Database(settings.db_url)
+    database = open_database(settings)
     try:
-        database.migrate()
         with database.session() as session:
             result = command(session, args)
     finally:
@@ -192,8 +222,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             from server.serve import serve
 
             return asyncio.run(serve(settings))
+        if args.command == "key":
+            result = args.run_keys(settings, args)
+            sys.stdout.write(orjson.dumps(result).decode() + "\n")
+            return 0
         return run_management(settings, args.run, args)
-    except (ThingwireError, ConfigError, GatewayError) as error:
+    except (ThingwireError, ConfigError, GatewayError, KeyFileError) as error:
         print(f"thingwire: error: {getattr(error, 'message', error)}", file=sys.stderr)
         return 1
     except OSError as error:

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 DEFAULT_DB_URL = "sqlite:///./var/thingwire.db"
+#: Where the server keeps what it makes for itself (the gateway's files, the key file).
+STATE_DIR = Path("var")
 
 
 class ConfigError(ValueError):
@@ -31,13 +33,19 @@ def _port(env: Mapping[str, str], name: str, default: int) -> int:
 
 @dataclass(frozen=True)
 class Settings:
-    """What `thingwire serve` needs to run the server and the cloud gateway."""
+    """What `thingwire serve` needs to run the server and the cloud gateway.
+
+    The defaults here are the documented ones; `from_env` falls back to them.
+    """
 
     db_url: str = DEFAULT_DB_URL
     http_port: int = 8080
     grpc_port: int = 50051
     envoy_admin_port: int = 9901
-    state_dir: Path = Path("var")
+    state_dir: Path = STATE_DIR
+    # The JWT signing keys (server/security/keys.py), never in the database. Replicas on one
+    # database must share this file.
+    jwt_key_file: Path = STATE_DIR / "jwt-keys.json"
     # REST bodies above this get 413 from the gateway; gRPC messages up to it are accepted.
     max_body_bytes: int = 8 * 1024 * 1024
 
@@ -45,9 +53,11 @@ class Settings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         """Read the THINGWIRE_* variables, falling back to the documented defaults."""
         env = os.environ if env is None else env
+        key_file = env.get("THINGWIRE_JWT_KEY_FILE", "")
         return cls(
-            db_url=env.get("THINGWIRE_DB_URL", DEFAULT_DB_URL),
-            http_port=_port(env, "THINGWIRE_HTTP_PORT", 8080),
-            grpc_port=_port(env, "THINGWIRE_GRPC_PORT", 50051),
-            envoy_admin_port=_port(env, "THINGWIRE_ENVOY_ADMIN_PORT", 9901),
+            db_url=env.get("THINGWIRE_DB_URL", cls.db_url),
+            http_port=_port(env, "THINGWIRE_HTTP_PORT", cls.http_port),
+            grpc_port=_port(env, "THINGWIRE_GRPC_PORT", cls.grpc_port),
+            envoy_admin_port=_port(env, "THINGWIRE_ENVOY_ADMIN_PORT", cls.envoy_admin_port),
+            jwt_key_file=Path(key_file) if key_file else cls.jwt_key_file,
         )

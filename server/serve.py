@@ -18,7 +18,8 @@ from gateway.config import cloud_spec
 from gateway.launcher import Envoy, check_port_free
 from server.app import create_server
 from server.config import Settings
-from server.storage.db import Database
+from server.security.keys import KeyFile
+from server.state import open_database
 
 log = logging.getLogger(__name__)
 
@@ -68,11 +69,11 @@ async def serve(settings: Settings) -> int:
     # than half a stack (or, on the gRPC port, two servers silently sharing it).
     check_port_free(settings.grpc_port, "127.0.0.1", "gRPC server port")
     envoy.check_ports()
-    database = Database(settings.db_url)
-    await asyncio.to_thread(database.migrate)
+    database = await asyncio.to_thread(open_database, settings)
     running = await create_server(
         database,
         f"127.0.0.1:{settings.grpc_port}",
+        keys=KeyFile(settings.jwt_key_file),
         # A REST body grows when transcoded (an array of records roughly doubles as
         # protobuf): accept what the gateway lets through, with room to spare.
         max_message_bytes=4 * settings.max_body_bytes,

@@ -5,21 +5,28 @@ Passed explicitly to servicers (no globals), so tests build one with a fixed clo
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 from server.auth.passwords import PasswordLogins
+from server.clock import Clock, utc_now
+from server.config import Settings
 from server.security.jwt_tokens import TokenSigner
-from server.storage import tokens
+from server.security.keys import KeyFile, KeyRing, adopt_database_key
 from server.storage.db import Database
 
-JWT_SECRET_NAME = "jwt_hs256"  # noqa: S105 - the name of a stored secret
+__all__ = ["AppState", "open_database", "utc_now"]
 
 
-def utc_now() -> datetime:
-    """The current time, timezone-aware."""
-    return datetime.now(UTC)
+def open_database(settings: Settings) -> Database:
+    """The configured database, migrated, its signing key (from older versions) moved out.
+
+    The key is moved before the migration that drops the table it was kept in, so tokens
+    issued before the upgrade keep working. `thingwire serve` and the CLI both open it so.
+    """
+    database = Database(settings.db_url)
+    adopt_database_key(database.engine, KeyFile(settings.jwt_key_file))
+    database.migrate()
+    return database
 
 
 @dataclass(frozen=True)
@@ -29,15 +36,22 @@ class AppState:
     database: Database
     signer: TokenSigner
     logins: PasswordLogins
-    clock: Callable[[], datetime] = field(default=utc_now)
+    clock: Clock = field(default=utc_now)
 
     @classmethod
-    async def open(cls, database: Database, clock: Callable[[], datetime] = utc_now) -> AppState:
-        """Load (or create, once) the persisted JWT secret shared by every replica."""
-        key = await database.run(lambda s: tokens.get_or_create_secret(s, JWT_SECRET_NAME))
+    async def open(
+        cls, database: Database, clock: Clock = utc_now, keys: KeyFile | KeyRing | None = None
+    ) -> AppState:
+        """The state over ``database``, signing with ``keys``.
+
+        ``thingwire serve`` passes the configured key file (replicas share it); without one, a
+        fresh key lives in memory only, for tests and throwaway servers: its tokens die with it.
+        """
+        if isinstance(keys, KeyFile):
+            keys.load(clock())
         return cls(
             database=database,
-            signer=TokenSigner(key),
+            signer=TokenSigner(keys or KeyRing.generate(clock())),
             logins=PasswordLogins(database),
             clock=clock,
         )

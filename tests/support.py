@@ -1,21 +1,37 @@
-"""Helpers shared by the suites: free ports and a grpc.aio server run on a side thread."""
+"""Helpers shared by the suites: free ports, a manual clock, an asyncio loop on a side thread."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import inspect
 import socket
 import threading
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Future
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` distinct TCP ports that are free on 127.0.0.1 right now.
+
+    The sockets stay bound until all are chosen, so the OS cannot hand out one port twice.
+    """
+    with contextlib.ExitStack() as stack:
+        ports = []
+        for _ in range(count):
+            sock = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+            sock.bind(("127.0.0.1", 0))
+            ports.append(int(sock.getsockname()[1]))
+        return ports
 
 
 def free_port() -> int:
-    """A TCP port that is free on 127.0.0.1 right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """One TCP port that is free on 127.0.0.1 right now."""
+    return free_ports(1)[0]
 
 
 class ManualClock:
@@ -32,15 +48,19 @@ class ManualClock:
 
 
 class LoopThread:
-    """An asyncio loop on a daemon thread, so sync tests can drive grpc.aio servers."""
+    """An asyncio loop on a daemon thread, so sync tests can drive grpc.aio servers.
+
+    `run` takes a coroutine, or a function returning an awaitable (which then starts on the
+    loop's thread), and waits for its result.
+    """
 
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self._thread.start()
 
-    def run(self, factory: Callable[[], Awaitable[Any]], timeout: float = 30) -> Any:
-        future: Future = asyncio.run_coroutine_threadsafe(_call(factory), self.loop)
+    def run(self, work: Awaitable[T] | Callable[[], Awaitable[T]], timeout: float = 30.0) -> T:
+        future: Future[T] = asyncio.run_coroutine_threadsafe(_call(work), self.loop)
         return future.result(timeout)
 
     def close(self) -> None:
@@ -49,5 +69,10 @@ class LoopThread:
         self.loop.close()
 
 
-async def _call(factory: Callable[[], Awaitable[Any]]) -> Any:
-    return await factory()
+async def _call(work: Awaitable[T] | Callable[[], Awaitable[T]]) -> T:
+    if inspect.isawaitable(work):
+        return await work
+    return await work()
+
+
+__all__ = ["LoopThread", "ManualClock", "free_port", "free_ports"]

@@ -11,6 +11,7 @@ nothing about which accounts or tokens exist.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 
@@ -18,17 +19,15 @@ from cachetools import TTLCache
 from sqlalchemy.orm import Session
 from thingwire.options.v1 import options_pb2
 
-from server.auth.principal import (
-    Action,
-    OrganizationPrincipal,
-    Permission,
-    Principal,
-    UserPrincipal,
-)
-from server.errors import Unauthenticated
+from server.auth.permissions import parse_permissions
+from server.auth.principal import OrganizationPrincipal, Permission, Principal, UserPrincipal
+from server.errors import InvalidArgument, Unauthenticated
 from server.security.jwt_tokens import USER_TOKEN_TYPE, Claims, TokenSigner
-from server.storage import orgs, tokens, users
+from server.storage import orgs, users
 from server.storage.db import Database
+from server.storage.tokens import api_tokens, user_tokens
+
+log = logging.getLogger(__name__)
 
 Access = options_pb2.Access
 
@@ -49,18 +48,17 @@ def split_authorization(header: str) -> tuple[str, str]:
     return scheme.lower(), credential
 
 
-def permissions_from_json(raw: list[dict] | None) -> tuple[Permission, ...] | None:
-    """Stored grants as Permission objects; no grants means full access."""
-    if not raw:
-        return None
-    return tuple(
-        Permission(
-            device=item.get("device") or "*",
-            resources=frozenset(item.get("resources") or ()),
-            actions=frozenset(Action(a) for a in item.get("actions") or ("read", "call")),
-        )
-        for item in raw
-    )
+def stored_permissions(raw: object, token_id: str) -> tuple[Permission, ...] | None:
+    """A stored token's grants, read with the parser that admitted them (None: full access).
+
+    Storage refuses bad shapes before writing, so a failure here means a row written some
+    other way: that token is refused (logged), never taken for more than it says.
+    """
+    try:
+        return parse_permissions(raw)
+    except InvalidArgument as error:
+        log.warning("user token %s has unusable permissions: %s", token_id, error.message)
+        raise Unauthenticated("invalid token") from None
 
 
 class Authenticator:
@@ -119,7 +117,7 @@ class Authenticator:
 
     @staticmethod
     def _api_token_user(session: Session, secret: str, now: datetime) -> UserPrincipal:
-        user = tokens.authenticate_api_token(session, secret, now)
+        user = api_tokens.authenticate_api_token(session, secret, now)
         return UserPrincipal(user_id=user.id, username=user.username, credential="api_token")
 
     async def _access_token_user(self, claims: Claims) -> UserPrincipal:
@@ -155,12 +153,12 @@ class Authenticator:
         user = users.get_user_by_username(session, claims.username)
         if user is None:
             raise Unauthenticated("invalid token")
-        token = tokens.get_active_access_token(session, claims.jti, now)
+        token = user_tokens.get_active_access_token(session, claims.jti, now)
         if token.user_id != user.id:
             raise Unauthenticated("invalid token")
         return UserPrincipal(
             user_id=user.id,
             username=user.username,
-            permissions=permissions_from_json(token.permissions),
+            permissions=stored_permissions(token.permissions, token.id),
             credential="user_token",
         )

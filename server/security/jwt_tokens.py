@@ -6,7 +6,9 @@
   the owner set one; revocable, so its jti is checked against storage on every call.
 
 Tokens are told apart by their claims, so a refresh token never passes as an access token
-and an access token never refreshes. All are HS256 with the persisted server secret.
+and an access token never refreshes. All are HS256, signed with the current key of the key
+file (`server/security/keys.py`, never the database), whose ``kid`` is in the header; a
+token is verified with the key its ``kid`` names, while that key is current or in its grace.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 import jwt
 
 from server.errors import Unauthenticated
+from server.security.keys import KeyFile, KeyRing
 
 ALGORITHM = "HS256"
 ACCESS_TOKEN_LIFETIME = timedelta(hours=2)
@@ -44,15 +47,17 @@ def _claim_time(value: object) -> datetime:
 
 
 class TokenSigner:
-    """Signs and verifies the server's JWTs with one secret key."""
+    """Signs with the current key, verifies with the key a token's ``kid`` names."""
 
-    def __init__(self, key: bytes) -> None:
-        if len(key) < 32:
-            raise ValueError("the JWT key must be at least 32 bytes")
-        self._key = key
+    def __init__(self, keys: KeyRing | KeyFile) -> None:
+        self._keys = keys
+
+    def _ring(self) -> KeyRing:
+        return self._keys if isinstance(self._keys, KeyRing) else self._keys.ring()
 
     def _encode(self, payload: dict[str, Any]) -> str:
-        return jwt.encode(payload, self._key, algorithm=ALGORITHM)
+        key = self._ring().current
+        return jwt.encode(payload, key.secret, algorithm=ALGORITHM, headers={"kid": key.kid})
 
     def access_token(self, username: str, now: datetime) -> str:
         """A two-hour access token for `username`."""
@@ -82,9 +87,13 @@ class TokenSigner:
     def verify(self, token: str, now: datetime) -> Claims:
         """Check signature and expiry; raise Unauthenticated with a generic message otherwise."""
         try:
+            kid = jwt.get_unverified_header(token).get("kid")
+            if kid is not None and not isinstance(kid, str):
+                raise Unauthenticated("invalid token")
+            secret = self._ring().verifying_secret(kid, now)
             payload = jwt.decode(
                 token,
-                self._key,
+                secret,
                 algorithms=[ALGORITHM],
                 options={"verify_exp": False, "require": ["iat"]},
             )

@@ -6,10 +6,10 @@ build the answer. Errors are domain exceptions; the interceptor turns them into 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import grpc
-from google.protobuf import struct_pb2
+from google.protobuf import json_format, struct_pb2
 from sqlalchemy.orm import Session
 from thingwire.auth.v1 import auth_pb2, auth_pb2_grpc
 
@@ -20,10 +20,11 @@ from server.security.jwt_tokens import ACCESS_TOKEN_LIFETIME, REFRESH_TOKEN_LIFE
 from server.services.convert import datetime_or_none, epoch_ms_or_none, timestamp
 from server.services.token_form import TokenForm, parse_revoke_request, parse_token_request
 from server.state import AppState
-from server.storage import devices, tokens, users
+from server.storage import devices, users
 from server.storage.models import RefreshToken, User
+from server.storage.tokens import api_tokens, refresh_tokens, user_tokens
 
-INVALID_REFRESH_TOKEN = "invalid refresh token"  # noqa: S105 - an error message
+INVALID_REFRESH_TOKEN = refresh_tokens.INVALID_REFRESH
 
 
 def user_message(
@@ -62,23 +63,14 @@ def _require_session(principal: UserPrincipal) -> None:
         raise PermissionDenied("API tokens are managed with a login token")
 
 
-def _permissions_json(
-    permissions: list[auth_pb2.AccessTokenPermission],
+def _permissions_sent(
+    permissions: Sequence[auth_pb2.AccessTokenPermission],
 ) -> list[dict[str, object]]:
-    known = {a.value for a in Action}
-    out: list[dict[str, object]] = []
-    for p in permissions:
-        unknown = [a for a in p.actions if a not in known]
-        if unknown:
-            raise InvalidArgument(f"unknown actions {unknown}; use {sorted(known)}")
-        out.append(
-            {
-                "device": p.device or "*",
-                "resources": list(p.resources),
-                "actions": list(p.actions) or ["read", "call"],
-            }
-        )
-    return out
+    """The grants as the client sent them (unset fields left out, as JSON null arrives).
+
+    Storage checks them with `server.auth.permissions`, the one parser of their shape.
+    """
+    return [json_format.MessageToDict(p, preserving_proto_field_name=True) for p in permissions]
 
 
 class AuthService(auth_pb2_grpc.AuthServiceServicer):
@@ -131,7 +123,7 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
         now = self._state.clock()
         user = await self._state.logins.check(form.username, form.password, client_of(context), now)
         refresh = await self._state.database.run(
-            lambda s: tokens.issue_refresh_token(
+            lambda s: refresh_tokens.issue_refresh_token(
                 s, user.id, None, now + REFRESH_TOKEN_LIFETIME, now
             )
         )
@@ -150,14 +142,23 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
         jti = claims.jti
 
         def grant(s: Session) -> auth_pb2.CreateTokenResponse:
-            spent = tokens.consume_refresh_token(s, jti, now)
+            spent = refresh_tokens.consume_refresh_token(s, jti, now)
             user = users.get_user(s, spent.user_id)
-            refresh = tokens.issue_refresh_token(
+            refresh = refresh_tokens.issue_refresh_token(
                 s, user.id, spent.family_id, now + REFRESH_TOKEN_LIFETIME, now
             )
             return self._token_pair(user.username, refresh)
 
-        return await self._state.database.run(grant)
+        try:
+            return await self._state.database.run(grant)
+        except refresh_tokens.RefreshTokenReplayed as replay:
+            # The rotation rolled back; the family's revocation commits in its own unit of
+            # work, so that it outlives the refusal.
+            family = replay.family_id
+            await self._state.database.run(
+                lambda s: refresh_tokens.revoke_refresh_family(s, family, now)
+            )
+            raise Unauthenticated(INVALID_REFRESH_TOKEN) from None
 
     async def RevokeToken(
         self, request: auth_pb2.RevokeTokenRequest, context: grpc.aio.ServicerContext
@@ -171,7 +172,9 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
             return auth_pb2.RevokeTokenResponse()
         if claims.jti is not None and claims.username is None:
             jti = claims.jti
-            await self._state.database.run(lambda s: tokens.revoke_refresh_token(s, jti, now))
+            await self._state.database.run(
+                lambda s: refresh_tokens.revoke_refresh_token(s, jti, now)
+            )
         return auth_pb2.RevokeTokenResponse()
 
     def _token_pair(self, username: str, refresh: RefreshToken) -> auth_pb2.CreateTokenResponse:
@@ -197,7 +200,9 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
         )
         # Storage checks the name and that the expiry lies ahead.
         row, secret = await self._state.database.run(
-            lambda s: tokens.create_api_token(s, principal.user_id, request.name, expire_time, now)
+            lambda s: api_tokens.create_api_token(
+                s, principal.user_id, request.name, expire_time, now
+            )
         )
         return auth_pb2.CreateApiTokenResponse(
             id=row.id, name=row.name, token=secret, expire_time=timestamp(row.expire_time)
@@ -209,7 +214,7 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
         principal = require_user()
         _require_session(principal)
         rows, next_token = await self._state.database.run(
-            lambda s: tokens.list_api_tokens(
+            lambda s: api_tokens.list_api_tokens(
                 s, principal.user_id, request.page_size, request.page_token
             )
         )
@@ -232,7 +237,7 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
         principal = require_user()
         _require_session(principal)
         await self._state.database.run(
-            lambda s: tokens.delete_api_token(s, principal.user_id, request.id)
+            lambda s: api_tokens.delete_api_token(s, principal.user_id, request.id)
         )
         return auth_pb2.DeleteApiTokenResponse()
 
@@ -241,13 +246,12 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
     ) -> auth_pb2.CreateAccessTokenResponse:
         principal = require_user()
         _require_self(principal, request.user_id)
-        permissions = _permissions_json(list(request.token_permissions))
+        permissions = _permissions_sent(request.token_permissions)
         now = self._state.clock()
         expire_time = epoch_ms_or_none(request.token_expiration, "token_expiration")
-        if expire_time is not None and expire_time <= now:
-            raise InvalidArgument("token_expiration must be in the future")
+        # Storage checks the name, the permissions and that the expiry lies ahead.
         row = await self._state.database.run(
-            lambda s: tokens.create_access_token(
+            lambda s: user_tokens.create_access_token(
                 s, principal.user_id, request.token_name, permissions, expire_time, now
             )
         )
@@ -260,7 +264,7 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
         principal = require_user()
         _require_self(principal, request.user_id)
         rows = await self._state.database.run(
-            lambda s: tokens.list_access_tokens(s, principal.user_id)
+            lambda s: user_tokens.list_access_tokens(s, principal.user_id)
         )
         listing = struct_pb2.ListValue()
         for r in rows:
@@ -286,6 +290,6 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
         if not request.token_id:
             raise NotFound("token not found")
         await self._state.database.run(
-            lambda s: tokens.delete_access_token(s, principal.user_id, request.token_id)
+            lambda s: user_tokens.delete_access_token(s, principal.user_id, request.token_id)
         )
         return auth_pb2.DeleteAccessTokenResponse()

@@ -29,8 +29,12 @@ def datetime_or_none(ts: timestamp_pb2.Timestamp, present: bool, field: str) -> 
 
 
 def epoch_ms_or_none(value: int, field: str) -> datetime | None:
-    """Thinger's epoch-millisecond expiries; 0 means none; beyond year 9999 is invalid."""
-    if value <= 0:
+    """Thinger's epoch-millisecond expiries; only 0 means none; beyond year 9999 is invalid.
+
+    A negative value is a time before 1970, which storage refuses as lying in the past: it
+    never means "no expiry".
+    """
+    if value == 0:
         return None
     try:
         return datetime.fromtimestamp(value / 1000, tz=UTC)

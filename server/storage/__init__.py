@@ -4,6 +4,6 @@ Repository functions take a ``Session``, raise ``server.errors`` exceptions and 
 gRPC; the servicers call them through ``Database.run``.
 """
 
-from server.storage.db import DEFAULT_URL, Database
+from server.storage.db import Database
 
-__all__ = ["DEFAULT_URL", "Database"]
+__all__ = ["Database"]

@@ -1,4 +1,4 @@
-"""Helpers shared by the repository modules: clock, insert-or-ignore, AIP-158 paging."""
+"""Helpers shared by the repository modules: names, insert-or-ignore, AIP-158 paging."""
 
 from __future__ import annotations
 
@@ -6,13 +6,14 @@ import base64
 import binascii
 import json
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import DeclarativeBase, InstrumentedAttribute, Session
 
+from server.clock import utc_now
 from server.errors import InvalidArgument
 
 T = TypeVar("T")
@@ -21,11 +22,18 @@ DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
 
 
-def utcnow(now: datetime | None = None) -> datetime:
-    """``now`` as aware UTC (naive means UTC); the current time when None."""
-    if now is None:
-        return datetime.now(UTC)
-    return now.replace(tzinfo=UTC) if now.tzinfo is None else now.astimezone(UTC)
+def validate_name(name: str, what: str, max_length: int) -> str:
+    """A display name, stripped: required, and at most ``max_length`` characters.
+
+    ``what`` names it in the message ("name", "organization name"), so that each kind of
+    record keeps its own wording and limit while the rule stays one.
+    """
+    name = (name or "").strip()
+    if not name:
+        raise InvalidArgument(f"{what} is required")
+    if len(name) > max_length:
+        raise InvalidArgument(f"{what} must be at most {max_length} characters")
+    return name
 
 
 def insert_ignore(s: Session, model: type[DeclarativeBase], values: dict[str, Any]) -> int:
@@ -83,7 +91,7 @@ def _decode_token(scope: str, token: str, key_type: type) -> tuple[datetime, Any
             raise ValueError("key out of range")
         if isinstance(after_key, str) and len(after_key) > MAX_KEY_TEXT:
             raise ValueError("key too long")
-        return utcnow(datetime.fromisoformat(after_time)), after_key
+        return utc_now(datetime.fromisoformat(after_time)), after_key
     except (ValueError, KeyError, TypeError, OverflowError, binascii.Error) as exc:
         raise InvalidArgument("invalid page_token") from exc
 

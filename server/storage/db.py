@@ -8,7 +8,9 @@ event loop never blocks on I/O or on argon2.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,13 +21,11 @@ from sqlalchemy import event
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-__all__ = ["DEFAULT_URL", "Database", "normalize_url"]
+__all__ = ["Database", "normalize_url"]
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-DEFAULT_URL = "sqlite:///./var/thingwire.db"
 
 # Serialises concurrent `migrate()` calls of several replicas on PostgreSQL.
 _MIGRATION_LOCK_ID = 0x7468_696E_6777  # "thingw"
@@ -46,6 +46,17 @@ def normalize_url(url: str | URL) -> URL:
     return parsed
 
 
+def _create_private(path: Path) -> None:
+    """Create the SQLite file (and its directory) readable by its owner only, if absent.
+
+    SQLite gives the ``-wal`` and ``-shm`` files it makes later the mode of the database
+    file, so the whole database is private: it holds password hashes and token rows.
+    """
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+
+
 def _set_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     try:
@@ -58,13 +69,13 @@ def _set_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 class Database:
     """One engine plus a session factory; share one instance per process."""
 
-    def __init__(self, url: str | URL = DEFAULT_URL) -> None:
+    def __init__(self, url: str | URL) -> None:
         self.url = normalize_url(url)
         kwargs: dict[str, Any] = {}
         if self.is_sqlite:
             database = self.url.database
             if database and database != ":memory:" and not database.startswith("file:"):
-                Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+                _create_private(Path(database).expanduser())
         else:
             kwargs["pool_pre_ping"] = True  # survive PostgreSQL restarts and idle timeouts
         self.engine: Engine = sa.create_engine(self.url, **kwargs)

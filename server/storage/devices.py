@@ -10,9 +10,9 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from server.clock import utc_now
 from server.errors import AlreadyExists, InvalidArgument, NotFound, Unauthenticated
 from server.security.hashing import hash_password, hash_secret, new_secret, verify_password
-from server.storage._common import utcnow
 from server.storage.models import Device, User
 
 __all__ = [
@@ -85,7 +85,7 @@ def create_device(
         description=description,
         credentials_hash=hash_password(credentials),
         push_token_hash=hash_secret(push_token),
-        create_time=utcnow(),
+        create_time=utc_now(),
         connected=False,
         rx_bytes=0,
         tx_bytes=0,

@@ -27,8 +27,9 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from server.clock import utc_now
 from server.errors import Throttled
-from server.storage._common import insert_ignore, utcnow
+from server.storage._common import insert_ignore
 from server.storage.models import LoginThrottle
 
 CLIENT_LIMIT = 5
@@ -107,7 +108,7 @@ def _locked_rows(s: Session, keys: Sequence[ThrottleKey], now: datetime) -> list
 
 def reserve(s: Session, keys: Sequence[ThrottleKey], now: datetime | None = None) -> Reservation:
     """Charge one attempt to every key; raise Throttled, charging nothing, if one is locked."""
-    now = utcnow(now)
+    now = utc_now(now)
     rows = {row.key: row for row in _locked_rows(s, keys, now)}
     locked = [r.locked_until for r in rows.values() if r.locked_until and r.locked_until > now]
     if locked:
@@ -157,7 +158,7 @@ def prune(s: Session, now: datetime | None = None) -> int:
 
     Failed logins for made-up accounts create rows too; this keeps the table small.
     """
-    now = utcnow(now)
+    now = utc_now(now)
     horizon = now - WINDOW
     result = s.execute(
         sa.delete(LoginThrottle).where(

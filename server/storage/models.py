@@ -27,7 +27,6 @@ __all__ = [
     "LoginThrottle",
     "Organization",
     "RefreshToken",
-    "ServerSecret",
     "UTCDateTime",
     "User",
     "asset_inputs",
@@ -222,15 +221,6 @@ class Asset(Base):
     inputs: Mapped[list[Input]] = relationship(
         secondary=asset_inputs, lazy="selectin", order_by=Input.id
     )
-
-
-class ServerSecret(Base):
-    """Secrets generated once per deployment (the JWT signing key), shared by all replicas."""
-
-    __tablename__ = "server_secrets"
-
-    name: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
-    value: Mapped[bytes] = mapped_column(sa.LargeBinary)
 
 
 class LoginThrottle(Base):

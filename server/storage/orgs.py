@@ -10,9 +10,10 @@ from collections.abc import Iterable, Sequence
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from server.clock import utc_now
 from server.errors import InvalidArgument, NotFound, Unauthenticated
 from server.security.hashing import hash_secret, new_secret, secrets_equal
-from server.storage._common import paginate, utcnow
+from server.storage._common import paginate, validate_name
 from server.storage.models import Asset, Input, Organization
 
 __all__ = [
@@ -34,8 +35,15 @@ _DUMMY_KEY_HASH = hash_secret("no such organization")
 
 
 def new_org_id() -> str:
-    """A random organisation id: 30 bytes of URL-safe base64 (40 chars, no padding)."""
-    return base64.urlsafe_b64encode(secrets.token_bytes(30)).decode()
+    """A random organisation id: 30 bytes of URL-safe base64 (40 chars, no padding).
+
+    Never one that starts with "-": operators pass it as a CLI argument (`--org ID`), where
+    argparse would take it for an option.
+    """
+    while True:
+        org_id = base64.urlsafe_b64encode(secrets.token_bytes(30)).decode()
+        if not org_id.startswith("-"):
+            return org_id
 
 
 def new_input_id() -> str:
@@ -44,12 +52,7 @@ def new_input_id() -> str:
 
 
 def _validate_name(name: str, what: str) -> str:
-    name = (name or "").strip()
-    if not name:
-        raise InvalidArgument(f"{what} name is required")
-    if len(name) > MAX_NAME_LENGTH:
-        raise InvalidArgument(f"{what} name must be at most {MAX_NAME_LENGTH} characters")
-    return name
+    return validate_name(name, f"{what} name", MAX_NAME_LENGTH)
 
 
 def _require_org(s: Session, org_id: str) -> Organization:
@@ -64,7 +67,7 @@ def create_org(s: Session, name: str) -> tuple[Organization, str]:
     name = _validate_name(name, "organization")
     api_key = new_secret()
     org = Organization(
-        id=new_org_id(), name=name, api_key_hash=hash_secret(api_key), create_time=utcnow()
+        id=new_org_id(), name=name, api_key_hash=hash_secret(api_key), create_time=utc_now()
     )
     s.add(org)
     s.flush()
@@ -92,7 +95,7 @@ def create_input(s: Session, org_id: str, name: str, measure_unit: str = "") -> 
         org_id=org_id,
         name=name,
         measure_unit=measure_unit,
-        create_time=utcnow(),
+        create_time=utc_now(),
     )
     s.add(item)
     s.flush()
@@ -124,7 +127,7 @@ def create_asset(s: Session, org_id: str, name: str, input_ids: Iterable[str]) -
     missing = [i for i in wanted if i not in {x.id for x in inputs}]
     if missing:
         raise NotFound(f"inputs not found: {', '.join(missing)}")
-    asset = Asset(org_id=org_id, name=name, create_time=utcnow(), inputs=list(inputs))
+    asset = Asset(org_id=org_id, name=name, create_time=utc_now(), inputs=list(inputs))
     s.add(asset)
     s.flush()
     return asset

@@ -1,8 +1,10 @@
 """Users: creation, lookup, and password login (throttled: see login_throttle.py).
 
 A login is split in three so the server can run argon2 in a pool of its own: `begin_login`
-(throttle check and reservation, committed), the password check, `finish_login`.
-`authenticate_password` does all three in one call for synchronous callers.
+(throttle check and reservation), the password check, `finish_login`. The reservation must
+count even when the password turns out wrong, so `begin_login` runs in a unit of work of its
+own, which commits when it returns: each caller makes that commit itself, where it can be
+seen (`PasswordLogins.check`, `authenticate_password`); no function here commits.
 """
 
 from __future__ import annotations
@@ -15,10 +17,11 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from server.clock import utc_now
 from server.errors import AlreadyExists, InvalidArgument, NotFound, Unauthenticated
 from server.security.hashing import hash_password, needs_rehash, verify_password
 from server.storage import login_throttle
-from server.storage._common import utcnow
+from server.storage.db import Database
 from server.storage.models import User
 
 __all__ = [
@@ -92,7 +95,7 @@ def create_user(s: Session, email: str, password: str, username: str | None = No
         username=username,
         password_hash=hash_password(password),
         timezone="UTC",
-        create_time=utcnow(),
+        create_time=utc_now(),
     )
     s.add(user)
     try:
@@ -135,18 +138,18 @@ class LoginAttempt:
 def begin_login(
     s: Session, login: str, client: str = "", now: datetime | None = None
 ) -> LoginAttempt:
-    """Resolve the login and reserve one attempt against the throttle, **committed**.
+    """Resolve the login and reserve one attempt against the throttle.
 
     Raises ``Throttled`` while the (client, account) pair or the account is locked, before
-    any password is checked. The commit makes the reservation count even if the caller's
-    unit of work later rolls back; call this in its own unit of work.
+    any password is checked. Run it in a unit of work of its own and let that commit before
+    the password is checked: a wrong password then stays counted although the unit of work
+    of `finish_login` raises.
     """
-    now = utcnow(now)
+    now = utc_now(now)
     user = get_user_by_login(s, login) if len(login) <= MAX_EMAIL_LENGTH else None
     user_id = user.id if user is not None else None
     keys = login_throttle.keys_for(login_throttle.account_of(user_id, login), client)
     reservation = login_throttle.reserve(s, keys, now)
-    s.commit()
     return LoginAttempt(user_id, user.password_hash if user is not None else None, reservation)
 
 
@@ -163,13 +166,14 @@ def finish_login(s: Session, attempt: LoginAttempt, password_ok: bool, password:
 
 
 def authenticate_password(
-    s: Session, login: str, password: str, now: datetime | None = None, client: str = ""
+    database: Database, login: str, password: str, now: datetime | None = None, client: str = ""
 ) -> User:
-    """Check a login (email or username) and password in one synchronous call.
+    """Check a login (email or username) and password synchronously, in two units of work.
 
-    Raises ``Throttled`` while locked and ``Unauthenticated`` on a wrong login or password;
-    a failed attempt stays counted (see `begin_login`).
+    The first (`begin_login`) commits the reservation; the second (`finish_login`) forgives
+    it when the password was right. Raises ``Throttled`` while locked and
+    ``Unauthenticated`` on a wrong login or password, which stays counted.
     """
-    attempt = begin_login(s, login, client, now)
+    attempt = database.call(lambda s: begin_login(s, login, client, now))
     ok = verify_password(attempt.password_hash, password)
-    return finish_login(s, attempt, ok, password)
+    return database.call(lambda s: finish_login(s, attempt, ok, password))

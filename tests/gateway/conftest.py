@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,31 +13,13 @@ import pytest
 from gateway.config import GatewaySpec, cloud_spec, transcoded_services
 from gateway.launcher import Envoy
 from tests.gateway import demo_service
-from tests.gateway.fake_upstream import LoopThread, start_server
+from tests.gateway.fake_upstream import start_server
+from tests.support import LoopThread, free_port, free_ports
 
 ROOT = Path(__file__).resolve().parents[2]
 DESCRIPTOR = ROOT / "generated" / "thingwire" / "thingwire.binpb"
 #: Short, so that the 504 test does not wait a minute.
 UNARY_TIMEOUT_S = 2.0
-
-
-def free_ports(count: int) -> list[int]:
-    """`count` distinct ports the OS says are free on loopback right now.
-
-    The sockets stay bound until all are chosen, so the OS cannot hand out one port twice.
-    """
-    with contextlib.ExitStack() as stack:
-        ports = []
-        for _ in range(count):
-            sock = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
-            sock.bind(("127.0.0.1", 0))
-            ports.append(int(sock.getsockname()[1]))
-        return ports
-
-
-def free_port() -> int:
-    """One port that is free on loopback right now."""
-    return free_ports(1)[0]
 
 
 def make_spec(

@@ -10,11 +10,8 @@ real server does: domain errors through `server.interceptors.abort_with`, inside
 from __future__ import annotations
 
 import asyncio
-import threading
 import urllib.parse
-from collections.abc import Coroutine
-from concurrent.futures import Future
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import grpc
 from google.protobuf import struct_pb2
@@ -161,21 +158,3 @@ async def start_server() -> tuple[grpc.aio.Server, int]:
     await server.start()
     await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     return server, port
-
-
-class LoopThread:
-    """An asyncio loop in a daemon thread; `run` executes a coroutine on it and waits."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self._thread.start()
-
-    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 30.0) -> T:
-        future: Future[T] = asyncio.run_coroutine_threadsafe(coro, self.loop)
-        return future.result(timeout)
-
-    def close(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(5)
-        self.loop.close()

@@ -14,7 +14,7 @@ import pytest
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from tests.gateway.conftest import RunningGateway, make_spec, start_gateway
-from tests.gateway.fake_upstream import LoopThread
+from tests.support import LoopThread
 
 pytestmark = pytest.mark.integration
 

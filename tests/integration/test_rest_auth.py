@@ -13,7 +13,7 @@ import jwt
 import pytest
 
 from server.security.jwt_tokens import TokenSigner
-from server.state import JWT_SECRET_NAME
+from server.security.keys import KeyFile
 from server.storage import tokens
 from server.storage.db import Database
 from tests.integration.conftest import PASSWORD
@@ -238,6 +238,36 @@ def test_thinger_user_token_lifecycle(client: httpx.Client, ada: dict) -> None:
     assert client.get("/auth/user/", params={"authorization": user_token}).status_code == 401
 
 
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"token_expiration": -5}, "token_expiration must be in the future"),
+        (
+            {"token_permissions": [{"device": None, "actions": ["read"]}]},
+            'permissions[0].device is required: a device id, or "*" for every device',
+        ),
+        (
+            {"token_permissions": [{"device": "*"}] * 10_000},
+            "a token may carry at most 100 permissions",
+        ),
+        (
+            {"token_permissions": [{"device": "door", "actions": ["fly"]}]},
+            "permissions[0] has unknown actions ['fly']; use ['read', 'call', 'write']",
+        ),
+    ],
+)
+def test_thinger_user_tokens_of_a_bad_shape_are_400(
+    client: httpx.Client, ada: dict, body: dict, message: str
+) -> None:
+    """Once a token that never expired, one for every device, and a 10,000-grant token."""
+    access = oauth(client, f"grant_type=password&username=ada&password={PASSWORD}").json()
+    auth = {"Authorization": f"Bearer {access['access_token']}"}
+    answer = client.post("/v1/users/ada/tokens", json={"token_name": "x", **body}, headers=auth)
+    assert answer.status_code == 400
+    assert answer.json() == {"error": {"message": message}}
+    assert client.get("/v1/users/ada/tokens", headers=auth).json() == []
+
+
 def test_another_users_path_is_refused(client: httpx.Client, ada: dict, bob: dict) -> None:
     token = autopi_login(client, "bob@example.com")
     answer = client.get("/v1/users/ada/tokens", headers={"Authorization": f"Bearer {token}"})
@@ -294,14 +324,10 @@ def test_thinger_refresh_token_revoked_by_form(client: httpx.Client, ada: dict) 
 
 def test_expired_access_token_is_401(client: httpx.Client, stack: Stack, ada: dict) -> None:
     """A token signed with the stack's own key, but issued three hours ago."""
-    database = Database(stack.db_url)
-    try:
-        key = database.call(lambda s: tokens.get_or_create_secret(s, JWT_SECRET_NAME))
-    finally:
-        database.dispose()
+    signer = TokenSigner(KeyFile(stack.workdir / "var" / "jwt-keys.json"))  # the default place
     issued = datetime.now(UTC) - timedelta(hours=3)
-    expired = TokenSigner(key).access_token("ada", issued)
-    fresh = TokenSigner(key).access_token("ada", datetime.now(UTC))
+    expired = signer.access_token("ada", issued)
+    fresh = signer.access_token("ada", datetime.now(UTC))
     assert (
         client.get("/auth/user/", headers={"Authorization": f"Bearer {fresh}"}).status_code == 200
     )

@@ -12,13 +12,14 @@ from thingwire.auth.v1 import auth_pb2_grpc
 from thingwire.inputs.v1 import inputs_pb2_grpc
 
 from server.app import RunningServer, create_server
+from server.security.keys import KeyFile
 from server.storage.db import Database
 from tests.support import LoopThread, ManualClock
 
 
 @dataclass
 class ServerUnderTest:
-    """The running server, its database, its clock and stubs connected to it.
+    """The running server, its database, clock and key file, and stubs connected to it.
 
     `channel` is a direct client on the TCP port; `gateway_auth` calls over the Unix socket
     as the gateway does, so its x-forwarded-for is believed.
@@ -27,6 +28,7 @@ class ServerUnderTest:
     running: RunningServer
     database: Database
     clock: ManualClock
+    keys: KeyFile
     channel: grpc.Channel
     auth: auth_pb2_grpc.AuthServiceStub
     inputs: inputs_pb2_grpc.InputServiceStub
@@ -37,10 +39,13 @@ class ServerUnderTest:
 def grpc_server(database: Database, tmp_path: Path) -> Iterator[ServerUnderTest]:
     database.migrate()
     clock = ManualClock()
+    keys = KeyFile(tmp_path / "jwt-keys.json")
     loop = LoopThread()
     socket = tmp_path / "run" / "gateway.sock"
     running = loop.run(
-        lambda: create_server(database, "127.0.0.1:0", clock=clock, gateway_socket=socket)
+        lambda: create_server(
+            database, "127.0.0.1:0", clock=clock, gateway_socket=socket, keys=keys
+        )
     )
     channel = grpc.insecure_channel(f"127.0.0.1:{running.port}")
     gateway_channel = grpc.insecure_channel(f"unix:{socket}")
@@ -49,6 +54,7 @@ def grpc_server(database: Database, tmp_path: Path) -> Iterator[ServerUnderTest]
             running=running,
             database=database,
             clock=clock,
+            keys=keys,
             channel=channel,
             auth=auth_pb2_grpc.AuthServiceStub(channel),
             inputs=inputs_pb2_grpc.InputServiceStub(channel),

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import grpc
 import jwt
 import pytest
 from thingwire.auth.v1 import auth_pb2
 
-from server.state import JWT_SECRET_NAME
-from server.storage import devices, tokens, users
+from server.storage import devices, users
 from tests.server.conftest import ServerUnderTest
 
 EMAIL, USERNAME, PASSWORD = "ada@example.com", "ada", "correct horse battery"
@@ -289,16 +289,29 @@ def test_access_tokens_of_another_user_are_refused(srv: ServerUnderTest) -> None
     assert code == grpc.StatusCode.UNAUTHENTICATED
 
 
-def test_unknown_permission_action_is_invalid(srv: ServerUnderTest) -> None:
-    code, details = code_of(
-        srv.auth.CreateAccessToken,
-        auth_pb2.CreateAccessTokenRequest(
-            user_id=USERNAME, token_name="x", token_permissions=[{"actions": ["fly"]}]
-        ),
-        metadata=bearer(login(srv)),
-    )
+def refused_user_token(srv: ServerUnderTest, **fields: Any) -> tuple[grpc.StatusCode, str]:
+    """The status and details of a CreateAccessToken that must fail, from a login session."""
+    request = auth_pb2.CreateAccessTokenRequest(user_id=USERNAME, token_name="x", **fields)
+    return code_of(srv.auth.CreateAccessToken, request, metadata=bearer(login(srv)))
+
+
+@pytest.mark.parametrize(
+    ("permissions", "expected"),
+    [
+        ([{"device": "door", "actions": ["fly"]}], "unknown actions ['fly']"),
+        # A missing device (JSON null arrives as the empty default) is not "every device".
+        ([{"actions": ["read"]}], "permissions[0].device is required"),
+        ([{"device": "*"}] * 10_000, "at most 100 permissions"),
+        ([{"device": "*", "resources": ["r"] * 10_000}], "at most 100 resources"),
+        ([{"device": "*", "actions": ["read"] * 10_000}], "at most 100 actions"),
+    ],
+)
+def test_bad_permission_shapes_are_invalid(
+    srv: ServerUnderTest, permissions: list[dict[str, object]], expected: str
+) -> None:
+    code, details = refused_user_token(srv, token_permissions=permissions)
     assert code == grpc.StatusCode.INVALID_ARGUMENT
-    assert "fly" in details
+    assert expected in details
 
 
 def revoke(srv: ServerUnderTest, token: str) -> tuple[bytes, list[tuple[str, str | bytes]]]:
@@ -419,8 +432,8 @@ def test_a_scoped_token_sees_only_its_devices(srv: ServerUnderTest) -> None:
 
 def _signed(srv: ServerUnderTest, claims: dict) -> str:
     """A token with arbitrary claims, signed with the server's real key."""
-    key = srv.database.call(lambda s: tokens.get_or_create_secret(s, JWT_SECRET_NAME))
-    return jwt.encode(claims, key, "HS256")
+    key = srv.keys.ring().current
+    return jwt.encode(claims, key.secret, "HS256", headers={"kid": key.kid})
 
 
 @pytest.mark.parametrize(
@@ -454,16 +467,22 @@ def test_a_well_formed_token_signed_with_the_key_is_accepted(srv: ServerUnderTes
     assert srv.auth.GetCurrentUser(auth_pb2.GetCurrentUserRequest(), metadata=bearer(token))
 
 
-@pytest.mark.parametrize("expiration", [253402300800000, 2**62])
-def test_out_of_range_token_expiration_is_invalid(srv: ServerUnderTest, expiration: int) -> None:
-    code, details = code_of(
-        srv.auth.CreateAccessToken,
-        auth_pb2.CreateAccessTokenRequest(
-            user_id=USERNAME, token_name="x", token_expiration=expiration
-        ),
-        metadata=bearer(login(srv)),
-    )
-    assert (code, details) == (grpc.StatusCode.INVALID_ARGUMENT, "token_expiration is out of range")
+@pytest.mark.parametrize(
+    ("expiration", "message"),
+    [
+        (253402300800000, "token_expiration is out of range"),
+        (2**62, "token_expiration is out of range"),
+        # -5 once meant "never expires"; only 0 (or unset) means that.
+        (-5, "token_expiration must be in the future"),
+        (-1, "token_expiration must be in the future"),
+        (1, "token_expiration must be in the future"),
+    ],
+)
+def test_a_token_expiration_out_of_range_or_in_the_past_is_invalid(
+    srv: ServerUnderTest, expiration: int, message: str
+) -> None:
+    code, details = refused_user_token(srv, token_expiration=expiration)
+    assert (code, details) == (grpc.StatusCode.INVALID_ARGUMENT, message)
 
 
 def test_a_trailing_ampersand_in_the_form_is_fine(srv: ServerUnderTest) -> None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from server.auth.authenticator import permissions_from_json, split_authorization
+from server.auth.authenticator import split_authorization, stored_permissions
+from server.auth.permissions import parse_permissions
 from server.auth.principal import Action, Permission, UserPrincipal
 from server.errors import Unauthenticated
 
@@ -25,7 +26,7 @@ def test_a_grant_limits_device_resource_and_action() -> None:
 
 
 def test_wildcard_device_and_default_actions() -> None:
-    permissions = permissions_from_json([{"device": "*"}])
+    permissions = parse_permissions([{"device": "*"}])
     assert permissions is not None
     principal = UserPrincipal(1, "ada", permissions=permissions)
     assert principal.allows(Action.READ, "anything")
@@ -34,7 +35,24 @@ def test_wildcard_device_and_default_actions() -> None:
 
 
 def test_no_grants_means_full_access() -> None:
-    assert permissions_from_json([]) is None
+    assert parse_permissions([]) is None
+    assert parse_permissions(None) is None
+
+
+@pytest.mark.parametrize(
+    "stored",
+    [
+        [{"device": "door", "actions": "call"}],  # once turned every call into INTERNAL
+        [{"device": "door", "actions": ["fly"]}],
+        [{"device": None}],  # once read as every device
+        [{"device": "door", "resources": "open"}],  # once read as the letters o, p, e, n
+        "everything",
+    ],
+)
+def test_a_stored_grant_of_a_bad_shape_refuses_the_token(stored: object) -> None:
+    """Rows written around storage's check are refused (401), never widened or crashed on."""
+    with pytest.raises(Unauthenticated):
+        stored_permissions(stored, "t1")
 
 
 @pytest.mark.parametrize(

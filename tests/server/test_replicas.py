@@ -1,15 +1,21 @@
-"""Two server replicas on one database: tokens and throttling are shared, not per process."""
+"""Two server replicas on one database: tokens and throttling are shared, not per process.
+
+The signing key is shared through configuration (one key file), never through the database.
+"""
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import grpc
 import pytest
 from thingwire.auth.v1 import auth_pb2, auth_pb2_grpc
 
-from server.app import create_server
+from server.app import RunningServer, create_server
+from server.config import Settings
+from server.security.keys import KeyFile
 from server.storage import users
 from server.storage.db import Database
 from tests.support import LoopThread
@@ -17,14 +23,23 @@ from tests.support import LoopThread
 PASSWORD = "replica-password"
 
 
-@pytest.fixture
-def replicas(database: Database) -> Iterator[list[auth_pb2_grpc.AuthServiceStub]]:
-    """Two servers, each with its own engine, on the same database."""
+@contextmanager
+def two_replicas(
+    database: Database, key_files: tuple[Path, Path]
+) -> Iterator[list[auth_pb2_grpc.AuthServiceStub]]:
+    """Two servers, each with its own engine and its own view of a key file, on one database.
+
+    Each reads its key file from THINGWIRE_JWT_KEY_FILE, as `thingwire serve` does.
+    """
     with database.session() as s:
         users.create_user(s, "r@example.com", PASSWORD, "r")
     second_engine = Database(database.url)
+    settings = [Settings.from_env({"THINGWIRE_JWT_KEY_FILE": str(path)}) for path in key_files]
     loop = LoopThread()
-    servers = [loop.run(functools.partial(create_server, db)) for db in (database, second_engine)]
+    servers: list[RunningServer] = [
+        loop.run(create_server(db, keys=KeyFile(cfg.jwt_key_file)))
+        for db, cfg in zip((database, second_engine), settings, strict=True)
+    ]
     channels = [grpc.insecure_channel(f"127.0.0.1:{s.port}") for s in servers]
     try:
         yield [auth_pb2_grpc.AuthServiceStub(c) for c in channels]
@@ -32,9 +47,30 @@ def replicas(database: Database) -> Iterator[list[auth_pb2_grpc.AuthServiceStub]
         for channel in channels:
             channel.close()
         for server in servers:
-            loop.run(functools.partial(server.stop, 0))
+            loop.run(server.stop(0))
         loop.close()
         second_engine.dispose()
+
+
+@pytest.fixture
+def replicas(database: Database, tmp_path: Path) -> Iterator[list[auth_pb2_grpc.AuthServiceStub]]:
+    """Two replicas configured with the same key file (a shared secret mount, say)."""
+    shared = tmp_path / "shared" / "jwt-keys.json"
+    with two_replicas(database, (shared, shared)) as stubs:
+        yield stubs
+
+
+def test_replicas_with_their_own_key_files_do_not_share_tokens(
+    database: Database, tmp_path: Path
+) -> None:
+    """The control for the test below: the key comes from configuration, not the database."""
+    with two_replicas(database, (tmp_path / "a.json", tmp_path / "b.json")) as (first, second):
+        token = first.Login(auth_pb2.LoginRequest(email="r@example.com", password=PASSWORD)).token
+        with pytest.raises(grpc.RpcError) as info:
+            second.GetCurrentUser(
+                auth_pb2.GetCurrentUserRequest(), metadata=(("authorization", f"Bearer {token}"),)
+            )
+    assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
 
 
 def test_a_token_from_one_replica_works_on_the_other(

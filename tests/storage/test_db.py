@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -14,8 +15,9 @@ from alembic.migration import MigrationContext
 from sqlalchemy.orm import Session
 
 from server.migrations import alembic_config
+from server.storage import db as db_module
 from server.storage.db import Database, normalize_url
-from server.storage.models import Base, ServerSecret
+from server.storage.models import Base, Organization
 
 TABLES = {
     "users",
@@ -28,9 +30,16 @@ TABLES = {
     "inputs",
     "assets",
     "asset_inputs",
-    "server_secrets",
     "login_throttle",
 }
+
+
+T0 = datetime(2030, 1, 1, tzinfo=UTC)
+
+
+def org(name: str) -> Organization:
+    """A row that any test can add: a unit of work needs something to write."""
+    return Organization(id=name, name=name, api_key_hash="0" * 64, create_time=T0)
 
 
 @pytest.mark.parametrize(
@@ -63,24 +72,24 @@ def test_sqlite_creates_parent_directory_and_sets_pragmas(tmp_path: Path) -> Non
 
 def test_session_commits_on_success_and_rolls_back_on_error(database: Database) -> None:
     with database.session() as s:
-        s.add(ServerSecret(name="kept", value=b"1"))
+        s.add(org("kept"))
 
     def fail_midway(s: Session) -> None:
-        s.add(ServerSecret(name="lost", value=b"2"))
+        s.add(org("lost"))
         s.flush()
         raise RuntimeError("boom")
 
     with pytest.raises(RuntimeError):
         database.call(fail_midway)
     with database.session() as s:
-        names = set(s.scalars(sa.select(ServerSecret.name)))
+        names = set(s.scalars(sa.select(Organization.id)))
     assert names == {"kept"}
 
 
 def test_run_executes_off_the_event_loop_thread(database: Database) -> None:
     def work(s: Session) -> tuple[int, int]:
-        s.add(ServerSecret(name="x", value=b"v"))
-        return threading.get_ident(), s.scalar(sa.select(sa.func.count(ServerSecret.name))) or 0
+        s.add(org("x"))
+        return threading.get_ident(), s.scalar(sa.select(sa.func.count(Organization.id))) or 0
 
     async def main() -> tuple[int, tuple[int, int]]:
         return threading.get_ident(), await database.run(work)
@@ -98,7 +107,7 @@ def test_migrate_creates_every_table_and_is_idempotent(database_url: str) -> Non
         tables = set(sa.inspect(db.engine).get_table_names())
         assert tables >= TABLES | {"alembic_version"}
         with db.engine.connect() as conn:
-            assert conn.scalar(sa.text("SELECT version_num FROM alembic_version")) == "0001"
+            assert conn.scalar(sa.text("SELECT version_num FROM alembic_version")) == "0002"
     finally:
         db.dispose()
 
@@ -117,11 +126,11 @@ def test_database_at_revision_0001_upgrades_keeping_its_data(database_url: str) 
             config.attributes["connection"] = conn
             command.upgrade(config, "0001")
         with db.session() as s:
-            s.add(ServerSecret(name="survivor", value=b"v"))
+            s.add(org("survivor"))
         db.migrate()
         db.migrate()
         with db.session() as s:
-            assert s.get(ServerSecret, "survivor") is not None
+            assert s.get(Organization, "survivor") is not None
     finally:
         db.dispose()
 
@@ -132,9 +141,24 @@ def test_a_second_process_sees_the_migrated_schema(database_url: str) -> None:
         first.migrate()
         second.migrate()
         with second.session() as s:
-            s.add(ServerSecret(name="a", value=b"1"))
+            s.add(org("a"))
         with first.session() as s:
-            assert s.get(ServerSecret, "a") is not None
+            assert s.get(Organization, "a") is not None
     finally:
         first.dispose()
         second.dispose()
+
+
+def test_only_the_unit_of_work_commits() -> None:
+    """Database.session commits or rolls back; no repository function commits on its own.
+
+    A function that must outlive a failure says so by raising (RefreshTokenReplayed) or by
+    being run in a unit of work of its own (begin_login), so every commit is at a call site.
+    """
+    storage = Path(db_module.__file__).parent
+    committing = sorted(
+        str(path.relative_to(storage))
+        for path in storage.rglob("*.py")
+        if path.name != "db.py" and ".commit(" in path.read_text()
+    )
+    assert committing == []

@@ -25,9 +25,7 @@ def ada(database: Database) -> User:
 
 
 def login(database: Database, name: str, password: str, now: datetime, client: str = HOME) -> User:
-    return database.call(
-        lambda s: users.authenticate_password(s, name, password, now, client=client)
-    )
+    return users.authenticate_password(database, name, password, now, client=client)
 
 
 def fail(database: Database, name: str, now: datetime, times: int = 1, client: str = HOME) -> None:

@@ -134,3 +134,12 @@ def test_get_asset_of_another_org(database: Database, acme: tuple[Organization, 
         asset = orgs.create_asset(s, org.id, "a", [])
     with database.session() as s, pytest.raises(NotFound):
         orgs.get_asset(s, other.id, asset.id)
+
+
+def test_org_ids_never_start_like_a_cli_option(monkeypatch: pytest.MonkeyPatch) -> None:
+    # 0xF8 encodes to "-" first in URL-safe base64: the first draw must be rejected.
+    draws = iter([b"\xf8" + bytes(29), bytes(30)])
+    monkeypatch.setattr(orgs.secrets, "token_bytes", lambda n: next(draws))
+    org_id = orgs.new_org_id()
+    assert not org_id.startswith("-")
+    assert len(org_id) == 40

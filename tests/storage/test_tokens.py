@@ -14,7 +14,6 @@ from server.errors import InvalidArgument, NotFound, Unauthenticated
 from server.storage import tokens
 from server.storage.db import Database
 from server.storage.models import ApiToken, RefreshToken, User
-from tests.storage.racing import race
 
 T0 = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
 DAY = timedelta(days=1)
@@ -173,13 +172,23 @@ def test_each_login_starts_a_new_family(database: Database, ada: User) -> None:
     assert issue(database, ada).family_id != issue(database, ada).family_id
 
 
+def revoke_on_replay(database: Database, jti: str) -> None:
+    """What the servicer does: a replay revokes the family in a unit of work of its own."""
+    try:
+        consume(database, jti)
+    except tokens.RefreshTokenReplayed as replay:
+        family = replay.family_id
+        database.call(lambda s: tokens.revoke_refresh_family(s, family, T0))
+        raise
+
+
 def test_reusing_a_spent_refresh_token_revokes_the_family(database: Database, ada: User) -> None:
     first = issue(database, ada)
     consume(database, first.jti)
     second = issue(database, ada, first.family_id)
     with pytest.raises(Unauthenticated, match="invalid refresh token"):
-        consume(database, first.jti)  # replay: the unit of work rolls back...
-    with database.session() as s:  # ...but the revocation was committed
+        revoke_on_replay(database, first.jti)  # replay: the unit of work rolls back...
+    with database.session() as s:  # ...and the revocation, apart, was committed
         revoked = s.scalars(
             sa.select(RefreshToken.revoke_time).where(RefreshToken.family_id == first.family_id)
         ).all()
@@ -190,11 +199,23 @@ def test_reusing_a_spent_refresh_token_revokes_the_family(database: Database, ad
         issue(database, ada, first.family_id)  # and the family cannot grow again
 
 
+def test_a_replay_names_its_family_and_commits_nothing(database: Database, ada: User) -> None:
+    """The unit of work that sees a replay is commit-or-rollback like any other."""
+    first = issue(database, ada)
+    consume(database, first.jti)
+    with pytest.raises(tokens.RefreshTokenReplayed) as replay:
+        consume(database, first.jti)
+    assert replay.value.family_id == first.family_id
+    assert replay.value.message == "invalid refresh token"
+    with database.session() as s:
+        assert s.scalar(sa.select(RefreshToken.revoke_time)) is None
+
+
 def test_revocation_does_not_touch_other_families(database: Database, ada: User) -> None:
     stolen, other = issue(database, ada), issue(database, ada)
     consume(database, stolen.jti)
     with pytest.raises(Unauthenticated):
-        consume(database, stolen.jti)
+        revoke_on_replay(database, stolen.jti)
     assert consume(database, other.jti).jti == other.jti
 
 
@@ -300,11 +321,45 @@ def test_another_users_access_token_is_not_found(database: Database, ada: User, 
         [{"resources": [1]}],
         [{"actions": {"read": True}}],
         [{"devices": "x"}],
+        [{"device": "dev1", "actions": "call"}],  # a string, not a list of actions
+        [{"device": "dev1", "actions": ["fly"]}],  # no such action
+        [{"device": "dev1", "resources": "temp"}],  # a string, not a list of resources
+        [{"device": None}],  # null is not "every device"
+        [{"device": ""}],
+        [{"resources": ["temp"]}],  # a device (or "*") is required
+        [{"device": "no such id!"}],
+        [{"device": "dev1", "resources": [""]}],
+        [{"device": "dev1", "resources": ["r"] * 101}],
+        [{"device": "dev1", "actions": ["read"] * 101}],
+        [{"device": "*"}] * 101,
+        [{"device": "*"}] * 10_000,
     ],
 )
-def test_access_token_permissions_shape(database: Database, ada: User, permissions) -> None:
+def test_access_token_permissions_shape(database: Database, ada: User, permissions: object) -> None:
     with database.session() as s, pytest.raises(InvalidArgument, match="permissions"):
         tokens.create_access_token(s, ada.id, "t", permissions, None, T0)
+    with database.session() as s:
+        assert tokens.list_access_tokens(s, ada.id) == []
+
+
+def test_access_token_permissions_are_stored_in_one_canonical_shape(
+    database: Database, ada: User
+) -> None:
+    """Defaults are filled once, on the way in: what is stored is what the authenticator reads."""
+    given = [{"device": "dev1"}, {"device": "*", "resources": ["b", "a", "a"], "actions": ["call"]}]
+    with database.session() as s:
+        token = tokens.create_access_token(s, ada.id, "t", given, None, T0)
+    assert token.permissions == [
+        {"device": "dev1", "resources": [], "actions": ["read", "call"]},
+        {"device": "*", "resources": ["a", "b"], "actions": ["call"]},
+    ]
+
+
+def test_the_most_permissions_a_token_may_carry_are_accepted(database: Database, ada: User) -> None:
+    most = [{"device": "*", "resources": ["r"] * 100, "actions": ["read"] * 100}] * 100
+    with database.session() as s:
+        token = tokens.create_access_token(s, ada.id, "t", most, None, T0)
+    assert len(token.permissions or []) == 100
 
 
 def test_access_token_rules(database: Database, ada: User) -> None:
@@ -315,29 +370,6 @@ def test_access_token_rules(database: Database, ada: User) -> None:
             tokens.create_access_token(s, ada.id, "t", [], T0 - DAY, T0)
         with pytest.raises(NotFound):
             tokens.create_access_token(s, 999, "t", [], None, T0)
-
-
-# --- Server secrets ------------------------------------------------------------------------
-
-
-def test_server_secret_is_generated_once(database: Database) -> None:
-    first = database.call(lambda s: tokens.get_or_create_secret(s, "jwt"))
-    second = database.call(lambda s: tokens.get_or_create_secret(s, "jwt"))
-    other = database.call(lambda s: tokens.get_or_create_secret(s, "other", nbytes=64))
-    assert isinstance(first, bytes)
-    assert len(first) == 32
-    assert first == second
-    assert len(other) == 64
-
-
-def test_server_secret_survives_a_race(database: Database) -> None:
-    results: list[bytes] = []
-    race(
-        database,
-        lambda db: results.append(db.call(lambda s: tokens.get_or_create_secret(s, "jwt"))),
-    )
-    assert len(results) == 4
-    assert len(set(results)) == 1
 
 
 def test_a_deleted_api_token_id_is_never_reused(database: Database, ada: User) -> None:

@@ -6,12 +6,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.orm import Session
 
 from server.errors import AlreadyExists, InvalidArgument, NotFound, Unauthenticated
 from server.security import hashing
 from server.storage import users
 from server.storage.db import Database
-from server.storage.models import User
+from server.storage.models import LoginThrottle, User
 
 T0 = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
 PASSWORD = "s3cret-Passw0rd"
@@ -24,8 +25,8 @@ def ada(database: Database) -> User:
 
 
 def login(database: Database, name: str, password: str, now: datetime) -> User:
-    """One login attempt in its own unit of work, as the servicers do it."""
-    return database.call(lambda s: users.authenticate_password(s, name, password, now))
+    """One login attempt: reservation and check in their own units of work, as the server."""
+    return users.authenticate_password(database, name, password, now)
 
 
 def fail(database: Database, name: str, now: datetime, times: int = 1) -> None:
@@ -157,3 +158,26 @@ def test_login_rehashes_weak_hashes(database: Database, ada: User) -> None:
         assert not hashing.needs_rehash(new_hash)
     finally:
         hashing.configure_argon2(time_cost=1, memory_cost=8, parallelism=1)
+
+
+def test_a_login_reservation_commits_only_with_its_unit_of_work(
+    database: Database, ada: User
+) -> None:
+    """begin_login commits nothing by itself: a unit of work that fails after it keeps nothing."""
+
+    def reserve_then_fail(s: Session) -> None:
+        users.begin_login(s, "ada", "198.51.100.7", T0)
+        raise RuntimeError("the rest of the caller's work failed")
+
+    with pytest.raises(RuntimeError):
+        database.call(reserve_then_fail)
+    with database.session() as s:
+        assert s.scalar(sa.select(sa.func.count()).select_from(LoginThrottle)) == 0
+
+
+def test_a_failed_login_stays_counted_after_its_check_raised(database: Database, ada: User) -> None:
+    """The effect that must outlive the refusal does: the reservation's own unit committed."""
+    fail(database, "ada", T0)
+    with database.session() as s:
+        failures = s.scalars(sa.select(LoginThrottle.failures)).all()
+    assert failures == [1, 1]  # the (client, account) pair and the account
