@@ -7,10 +7,12 @@ import contextlib
 import inspect
 import socket
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from concurrent.futures import Future
 from datetime import UTC, datetime, timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
+
+import grpc
 
 T = TypeVar("T")
 
@@ -76,3 +78,29 @@ async def _call(work: Awaitable[T] | Callable[[], Awaitable[T]]) -> T:
 
 
 __all__ = ["LoopThread", "ManualClock", "free_port", "free_ports"]
+
+
+@contextlib.contextmanager
+def serving(
+    interceptors: Sequence[grpc.aio.ServerInterceptor], handlers: Sequence[Any]
+) -> Iterator[grpc.Channel]:
+    """A real grpc.aio server on a free port, with `interceptors` and generic `handlers`.
+
+    Yields a synchronous channel to it; the server and its loop stop when the block ends.
+    """
+    loop = LoopThread()
+
+    async def start() -> tuple[grpc.aio.Server, int]:
+        server = grpc.aio.server(interceptors=list(interceptors))
+        server.add_generic_rpc_handlers(list(handlers))
+        port = server.add_insecure_port("127.0.0.1:0")
+        await server.start()
+        return server, port
+
+    server, port = loop.run(start)
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            yield channel
+    finally:
+        loop.run(lambda: server.stop(0))
+        loop.close()

@@ -19,7 +19,7 @@ from server import errors
 from server.auth.authenticator import Access
 from server.auth.principal import UserPrincipal, current_principal
 from server.interceptors import INTERNAL_ERROR, MALFORMED_REQUEST, ServerInterceptor
-from tests.support import LoopThread
+from tests.support import serving
 
 SERVICE = "test.v1.Probe"
 UNLISTED = "thingwire.test.v1.Unlisted"
@@ -129,30 +129,17 @@ def channel() -> Iterator[grpc.Channel]:
     handlers = _probe_handlers()
     levels = {f"/{SERVICE}/{name}": Access.ACCESS_USER for name in handlers}
     levels[f"/{SERVICE}/Public"] = Access.ACCESS_PUBLIC
-    loop = LoopThread()
-
-    async def start() -> tuple[grpc.aio.Server, int]:
-        interceptor = ServerInterceptor(FakeAuthenticator(), levels, open_services=[OPEN])
-        server = grpc.aio.server(interceptors=[interceptor])
-        unary_only = {"Call": grpc.unary_unary_rpc_method_handler(unary)}
-        server.add_generic_rpc_handlers(
-            [
-                grpc.method_handlers_generic_handler(SERVICE, handlers),
-                # Registered, but in no table of levels: must never be served.
-                grpc.method_handlers_generic_handler(UNLISTED, unary_only),
-                grpc.method_handlers_generic_handler(FOREIGN, unary_only),
-                grpc.method_handlers_generic_handler(OPEN, unary_only),
-            ]
-        )
-        port = server.add_insecure_port("127.0.0.1:0")
-        await server.start()
-        return server, port
-
-    server, port = loop.run(start)
-    with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
+    interceptor = ServerInterceptor(FakeAuthenticator(), levels, open_services=[OPEN])
+    unary_only = {"Call": grpc.unary_unary_rpc_method_handler(unary)}
+    generic = [
+        grpc.method_handlers_generic_handler(SERVICE, handlers),
+        # Registered, but in no table of levels: must never be served.
+        grpc.method_handlers_generic_handler(UNLISTED, unary_only),
+        grpc.method_handlers_generic_handler(FOREIGN, unary_only),
+        grpc.method_handlers_generic_handler(OPEN, unary_only),
+    ]
+    with serving([interceptor], generic) as ch:
         yield ch
-    loop.run(lambda: server.stop(0))
-    loop.close()
 
 
 @dataclass

@@ -17,7 +17,7 @@ from server.auth.principal import UserPrincipal
 from server.interceptors import ServerInterceptor
 from server.rest_errors import ERROR_BODY_KEY, HTTP_STATUS_KEY
 from server.rest_interceptor import RestInterceptor, RestOptions, rest_options_of
-from tests.support import LoopThread
+from tests.support import serving
 
 SERVICE = "test.v1.Rest"
 THINGER = RestOptions(family=options_pb2.API_FAMILY_THINGER)
@@ -55,27 +55,13 @@ def channel() -> Iterator[grpc.Channel]:
         f"/{SERVICE}/Stream": THINGER,
     }
     levels = {method: options_pb2.ACCESS_USER for method in options}
-    loop = LoopThread()
-
-    async def start() -> tuple[grpc.aio.Server, int]:
-        server = grpc.aio.server(
-            interceptors=[RestInterceptor(options), ServerInterceptor(NeedsOk(), levels)]  # type: ignore[arg-type]
-        )
-        handlers: dict[str, Any] = {
-            name: grpc.unary_unary_rpc_method_handler(unary)
-            for name in ("Thinger", "Create", "Plain")
-        }
-        handlers["Stream"] = grpc.unary_stream_rpc_method_handler(stream)
-        server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(SERVICE, handlers)])
-        port = server.add_insecure_port("127.0.0.1:0")
-        await server.start()
-        return server, port
-
-    server, port = loop.run(start)
-    with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
+    interceptors = [RestInterceptor(options), ServerInterceptor(NeedsOk(), levels)]  # type: ignore[arg-type]
+    handlers: dict[str, Any] = {
+        name: grpc.unary_unary_rpc_method_handler(unary) for name in ("Thinger", "Create", "Plain")
+    }
+    handlers["Stream"] = grpc.unary_stream_rpc_method_handler(stream)
+    with serving(interceptors, [grpc.method_handlers_generic_handler(SERVICE, handlers)]) as ch:
         yield ch
-    loop.run(lambda: server.stop(0))
-    loop.close()
 
 
 OK = (("authorization", "ok"),)
