@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from thingwire.agent.v1 import agent_pb2 as thingwire_dot_agent_dot_v1_dot_agent__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -22,3 +23,87 @@ if _version_not_supported:
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
     )
+
+
+class AgentServiceStub:
+    """AgentService carries the device link. A device opens one Connect stream and keeps it;
+    the server pushes resource invocations over it and the device answers each.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.Connect = channel.stream_stream(
+                '/thingwire.agent.v1.AgentService/Connect',
+                request_serializer=thingwire_dot_agent_dot_v1_dot_agent__pb2.ConnectRequest.SerializeToString,
+                response_deserializer=thingwire_dot_agent_dot_v1_dot_agent__pb2.ConnectResponse.FromString,
+                _registered_method=True)
+
+
+class AgentServiceServicer:
+    """AgentService carries the device link. A device opens one Connect stream and keeps it;
+    the server pushes resource invocations over it and the device answers each.
+    """
+
+    def Connect(self, request_iterator, context):
+        """Opens the device link. The first message must be a Hello; the server answers a Welcome,
+        then Invoke and Cancel messages, and the device answers every Invoke with a Result.
+        The rpc is public at the interceptor: it authenticates the Hello itself.
+        Returns INVALID_ARGUMENT if the first message is not a Hello or a declaration is bad,
+        UNAUTHENTICATED if the user, device or secret is wrong, FAILED_PRECONDITION when a
+        newer connection of the same device replaced this one.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_AgentServiceServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'Connect': grpc.stream_stream_rpc_method_handler(
+                    servicer.Connect,
+                    request_deserializer=thingwire_dot_agent_dot_v1_dot_agent__pb2.ConnectRequest.FromString,
+                    response_serializer=thingwire_dot_agent_dot_v1_dot_agent__pb2.ConnectResponse.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'thingwire.agent.v1.AgentService', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('thingwire.agent.v1.AgentService', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class AgentService:
+    """AgentService carries the device link. A device opens one Connect stream and keeps it;
+    the server pushes resource invocations over it and the device answers each.
+    """
+
+    @staticmethod
+    def Connect(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/thingwire.agent.v1.AgentService/Connect',
+            thingwire_dot_agent_dot_v1_dot_agent__pb2.ConnectRequest.SerializeToString,
+            thingwire_dot_agent_dot_v1_dot_agent__pb2.ConnectResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
