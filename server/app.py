@@ -19,6 +19,7 @@ import grpc
 from google.protobuf.descriptor import ServiceDescriptor
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from thingwire.agent.v1 import agent_pb2, agent_pb2_grpc
 from thingwire.auth.v1 import auth_pb2, auth_pb2_grpc
 from thingwire.inputs.v1 import inputs_pb2, inputs_pb2_grpc
 
@@ -26,8 +27,10 @@ from server.auth.authenticator import Authenticator
 from server.gateway_socket import grpc_address as gateway_socket_address
 from server.gateway_socket import restrict as restrict_gateway_socket
 from server.interceptors import ServerInterceptor, access_levels
+from server.link.link import LinkLimits
 from server.rest_interceptor import RestInterceptor, rest_options_of
 from server.security.keys import KeyFile, KeyRing
+from server.services.agent_service import AgentService
 from server.services.auth_service import AuthService
 from server.services.inputs_service import InputService
 from server.state import AppState, utc_now
@@ -60,6 +63,11 @@ SERVICES: tuple[Service, ...] = (
         inputs_pb2.DESCRIPTOR.services_by_name["InputService"],
         InputService,
         inputs_pb2_grpc.add_InputServiceServicer_to_server,
+    ),
+    Service(
+        agent_pb2.DESCRIPTOR.services_by_name["AgentService"],
+        AgentService,
+        agent_pb2_grpc.add_AgentServiceServicer_to_server,
     ),
 )
 #: Infrastructure every client may use without credentials.
@@ -110,15 +118,17 @@ async def create_server(
     clock: Callable[[], datetime] = utc_now,
     gateway_socket: Path | None = None,
     keys: KeyFile | KeyRing | None = None,
+    link_limits: LinkLimits | None = None,
 ) -> RunningServer:
     """Start a server on `address` (port 0 picks a free one) over a migrated database.
 
     With `gateway_socket` it also listens on that Unix socket, for the gateway alone: only
     calls arriving there may name their client's address (`server/request_origin.py`).
     ``keys`` sign and verify its tokens (see `AppState.open`; serve passes the key file).
+    ``link_limits`` bound every device link (docs/device-link.md).
     """
     gateway_address = gateway_socket_address(gateway_socket) if gateway_socket else None
-    state = await AppState.open(database, clock, keys)
+    state = await AppState.open(database, clock, keys, link_limits)
     authenticator = Authenticator(database, state.signer, clock)
     server = grpc.aio.server(
         interceptors=[

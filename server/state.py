@@ -6,10 +6,14 @@ Passed explicitly to servicers (no globals), so tests build one with a fixed clo
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from server.auth.passwords import PasswordLogins
 from server.clock import Clock, utc_now
 from server.config import Settings
+from server.link.link import LinkLimits
+from server.link.registry import LinkRegistry
+from server.link.router import DeviceRouter, LocalRouter
 from server.security.jwt_tokens import TokenSigner
 from server.security.keys import KeyFile, KeyRing, adopt_database_key
 from server.storage.db import Database
@@ -37,10 +41,22 @@ class AppState:
     signer: TokenSigner
     logins: PasswordLogins
     clock: Clock = field(default=utc_now)
+    link_limits: LinkLimits = field(default_factory=LinkLimits)
+    #: This process's live device links (presence lives here, never in a module global).
+    links: LinkRegistry = field(default_factory=LinkRegistry)
+
+    @cached_property
+    def router(self) -> DeviceRouter:
+        """The one way to call a device: over this process's links for now."""
+        return LocalRouter(self.links)
 
     @classmethod
     async def open(
-        cls, database: Database, clock: Clock = utc_now, keys: KeyFile | KeyRing | None = None
+        cls,
+        database: Database,
+        clock: Clock = utc_now,
+        keys: KeyFile | KeyRing | None = None,
+        link_limits: LinkLimits | None = None,
     ) -> AppState:
         """The state over ``database``, signing with ``keys``.
 
@@ -54,4 +70,5 @@ class AppState:
             signer=TokenSigner(keys or KeyRing.generate(clock())),
             logins=PasswordLogins(database),
             clock=clock,
+            link_limits=link_limits or LinkLimits(),
         )

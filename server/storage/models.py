@@ -154,6 +154,8 @@ class Device(Base):
     description: Mapped[str] = mapped_column(sa.String(1024), default="", server_default="")
     credentials_hash: Mapped[str] = mapped_column(sa.String(255))
     push_token_hash: Mapped[str] = mapped_column(sa.String(64), unique=True, index=True)
+    #: SHA-256 of the device link's reconnect secret (docs/device-link.md); None: none issued.
+    link_secret_hash: Mapped[str | None] = mapped_column(sa.String(64))
     create_time: Mapped[datetime]
     connected: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
     connected_time: Mapped[datetime | None]

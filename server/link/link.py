@@ -1,0 +1,157 @@
+"""One device's live link: its resources, its calls in flight and the messages to send it.
+
+Answers are correlated by call id: one `asyncio.Future` per call in a dict owned by the link,
+removed in a `finally`; a link that closes fails every pending future at once, so a caller
+never waits for a deadline on a device that is gone (docs/device-link.md, "Failures").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+
+from google.protobuf import struct_pb2
+from thingwire.agent.v1 import agent_pb2
+
+from server import errors
+
+log = logging.getLogger(__name__)
+
+Kind = agent_pb2.ResourceKind
+#: Kinds that take an input value, and kinds that give an output value.
+TAKES_INPUT = frozenset({Kind.RESOURCE_KIND_INPUT, Kind.RESOURCE_KIND_INPUT_OUTPUT})
+GIVES_OUTPUT = frozenset({Kind.RESOURCE_KIND_OUTPUT, Kind.RESOURCE_KIND_INPUT_OUTPUT})
+#: How long a throttled caller is told to wait before trying again.
+RETRY_AFTER_SECONDS = 1
+
+
+@dataclass(frozen=True)
+class DeviceKey:
+    """Which device: its owner's user id and its device id (unique per owner)."""
+
+    user_id: int
+    device_id: str
+
+
+@dataclass(frozen=True)
+class Resource:
+    """A resource a device declared on its link."""
+
+    name: str
+    kind: int
+    description: str = ""
+    example: struct_pb2.Value | None = None
+
+
+class Link:
+    """The server's side of one device stream.
+
+    `invoke` is called by routers; `deliver` by the stream's reader task; `outgoing` is
+    what the stream's writer sends. `close` ends it all: pending calls fail with `reason`.
+    """
+
+    def __init__(
+        self, key: DeviceKey, resources: Mapping[str, Resource], max_calls_in_flight: int
+    ) -> None:
+        self.key = key
+        self.resources = dict(resources)
+        self.max_calls_in_flight = max_calls_in_flight
+        self._pending: dict[int, asyncio.Future[agent_pb2.Result]] = {}
+        self._call_ids = itertools.count(1)
+        self._outgoing: asyncio.Queue[agent_pb2.ConnectResponse | None] = asyncio.Queue()
+        #: Why the link closed (None while it is open); the stream ends with this error.
+        self.closed: errors.ThingwireError | None = None
+
+    @property
+    def calls_in_flight(self) -> int:
+        return len(self._pending)
+
+    async def invoke(
+        self, resource: str, value: struct_pb2.Value | None, seconds: float
+    ) -> struct_pb2.Value | None:
+        """Run `resource` on the device and return its output (None if it gives none).
+
+        NotFound for an undeclared resource, Throttled past the in-flight limit,
+        DeadlineExceeded after `seconds`, Unavailable if the link closes first,
+        FailedPrecondition carrying the device's message if its handler failed. A caller
+        that is cancelled cancels the call on the device.
+        """
+        if resource not in self.resources:
+            raise errors.NotFound(f"resource {resource!r} not found")
+        if self.closed is not None:
+            raise errors.Unavailable("device disconnected")
+        if len(self._pending) >= self.max_calls_in_flight:
+            raise errors.Throttled(
+                f"device {self.key.device_id!r} has {self.max_calls_in_flight} calls in flight",
+                RETRY_AFTER_SECONDS,
+            )
+        call_id = next(self._call_ids)
+        answer: asyncio.Future[agent_pb2.Result] = asyncio.get_running_loop().create_future()
+        self._pending[call_id] = answer
+        invoke = agent_pb2.Invoke(
+            call_id=call_id, resource=resource, deadline_ms=max(1, int(seconds * 1000))
+        )
+        if value is not None:
+            invoke.input.CopyFrom(value)
+        try:
+            self._send(agent_pb2.ConnectResponse(invoke=invoke))
+            try:
+                result = await asyncio.wait_for(answer, seconds)
+            except TimeoutError:
+                self._cancel_on_device(call_id)
+                raise errors.DeadlineExceeded(
+                    f"device {self.key.device_id!r} did not answer in time"
+                ) from None
+            except asyncio.CancelledError:
+                self._cancel_on_device(call_id)
+                raise
+        finally:
+            self._pending.pop(call_id, None)
+            answer.cancel()  # a no-op once answered
+        if result.WhichOneof("outcome") == "error":
+            raise errors.FailedPrecondition(f"the device reported an error: {result.error}")
+        return result.output if result.HasField("output") else None
+
+    def deliver(self, result: agent_pb2.Result) -> None:
+        """Hand a device's Result to its caller; late or unknown call ids are dropped."""
+        answer = self._pending.get(result.call_id)
+        if answer is not None and not answer.done():
+            answer.set_result(result)
+
+    async def outgoing(self) -> AsyncIterator[agent_pb2.ConnectResponse]:
+        """The messages to send, until the link closes."""
+        while (message := await self._outgoing.get()) is not None:
+            yield message
+
+    def close(self, reason: errors.ThingwireError) -> None:
+        """Close once: fail every pending call with `reason` now and stop the writer."""
+        if self.closed is not None:
+            return
+        self.closed = reason
+        failure = errors.Unavailable(f"device disconnected: {reason.message}")
+        for answer in self._pending.values():
+            if not answer.done():
+                answer.set_exception(failure)
+        self._outgoing.put_nowait(None)
+
+    def _send(self, message: agent_pb2.ConnectResponse) -> None:
+        if self.closed is None:
+            self._outgoing.put_nowait(message)
+
+    def _cancel_on_device(self, call_id: int) -> None:
+        self._send(agent_pb2.ConnectResponse(cancel=agent_pb2.Cancel(call_id=call_id)))
+
+
+class LinkClosed(errors.Unavailable):
+    """The device ended its stream itself: the stream ends with OK, its calls fail."""
+
+
+@dataclass(frozen=True)
+class LinkLimits:
+    """The server's limits for every link (create_server takes them)."""
+
+    #: Calls one device may have in flight; past it callers get RESOURCE_EXHAUSTED at once.
+    max_calls_in_flight: int = 64

@@ -1,0 +1,122 @@
+"""AgentService: the device link's stream (docs/device-link.md).
+
+The rpc is public at the interceptor and authenticates its first message, the Hello. Then
+a reader task hands each Result to its waiting caller while this generator writes what the
+link queues (Invoke, Cancel), so a slow reader never blocks the writer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Iterable
+
+from thingwire.agent.v1 import agent_pb2
+
+from server import errors
+from server.link.link import DeviceKey, Link, LinkClosed, LinkLimits, Resource
+from server.state import AppState
+from server.storage import link_secrets
+from server.storage.models import Device
+
+log = logging.getLogger(__name__)
+
+MAX_RESOURCE_NAME = 64
+NO_HELLO = "the first message must be a Hello"
+ONE_HELLO = "only the first message may be a Hello"
+KINDS = frozenset(agent_pb2.ResourceKind.values()) - {agent_pb2.RESOURCE_KIND_UNSPECIFIED}
+NO_TOKENS = "device tokens are not accepted on the link yet: open it with credentials"
+
+
+class AgentService:
+    """Servicer of `thingwire.agent.v1.AgentService`."""
+
+    def __init__(self, state: AppState) -> None:
+        self._state = state
+
+    async def Connect(
+        self, requests: AsyncIterator[agent_pb2.ConnectRequest], context: object
+    ) -> AsyncIterator[agent_pb2.ConnectResponse]:
+        first = await anext(aiter(requests), None)
+        if first is None or first.WhichOneof("kind") != "hello":
+            raise errors.InvalidArgument(NO_HELLO)
+        hello = first.hello
+        resources = declared_resources(hello.resources)
+        device, secret = await self._open(hello)
+        limits: LinkLimits = self._state.link_limits
+        link = Link(
+            DeviceKey(device.user_id, device.device_id), resources, limits.max_calls_in_flight
+        )
+        self._state.links.attach(link)
+        reader = asyncio.create_task(_read(requests, link))
+        try:
+            welcome = agent_pb2.Welcome(
+                link_secret=secret, max_calls_in_flight=limits.max_calls_in_flight
+            )
+            yield agent_pb2.ConnectResponse(welcome=welcome)
+            async for message in link.outgoing():
+                yield message
+        finally:
+            reader.cancel()
+            link.close(errors.Unavailable("the link was closed"))
+            self._state.links.detach(link)
+        if link.closed is not None and not isinstance(link.closed, LinkClosed):
+            raise link.closed
+
+    async def _open(self, hello: agent_pb2.Hello) -> tuple[Device, str]:
+        """The device and its new link secret ("" when it presented one): or Unauthenticated."""
+        database = self._state.database
+        which = hello.WhichOneof("secret")
+        if which == "credentials":
+            return await database.run(
+                lambda s: link_secrets.open_with_credentials(
+                    s, hello.user, hello.device, hello.credentials
+                )
+            )
+        if which == "link_secret":
+            device = await database.run(
+                lambda s: link_secrets.open_with_link_secret(
+                    s, hello.user, hello.device, hello.link_secret
+                )
+            )
+            return device, ""
+        if which == "device_token":
+            raise errors.Unauthenticated(NO_TOKENS)
+        raise errors.Unauthenticated("the Hello carries no credentials")
+
+
+def declared_resources(
+    declarations: Iterable[agent_pb2.ResourceDeclaration],
+) -> dict[str, Resource]:
+    """The Hello's declarations by name; InvalidArgument for a bad or repeated one."""
+    resources: dict[str, Resource] = {}
+    for item in declarations:
+        name = item.name
+        if not name or len(name) > MAX_RESOURCE_NAME:
+            raise errors.InvalidArgument(
+                f"resource names have 1 to {MAX_RESOURCE_NAME} characters: {name!r}"
+            )
+        if name in resources:
+            raise errors.InvalidArgument(f"resource {name!r} is declared twice")
+        if item.kind not in KINDS:
+            raise errors.InvalidArgument(f"resource {name!r} has no kind")
+        example = item.example if item.HasField("example") else None
+        resources[name] = Resource(name, item.kind, item.description, example)
+    return resources
+
+
+async def _read(requests: AsyncIterator[agent_pb2.ConnectRequest], link: Link) -> None:
+    """Hand each Result to its caller; close the link when the device stops or misbehaves."""
+    try:
+        async for message in requests:
+            if message.WhichOneof("kind") != "result":
+                raise errors.InvalidArgument(ONE_HELLO)
+            link.deliver(message.result)
+        link.close(LinkClosed("the device closed the link"))
+    except errors.ThingwireError as error:
+        link.close(error)
+    except asyncio.CancelledError:
+        raise
+    except Exception:  # the transport failed under us: the device is gone
+        log.debug("link of %s ended", link.key, exc_info=True)
+        link.close(errors.Unavailable("the device's connection failed"))

@@ -1,0 +1,57 @@
+"""Opening a device link: credentials once (argon2), then a link secret (one SHA-256).
+
+Argon2 on every reconnect would make a fleet's reconnect storm cost minutes of CPU, so the
+first open with credentials issues a random link secret, stored only as its SHA-256, which
+later opens present (docs/device-link.md). Issuing a new one replaces the old; revoking
+clears it, and the device must then open with its credentials again.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from server.errors import Unauthenticated
+from server.security.hashing import hash_secret, new_secret, secrets_equal
+from server.storage.devices import INVALID_DEVICE, authenticate_device
+from server.storage.models import Device, User
+from server.storage.users import get_user_by_username
+
+__all__ = ["open_with_credentials", "open_with_link_secret", "revoke_link_secret"]
+
+
+def _owner(s: Session, username: str) -> User | None:
+    return get_user_by_username(s, username) if username else None
+
+
+def open_with_credentials(
+    s: Session, username: str, device_id: str, credentials: str
+) -> tuple[Device, str]:
+    """The device and a new link secret (shown once) if its credentials match.
+
+    Unauthenticated otherwise; an unknown user costs an argon2 check like a wrong password.
+    """
+    user = _owner(s, username)
+    device = authenticate_device(s, user.id if user else -1, device_id, credentials)
+    secret = new_secret()
+    device.link_secret_hash = hash_secret(secret)
+    s.flush()
+    return device, secret
+
+
+def open_with_link_secret(s: Session, username: str, device_id: str, secret: str) -> Device:
+    """The device if ``secret`` is its current link secret; else Unauthenticated."""
+    device = s.scalar(
+        sa.select(Device)
+        .join(User, User.id == Device.user_id)
+        .where(User.username == username, Device.device_id == device_id)
+    )
+    stored = device.link_secret_hash if device is not None else None
+    if device is None or stored is None or not secrets_equal(stored, hash_secret(secret)):
+        raise Unauthenticated(INVALID_DEVICE)
+    return device
+
+
+def revoke_link_secret(s: Session, device_pk: int) -> None:
+    """Forget the device's link secret: its next open needs the credentials."""
+    s.execute(sa.update(Device).where(Device.id == device_pk).values(link_secret_hash=None))
