@@ -1,0 +1,225 @@
+"""The agent: declares a device's resources, keeps its link open and answers calls.
+
+    agent = Agent(lambda: grpc.aio.insecure_channel("cloud:8080"),
+                  user="ada", device="boiler", credentials="s3cret")
+
+    @agent.output("temperature")
+    def temperature() -> float:
+        return 21.5
+
+    await agent.serve()   # runs until cancelled; reconnects by itself
+
+The channel factory is injected (as httpx injects its transport), so tests and other
+transports (TLS, a Unix socket) need no change here. docs/device-link.md has the protocol.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import grpc
+from thingwire.agent.v1 import agent_pb2, agent_pb2_grpc
+
+from device_agent.backoff import Backoff
+from device_agent.resources import Handler, Kind, ResourceHandler
+
+log = logging.getLogger(__name__)
+
+#: Opens a new channel to the server; called once per connection attempt.
+ChannelFactory = Callable[[], grpc.aio.Channel]
+#: Statuses after which reconnecting cannot help: the agent stops with LinkRefused.
+FINAL = frozenset(
+    {
+        grpc.StatusCode.UNAUTHENTICATED,
+        grpc.StatusCode.INVALID_ARGUMENT,
+        # Another process connected as this device and replaced this link.
+        grpc.StatusCode.FAILED_PRECONDITION,
+    }
+)
+
+
+class LinkRefused(Exception):
+    """The server refused the link for good (bad credentials, bad declarations, replaced)."""
+
+    def __init__(self, code: grpc.StatusCode, details: str) -> None:
+        super().__init__(f"{code.name}: {details}")
+        self.code = code
+        self.details = details
+
+
+class Agent:
+    """One device's agent. Declare resources with the decorators, then `await serve()`."""
+
+    def __init__(
+        self,
+        channel_factory: ChannelFactory,
+        *,
+        user: str,
+        device: str,
+        credentials: str,
+        backoff: Backoff | None = None,
+    ) -> None:
+        self._channel_factory = channel_factory
+        self._user = user
+        self._device = device
+        self._credentials = credentials
+        self._backoff = backoff or Backoff()
+        self._resources: dict[str, ResourceHandler] = {}
+        #: The link secret of the last Welcome. Kept in memory only: after a restart of the
+        #: agent, its first open uses the credentials again.
+        self.link_secret: str | None = None
+        #: Set while a link is open (after its Welcome).
+        self.connected = asyncio.Event()
+        #: Links opened so far.
+        self.connections = 0
+        self._go_away_s: float | None = None
+
+    # -- declaring resources -------------------------------------------------------------
+
+    def output(self, name: str, *, description: str = "", example: Any = None) -> Any:
+        """Declare a resource that gives a value: ``handler() -> value``."""
+        return self._declare(name, Kind.RESOURCE_KIND_OUTPUT, description, example)
+
+    def input(self, name: str, *, description: str = "", example: Any = None) -> Any:
+        """Declare a resource that takes a value: ``handler(value) -> None``."""
+        return self._declare(name, Kind.RESOURCE_KIND_INPUT, description, example)
+
+    def io(self, name: str, *, description: str = "", example: Any = None) -> Any:
+        """Declare a resource that takes and gives a value: ``handler(value) -> value``."""
+        return self._declare(name, Kind.RESOURCE_KIND_INPUT_OUTPUT, description, example)
+
+    def run(self, name: str, *, description: str = "") -> Any:
+        """Declare a command without parameters: ``handler() -> None``."""
+        return self._declare(name, Kind.RESOURCE_KIND_NONE, description, None)
+
+    def _declare(
+        self, name: str, kind: agent_pb2.ResourceKind, description: str, example: Any
+    ) -> Callable[[Handler], Handler]:
+        def register(handler: Handler) -> Handler:
+            if name in self._resources:
+                raise ValueError(f"resource {name!r} is declared twice")
+            self._resources[name] = ResourceHandler(name, kind, handler, description, example)
+            return handler
+
+        return register
+
+    # -- running ---------------------------------------------------------------------
+
+    async def serve(self) -> None:
+        """Keep the link open until cancelled, reconnecting with backoff.
+
+        Raises LinkRefused when the server refuses for good (see FINAL).
+        """
+        attempt = 0
+        while True:
+            welcomed = False
+            try:
+                welcomed = await self._session()
+            except grpc.aio.AioRpcError as error:
+                welcomed = self.connected.is_set()
+                code = error.code()
+                if code == grpc.StatusCode.UNAUTHENTICATED and self.link_secret is not None:
+                    log.info("link secret refused; opening with the credentials")
+                    self.link_secret = None
+                    continue
+                if code in FINAL:
+                    raise LinkRefused(code, error.details() or "") from None
+                log.info("link lost (%s: %s)", code.name, error.details())
+            finally:
+                self.connected.clear()
+            if welcomed:
+                attempt = 0
+            delay = self._go_away_s if self._go_away_s is not None else self._backoff.delay(attempt)
+            self._go_away_s = None
+            attempt += 1
+            await asyncio.sleep(delay)
+
+    async def _session(self) -> bool:
+        """One link, from Hello until the stream ends; True if it was welcomed."""
+        outbox: asyncio.Queue[agent_pb2.ConnectRequest | None] = asyncio.Queue()
+        outbox.put_nowait(agent_pb2.ConnectRequest(hello=self._hello()))
+        calls: dict[int, asyncio.Task[None]] = {}
+
+        async def requests() -> AsyncIterator[agent_pb2.ConnectRequest]:
+            while (message := await outbox.get()) is not None:
+                yield message
+
+        async with self._channel_factory() as channel:
+            stream = agent_pb2_grpc.AgentServiceStub(channel).Connect(requests())
+            try:
+                async for message in stream:
+                    kind = message.WhichOneof("kind")
+                    if kind == "welcome":
+                        self._welcome(message.welcome)
+                    elif kind == "invoke":
+                        call_id = message.invoke.call_id
+                        task = asyncio.create_task(self._answer(message.invoke, outbox))
+                        calls[call_id] = task
+                        task.add_done_callback(_forget(calls, call_id))
+                    elif kind == "cancel":
+                        cancelled = calls.pop(message.cancel.call_id, None)
+                        if cancelled is not None:
+                            cancelled.cancel()
+                    elif kind == "go_away":
+                        self._go_away_s = message.go_away.reconnect_after_ms / 1000
+                        log.info("server going away: %s", message.go_away.reason)
+            finally:
+                for task in list(calls.values()):
+                    task.cancel()
+                outbox.put_nowait(None)  # ends requests(), so nothing waits on the queue
+                stream.cancel()
+        return self.connected.is_set()
+
+    def _hello(self) -> agent_pb2.Hello:
+        hello = agent_pb2.Hello(
+            user=self._user,
+            device=self._device,
+            resources=[r.declaration() for r in self._resources.values()],
+        )
+        if self.link_secret is not None:
+            hello.link_secret = self.link_secret
+        else:
+            hello.credentials = self._credentials
+        return hello
+
+    def _welcome(self, welcome: agent_pb2.Welcome) -> None:
+        if welcome.link_secret:
+            self.link_secret = welcome.link_secret
+        self.connections += 1
+        self.connected.set()
+        log.info("link open (%d calls in flight at most)", welcome.max_calls_in_flight)
+
+    async def _answer(
+        self, invoke: agent_pb2.Invoke, outbox: asyncio.Queue[agent_pb2.ConnectRequest | None]
+    ) -> None:
+        """Run one call and queue its Result; a cancelled or late call answers nothing."""
+        result = agent_pb2.Result(call_id=invoke.call_id)
+        timer = asyncio.timeout(invoke.deadline_ms / 1000 if invoke.deadline_ms else None)
+        try:
+            resource = self._resources.get(invoke.resource)
+            if resource is None:
+                raise LookupError(f"no resource {invoke.resource!r} on this device")
+            async with timer:
+                output = await resource.call(invoke.input if invoke.HasField("input") else None)
+            if output is not None:
+                result.output.CopyFrom(output)
+        except TimeoutError:
+            if timer.expired():
+                return  # the server gave up on this call already
+            result.error = "TimeoutError"
+        except Exception as error:  # a handler's failure is the caller's answer, not ours
+            log.warning("resource %r failed: %r", invoke.resource, error)
+            result.error = str(error) or type(error).__name__
+        outbox.put_nowait(agent_pb2.ConnectRequest(result=result))
+
+
+def _forget(calls: dict[int, asyncio.Task[None]], call_id: int) -> Callable[[object], None]:
+    """A done-callback that drops a finished call from the session's table."""
+
+    def forget(_: object) -> None:
+        calls.pop(call_id, None)
+
+    return forget
