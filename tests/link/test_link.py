@@ -448,6 +448,7 @@ def test_a_repeated_resource_name_is_refused_by_the_server(world: LinkWorld) -> 
 
 
 def test_values_convert_both_ways() -> None:
-    for value in (None, 1.5, "text", True, [1.0, "a"], {"nested": {"list": []}}):
+    values: list[object] = [None, 1.5, "text", True, [1.0, "a"], {"nested": {"list": []}}]
+    for value in values:
         assert from_value(to_value(value) if value is not None else None) == value
     assert json_format.MessageToDict(to_value({"a": 1})) == {"a": 1}

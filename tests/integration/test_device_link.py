@@ -1,0 +1,87 @@
+"""The device link through the real gateway: Envoy carries it like any native gRPC call.
+
+Calls to the device's resources have no public API yet (they come with the resources
+service); here the link's opening, its refusals and its replacement cross Envoy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+import pytest
+from thingwire.agent.v1 import agent_pb2, agent_pb2_grpc
+
+from device_agent.agent import Agent, LinkRefused
+from server.link.registry import REPLACED
+from tests.integration.stack import Stack
+from tests.link.conftest import connected, stopped
+
+pytestmark = pytest.mark.integration
+
+DEVICE = "gateway_link"
+CREDENTIALS = "gateway-link-s3cret"
+
+
+@pytest.fixture(scope="module")
+def device(stack: Stack, ada: dict) -> str:
+    stack.cli("device", "create", "--user", "ada", "--device", DEVICE, "--credentials", CREDENTIALS)
+    return DEVICE
+
+
+def agent_for(stack: Stack, credentials: str = CREDENTIALS) -> Agent:
+    target = stack.grpc_target
+    return Agent(
+        lambda: grpc.aio.insecure_channel(target),
+        user="ada",
+        device=DEVICE,
+        credentials=credentials,
+    )
+
+
+def test_bad_credentials_are_refused_through_the_gateway(stack: Stack, device: str) -> None:
+    async def scenario() -> LinkRefused:
+        with pytest.raises(LinkRefused) as info:
+            await asyncio.wait_for(agent_for(stack, "wrong").serve(), 30)
+        return info.value
+
+    refused = asyncio.run(scenario())
+    assert refused.code == grpc.StatusCode.UNAUTHENTICATED
+    assert refused.details == "invalid device credentials"
+
+
+def test_a_link_opens_and_is_replaced_through_the_gateway(stack: Stack, device: str) -> None:
+    async def scenario() -> tuple[str | None, LinkRefused]:
+        first = agent_for(stack)
+        first_task = await connected(first)
+        second = agent_for(stack, credentials="unused: the link secret opens it")
+        second.link_secret = first.link_secret
+        second_task = await connected(second)
+        try:
+            with pytest.raises(LinkRefused) as info:
+                await asyncio.wait_for(first_task, 30)
+        finally:
+            await stopped(second_task)
+        return first.link_secret, info.value
+
+    secret, refused = asyncio.run(scenario())
+    assert secret
+    assert refused.code == grpc.StatusCode.FAILED_PRECONDITION
+    assert refused.details == REPLACED
+
+
+def test_the_welcome_crosses_the_gateway_with_the_limits(stack: Stack, device: str) -> None:
+    async def scenario() -> agent_pb2.Welcome:
+        hello = agent_pb2.Hello(user="ada", device=DEVICE, credentials=CREDENTIALS)
+        async with grpc.aio.insecure_channel(stack.grpc_target) as channel:
+            stream = agent_pb2_grpc.AgentServiceStub(channel).Connect(
+                iter([agent_pb2.ConnectRequest(hello=hello)])
+            )
+            first = await stream.read()
+            stream.cancel()
+            assert isinstance(first, agent_pb2.ConnectResponse)
+            return first.welcome
+
+    welcome = asyncio.run(scenario())
+    assert welcome.link_secret
+    assert welcome.max_calls_in_flight == 64
