@@ -53,6 +53,23 @@ def declare_examples(agent: Agent) -> None:
     agent.state = agent_state  # type: ignore[attr-defined]
 
 
+class Stuck:
+    """An output resource that never answers, and what its device side saw."""
+
+    def __init__(self, agent: Agent, name: str = "wait") -> None:
+        self.started = asyncio.Event()
+        self.cancelled = asyncio.Event()
+
+        @agent.output(name)
+        async def wait() -> None:
+            self.started.set()
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                self.cancelled.set()
+                raise
+
+
 def test_bad_credentials_are_refused(world: LinkWorld) -> None:
     async def scenario() -> LinkRefused:
         with pytest.raises(LinkRefused) as info:
@@ -236,25 +253,16 @@ def test_a_slow_handler_gives_deadline_exceeded_and_is_cancelled(world: LinkWorl
     router = world.running.state.router
 
     async def scenario() -> tuple[errors.DeadlineExceeded, bool]:
-        cancelled = asyncio.Event()
         agent = world.agent()
-
-        @agent.output("slow")
-        async def slow() -> None:
-            try:
-                await asyncio.Event().wait()
-            except asyncio.CancelledError:
-                cancelled.set()
-                raise
-
+        stuck = Stuck(agent, "slow")
         task = await connected(agent)
         try:
             with pytest.raises(errors.DeadlineExceeded) as info:
                 await router.invoke(world.key, "slow", None, 0.2)
-            await asyncio.wait_for(cancelled.wait(), GENEROUS_S)
+            await asyncio.wait_for(stuck.cancelled.wait(), GENEROUS_S)
         finally:
             await stopped(task)
-        return info.value, cancelled.is_set()
+        return info.value, stuck.cancelled.is_set()
 
     exceeded, cancelled = world.run(scenario)
     assert exceeded.message == "device 'boiler' did not answer in time"
@@ -265,24 +273,14 @@ def test_a_caller_that_goes_away_cancels_the_call_on_the_device(world: LinkWorld
     router = world.running.state.router
 
     async def scenario() -> int:
-        started, cancelled = asyncio.Event(), asyncio.Event()
         agent = world.agent()
-
-        @agent.output("wait")
-        async def wait() -> None:
-            started.set()
-            try:
-                await asyncio.Event().wait()
-            except asyncio.CancelledError:
-                cancelled.set()
-                raise
-
+        stuck = Stuck(agent)
         task = await connected(agent)
         try:
             caller = asyncio.create_task(router.invoke(world.key, "wait", None, GENEROUS_S))
-            await asyncio.wait_for(started.wait(), GENEROUS_S)
+            await asyncio.wait_for(stuck.started.wait(), GENEROUS_S)
             caller.cancel()
-            await asyncio.wait_for(cancelled.wait(), GENEROUS_S)
+            await asyncio.wait_for(stuck.cancelled.wait(), GENEROUS_S)
             link = world.running.state.links.get(world.key)
             assert link is not None
             return link.calls_in_flight
@@ -296,17 +294,11 @@ def test_a_device_that_disconnects_mid_call_fails_the_call_at_once(world: LinkWo
     router = world.running.state.router
 
     async def scenario() -> tuple[errors.Unavailable, float]:
-        started = asyncio.Event()
         agent = world.agent()
-
-        @agent.output("wait")
-        async def wait() -> None:
-            started.set()
-            await asyncio.Event().wait()
-
+        stuck = Stuck(agent)
         task = await connected(agent)
         caller = asyncio.create_task(router.invoke(world.key, "wait", None, GENEROUS_S))
-        await asyncio.wait_for(started.wait(), GENEROUS_S)
+        await asyncio.wait_for(stuck.started.wait(), GENEROUS_S)
         begun = time.monotonic()
         await stopped(task)  # the agent goes away with the call in flight
         with pytest.raises(errors.Unavailable) as info:
@@ -344,18 +336,11 @@ def test_a_second_connection_replaces_the_first(world: LinkWorld) -> None:
     router = world.running.state.router
 
     async def scenario() -> tuple[errors.Unavailable, LinkRefused, object]:
-        started = asyncio.Event()
         first = world.agent()
-
-        @first.output("who")
-        async def first_who() -> str:
-            started.set()
-            await asyncio.Event().wait()
-            return "first"
-
+        stuck = Stuck(first, "who")
         first_task = await connected(first)
         pending = asyncio.create_task(router.invoke(world.key, "who", None, GENEROUS_S))
-        await asyncio.wait_for(started.wait(), GENEROUS_S)
+        await asyncio.wait_for(stuck.started.wait(), GENEROUS_S)
         second = world.agent()
         second.output("who")(lambda: "second")
         second_task = await connected(second)

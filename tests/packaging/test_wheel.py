@@ -106,7 +106,7 @@ def test_the_device_side_imports_from_the_agent_install(
     python = _venv(tmp_path_factory, wheel, "agent")
     code = """
 import importlib, importlib.util, pkgutil
-import thingwire, device_agent, gateway.config, gateway.launcher
+import thingwire, device_agent, device_agent.agent, gateway.config, gateway.launcher
 for module in pkgutil.walk_packages(thingwire.__path__, "thingwire."):
     importlib.import_module(module.name)
 gateway.launcher.find_envoy()
