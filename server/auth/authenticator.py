@@ -19,7 +19,7 @@ from cachetools import TTLCache
 from sqlalchemy.orm import Session
 from thingwire.options.v1 import options_pb2
 
-from server.auth.permissions import parse_permissions
+from server.auth import permissions
 from server.auth.principal import OrganizationPrincipal, Permission, Principal, UserPrincipal
 from server.errors import InvalidArgument, Unauthenticated
 from server.security.jwt_tokens import USER_TOKEN_TYPE, Claims, TokenSigner
@@ -55,7 +55,7 @@ def stored_permissions(raw: object, token_id: str) -> tuple[Permission, ...] | N
     other way: that token is refused (logged), never taken for more than it says.
     """
     try:
-        return parse_permissions(raw)
+        return permissions.stored_permissions(raw)
     except InvalidArgument as error:
         log.warning("user token %s has unusable permissions: %s", token_id, error.message)
         raise Unauthenticated("invalid token") from None

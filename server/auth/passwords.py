@@ -48,6 +48,7 @@ class PasswordLogins:
         # Only touched on the event loop's thread.
         self._in_flight = 0
         self._by_client: Counter[str] = Counter()
+        self._withdrawals: set[asyncio.Future[None]] = set()
 
     async def check(self, login: str, password: str, client: str, now: datetime) -> User:
         """The user, or Throttled / Unauthenticated (see users.begin_login).
@@ -59,17 +60,46 @@ class PasswordLogins:
         self._in_flight += 1
         self._by_client[client] += 1
         try:
-            attempt = await self._db.run(lambda s: users.begin_login(s, login, client, now))
-            loop = asyncio.get_running_loop()
-            ok = await loop.run_in_executor(
-                self._executor, verify_password, attempt.password_hash, password
+            # Shielded: a reservation committed in the worker thread after the caller went
+            # away must still be known, so that it can be withdrawn.
+            begin = asyncio.ensure_future(
+                self._db.run(lambda s: users.begin_login(s, login, client, now))
             )
+            try:
+                attempt = await asyncio.shield(begin)
+            except asyncio.CancelledError:
+                begin.add_done_callback(self._withdraw_when_reserved)
+                raise
+            loop = asyncio.get_running_loop()
+            try:
+                ok = await loop.run_in_executor(
+                    self._executor, verify_password, attempt.password_hash, password
+                )
+            except asyncio.CancelledError:
+                self._withdraw(attempt)
+                raise
             return await self._db.run(lambda s: users.finish_login(s, attempt, ok, password))
         finally:
             self._in_flight -= 1
             self._by_client[client] -= 1
             if not self._by_client[client]:
                 del self._by_client[client]
+
+    def _withdraw_when_reserved(self, begin: asyncio.Future[users.LoginAttempt]) -> None:
+        if not begin.cancelled() and begin.exception() is None:
+            self._withdraw(begin.result())
+
+    def _withdraw(self, attempt: users.LoginAttempt) -> None:
+        """Withdraw a cancelled login's reservation in the background (the caller is gone;
+        the task is kept until it ends, and `settled` waits for it)."""
+        task = asyncio.ensure_future(self._db.run(lambda s: users.withdraw_login(s, attempt)))
+        self._withdrawals.add(task)
+        task.add_done_callback(self._withdrawals.discard)
+
+    async def settled(self) -> None:
+        """Wait until every cancelled login's reservation has been withdrawn."""
+        while self._withdrawals:
+            await asyncio.gather(*self._withdrawals, return_exceptions=True)
 
     def close(self) -> None:
         """Stop the pool; checks under way finish, nothing new starts."""

@@ -8,6 +8,13 @@ token is written (``InvalidArgument``, 400 through the gateway) and stores the c
 form that `permissions_json` returns; the authenticator reads stored grants back with
 `parse_permissions`, so a token that was accepted is always one that can be used.
 
+Parsing is strict, because a grant read loosely is a grant widened: the list must be a JSON
+list of objects with the three keys and no others, ``device`` a non-empty string, ``resources``
+and ``actions`` lists of strings (a key may be left out, never null), and a null anywhere is
+refused. Full access is asked for only by leaving the permissions out (`FULL_ACCESS`, None); an
+empty list is refused, so nothing a client or a proxy drops can become full access by accident.
+Stored, full access is the empty list `permissions_json` writes; `stored_permissions` reads it.
+
 Limits keep a token small (it is read on every call it makes): at most `MAX_PERMISSIONS`
 grants, and at most `MAX_ENTRIES` resources or actions in one grant.
 """
@@ -21,11 +28,14 @@ from server.errors import InvalidArgument
 from server.storage.devices import DEVICE_ID_RE
 
 __all__ = [
+    "FULL_ACCESS",
     "MAX_ENTRIES",
     "MAX_PERMISSIONS",
     "MAX_RESOURCE_LENGTH",
+    "NULL",
     "parse_permissions",
     "permissions_json",
+    "stored_permissions",
 ]
 
 MAX_PERMISSIONS = 100
@@ -33,11 +43,15 @@ MAX_ENTRIES = 100
 MAX_RESOURCE_LENGTH = 100
 _KEYS = frozenset({"device", "resources", "actions"})
 _ACTIONS = tuple(a.value for a in Action)
+_ABSENT = object()
+FULL_ACCESS = None
+"""What the permissions are when a client leaves them out: the whole account."""
 
 
 def _names(where: str, key: str, value: object) -> list[str]:
-    """A list of strings under ``key`` (absent: empty); InvalidArgument for anything else."""
-    if value is None:
+    """A list of strings under ``key`` (absent: empty); InvalidArgument for anything else,
+    null included."""
+    if value is _ABSENT:
         return []
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise InvalidArgument(f"{where}.{key} must be a list of strings")
@@ -47,7 +61,7 @@ def _names(where: str, key: str, value: object) -> list[str]:
 
 
 def _device(where: str, value: object) -> str:
-    if value is None or value == "":
+    if value is _ABSENT or value is None or value == "":
         raise InvalidArgument(f'{where}.device is required: a device id, or "*" for every device')
     if not isinstance(value, str) or not (value == ANY_DEVICE or DEVICE_ID_RE.fullmatch(value)):
         raise InvalidArgument(f'{where}.device must be a device id or "*"')
@@ -61,13 +75,13 @@ def _permission(index: int, entry: object) -> Permission:
     unknown = set(entry) - _KEYS
     if unknown:
         raise InvalidArgument(f"{where} has unknown fields: {sorted(unknown)}")
-    device = _device(where, entry.get("device"))
-    resources = _names(where, "resources", entry.get("resources"))
+    device = _device(where, entry.get("device", _ABSENT))
+    resources = _names(where, "resources", entry.get("resources", _ABSENT))
     if any(not r or len(r) > MAX_RESOURCE_LENGTH for r in resources):
         raise InvalidArgument(
             f"{where}.resources must be names of 1 to {MAX_RESOURCE_LENGTH} characters"
         )
-    actions = _names(where, "actions", entry.get("actions"))
+    actions = _names(where, "actions", entry.get("actions", _ABSENT))
     unknown_actions = sorted(set(actions) - set(_ACTIONS))
     if unknown_actions:
         raise InvalidArgument(
@@ -80,19 +94,44 @@ def _permission(index: int, entry: object) -> Permission:
     )
 
 
-def parse_permissions(raw: object) -> tuple[Permission, ...] | None:
-    """The grants in ``raw`` (JSON as sent or stored); None (full access) for none at all."""
-    if raw is None:
-        return None
+def parse_permissions(raw: object = FULL_ACCESS) -> tuple[Permission, ...] | None:
+    """The grants a client sent, as JSON; `FULL_ACCESS` (None) only when it sent none.
+
+    ``raw`` is None only for permissions left out; a JSON null that was sent must reach this
+    function as something else (the servicer passes `NULL`), so it is refused like any other
+    shape that is not a non-empty list of grants.
+    """
+    if raw is FULL_ACCESS:
+        return FULL_ACCESS
     if not isinstance(raw, list):
         raise InvalidArgument("permissions must be a list")
+    if not raw:
+        raise InvalidArgument(
+            "permissions must list at least one permission; leave them out for full access"
+        )
     if len(raw) > MAX_PERMISSIONS:
         raise InvalidArgument(f"a token may carry at most {MAX_PERMISSIONS} permissions")
-    return tuple(_permission(i, entry) for i, entry in enumerate(raw)) or None
+    return tuple(_permission(i, entry) for i, entry in enumerate(raw))
+
+
+NULL = object()
+"""Stands for a JSON null sent where the permissions belong: refused, never full access
+(decoded JSON has None for both a null and a value left out)."""
+
+
+def stored_permissions(raw: object) -> tuple[Permission, ...] | None:
+    """The grants of a stored token, in the form `permissions_json` wrote (``[]``: full access).
+
+    A stored null is not the absence of a choice but a row written around storage: refused.
+    """
+    if raw == []:
+        return FULL_ACCESS
+    return parse_permissions(NULL if raw is None else raw)
 
 
 def permissions_json(permissions: Sequence[Permission] | None) -> list[dict[str, object]]:
-    """The canonical stored form: every key present, names in a fixed order."""
+    """The canonical stored form: every key present, names in a fixed order; full access is
+    the empty list, which only `stored_permissions` reads back as such."""
     return [
         {
             "device": p.device,

@@ -6,13 +6,14 @@ build the answer. Errors are domain exceptions; the interceptor turns them into 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import grpc
 from google.protobuf import json_format, struct_pb2
 from sqlalchemy.orm import Session
 from thingwire.auth.v1 import auth_pb2, auth_pb2_grpc
 
+from server.auth.permissions import FULL_ACCESS, NULL
 from server.auth.principal import Action, UserPrincipal, require_user
 from server.errors import InvalidArgument, NotFound, PermissionDenied, Unauthenticated
 from server.request_origin import client_of
@@ -63,14 +64,20 @@ def _require_session(principal: UserPrincipal) -> None:
         raise PermissionDenied("API tokens are managed with a login token")
 
 
-def _permissions_sent(
-    permissions: Sequence[auth_pb2.AccessTokenPermission],
-) -> list[dict[str, object]]:
-    """The grants as the client sent them (unset fields left out, as JSON null arrives).
+def _permissions_sent(request: auth_pb2.CreateAccessTokenRequest) -> object:
+    """The grants as the client sent them, as JSON: `FULL_ACCESS` only if left out.
 
-    Storage checks them with `server.auth.permissions`, the one parser of their shape.
+    The field is a google.protobuf.Value so that the gateway hands over the JSON as sent
+    (nulls, unknown keys and bare strings included); `server.auth.permissions`, the one
+    parser of its shape, refuses what is not a list of grants. A null (or a Value with no
+    kind, as bytes of another type would decode) is `NULL`, refused, never full access.
     """
-    return [json_format.MessageToDict(p, preserving_proto_field_name=True) for p in permissions]
+    if not request.HasField("token_permissions"):
+        return FULL_ACCESS
+    value = request.token_permissions
+    if value.WhichOneof("kind") in (None, "null_value"):
+        return NULL
+    return json_format.MessageToDict(value)
 
 
 class AuthService(auth_pb2_grpc.AuthServiceServicer):
@@ -246,7 +253,7 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
     ) -> auth_pb2.CreateAccessTokenResponse:
         principal = require_user()
         _require_self(principal, request.user_id)
-        permissions = _permissions_sent(request.token_permissions)
+        permissions = _permissions_sent(request)
         now = self._state.clock()
         expire_time = epoch_ms_or_none(request.token_expiration, "token_expiration")
         # Storage checks the name, the permissions and that the expiry lies ahead.

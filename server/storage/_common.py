@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import unicodedata
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, TypeVar
@@ -23,7 +24,9 @@ MAX_PAGE_SIZE = 1000
 
 
 def validate_name(name: str, what: str, max_length: int) -> str:
-    """A display name, stripped: required, and at most ``max_length`` characters.
+    """A display name, stripped: required, at most ``max_length`` characters, and free of
+    control characters (a NUL, a newline or an escape sequence would corrupt listings,
+    logs and terminals that show it, and PostgreSQL refuses a NUL in text outright).
 
     ``what`` names it in the message ("name", "organization name"), so that each kind of
     record keeps its own wording and limit while the rule stays one.
@@ -33,6 +36,8 @@ def validate_name(name: str, what: str, max_length: int) -> str:
         raise InvalidArgument(f"{what} is required")
     if len(name) > max_length:
         raise InvalidArgument(f"{what} must be at most {max_length} characters")
+    if any(unicodedata.category(c) == "Cc" for c in name):
+        raise InvalidArgument(f"{what} must not contain control characters")
     return name
 
 

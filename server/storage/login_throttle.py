@@ -139,7 +139,21 @@ def forgive(s: Session, reservation: Reservation) -> None:
     """
     client_key, *account_keys = reservation.keys
     s.execute(sa.delete(LoginThrottle).where(LoginThrottle.key == client_key.key))
-    for key in account_keys:
+    _undo(s, reservation, account_keys)
+
+
+def withdraw(s: Session, reservation: Reservation) -> None:
+    """Undo the reservation of an attempt whose password was never answered (cancelled).
+
+    Nothing was learnt, so nothing is charged: every key loses this one attempt and gets
+    back the lock it had before; earlier failures, the client's included, stay counted.
+    """
+    _undo(s, reservation, reservation.keys)
+
+
+def _undo(s: Session, reservation: Reservation, keys: Sequence[ThrottleKey]) -> None:
+    """Take this reservation's attempt off ``keys``, and the locks it set."""
+    for key in keys:
         row = s.scalars(
             sa.select(LoginThrottle).where(LoginThrottle.key == key.key).with_for_update()
         ).one_or_none()

@@ -165,6 +165,12 @@ def finish_login(s: Session, attempt: LoginAttempt, password_ok: bool, password:
     return user
 
 
+def withdraw_login(s: Session, attempt: LoginAttempt) -> None:
+    """Undo the reservation of an attempt that was cancelled before its answer: no lock or
+    failure is left by a check nobody learnt the result of."""
+    login_throttle.withdraw(s, attempt.reservation)
+
+
 def authenticate_password(
     database: Database, login: str, password: str, now: datetime | None = None, client: str = ""
 ) -> User:

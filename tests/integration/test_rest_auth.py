@@ -254,12 +254,38 @@ def test_thinger_user_token_lifecycle(client: httpx.Client, ada: dict) -> None:
             {"token_permissions": [{"device": "door", "actions": ["fly"]}]},
             "permissions[0] has unknown actions ['fly']; use ['read', 'call', 'write']",
         ),
+        # The audit's bodies: each was once accepted, [null] as a full-access token.
+        ({"token_permissions": [None]}, "permissions[0] must be an object"),
+        ({"token_permissions": {"device": "*"}}, "permissions must be a list"),
+        (
+            {"token_permissions": [{"device": "*", "extra": 1}]},
+            "permissions[0] has unknown fields: ['extra']",
+        ),
+        (
+            {"token_permissions": [{"device": "d1", "actions": "call"}]},
+            "permissions[0].actions must be a list of strings",
+        ),
+        (
+            {"token_permissions": [{"device": "d1", "actions": ["call", None]}]},
+            "permissions[0].actions must be a list of strings",
+        ),
+        (
+            {"token_permissions": [{"device": "d1", "resources": None}]},
+            "permissions[0].resources must be a list of strings",
+        ),
+        ({"token_permissions": None}, "permissions must be a list"),
+        (
+            {"token_permissions": []},
+            "permissions must list at least one permission; leave them out for full access",
+        ),
+        ({"token_name": "t\u0000x"}, "name must not contain control characters"),
     ],
 )
 def test_thinger_user_tokens_of_a_bad_shape_are_400(
     client: httpx.Client, ada: dict, body: dict, message: str
 ) -> None:
-    """Once a token that never expired, one for every device, and a 10,000-grant token."""
+    """Once a token that never expired, one for every device, a 10,000-grant token, and (from
+    a null grant the transcoder dropped) a full-access one."""
     access = oauth(client, f"grant_type=password&username=ada&password={PASSWORD}").json()
     auth = {"Authorization": f"Bearer {access['access_token']}"}
     answer = client.post("/v1/users/ada/tokens", json={"token_name": "x", **body}, headers=auth)

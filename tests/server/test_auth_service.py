@@ -8,6 +8,7 @@ from typing import Any
 import grpc
 import jwt
 import pytest
+from google.protobuf import json_format, struct_pb2
 from thingwire.auth.v1 import auth_pb2
 
 from server.storage import devices, users
@@ -45,6 +46,11 @@ def refresh_grant(srv: ServerUnderTest, refresh_token: str):
     return srv.auth.CreateToken(
         auth_pb2.CreateTokenRequest(grant_type="refresh_token", refresh_token=refresh_token)
     )
+
+
+def grants(permissions: object) -> struct_pb2.Value:
+    """The token_permissions field, from the JSON a gRPC client means."""
+    return json_format.ParseDict(permissions, struct_pb2.Value())
 
 
 def code_of(call, *args, **kwargs) -> tuple[grpc.StatusCode, str]:
@@ -254,7 +260,9 @@ def test_user_access_token_is_scoped_and_revocable(srv: ServerUnderTest) -> None
         auth_pb2.CreateAccessTokenRequest(
             user_id=USERNAME,
             token_name="door",
-            token_permissions=[{"device": "nodemcu", "resources": ["open"], "actions": ["call"]}],
+            token_permissions=grants(
+                [{"device": "nodemcu", "resources": ["open"], "actions": ["call"]}]
+            ),
         ),
         metadata=session,
     )
@@ -304,14 +312,34 @@ def refused_user_token(srv: ServerUnderTest, **fields: Any) -> tuple[grpc.Status
         ([{"device": "*"}] * 10_000, "at most 100 permissions"),
         ([{"device": "*", "resources": ["r"] * 10_000}], "at most 100 resources"),
         ([{"device": "*", "actions": ["read"] * 10_000}], "at most 100 actions"),
+        ([None], "permissions[0] must be an object"),
+        ([], "at least one permission; leave them out for full access"),
+        (None, "permissions must be a list"),
+        ({"device": "*"}, "permissions must be a list"),
+        ([{"device": "*", "extra": 1}], "unknown fields: ['extra']"),
+        ([{"device": "d1", "actions": "call"}], "actions must be a list of strings"),
+        ([{"device": "d1", "resources": None}], "resources must be a list of strings"),
     ],
 )
 def test_bad_permission_shapes_are_invalid(
-    srv: ServerUnderTest, permissions: list[dict[str, object]], expected: str
+    srv: ServerUnderTest, permissions: object, expected: str
 ) -> None:
-    code, details = refused_user_token(srv, token_permissions=permissions)
+    code, details = refused_user_token(srv, token_permissions=grants(permissions))
     assert code == grpc.StatusCode.INVALID_ARGUMENT
     assert expected in details
+
+
+def test_permissions_of_no_kind_are_invalid_not_full_access(srv: ServerUnderTest) -> None:
+    """A Value with nothing set (what a client of the old repeated field's bytes decodes to)
+    is refused like a null: only a field left out asks for full access."""
+    code, details = refused_user_token(srv, token_permissions=struct_pb2.Value())
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+    assert details == "permissions must be a list"
+    old = auth_pb2.AccessTokenPermission(device="door", actions=["read"]).SerializeToString()
+    request = auth_pb2.CreateAccessTokenRequest(user_id=USERNAME, token_name="x")
+    request.MergeFromString(b"\x1a" + bytes([len(old)]) + old)  # field 3, as the old type
+    code, _ = code_of(srv.auth.CreateAccessToken, request, metadata=bearer(login(srv)))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
 
 
 def revoke(srv: ServerUnderTest, token: str) -> tuple[bytes, list[tuple[str, str | bytes]]]:
@@ -374,7 +402,9 @@ def test_a_token_older_than_its_account_is_refused(srv: ServerUnderTest) -> None
 def _user_token(srv: ServerUnderTest, permissions: list[dict] | None = None) -> str:
     return srv.auth.CreateAccessToken(
         auth_pb2.CreateAccessTokenRequest(
-            user_id=USERNAME, token_name="t", token_permissions=permissions or []
+            user_id=USERNAME,
+            token_name="t",
+            token_permissions=grants(permissions) if permissions is not None else None,
         ),
         metadata=bearer(login(srv)),
     ).token
@@ -495,7 +525,7 @@ def test_a_trailing_ampersand_in_the_form_is_fine(srv: ServerUnderTest) -> None:
     assert answer.access_token
 
 
-@pytest.mark.parametrize("name", ["", "   ", "x" * 101])
+@pytest.mark.parametrize("name", ["", "   ", "x" * 101, "t\x00x", "a\nb"])
 def test_token_names_are_checked(srv: ServerUnderTest, name: str) -> None:
     session = bearer(login(srv))
     for call, request in [

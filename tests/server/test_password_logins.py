@@ -13,9 +13,9 @@ from thingwire.auth.v1 import auth_pb2
 from server.auth import passwords
 from server.auth.passwords import PasswordLogins
 from server.errors import Throttled, Unauthenticated
-from server.storage import users
+from server.storage import login_throttle, users
 from server.storage.db import Database
-from server.storage.models import User
+from server.storage.models import LoginThrottle, User
 from tests.server.conftest import ServerUnderTest
 
 PASSWORD = "per-client-password"
@@ -130,3 +130,50 @@ def test_one_client_cannot_take_every_password_check(
     assert isinstance(other, Unauthenticated)  # it was checked: unknown account
     checked = [o for o in flood if not isinstance(o, Throttled)]
     assert len(checked) == passwords.MAX_CHECKS_PER_CLIENT
+
+
+def test_a_login_cancelled_mid_check_leaves_no_lock(
+    database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At its ceiling, an account's next reservation locks it; a login cancelled while its
+    password is checked must withdraw that reservation, lock included (it never did)."""
+    started, release = threading.Event(), threading.Event()
+
+    def held_check(password_hash: str | None, password: str) -> bool:
+        started.set()
+        release.wait(10)
+        return True
+
+    now = datetime.now(UTC)
+    with database.session() as s:
+        ada = users.create_user(s, "ada@example.com", "x" * 8, "ada")
+    account_key = f"a:user:{ada.id}"
+    with database.session() as s:
+        s.add(
+            LoginThrottle(
+                key=account_key, failures=login_throttle.ACCOUNT_LIMIT - 1, window_start=now
+            )
+        )
+    monkeypatch.setattr(passwords, "verify_password", held_check)
+    logins = PasswordLogins(database, workers=1)
+
+    async def cancel_mid_check() -> None:
+        task = asyncio.create_task(logins.check("ada@example.com", "x" * 8, "c", now))
+        assert await asyncio.to_thread(started.wait, 10)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await logins.settled()
+
+    try:
+        asyncio.run(cancel_mid_check())
+    finally:
+        release.set()
+        logins.close()
+    with database.session() as s:
+        stored = s.get(LoginThrottle, account_key)
+        assert stored is not None
+        assert stored.locked_until is None
+        assert stored.failures == login_throttle.ACCOUNT_LIMIT - 1
+        client = s.get(LoginThrottle, f"c:c|user:{ada.id}")
+        assert client is None or client.failures == 0

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from server.auth.authenticator import split_authorization, stored_permissions
-from server.auth.permissions import parse_permissions
+from server.auth.permissions import FULL_ACCESS, NULL, parse_permissions, permissions_json
 from server.auth.principal import Action, Permission, UserPrincipal
-from server.errors import Unauthenticated
+from server.errors import InvalidArgument, Unauthenticated
 
 
 def test_unscoped_credentials_may_do_anything() -> None:
@@ -34,9 +34,16 @@ def test_wildcard_device_and_default_actions() -> None:
     assert not principal.allows(Action.WRITE, "anything")
 
 
-def test_no_grants_means_full_access() -> None:
-    assert parse_permissions([]) is None
-    assert parse_permissions(None) is None
+def test_only_permissions_left_out_mean_full_access() -> None:
+    """Full access is asked for by sending none; an empty list (what a dropped null once
+    became) is refused, and only storage's own canonical form reads back as full access."""
+    assert parse_permissions(None) is FULL_ACCESS
+    with pytest.raises(InvalidArgument, match="at least one permission"):
+        parse_permissions([])
+    with pytest.raises(InvalidArgument, match="must be a list"):
+        parse_permissions(NULL)
+    assert stored_permissions([], "t1") is FULL_ACCESS
+    assert stored_permissions(permissions_json(None), "t1") is FULL_ACCESS
 
 
 @pytest.mark.parametrize(
@@ -45,6 +52,9 @@ def test_no_grants_means_full_access() -> None:
         [{"device": "door", "actions": "call"}],  # once turned every call into INTERNAL
         [{"device": "door", "actions": ["fly"]}],
         [{"device": None}],  # once read as every device
+        [{"device": "door", "resources": None}],
+        [None],
+        None,
         [{"device": "door", "resources": "open"}],  # once read as the letters o, p, e, n
         "everything",
     ],

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
+from server.auth.permissions import NULL
 from server.errors import InvalidArgument, NotFound, Unauthenticated
 from server.storage import tokens
 from server.storage.db import Database
@@ -38,7 +39,17 @@ def test_api_token_secret_is_shown_once_and_stored_hashed(database: Database, ad
         assert tokens.authenticate_api_token(s, secret, T0).id == ada.id
 
 
-@pytest.mark.parametrize(("name", "message"), [("", "required"), ("x" * 101, "100")])
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("", "required"),
+        ("x" * 101, "100"),
+        ("t\x00x", "control characters"),
+        ("a\nb", "control characters"),
+        ("a\x1b[2Jb", "control characters"),
+        ("a\x7fb", "control characters"),
+    ],
+)
 def test_api_token_name_rules(database: Database, ada: User, name: str, message: str) -> None:
     with database.session() as s, pytest.raises(InvalidArgument, match=message):
         tokens.create_api_token(s, ada.id, name, now=T0)
@@ -284,7 +295,7 @@ def test_access_token_lifecycle(database: Database, ada: User) -> None:
 
 def test_revoked_or_unknown_access_token(database: Database, ada: User) -> None:
     with database.session() as s:
-        token = tokens.create_access_token(s, ada.id, "t", [], None, T0)
+        token = tokens.create_access_token(s, ada.id, "t", None, None, T0)
         token.revoke_time = T0
     with database.session() as s:
         with pytest.raises(Unauthenticated):
@@ -297,15 +308,15 @@ def test_list_access_tokens_newest_first_and_own_only(
     database: Database, ada: User, bob: User
 ) -> None:
     with database.session() as s:
-        old = tokens.create_access_token(s, ada.id, "old", [], None, T0)
-        new = tokens.create_access_token(s, ada.id, "new", [], None, T0 + DAY)
-        tokens.create_access_token(s, bob.id, "bob's", [], None, T0)
+        old = tokens.create_access_token(s, ada.id, "old", None, None, T0)
+        new = tokens.create_access_token(s, ada.id, "new", None, None, T0 + DAY)
+        tokens.create_access_token(s, bob.id, "bob's", None, None, T0)
         assert [t.id for t in tokens.list_access_tokens(s, ada.id)] == [new.id, old.id]
 
 
 def test_another_users_access_token_is_not_found(database: Database, ada: User, bob: User) -> None:
     with database.session() as s:
-        token = tokens.create_access_token(s, ada.id, "t", [], None, T0)
+        token = tokens.create_access_token(s, ada.id, "t", None, None, T0)
     with database.session() as s, pytest.raises(NotFound):
         tokens.delete_access_token(s, bob.id, token.id)
     with database.session() as s:
@@ -333,6 +344,14 @@ def test_another_users_access_token_is_not_found(database: Database, ada: User, 
         [{"device": "dev1", "actions": ["read"] * 101}],
         [{"device": "*"}] * 101,
         [{"device": "*"}] * 10_000,
+        [],  # an empty list is not full access: that is asked for by leaving them out
+        [None],  # once dropped on the way and read as [] (full access)
+        {"device": "*"},  # an object, not a list
+        [{"device": "*", "extra": 1}],
+        [{"device": "dev1", "actions": ["call", None]}],
+        [{"device": "dev1", "resources": None}],  # a key is left out, never null
+        [{"device": "dev1", "actions": None}],
+        NULL,  # a JSON null sent for the whole list
     ],
 )
 def test_access_token_permissions_shape(database: Database, ada: User, permissions: object) -> None:
@@ -365,11 +384,11 @@ def test_the_most_permissions_a_token_may_carry_are_accepted(database: Database,
 def test_access_token_rules(database: Database, ada: User) -> None:
     with database.session() as s:
         with pytest.raises(InvalidArgument, match="name"):
-            tokens.create_access_token(s, ada.id, "", [], None, T0)
+            tokens.create_access_token(s, ada.id, "", None, None, T0)
         with pytest.raises(InvalidArgument, match="future"):
-            tokens.create_access_token(s, ada.id, "t", [], T0 - DAY, T0)
+            tokens.create_access_token(s, ada.id, "t", None, T0 - DAY, T0)
         with pytest.raises(NotFound):
-            tokens.create_access_token(s, 999, "t", [], None, T0)
+            tokens.create_access_token(s, 999, "t", None, None, T0)
 
 
 def test_a_deleted_api_token_id_is_never_reused(database: Database, ada: User) -> None:

@@ -121,7 +121,7 @@ def test_deleting_a_user_cascades_to_tokens_and_devices(database: Database, ada:
     with database.session() as s:
         tokens.create_api_token(s, ada.id, "t", now=T0)
         tokens.issue_refresh_token(s, ada.id, None, T0 + timedelta(days=1), T0)
-        tokens.create_access_token(s, ada.id, "a", [], now=T0)
+        tokens.create_access_token(s, ada.id, "a", None, now=T0)
         device, _ = devices.create_device(s, ada.id, "dev", "creds")
         s.add(DeviceToken(id="a" * 24, device_pk=device.id, name="d", resources=[], create_time=T0))
     with database.session() as s:

@@ -37,8 +37,9 @@ def create_access_token(
 ) -> AccessToken:
     """Record a user-defined token; its id becomes the JWT's ``jti``.
 
-    ``permissions`` is the JSON list of grants as the client sent it; InvalidArgument for
-    any other shape (see `server.auth.permissions`), for a bad name or a past expiry.
+    ``permissions`` is the JSON list of grants as the client sent it, or `FULL_ACCESS`
+    (None) for none sent; InvalidArgument for any other shape, an empty list included (see
+    `server.auth.permissions`), for a bad name or a past expiry.
     """
     grants = parse_permissions(permissions)
     return add_token(

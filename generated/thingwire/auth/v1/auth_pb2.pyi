@@ -175,9 +175,9 @@ class CreateAccessTokenRequest(_message.Message):
     TOKEN_EXPIRATION_FIELD_NUMBER: _ClassVar[int]
     user_id: str
     token_name: str
-    token_permissions: _containers.RepeatedCompositeFieldContainer[AccessTokenPermission]
+    token_permissions: _struct_pb2.Value
     token_expiration: int
-    def __init__(self, user_id: _Optional[str] = ..., token_name: _Optional[str] = ..., token_permissions: _Optional[_Iterable[_Union[AccessTokenPermission, _Mapping]]] = ..., token_expiration: _Optional[int] = ...) -> None: ...
+    def __init__(self, user_id: _Optional[str] = ..., token_name: _Optional[str] = ..., token_permissions: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ..., token_expiration: _Optional[int] = ...) -> None: ...
 
 class CreateAccessTokenResponse(_message.Message):
     __slots__ = ("id", "name", "token")
