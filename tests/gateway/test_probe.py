@@ -3,6 +3,7 @@ through the real Envoy in front of the fake upstream."""
 
 from __future__ import annotations
 
+import json
 import socket
 import time
 from collections.abc import Iterator
@@ -294,27 +295,89 @@ def _raw(gateway: RunningGateway, request: bytes) -> bytes:
         return answer
 
 
+THINGER_400 = {"error": {"message": "bad request: the request is malformed"}}
+DATACOOEE_400 = {
+    "errors": [
+        {"status": "400", "title": "Bad Request", "detail": "bad request: the request is malformed"}
+    ]
+}
+BAD_CHUNK = b" HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nZZ\r\n"
+
+
+def _body(answer: bytes) -> object:
+    return json.loads(answer.partition(b"\r\n\r\n")[2])
+
+
 @pytest.mark.parametrize(
-    ("request_bytes", "status"),
+    ("path", "expected"),
+    [
+        ("/v1/users/ada/tokens", THINGER_400),
+        ("/api/external/v1/inputs", DATACOOEE_400),
+        ("/auth/login/", {"detail": "bad request: the request is malformed"}),
+    ],
+)
+def test_a_codec_400_after_the_headers_has_the_family_of_its_path(
+    gateway: RunningGateway, path: str, expected: object
+) -> None:
+    """Once the request line and headers are complete, Envoy knows the path."""
+    answer = _raw(gateway, b"POST " + path.encode() + BAD_CHUNK)
+    assert answer.startswith(b"HTTP/1.1 400"), answer[:200]
+    assert _body(answer) == expected
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status", "message"),
     [
         pytest.param(
             b"GET /v1/users/ada/tokens HTTP/1.1\r\nHost: x\r\nX-Big: "
             + b"a" * 20_000
             + b"\r\n\r\n",
             431,
+            "request headers are too large",
             id="431",
         ),
         pytest.param(
             b"GET /v1/users/ada/tokens HTTP/1.1\r\nHost: x\r\nBad Header: y\r\n\r\n",
             400,
-            id="codec 400",
+            "bad request: the request is malformed",
+            id="bad header name",
         ),
-        pytest.param(b"GET /v1/users/ada/tokens HTTP/9.9\r\nHost: x\r\n\r\n", 426, id="426"),
+        pytest.param(
+            b"GET /api/external/v1/inputs HTTP/1.1\r\nHost: x\r\nX-A: a\x00b\r\n\r\n",
+            400,
+            "bad request: the request is malformed",
+            id="NUL in a header",
+        ),
+        pytest.param(
+            b"FOO /v1/users/ada/tokens HTTP/1.1\r\nHost: x\r\n\r\n",
+            400,
+            "bad request: the request is malformed",
+            id="method FOO",
+        ),
+        pytest.param(
+            b"GET /v1/users/ada/tokens HTTP/9.9\r\nHost: x\r\n\r\n",
+            426,
+            "Upgrade Required",
+            id="HTTP/9.9",
+        ),
     ],
 )
-def test_envoys_codec_replies_follow_the_path_when_known(
-    gateway: RunningGateway, request_bytes: bytes, status: int
+def test_a_reply_before_the_headers_are_complete_has_the_default_family(
+    gateway: RunningGateway, request_bytes: bytes, status: int, message: str
 ) -> None:
+    """Envoy's HTTP/1 codec sets the path only once the headers are complete, so a
+    refusal before that cannot follow it: the gateway's default family (see
+    docs/architecture.md, "How an error reaches a REST client")."""
     answer = _raw(gateway, request_bytes)
     assert answer.startswith(f"HTTP/1.1 {status}".encode()), answer[:200]
-    print(answer)
+    assert _body(answer) == {"detail": message}
+
+
+def test_a_stalled_body_on_a_thinger_path_is_a_thinger_408(bounded: RunningGateway) -> None:
+    request = b"POST /v1/users/ada/tokens HTTP/1.1\r\n" + HEADERS + b"\r\n" + b'{"token_name": '
+    held, answer = _held_for(bounded, request)
+    assert held < 10 * BOUND_S
+    assert answer.startswith(b"HTTP/1.1 408"), answer
+    assert answer.endswith(
+        b'{"error":{"message":"request timeout: the request was not received in time"}}'
+    )
