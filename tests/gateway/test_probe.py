@@ -229,6 +229,21 @@ def test_a_grpc_content_type_in_another_case_gets_the_rest_checks(
     long_query = client.get("/auth/user?x=" + "a" * 10_000, headers={"content-type": content_type})
     assert long_query.status_code == 414
     assert long_query.json() == {"detail": "request URI is too long (limit 8192 bytes)"}
+    moved = client.get("/auth/user?authorization=abc", headers={"content-type": content_type})
+    assert moved.json()["username"] == "Bearer abc"
+    big = client.post(
+        "/auth/login/", content=b" " * (9 * 1024 * 1024), headers={"content-type": content_type}
+    )
+    assert big.status_code == 413
+
+
+@pytest.mark.parametrize("content_type", NOT_QUITE_GRPC)
+def test_a_trickled_body_in_another_case_is_cut(bounded: RunningGateway, content_type: str) -> None:
+    headers = HEADERS.replace(b"application/json", content_type.encode())
+    trickle = [REQUEST_LINE + headers + b"\r\n{"] + [b" "] * 100
+    held, answer = _held_for(bounded, *trickle, pause=BOUND_S / 3)
+    assert held < 10 * BOUND_S
+    assert answer.startswith(b"HTTP/1.1 408"), answer
 
 
 @pytest.mark.parametrize(
