@@ -20,7 +20,7 @@ from google.protobuf import descriptor_pb2
 from thingwire.options.v1 import options_pb2
 
 from gateway import local_replies
-from gateway.http_rules import HttpRule, http_rules, path_bound_fields
+from gateway.http_rules import HttpRule, http_rules
 from gateway.local_replies import SHAPED_HEADER
 from server.rest_errors import HTTP_STATUS_BY_CODE, INTERNAL_MESSAGE, reason, render_error_body
 
@@ -30,11 +30,14 @@ MIB = 1024 * 1024
 #: services with HTTP rules are the cloud gateway's.
 DEVICE_PACKAGE = "thingwire.local.v1"
 
-#: Native gRPC: exactly application/grpc or application/grpc+<codec>, any parameters after
-#: ";", any case. This one regex picks the gRPC route, and the Lua filter is off on that
-#: route, so routing and filtering cannot disagree; grpc-web and the like (and
-#: "application/grpc ;x") are REST to the transcoder and go the REST way.
-NATIVE_GRPC_CONTENT_TYPE = r"(?i)^application/grpc(\+[^;]*)?(;.*)?$"
+#: Native gRPC: exactly application/grpc, or application/grpc+ and anything, in lower case:
+#: Envoy's own gRPC test, which the transcoder applies. This one regex picks the gRPC
+#: route, and the Lua filter is off on that route, so routing and filtering cannot
+#: disagree; nor may the route disagree with the transcoder. Envoy's test is
+#: case-sensitive, so "application/GRPC" is transcoded as REST and takes a REST route
+#: (with the Lua filter, the buffer limit and the REST timeouts); so do grpc-web and the
+#: like, "application/grpc;x" and "application/grpc ;x".
+NATIVE_GRPC_CONTENT_TYPE = r"^application/grpc(\+.*)?$"
 
 UPSTREAM_CLUSTER = "thingwire_grpc"
 
@@ -258,9 +261,8 @@ def transcoder_config(spec: GatewaySpec, *, sse: bool = False) -> dict[str, Any]
         "print_options": print_options,
         "convert_grpc_status": True,
         "ignore_unknown_query_parameters": True,
-        # A query parameter never sets a field the path binds: the path wins
-        # (`?id=11` on /auth/api_tokens/5 deletes token 5 or nothing).
-        "ignored_query_parameters": list(path_bound_fields(_rules(spec))),
+        # A query parameter or the body may name a field the path binds; the server re-binds
+        # those fields from the path (server/rest_interceptor.py), whatever the encoding.
         # Keep the REST route (and its timeout) after the path is rewritten to the gRPC one;
         # otherwise the request would be re-routed as native gRPC.
         "match_incoming_request_route": True,

@@ -1,15 +1,19 @@
-"""The `google.api.http` rules of the descriptor image, as the gateway config needs them.
+"""The `google.api.http` rules of the descriptor image, as the gateway and the server need them.
 
 The image Envoy loads is the one list of what REST exposes, so the routes that stream
-(server-streaming rpcs) and the fields a path binds (which no query parameter may change)
-are read from it rather than written by hand.
+(server-streaming rpcs) are read from it rather than written by hand; the server reads the
+same rules from its descriptors to re-bind the fields a path binds (`PathTemplate`), so
+that nothing but the path sets them (docs/architecture.md, "Query parameters and
+path-bound fields").
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+import urllib.parse
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from google.api import annotations_pb2, http_pb2
@@ -30,19 +34,39 @@ class HttpRule:
     template: str
     server_streaming: bool
     family: int
-    #: Top-level request fields a query parameter may set (none when the body is "*").
-    query_fields: tuple[str, ...] = ()
-
-    @property
-    def path_fields(self) -> tuple[str, ...]:
-        """The request fields this rule binds from the path (`user_id`, `device.id`)."""
-        return tuple(match.group(1) for match in _VARIABLE.finditer(self.template))
 
     @property
     def path_regex(self) -> str:
         """An RE2 regex matching the paths of this rule, with or without a trailing slash
         and with any query (Envoy serves both slash forms, see docs/architecture.md)."""
         return f"^{_template_regex(self.template)}/?(\\?.*)?$"
+
+
+@dataclass(frozen=True)
+class PathTemplate:
+    """One path template of an rpc, able to read its variables back out of a request path."""
+
+    template: str
+
+    @cached_property
+    def _compiled(self) -> re.Pattern[str]:
+        return re.compile(f"^{_template_regex(self.template, capture=True)}/?$")
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        """The request fields the template binds, in path order (`user_id`, `device.id`)."""
+        return tuple(match.group(1) for match in _VARIABLE.finditer(self.template))
+
+    def bind(self, path: str) -> dict[str, str] | None:
+        """The value of each path-bound field in `path` (its query ignored), percent-decoded
+        as the transcoder decodes it, or None when `path` is not one of this template's."""
+        match = self._compiled.match(path.split("?", 1)[0])
+        if match is None:
+            return None
+        return {
+            field: urllib.parse.unquote(value)
+            for field, value in zip(self.fields, match.groups(), strict=True)
+        }
 
 
 def _segments_regex(pattern: str) -> str:
@@ -57,17 +81,19 @@ def _segments_regex(pattern: str) -> str:
     return "/".join(parts)
 
 
-def _template_regex(template: str) -> str:
+def _template_regex(template: str, *, capture: bool = False) -> str:
     out, position = [], 0
     for match in _VARIABLE.finditer(template):
         out.append(_segments_regex(template[position : match.start()]))
-        out.append(_segments_regex(match.group(2) or "*"))
+        variable = _segments_regex(match.group(2) or "*")
+        out.append(f"({variable})" if capture else variable)
         position = match.end()
     out.append(_segments_regex(template[position:]))
     return "".join(out)
 
 
-def _bindings(rule: http_pb2.HttpRule) -> Iterable[tuple[str, str, str]]:
+def bindings(rule: http_pb2.HttpRule) -> Iterator[tuple[str, str, str]]:
+    """(HTTP method, path template, body) of a rule and of its additional bindings."""
     for binding in (rule, *rule.additional_bindings):
         pattern = binding.WhichOneof("pattern")
         if pattern in _VERBS:
@@ -76,24 +102,10 @@ def _bindings(rule: http_pb2.HttpRule) -> Iterable[tuple[str, str, str]]:
             yield binding.custom.kind.upper(), binding.custom.path, binding.body
 
 
-def _query_fields(
-    message: descriptor_pb2.DescriptorProto | None, template: str, body: str
-) -> tuple[str, ...]:
-    if message is None or body == "*":
-        return ()
-    bound = {match.group(1).split(".")[0] for match in _VARIABLE.finditer(template)}
-    return tuple(f.name for f in message.field if f.name not in bound and f.name != body)
-
-
 def http_rules(descriptor: Path, services: Iterable[str]) -> tuple[HttpRule, ...]:
     """Every HTTP rule of the rpcs of `services` in the descriptor set at `descriptor`."""
     wanted = set(services)
     image = descriptor_pb2.FileDescriptorSet.FromString(Path(descriptor).read_bytes())
-    messages = {
-        f".{proto_file.package}.{message.name}": message
-        for proto_file in image.file
-        for message in proto_file.message_type
-    }
     rules = []
     for proto_file in image.file:
         for service in proto_file.service:
@@ -105,7 +117,7 @@ def http_rules(descriptor: Path, services: Iterable[str]) -> tuple[HttpRule, ...
                 if not options.HasExtension(annotations_pb2.http):
                     continue
                 rule = options.Extensions[annotations_pb2.http]
-                for verb, template, body in _bindings(rule):
+                for verb, template, _body in bindings(rule):
                     rules.append(
                         HttpRule(
                             rpc=f"/{name}/{method.name}",
@@ -113,31 +125,9 @@ def http_rules(descriptor: Path, services: Iterable[str]) -> tuple[HttpRule, ...
                             template=template,
                             server_streaming=method.server_streaming,
                             family=options.Extensions[options_pb2.api_family],
-                            query_fields=_query_fields(
-                                messages.get(method.input_type), template, body
-                            ),
                         )
                     )
     return tuple(rules)
 
 
-def path_bound_fields(rules: Iterable[HttpRule]) -> tuple[str, ...]:
-    """Every field name some rule binds from its path, sorted: the query parameters the
-    transcoder must ignore, so that a query never changes a path-bound field.
-
-    Envoy's list applies to every rpc, so a name bound by one rule's path and settable by
-    another rule's query would silently stop working there: that is refused.
-    """
-    rules = tuple(rules)
-    bound = {field for rule in rules for field in rule.path_fields}
-    for rule in rules:
-        clash = bound.intersection(rule.query_fields)
-        if clash:
-            raise ValueError(
-                f"{rule.method} {rule.template} takes {sorted(clash)} from the query, "
-                "which another rule binds from its path"
-            )
-    return tuple(sorted(bound))
-
-
-__all__ = ["HttpRule", "http_rules", "path_bound_fields"]
+__all__ = ["HttpRule", "PathTemplate", "bindings", "http_rules"]

@@ -74,18 +74,34 @@ def _family_filter(family: Family) -> dict[str, Any]:
     return {"or_filter": {"filters": checks}} if checks else {}
 
 
-def _transcoder_failure() -> dict[str, Any]:
-    """The transcoder refused the body or a query parameter (its details say so)."""
+def _cel(expression: str) -> dict[str, Any]:
     return {
         "extension_filter": {
             "name": "envoy.access_loggers.extension_filters.cel",
             "typed_config": {
                 "@type": "type.googleapis.com/"
                 "envoy.extensions.access_loggers.filters.cel.v3.ExpressionFilter",
-                "expression": "response.code_details.contains('grpc_json_transcode_failure')",
+                "expression": expression,
             },
         }
     }
+
+
+def _transcoder_failure() -> dict[str, Any]:
+    """The transcoder refused the body or a query parameter (its details say so)."""
+    return _cel("response.code_details.contains('grpc_json_transcode_failure')")
+
+
+#: gRPC needs HTTP/2; over HTTP/1 the server resets the stream.
+_HTTP1 = _cel("request.protocol.startsWith('HTTP/1')")
+#: The grpc-message of Envoy's own replies to native gRPC calls over HTTP/1.
+GRPC_NEEDS_HTTP2 = "unsupported protocol: gRPC needs HTTP/2"
+
+
+def _grpc_mapper(when: dict[str, Any], message: str) -> dict[str, Any]:
+    """Envoy answers a native gRPC request's local reply in gRPC form (HTTP 200, its status
+    as grpc-status); a mapper can only choose the text, which becomes grpc-message."""
+    return {"filter": when, "body_format_override": {"text_format": message}}
 
 
 def _mapper(
@@ -129,14 +145,21 @@ def local_reply_config(
         # The transcoder makes a REST request's content type gRPC; it also sets this.
         _header("x-envoy-original-path", {"present_match": True, "invert_match": True}),
     )
-    mappers: list[dict[str, Any]] = [
-        # Native gRPC: Envoy's reply is a gRPC status; leave it be (no body format).
-        {"filter": native_grpc}
-    ]
     messages = {
         **MESSAGES,
         413: f"request body is too large (limit {max_request_body_bytes} bytes)",
     }
+    mappers: list[dict[str, Any]] = [
+        # Native gRPC: Envoy's reply is a gRPC status; only its message is ours, never
+        # Envoy's own text ("upstream connect error or disconnect/reset before headers").
+        _grpc_mapper(_all(native_grpc, _HTTP1), GRPC_NEEDS_HTTP2),
+        *(
+            _grpc_mapper(_all(native_grpc, _status(status)), message)
+            for status, message in messages.items()
+            if "%" not in message
+        ),
+        {"filter": native_grpc},
+    ]
     rejected = _header(reject_header, {"present_match": True})
     for family in families:
         where = _family_filter(family)
@@ -162,4 +185,4 @@ def local_reply_config(
     return {"mappers": mappers}
 
 
-__all__ = ["MESSAGES", "SHAPED_HEADER", "Family", "local_reply_config"]
+__all__ = ["GRPC_NEEDS_HTTP2", "MESSAGES", "SHAPED_HEADER", "Family", "local_reply_config"]

@@ -1,9 +1,16 @@
-"""Applies each rpc's REST options: its API family (for error bodies) and its success status.
+"""Applies each rpc's REST options: its API family (for error bodies), its success status,
+and its path-bound fields.
 
-Both are method options in proto/ (`thingwire.options.v1.api_family`, `http_status`), read
-from the descriptors like the access level. This interceptor runs outside the auth
-interceptor, so every error of the call, authentication included, is rendered for the
-rpc's family by `server.interceptors.abort_with`.
+The first two are method options in proto/ (`thingwire.options.v1.api_family`,
+`http_status`), read from the descriptors like the access level. This interceptor runs
+outside the auth interceptor, so every error of the call, authentication included, is
+rendered for the rpc's family by `server.interceptors.abort_with`.
+
+The path wins: a field the rpc's `google.api.http` template binds from the path is set
+again from the REST path (`x-envoy-original-path`) before the call runs, so that neither
+the query (however its name is percent-encoded) nor the JSON body can change it.
+`DELETE /auth/api_tokens/5?i%64=11` deletes token 5, and `{"user_id":"bob"}` posted to
+/v1/users/alice/tokens is alice's request.
 """
 
 from __future__ import annotations
@@ -13,10 +20,24 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
-from google.protobuf import descriptor
+from google.api import annotations_pb2
+from google.protobuf import descriptor, message
 from thingwire.options.v1 import options_pb2
 
+from gateway.http_rules import PathTemplate, bindings
 from server.rest_errors import HTTP_STATUS_KEY, current_family
+
+#: Where Envoy's transcoder keeps the REST path after rewriting `:path` to the gRPC one.
+ORIGINAL_PATH_KEY = "x-envoy-original-path"
+
+_INTEGERS = frozenset(
+    {
+        descriptor.FieldDescriptor.CPPTYPE_INT32,
+        descriptor.FieldDescriptor.CPPTYPE_INT64,
+        descriptor.FieldDescriptor.CPPTYPE_UINT32,
+        descriptor.FieldDescriptor.CPPTYPE_UINT64,
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -26,14 +47,67 @@ class RestOptions:
     family: int = options_pb2.API_FAMILY_UNSPECIFIED
     #: The HTTP status of a successful answer; 0 means the transcoder's 200.
     success_status: int = 0
+    #: The rpc's REST path templates; the fields they bind are re-bound from the path.
+    paths: tuple[PathTemplate, ...] = ()
 
 
 def rest_options(method: descriptor.MethodDescriptor) -> RestOptions:
     """The REST options declared on one rpc."""
-    declared = method.GetOptions().Extensions
+    options = method.GetOptions()
+    declared = options.Extensions
+    paths: tuple[PathTemplate, ...] = ()
+    if options.HasExtension(annotations_pb2.http):
+        paths = tuple(
+            PathTemplate(template)
+            for _verb, template, _body in bindings(declared[annotations_pb2.http])
+            if PathTemplate(template).fields
+        )
     return RestOptions(
-        family=declared[options_pb2.api_family], success_status=declared[options_pb2.http_status]
+        family=declared[options_pb2.api_family],
+        success_status=declared[options_pb2.http_status],
+        paths=paths,
     )
+
+
+def bind_path(
+    request: message.Message, metadata: Iterable[tuple[str, Any]], options: RestOptions
+) -> None:
+    """Set `request`'s path-bound fields from the REST path the call arrived on: the path
+    wins over the query and the body.
+
+    The path is only believed from `x-envoy-original-path`, which the gateway's transcoder
+    sets; a caller of the gRPC port may send that header itself, which is harmless: such a
+    caller sets every field of its request directly anyway. A call without it (native gRPC),
+    or whose path is not one of the rpc's templates, is left as it is.
+    """
+    if not options.paths:
+        return
+    path = next((value for key, value in metadata if key == ORIGINAL_PATH_KEY), None)
+    if not isinstance(path, str):
+        return
+    for template in options.paths:
+        values = template.bind(path)
+        if values is not None:
+            for field, value in values.items():
+                _assign(request, field, value)
+            return
+
+
+def _assign(request: message.Message, dotted: str, value: str) -> None:
+    """Set the (possibly nested) field `dotted` to the path's text, converted as the
+    transcoder converts it; a value it would have refused is left alone (never reached)."""
+    *parents, name = dotted.split(".")
+    target = request
+    for parent in parents:
+        target = getattr(target, parent)
+    field = target.DESCRIPTOR.fields_by_name[name]
+    if field.cpp_type == descriptor.FieldDescriptor.CPPTYPE_STRING:
+        setattr(target, name, value)
+    elif field.cpp_type in _INTEGERS:
+        try:
+            setattr(target, name, int(value))
+        except ValueError:
+            return
 
 
 def rest_options_of(services: Iterable[descriptor.ServiceDescriptor]) -> dict[str, RestOptions]:
@@ -61,7 +135,7 @@ class RestInterceptor(grpc.aio.ServerInterceptor):
     ) -> grpc.RpcMethodHandler:
         handler = await continuation(handler_call_details)
         options = self._options.get(handler_call_details.method)
-        if handler is None or options is None or not options.family:
+        if handler is None or options is None or not (options.family or options.paths):
             return handler
         return _wrap(handler, options)
 
@@ -78,6 +152,8 @@ def _wrap(handler: grpc.RpcMethodHandler, options: RestOptions) -> Any:
 
         async def unary_response(request: Any, context: grpc.aio.ServicerContext) -> Any:
             current_family.set(options.family)
+            if handler.unary_unary:
+                bind_path(request, context.invocation_metadata() or (), options)
             response = await inner(request, context)
             if success:
                 # Only once the rpc succeeded: an error keeps the status of its code.
@@ -92,6 +168,8 @@ def _wrap(handler: grpc.RpcMethodHandler, options: RestOptions) -> Any:
 
     async def streaming_response(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator:
         current_family.set(options.family)
+        if handler.unary_stream:
+            bind_path(request, context.invocation_metadata() or (), options)
         async for item in inner_stream(request, context):
             yield item
 
@@ -100,4 +178,4 @@ def _wrap(handler: grpc.RpcMethodHandler, options: RestOptions) -> Any:
     return grpc.stream_stream_rpc_method_handler(streaming_response, **serializers)
 
 
-__all__ = ["RestInterceptor", "RestOptions", "rest_options", "rest_options_of"]
+__all__ = ["RestInterceptor", "RestOptions", "bind_path", "rest_options", "rest_options_of"]

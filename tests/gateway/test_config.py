@@ -24,7 +24,7 @@ from gateway.config import (
     render_json,
     transcoded_services,
 )
-from gateway.http_rules import HttpRule, http_rules, path_bound_fields
+from gateway.http_rules import PathTemplate, http_rules
 from server.rest_errors import render_error_body
 from tests.gateway.conftest import DESCRIPTOR
 
@@ -93,7 +93,7 @@ def test_transcoder_settings(spec: GatewaySpec) -> None:
     assert transcoder["services"] == list(CLOUD)
     assert transcoder["convert_grpc_status"] is True
     assert transcoder["ignore_unknown_query_parameters"] is True
-    assert transcoder["ignored_query_parameters"] == ["id", "token_id", "user_id"]
+    assert "ignored_query_parameters" not in transcoder  # the server re-binds the path
     assert transcoder["match_incoming_request_route"] is True
     assert transcoder["request_validation_options"] == {
         "reject_unknown_method": True,
@@ -279,7 +279,9 @@ def test_device_gateway_uses_the_local_api_family() -> None:
     assert not [name for name in _routes(config) if name.startswith("sse")]
     mappers = _hcm(config)["local_reply_config"]["mappers"]
     formats = [
-        m["body_format_override"]["json_format"] for m in mappers if "body_format_override" in m
+        m["body_format_override"]["json_format"]
+        for m in mappers
+        if "json_format" in m.get("body_format_override", {})
     ]
     assert formats
     assert all(set(document) == {"error"} for document in formats)
@@ -319,10 +321,11 @@ def test_path_prefixes_agree_with_each_rpcs_family(spec: GatewaySpec) -> None:
     assert [(r.template, r.family) for r in rules if r.family != by_prefix(r.template)] == []
 
 
-def test_a_field_bound_by_a_path_and_set_by_a_query_elsewhere_is_refused() -> None:
-    rules = [
-        HttpRule("/a/Get", "GET", "/a/{device}", False, 1),
-        HttpRule("/a/List", "GET", "/a", False, 1, query_fields=("device",)),
-    ]
-    with pytest.raises(ValueError, match="device"):
-        path_bound_fields(rules)
+def test_a_path_template_binds_its_variables_percent_decoded() -> None:
+    template = PathTemplate("/v1/users/{user_id}/tokens/{token_id}")
+    assert template.bind("/v1/users/al%69ce/tokens/7/?user_id=bob") == {
+        "user_id": "alice",
+        "token_id": "7",
+    }
+    assert template.bind("/v1/users/alice/tokens") is None
+    assert PathTemplate("/auth/api_tokens/{id}").bind("/auth/api_tokens/5?id=11") == {"id": "5"}

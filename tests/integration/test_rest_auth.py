@@ -458,3 +458,53 @@ def test_a_request_just_under_the_gateway_limits_reaches_the_server(client: http
     through is answered by the server (here 401), never refused as RESOURCE_EXHAUSTED."""
     answer = client.get("/auth/user/?x=" + "a" * 8000, headers={"x-big": "a" * (7 * 1024)})
     assert answer.status_code == 401
+
+
+# --- What the audit of main found: the path wins, whatever sets a field ---------------------
+
+
+@pytest.mark.parametrize("name", ["i%64", "%69d", "%69%64"])
+def test_an_encoded_query_name_does_not_choose_which_token_is_deleted(
+    client: httpx.Client, bob: dict, name: str
+) -> None:
+    bearer = {"Authorization": f"Bearer {autopi_login(client, 'bob@example.com')}"}
+    created = client.post("/auth/api_tokens/", json={"name": "kept"}, headers=bearer).json()
+    answer = client.delete(f"/auth/api_tokens/999999/?{name}={created['id']}", headers=bearer)
+    assert answer.status_code == 404
+    assert answer.json() == {"detail": "api token 999999 not found"}
+    api = {"Authorization": f"APIToken {created['token']}"}
+    assert client.get("/auth/user/", headers=api).status_code == 200
+
+
+def test_an_encoded_query_name_does_not_choose_whose_path_it_is(
+    client: httpx.Client, ada: dict, bob: dict
+) -> None:
+    """`?user%5Fid=ada` on bob's path, sent by ada: the path says bob, so it is refused."""
+    ada_token = autopi_login(client)
+    answer = client.get(
+        "/v1/users/bob/tokens?user%5Fid=ada", headers={"Authorization": f"Bearer {ada_token}"}
+    )
+    assert answer.status_code == 401
+    assert answer.json()["error"]["message"]
+
+
+def test_the_body_does_not_choose_whose_path_it_is(
+    client: httpx.Client, ada: dict, bob: dict
+) -> None:
+    """`{"user_id": ...}` in the body of POST /v1/users/<user>/tokens: the path wins."""
+    ada_auth = {"Authorization": f"Bearer {autopi_login(client)}"}
+    own = client.post(
+        "/v1/users/ada/tokens", json={"token_name": "path-wins", "user_id": "bob"}, headers=ada_auth
+    )
+    assert own.status_code == 200, own.text
+    listed = client.get("/v1/users/ada/tokens", headers=ada_auth).json()
+    assert "path-wins" in [token["name"] for token in listed]
+    client.delete(f"/v1/users/ada/tokens/{own.json()['id']}", headers=ada_auth)
+    bob_auth = {"Authorization": f"Bearer {autopi_login(client, 'bob@example.com')}"}
+    other = client.post(
+        "/v1/users/ada/tokens", json={"token_name": "stolen", "user_id": "bob"}, headers=bob_auth
+    )
+    assert other.status_code == 401
+    assert "stolen" not in [
+        token["name"] for token in client.get("/v1/users/ada/tokens", headers=ada_auth).json()
+    ]

@@ -10,6 +10,7 @@ from typing import Any
 import grpc
 import pytest
 from google.api import annotations_pb2
+from thingwire.auth.v1 import auth_pb2
 from thingwire.options.v1 import options_pb2
 
 from server import errors
@@ -17,7 +18,7 @@ from server.app import SERVICES
 from server.auth.principal import UserPrincipal
 from server.interceptors import ServerInterceptor
 from server.rest_errors import ERROR_BODY_KEY, HTTP_STATUS_KEY
-from server.rest_interceptor import RestInterceptor, RestOptions, rest_options_of
+from server.rest_interceptor import RestInterceptor, RestOptions, bind_path, rest_options_of
 from tests.support import serving
 
 SERVICE = "test.v1.Rest"
@@ -139,3 +140,34 @@ def test_every_rest_rpc_of_the_server_declares_its_family() -> None:
     assert not options["/thingwire.agent.v1.AgentService/Connect"].family
     assert options["/thingwire.auth.v1.AuthService/CreateToken"] == THINGER
     assert options["/thingwire.auth.v1.AuthService/Login"].family == options_pb2.API_FAMILY_AUTOPI
+
+
+CREATE_ACCESS_TOKEN = "/thingwire.auth.v1.AuthService/CreateAccessToken"
+
+
+@pytest.mark.parametrize(
+    ("metadata", "user_id"),
+    [
+        ((("x-envoy-original-path", "/v1/users/al%69ce/tokens/?user_id=bob"),), "alice"),
+        ((("x-envoy-original-path", "/v1/users/alice"),), "bob"),  # not the rpc's path
+        ((), "bob"),  # native gRPC: the caller sets its fields itself
+    ],
+)
+def test_the_path_sets_its_fields_again(
+    metadata: tuple[tuple[str, str], ...], user_id: str
+) -> None:
+    """The path wins over whatever the body or the query set, decoded as the transcoder
+    decodes it; without a REST path of the rpc nothing changes."""
+    options = rest_options_of(service.descriptor for service in SERVICES)[CREATE_ACCESS_TOKEN]
+    request = auth_pb2.CreateAccessTokenRequest(user_id="bob", token_name="x")
+    bind_path(request, metadata, options)
+    assert (request.user_id, request.token_name) == (user_id, "x")
+
+
+def test_an_integer_bound_by_the_path_is_set_from_it() -> None:
+    options = rest_options_of(service.descriptor for service in SERVICES)[
+        "/thingwire.auth.v1.AuthService/DeleteApiToken"
+    ]
+    request = auth_pb2.DeleteApiTokenRequest(id=11)
+    bind_path(request, (("x-envoy-original-path", "/auth/api_tokens/5?i%64=11"),), options)
+    assert request.id == 5
