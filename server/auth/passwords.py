@@ -7,11 +7,19 @@ refused at once with RESOURCE_EXHAUSTED (429) instead of piling up.
 
 That capacity is shared between clients: one client address may hold only a few of its
 places at a time, so a flood of logins from one address cannot turn away everyone else's.
+
+A reservation that reaches an account's ceiling locks it while its password is checked
+(`server.storage.login_throttle`): that is what stops parallel guesses. The owner's own
+parallel logins would meet that lock too, although a right password takes it back a moment
+later; so a login turned away while this process is checking the same login waits for
+those checks (briefly) and tries again. Across replicas such parallel logins still meet the
+lock and get 429 with a Retry-After.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -28,6 +36,8 @@ MAX_WAITING_LOGINS = 64
 # Logins one client address may have in progress (checked or waiting) at a time.
 MAX_CHECKS_PER_CLIENT = 8
 BUSY = "too many logins in progress; retry shortly"
+# How long a login turned away by a lock waits for this process's checks of the same login.
+PENDING_WAIT_SECONDS = 2.0
 
 
 class PasswordLogins:
@@ -49,6 +59,11 @@ class PasswordLogins:
         self._in_flight = 0
         self._by_client: Counter[str] = Counter()
         self._withdrawals: set[asyncio.Future[None]] = set()
+        # Per login text: logins under way, logins ended so far, and an event set (then
+        # replaced) when the next one ends.
+        self._checks: Counter[str] = Counter()
+        self._finished: Counter[str] = Counter()
+        self._finish_events: dict[str, asyncio.Event] = {}
 
     async def check(self, login: str, password: str, client: str, now: datetime) -> User:
         """The user, or Throttled / Unauthenticated (see users.begin_login).
@@ -59,17 +74,10 @@ class PasswordLogins:
             raise Throttled(BUSY, retry_after=1)
         self._in_flight += 1
         self._by_client[client] += 1
+        key = _login_key(login)
+        self._checks[key] += 1
         try:
-            # Shielded: a reservation committed in the worker thread after the caller went
-            # away must still be known, so that it can be withdrawn.
-            begin = asyncio.ensure_future(
-                self._db.run(lambda s: users.begin_login(s, login, client, now))
-            )
-            try:
-                attempt = await asyncio.shield(begin)
-            except asyncio.CancelledError:
-                begin.add_done_callback(self._withdraw_when_reserved)
-                raise
+            attempt = await self._reserve(login, client, now, key)
             loop = asyncio.get_running_loop()
             try:
                 ok = await loop.run_in_executor(
@@ -84,6 +92,48 @@ class PasswordLogins:
             self._by_client[client] -= 1
             if not self._by_client[client]:
                 del self._by_client[client]
+            self._checks[key] -= 1
+            self._finished[key] += 1
+            if not self._checks[key]:  # nobody waits on this login: forget it
+                del self._checks[key], self._finished[key]
+            finished = self._finish_events.pop(key, None)
+            if finished is not None:
+                finished.set()
+
+    async def _reserve(
+        self, login: str, client: str, now: datetime, key: str
+    ) -> users.LoginAttempt:
+        """Reserve the attempt; when a lock turns it away while this process has other
+        logins of the same text under way, wait for one of them to end and try again, for
+        `PENDING_WAIT_SECONDS` at most (a right password among them takes its lock back; a
+        wrong one's lock stays and refuses the retry)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + PENDING_WAIT_SECONDS
+        while True:
+            finished_before = self._finished[key]
+            try:
+                return await self._begin(login, client, now)
+            except Throttled:
+                remaining = deadline - loop.time()
+                if remaining <= 0 or self._checks[key] <= 1:
+                    raise
+            if self._finished[key] != finished_before:
+                continue  # one ended while we were turned away: its lock may be gone
+            finished = self._finish_events.setdefault(key, asyncio.Event())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(finished.wait(), remaining)
+
+    async def _begin(self, login: str, client: str, now: datetime) -> users.LoginAttempt:
+        # Shielded: a reservation committed in the worker thread after the caller went
+        # away must still be known, so that it can be withdrawn.
+        begin = asyncio.ensure_future(
+            self._db.run(lambda s: users.begin_login(s, login, client, now))
+        )
+        try:
+            return await asyncio.shield(begin)
+        except asyncio.CancelledError:
+            begin.add_done_callback(self._withdraw_when_reserved)
+            raise
 
     def _withdraw_when_reserved(self, begin: asyncio.Future[users.LoginAttempt]) -> None:
         if not begin.cancelled() and begin.exception() is None:
@@ -104,3 +154,8 @@ class PasswordLogins:
     def close(self) -> None:
         """Stop the pool; checks under way finish, nothing new starts."""
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _login_key(login: str) -> str:
+    """The login text as a key for the checks under way (case folded, like emails)."""
+    return login.strip().lower()

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from datetime import UTC, datetime
+import time
+from datetime import UTC, datetime, timedelta
 
 import grpc
 import pytest
@@ -177,3 +178,68 @@ def test_a_login_cancelled_mid_check_leaves_no_lock(
         assert stored.failures == login_throttle.ACCOUNT_LIMIT - 1
         client = s.get(LoginThrottle, f"c:c|user:{ada.id}")
         assert client is None or client.failures == 0
+
+
+def _at_the_ceiling(database: Database, now: datetime) -> User:
+    """ada, whose account has had its ceiling of failures and whose lock has run out."""
+    with database.session() as s:
+        ada = users.create_user(s, "ada@example.com", "x" * 8, "ada")
+    with database.session() as s:
+        s.add(
+            LoginThrottle(
+                key=f"a:user:{ada.id}",
+                failures=login_throttle.ACCOUNT_LIMIT,
+                window_start=now - timedelta(minutes=5),
+                locked_until=now - timedelta(minutes=1),
+            )
+        )
+    return ada
+
+
+def _six_at_once(database: Database, password: str, checked: list[str]) -> list[object]:
+    """Six logins of ada at once, from six addresses, with a check that takes a moment."""
+
+    def slow_check(password_hash: str | None, given: str) -> bool:
+        checked.append(given)
+        time.sleep(0.05)
+        return given == "x" * 8
+
+    logins = PasswordLogins(database, workers=2)
+    now = datetime.now(UTC)
+    _at_the_ceiling(database, now)
+
+    async def together() -> list[object]:
+        return list(
+            await asyncio.gather(
+                *(
+                    logins.check("ada@example.com", password, f"198.51.100.{n}", now)
+                    for n in range(6)
+                ),
+                return_exceptions=True,
+            )
+        )
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(passwords, "verify_password", slow_check)
+        try:
+            return asyncio.run(together())
+        finally:
+            logins.close()
+
+
+def test_parallel_right_passwords_at_the_ceiling_all_log_in(database: Database) -> None:
+    """Each reservation locks the account while its password is checked; the owner's other
+    logins wait for that check instead of meeting its lock as a 429."""
+    checked: list[str] = []
+    outcomes = _six_at_once(database, "x" * 8, checked)
+    assert all(isinstance(outcome, User) for outcome in outcomes), outcomes
+    assert len(checked) == 6
+
+
+def test_parallel_wrong_passwords_at_the_ceiling_check_only_one(database: Database) -> None:
+    """The wait gives guessers nothing: a wrong password's lock stays and refuses the rest."""
+    checked: list[str] = []
+    outcomes = _six_at_once(database, "wrong-guess", checked)
+    assert len(checked) == 1
+    assert sum(isinstance(outcome, Unauthenticated) for outcome in outcomes) == 1
+    assert sum(isinstance(outcome, Throttled) for outcome in outcomes) == 5
