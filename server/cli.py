@@ -108,10 +108,6 @@ def key_rotate(settings: Settings, a: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def _article(noun: str) -> str:
-    return "an" if noun[0].lower() in "aeiou" else "a"
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="thingwire", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -122,13 +118,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     status.add_argument("--service", default="", help="a service name ('' = the whole server)")
 
-    def group(name: str, what: str) -> argparse.ArgumentParser:
+    def group(name: str, article: str, what: str) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=f"manage {what}s").add_subparsers(
             dest="action", required=True
         )
-        return sub.add_parser("create", help=f"create {_article(what)} {what}")
+        return sub.add_parser("create", help=f"create {article} {what}")
 
-    p = group("user", "user")
+    p = group("user", "a", "user")
     p.add_argument("--email", required=True, help="the login email (unique)")
     p.add_argument("--password", required=True, help="at least 8 characters")
     p.add_argument(
@@ -138,13 +134,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(run=user_create)
 
-    p = group("apitoken", "AutoPi API token")
+    p = group("apitoken", "an", "AutoPi API token")
     p.add_argument("--user", required=True, help="user name or email")
     p.add_argument("--name", required=True)
     p.add_argument("--expires", help="ISO 8601 expiry (default: never)")
     p.set_defaults(run=apitoken_create)
 
-    p = group("device", "device")
+    p = group("device", "a", "device")
     p.add_argument("--user", required=True, help="user name or email")
     p.add_argument("--device", required=True, help="device id, [a-zA-Z0-9_]{1,25}")
     p.add_argument("--credentials", required=True)
@@ -167,17 +163,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(run_keys=key_rotate)
 
-    p = group("org", "Datacooee organisation")
+    p = group("org", "a", "Datacooee organisation")
     p.add_argument("--name", required=True)
     p.set_defaults(run=org_create)
 
-    p = group("input", "Datacooee input")
+    p = group("input", "a", "Datacooee input")
     p.add_argument("--org", required=True)
     p.add_argument("--name", required=True)
     p.add_argument("--unit", default="")
     p.set_defaults(run=input_create)
 
-    p = group("asset", "Datacooee asset")
+    p = group("asset", "a", "Datacooee asset")
     p.add_argument("--org", required=True)
     p.add_argument("--name", required=True)
     p.add_argument("--inputs", required=True, help="comma-separated input ids")
