@@ -102,8 +102,10 @@ class RunningServer:
     gateway_socket: Path | None = None
 
     async def stop(self, grace: float = 5.0) -> None:
-        """Report NOT_SERVING, then let calls in flight finish for `grace` seconds."""
+        """Report NOT_SERVING, send the devices away (each told when to come back), then let
+        calls in flight finish for `grace` seconds."""
         await self.health.enter_graceful_shutdown()
+        self.state.links.go_away_all(self.state.link_limits.go_away_window_s)
         await self.server.stop(grace)
         self.maintenance.cancel()
         await asyncio.gather(self.maintenance, return_exceptions=True)

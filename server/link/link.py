@@ -137,6 +137,12 @@ class Link:
                 answer.set_exception(failure)
         self._outgoing.put_nowait(None)
 
+    def go_away(self, reconnect_after_ms: int, reason: str) -> None:
+        """Tell the device when to come back, then close: its calls fail, its stream ends."""
+        go_away = agent_pb2.GoAway(reconnect_after_ms=reconnect_after_ms, reason=reason)
+        self._send(agent_pb2.ConnectResponse(go_away=go_away))
+        self.close(errors.Unavailable(reason))
+
     def _send(self, message: agent_pb2.ConnectResponse) -> None:
         if self.closed is None:
             self._outgoing.put_nowait(message)
@@ -155,3 +161,6 @@ class LinkLimits:
 
     #: Calls one device may have in flight; past it callers get RESOURCE_EXHAUSTED at once.
     max_calls_in_flight: int = 64
+    #: On a graceful shutdown each device is told to come back after a random delay within
+    #: this many seconds, so a restart does not bring the whole fleet back at once.
+    go_away_window_s: float = 5.0

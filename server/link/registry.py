@@ -6,11 +6,15 @@ A second connection of the same device replaces the first: the old link closes a
 
 from __future__ import annotations
 
+import random
+
 from server import errors
 from server.link.link import DeviceKey, Link
 
 #: Why a link closed because the same device connected again.
 REPLACED = "replaced by a newer connection of the same device"
+#: What devices are told when the server shuts down gracefully.
+SHUTTING_DOWN = "the server is shutting down"
 
 
 class LinkRegistry:
@@ -34,6 +38,18 @@ class LinkRegistry:
     def get(self, key: DeviceKey) -> Link | None:
         """The device's live link here, or None."""
         return self._links.get(key)
+
+    def go_away_all(self, window_s: float, rng: random.Random | None = None) -> list[int]:
+        """Send every device away, each told to come back after its own random delay within
+        `window_s` (spread uniformly, so a fleet does not reconnect in one burst); returns
+        the delays in ms."""
+        rng = rng or random.Random()  # noqa: S311 - spreading reconnects, not a secret
+        delays = []
+        for link in list(self._links.values()):
+            delay_ms = int(rng.uniform(0, window_s) * 1000)
+            link.go_away(delay_ms, SHUTTING_DOWN)
+            delays.append(delay_ms)
+        return delays
 
     def __len__(self) -> int:
         return len(self._links)

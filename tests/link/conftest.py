@@ -116,4 +116,4 @@ def make_world(database: Database) -> Iterator[Callable[[LinkLimits], LinkWorld]
 
 @pytest.fixture
 def world(make_world: Callable[[LinkLimits], LinkWorld]) -> LinkWorld:
-    return make_world(LinkLimits(max_calls_in_flight=256))
+    return make_world(LinkLimits(max_calls_in_flight=256, go_away_window_s=0.2))

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import random
 import time
 from collections.abc import Callable
+from typing import Any
 
 import grpc
 import pytest
@@ -18,12 +20,12 @@ from thingwire.agent.v1 import agent_pb2, agent_pb2_grpc
 from device_agent.agent import Agent, LinkRefused
 from device_agent.resources import from_value, to_value
 from server import errors
-from server.link.link import LinkLimits
-from server.link.registry import REPLACED
+from server.link.link import DeviceKey, Link, LinkLimits
+from server.link.registry import REPLACED, SHUTTING_DOWN, LinkRegistry
 from server.security.hashing import hash_secret
 from server.storage import devices, link_secrets
 from server.storage.models import Device
-from tests.link.conftest import CREDENTIALS, LinkWorld, connected, stopped
+from tests.link.conftest import CREDENTIALS, DEVICE, USER, LinkWorld, connected, stopped
 
 #: Long enough never to be reached by a passing test; short enough not to hang a failing one.
 GENEROUS_S = 30.0
@@ -437,3 +439,46 @@ def test_values_convert_both_ways() -> None:
     for value in values:
         assert from_value(to_value(value) if value is not None else None) == value
     assert json_format.MessageToDict(to_value({"a": 1})) == {"a": 1}
+
+
+def test_a_graceful_stop_tells_each_device_when_to_come_back(
+    make_world: Callable[[LinkLimits], LinkWorld],
+) -> None:
+    """The stream's last message is a GoAway within the window; then it ends UNAVAILABLE."""
+    world = make_world(LinkLimits(go_away_window_s=0.5))
+    hello = agent_pb2.Hello(user=USER, device=DEVICE, credentials=CREDENTIALS)
+
+    async def scenario() -> tuple[list[agent_pb2.ConnectResponse], grpc.aio.AioRpcError]:
+        async with grpc.aio.insecure_channel(world.target) as channel:
+            stub = agent_pb2_grpc.AgentServiceStub(channel)
+            call = stub.Connect()
+            await call.write(agent_pb2.ConnectRequest(hello=hello))
+            received = [await call.read()]
+            await world.running.stop(1)
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await _read_to_the_end(call, received)
+            return received, info.value
+
+    received, error = world.run(scenario)
+    assert [m.WhichOneof("kind") for m in received] == ["welcome", "go_away"]
+    assert 0 <= received[1].go_away.reconnect_after_ms <= 500
+    assert received[1].go_away.reason == SHUTTING_DOWN
+    assert error.code() == grpc.StatusCode.UNAVAILABLE
+
+
+async def _read_to_the_end(call: Any, received: list[agent_pb2.ConnectResponse]) -> None:
+    while (message := await call.read()) is not grpc.aio.EOF:
+        received.append(message)
+
+
+def test_devices_sent_away_come_back_spread_over_the_window() -> None:
+    registry = LinkRegistry()
+    links = [Link(DeviceKey(1, f"d{n}"), {}, 1) for n in range(200)]
+    for link in links:
+        registry.attach(link)
+    delays = registry.go_away_all(5.0, random.Random(7))
+    assert len(delays) == 200
+    assert all(0 <= delay <= 5000 for delay in delays)
+    assert min(delays) < 500  # spread over the window, not one burst
+    assert max(delays) > 4500
+    assert all(link.closed is not None for link in links)
