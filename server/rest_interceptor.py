@@ -55,13 +55,13 @@ def rest_options(method: descriptor.MethodDescriptor) -> RestOptions:
     """The REST options declared on one rpc."""
     options = method.GetOptions()
     declared = options.Extensions
-    paths: tuple[PathTemplate, ...] = ()
+    templates: list[PathTemplate] = []
     if options.HasExtension(annotations_pb2.http):
-        paths = tuple(
+        templates = [
             PathTemplate(template)
             for _verb, template, _body in bindings(declared[annotations_pb2.http])
-            if PathTemplate(template).fields
-        )
+        ]
+    paths = tuple(template for template in templates if template.fields)
     return RestOptions(
         family=declared[options_pb2.api_family],
         success_status=declared[options_pb2.http_status],
@@ -78,9 +78,10 @@ def bind_path(
     The path is only believed from `x-envoy-original-path`, which the gateway's transcoder
     sets; a caller of the gRPC port may send that header itself, which is harmless: such a
     caller sets every field of its request directly anyway. A call without it (native gRPC),
-    or whose path is not one of the rpc's templates, is left as it is.
+    or whose path is not one of the rpc's templates, is left as it is, and so is a request
+    whose bytes did not parse (the guard inside answers it INVALID_ARGUMENT).
     """
-    if not options.paths:
+    if not options.paths or not isinstance(request, message.Message):
         return
     path = next((value for key, value in metadata if key == ORIGINAL_PATH_KEY), None)
     if not isinstance(path, str):

@@ -16,9 +16,11 @@ from thingwire.options.v1 import options_pb2
 from server import errors
 from server.app import SERVICES
 from server.auth.principal import UserPrincipal
-from server.interceptors import ServerInterceptor
+from server.interceptors import MALFORMED_REQUEST, ServerInterceptor
 from server.rest_errors import ERROR_BODY_KEY, HTTP_STATUS_KEY
 from server.rest_interceptor import RestInterceptor, RestOptions, bind_path, rest_options_of
+from server.storage import users
+from tests.server.conftest import ServerUnderTest
 from tests.support import serving
 
 SERVICE = "test.v1.Rest"
@@ -171,3 +173,24 @@ def test_an_integer_bound_by_the_path_is_set_from_it() -> None:
     request = auth_pb2.DeleteApiTokenRequest(id=11)
     bind_path(request, (("x-envoy-original-path", "/auth/api_tokens/5?i%64=11"),), options)
     assert request.id == 5
+
+
+def test_a_malformed_request_with_a_rest_path_is_invalid_argument(
+    grpc_server: ServerUnderTest,
+) -> None:
+    """Re-binding the path must not touch a request whose bytes did not parse: the guard
+    answers it, as for any malformed request."""
+    with grpc_server.database.session() as s:
+        users.create_user(s, "ada@example.com", "a-long-password", "ada")
+    login = grpc_server.auth.Login(
+        auth_pb2.LoginRequest(email="ada@example.com", password="a-long-password")
+    )
+    metadata = (
+        ("authorization", f"Bearer {login.token}"),
+        ("x-envoy-original-path", "/auth/api_tokens/5"),
+    )
+    call = grpc_server.channel.unary_unary("/thingwire.auth.v1.AuthService/DeleteApiToken")
+    with pytest.raises(grpc.RpcError) as info:
+        call(b"\x0f", metadata=metadata, timeout=5)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert info.value.details() == MALFORMED_REQUEST
