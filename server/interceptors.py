@@ -39,8 +39,9 @@ STATUS_BY_ERROR: dict[type[errors.ThingwireError], grpc.StatusCode] = {
     errors.DeadlineExceeded: grpc.StatusCode.DEADLINE_EXCEEDED,
 }
 
-#: What the caller is told of anything unexpected (the detail goes to the log only).
-INTERNAL_ERROR = "internal error"
+#: What the caller is told of anything unexpected (the detail goes to the log only): the
+#: same text REST clients see for a hidden code.
+INTERNAL_ERROR = rest_errors.INTERNAL_MESSAGE
 #: What the caller is told when a request message's bytes are not valid protobuf.
 MALFORMED_REQUEST = "the request message could not be parsed"
 
