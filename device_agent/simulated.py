@@ -167,6 +167,17 @@ def _tidy(number: float) -> float:
 
 
 def _show(value: Any) -> str:
-    """A refused value as JSON, shortened, for an error message."""
-    shown = json.dumps(value, default=repr)
+    """A refused value as JSON, shortened, for an error message; 300.0 reads 300, as sent."""
+    shown = json.dumps(_whole(value), default=repr)
     return shown if len(shown) <= _SHOWN else shown[: _SHOWN - 1] + "…"
+
+
+def _whole(value: Any) -> Any:
+    """`value` with its whole floats as ints (a protobuf Value holds every number as a double)."""
+    if isinstance(value, float) and math.isfinite(value):
+        return _tidy(value)
+    if isinstance(value, dict):
+        return {key: _whole(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_whole(item) for item in value]
+    return value
