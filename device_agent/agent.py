@@ -77,6 +77,11 @@ class Agent:
         self.connections = 0
         self._go_away_s: float | None = None
 
+    @property
+    def resources(self) -> tuple[str, ...]:
+        """The names of the declared resources, in the order they were declared."""
+        return tuple(self._resources)
+
     # -- declaring resources -------------------------------------------------------------
 
     def output(self, name: str, *, description: str = "", example: Any = None) -> Any:
@@ -135,6 +140,7 @@ class Agent:
             delay = self._go_away_s if self._go_away_s is not None else self._backoff.delay(attempt)
             self._go_away_s = None
             attempt += 1
+            log.info("reconnecting in %.1f s", delay)
             await asyncio.sleep(delay)
 
     async def _session(self) -> bool:
@@ -165,7 +171,11 @@ class Agent:
                             cancelled.cancel()
                     elif kind == "go_away":
                         self._go_away_s = message.go_away.reconnect_after_ms / 1000
-                        log.info("server going away: %s", message.go_away.reason)
+                        log.info(
+                            "server going away (%s): back in %.1f s",
+                            message.go_away.reason,
+                            self._go_away_s,
+                        )
             finally:
                 for task in list(calls.values()):
                     task.cancel()
@@ -190,7 +200,12 @@ class Agent:
             self.link_secret = welcome.link_secret
         self.connections += 1
         self.connected.set()
-        log.info("link open (%d calls in flight at most)", welcome.max_calls_in_flight)
+        log.info(
+            "link open as %s/%s (%d calls in flight at most)",
+            self._user,
+            self._device,
+            welcome.max_calls_in_flight,
+        )
 
     async def _answer(
         self, invoke: agent_pb2.Invoke, outbox: asyncio.Queue[agent_pb2.ConnectRequest | None]

@@ -1,7 +1,8 @@
 """The resources an agent offers: a name, a kind and a handler each.
 
-Handlers may be plain functions or coroutines. Plain ones run in a worker thread, so a
-handler that blocks (a sensor read, a serial port) never stalls the link.
+Handlers may be plain functions or coroutine functions. Plain ones run in a worker thread
+(asyncio's default executor), so a handler that blocks (a sensor read, a serial port) never
+stalls the link; coroutine functions run on the agent's loop and must not block it.
 """
 
 from __future__ import annotations
@@ -54,6 +55,10 @@ class ResourceHandler:
             result = await self.handler(*args)
         else:
             result = await asyncio.to_thread(self.handler, *args)
+            # A plain function that hands back an awaitable (a lambda around a coroutine
+            # function, an object with an async __call__): its work is that awaitable.
+            if inspect.isawaitable(result):
+                result = await result
         return to_value(result) if self.gives_output else None
 
 

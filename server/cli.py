@@ -25,6 +25,7 @@ import grpc
 import orjson
 from sqlalchemy.orm import Session
 
+from device_agent import cli as agent_cli
 from gateway.launcher import GatewayError
 from server.clock import utc_now
 from server.config import ConfigError, Settings
@@ -117,6 +118,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--target", help="HOST:PORT to probe (default: the gateway, 127.0.0.1:THINGWIRE_HTTP_PORT)"
     )
     status.add_argument("--service", default="", help="a service name ('' = the whole server)")
+    # The device side's command (device_agent/cli.py). The entry point, thingwire_cli.main,
+    # runs it without importing this module; it is listed here for `thingwire --help`.
+    agent = commands.add_parser(
+        "agent", help="run a device's agent (foreground), linked to a server's gateway"
+    )
+    agent_cli.add_arguments(agent)
 
     def group(name: str, article: str, what: str) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=f"manage {what}s").add_subparsers(
@@ -204,6 +211,8 @@ def run_management(settings: Settings, command: Command, args: argparse.Namespac
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "agent":  # the device side: its own settings and logging
+        return agent_cli.run(args)
     # Management commands keep stderr for their one error line; serve logs what it does.
     logging.basicConfig(
         level=logging.INFO if args.command == "serve" else logging.WARNING,

@@ -1,0 +1,150 @@
+"""`thingwire agent`: one device's agent in the foreground, linked to the cloud.
+
+    thingwire agent --server HOST:PORT --user U --device D --credentials C [--simulate]
+
+It keeps the device's link open (normally through the cloud gateway's port), reconnecting
+with backoff while the server is away, and logs to stderr and to
+`<THINGWIRE_AGENT_STATE_DIR>/log/syslog`. SIGTERM or SIGINT closes the link and exits 0; a
+link refused for good (wrong credentials, replaced by a newer connection of the device)
+exits 1 with a one-line message. `--simulate` declares the resources of Thinger's examples
+(`device_agent/simulated.py`); without it the agent declares none and keeps the device
+online (docs/device-link.md, "The agent's command").
+
+This module imports nothing of the cloud: a device with `thingwire[agent]` runs it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import logging.handlers
+import signal
+import sys
+from collections.abc import Sequence
+
+import grpc
+
+from device_agent.agent import Agent, LinkRefused
+from device_agent.config import AgentSettings
+from device_agent.simulated import simulate
+
+log = logging.getLogger(__name__)
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
+#: The agent's log, as the Local API's `/download_log/?file=syslog` will serve it.
+SYSLOG = "syslog"
+
+
+def server_address(value: str) -> str:
+    """HOST:PORT, checked as far as it can be before connecting ([::1]:8080 for IPv6)."""
+    host, _, port = value.rpartition(":")
+    if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise argparse.ArgumentTypeError(f"{value!r} is not HOST:PORT")
+    return value
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The agent's options, on its own parser or on the `agent` subcommand of the cloud's."""
+    parser.add_argument(
+        "--server",
+        required=True,
+        type=server_address,
+        metavar="HOST:PORT",
+        help="the cloud's gateway port (REST and gRPC), e.g. 127.0.0.1:8080",
+    )
+    parser.add_argument("--user", required=True, help="the device owner's user name")
+    parser.add_argument("--device", required=True, help="the device id")
+    parser.add_argument("--credentials", required=True, help="the device's credentials")
+    parser.add_argument(
+        "--simulate",
+        action="store_true",
+        help="declare the demo resources of Thinger's examples "
+        "(location, temperature, relay, rgb, command, io, reset)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="thingwire agent",
+        description="Run a device's agent in the foreground: keep its link to the cloud open "
+        "and answer calls to its resources. Stop it with SIGTERM or Ctrl-C.",
+    )
+    add_arguments(parser)
+    return parser
+
+
+def build_agent(args: argparse.Namespace) -> Agent:
+    """The agent the arguments describe, its resources declared."""
+    target = args.server
+    agent = Agent(
+        lambda: grpc.aio.insecure_channel(target),
+        user=args.user,
+        device=args.device,
+        credentials=args.credentials,
+    )
+    if args.simulate:
+        simulate(agent)
+    return agent
+
+
+def configure_logging(settings: AgentSettings) -> None:
+    """INFO and above to stderr and to `<state dir>/log/syslog` (created if need be).
+
+    A WatchedFileHandler reopens the file when logrotate moves it away.
+    """
+    settings.log_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
+    formatter = logging.Formatter(LOG_FORMAT)
+    handlers: list[logging.Handler] = [
+        logging.StreamHandler(sys.stderr),
+        logging.handlers.WatchedFileHandler(settings.log_dir / SYSLOG, encoding="utf-8"),
+    ]
+    root = logging.getLogger()
+    for handler in handlers:
+        handler.setFormatter(formatter)
+        root.addHandler(handler)
+    root.setLevel(logging.INFO)
+
+
+async def run_agent(agent: Agent, target: str) -> int:
+    """Serve until a signal (0) or a refusal for good (1)."""
+    task = asyncio.create_task(agent.serve())
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, task.cancel)
+    names = ", ".join(agent.resources) or "none"
+    log.info("agent starting: server %s, resources: %s", target, names)
+    try:
+        await task
+    except asyncio.CancelledError:
+        log.info("stopped on signal; the link is closed")
+        return 0
+    except LinkRefused as refused:
+        log.error("the server refused the link for good: %s", refused)
+        print(
+            f"thingwire: error: the server refused the link: {refused.details} "
+            f"({refused.code.name})",
+            file=sys.stderr,
+            flush=True,
+        )
+        return 1
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+    return 0  # serve() returns only by raising; kept for the type checker
+
+
+def run(args: argparse.Namespace) -> int:
+    """`thingwire agent` with parsed arguments."""
+    settings = AgentSettings.from_env()
+    try:
+        configure_logging(settings)
+    except OSError as error:
+        print(f"thingwire: error: cannot write the agent's log: {error}", file=sys.stderr)
+        return 1
+    return asyncio.run(run_agent(build_agent(args), args.server))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The agent's own entry: `argv` is what follows `thingwire agent`."""
+    return run(build_parser().parse_args(argv))

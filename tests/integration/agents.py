@@ -1,0 +1,152 @@
+"""Real agents: `thingwire agent` as a process, linked to a `Stack`'s gateway.
+
+    agent = AgentProcess(stack, "ada", "nodemcu", "s3cret", simulate=True)
+    agent.start()
+    agent.wait_connected()      # its log says "link open"
+    agent.pause(); agent.resume()   # SIGSTOP / SIGCONT: a device that hangs
+    assert agent.stop() == 0    # SIGTERM
+
+Whether it is connected is read from its own log (`<state dir>/log/syslog`), the one
+observable that needs nothing of the server's APIs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tests.integration.stack import THINGWIRE, Stack
+
+#: What the agent logs each time a link is welcomed (device_agent/agent.py).
+LINK_OPEN = "link open as "
+CONNECT_TIMEOUT_SECONDS = 30
+
+
+@dataclass
+class AgentProcess:
+    """One `thingwire agent` process with its own state directory under the stack's."""
+
+    stack: Stack
+    user: str
+    device: str
+    credentials: str
+    simulate: bool = False
+    #: The `thingwire` command to run (another virtualenv's, for the packaging tests).
+    executable: Path = THINGWIRE
+    #: Where it connects: the stack's gateway unless set.
+    server: str | None = None
+    #: Names its state directory (default: the device id); two agents of one device need two.
+    name: str = ""
+    process: subprocess.Popen | None = field(default=None, repr=False)
+
+    @property
+    def state_dir(self) -> Path:
+        return self.stack.workdir / "agents" / (self.name or self.device)
+
+    @property
+    def syslog(self) -> Path:
+        return self.state_dir / "log" / "syslog"
+
+    @property
+    def stderr_path(self) -> Path:
+        return self.state_dir / "agent.err"
+
+    def command(self) -> list[str]:
+        return [
+            str(self.executable),
+            "agent",
+            *("--server", self.server or self.stack.grpc_target),
+            *("--user", self.user, "--device", self.device, "--credentials", self.credentials),
+            *(["--simulate"] if self.simulate else []),
+        ]
+
+    def start(self) -> AgentProcess:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, "THINGWIRE_AGENT_STATE_DIR": str(self.state_dir)}
+        with self.stderr_path.open("wb") as err:
+            self.process = subprocess.Popen(
+                self.command(),
+                cwd=self.state_dir,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+            )
+        return self
+
+    def log(self) -> str:
+        """Its log so far (empty before it wrote one)."""
+        try:
+            return self.syslog.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def stderr(self) -> str:
+        return self.stderr_path.read_text(errors="replace")
+
+    def connections(self) -> int:
+        """How many links it has opened so far."""
+        return self.log().count(LINK_OPEN)
+
+    def wait_for(self, text: str, count: int = 1, timeout: float = CONNECT_TIMEOUT_SECONDS) -> None:
+        """Until its log holds `text` `count` times; fails if it exits or time runs out."""
+        assert self.process is not None, "start() first"
+        deadline = time.monotonic() + timeout
+        while self.log().count(text) < count:
+            if self.process.poll() is not None:
+                raise AssertionError(
+                    f"agent exited {self.process.returncode} waiting for {text!r}:\n{self.stderr()}"
+                )
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no {text!r} x{count} within {timeout} s:\n{self.log()}")
+            time.sleep(0.05)
+
+    def wait_connected(self, count: int = 1, timeout: float = CONNECT_TIMEOUT_SECONDS) -> None:
+        """Until it has opened its `count`th link."""
+        self.wait_for(LINK_OPEN, count, timeout)
+
+    def wait_exit(self, timeout: float = CONNECT_TIMEOUT_SECONDS) -> int:
+        assert self.process is not None
+        return self.process.wait(timeout)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10) -> int:
+        """Send `sig` (SIGTERM by default) and wait for the exit code; kill it if it hangs."""
+        assert self.process is not None
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise
+
+    def kill(self) -> int:
+        """SIGKILL: the device vanishes without closing its link."""
+        assert self.process is not None
+        if self.process.poll() is None:
+            self.process.kill()
+        return self.process.wait(10)
+
+    def pause(self) -> None:
+        """SIGSTOP: the process hangs with its connection open."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGCONT)
+
+    def __enter__(self) -> AgentProcess:
+        return self.start()
+
+    def __exit__(self, *_: object) -> None:
+        """Whatever happened in the block, no agent outlives it."""
+        if self.process is not None and self.process.poll() is None:
+            self.resume()  # a stopped process would not act on SIGTERM until continued
+            with contextlib.suppress(subprocess.TimeoutExpired):  # stop() killed it
+                self.stop()

@@ -1,0 +1,122 @@
+"""`thingwire agent` in-process: its arguments, settings, signals and refusals, and the entry
+point that sends it to the device side. The real processes are in tests/integration."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+from pathlib import Path
+
+import pytest
+
+from device_agent import cli as agent_cli
+from device_agent.config import AgentSettings
+from tests.link.conftest import CREDENTIALS, DEVICE, USER, LinkWorld
+from thingwire_cli import main as entry
+
+
+@pytest.mark.parametrize("value", ["127.0.0.1:8080", "cloud.example.com:443", "[::1]:8080"])
+def test_a_server_address_is_host_and_port(value: str) -> None:
+    assert agent_cli.server_address(value) == value
+
+
+@pytest.mark.parametrize("value", ["127.0.0.1", ":8080", "host:", "host:http", "host:0", "h:65536"])
+def test_a_server_address_without_a_usable_port_is_refused(value: str) -> None:
+    with pytest.raises(argparse.ArgumentTypeError, match="is not HOST:PORT"):
+        agent_cli.server_address(value)
+
+
+def test_the_state_dir_comes_from_the_environment() -> None:
+    assert AgentSettings.from_env({}).log_dir == Path("var/agent/log")
+    settings = AgentSettings.from_env({"THINGWIRE_AGENT_STATE_DIR": "/srv/agent"})
+    assert settings.log_dir == Path("/srv/agent/log")
+
+
+def test_the_agent_needs_its_four_options(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        agent_cli.main(["--server", "127.0.0.1:8080", "--user", "ada"])
+    assert info.value.code == 2
+    assert "the following arguments are required: --device, --credentials" in (
+        capsys.readouterr().err
+    )
+
+
+def test_the_entry_point_sends_agent_to_the_device_side(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as info:
+        entry.main(["agent", "--help"])
+    assert info.value.code == 0
+    assert capsys.readouterr().out.startswith("usage: thingwire agent [-h] --server HOST:PORT")
+
+
+def test_the_cloud_help_lists_the_agent(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        entry.main(["--help"])
+    out = capsys.readouterr().out
+    assert "agent" in out
+    assert "serve" in out
+
+
+def test_a_device_only_install_says_what_to_install(capsys: pytest.CaptureFixture[str]) -> None:
+    assert entry.device_only(["--help"], "sqlalchemy") == 0
+    assert "need `thingwire[server]`" in capsys.readouterr().out
+    assert entry.device_only([], "sqlalchemy") == 2
+    assert entry.device_only(["serve"], "sqlalchemy") == 1
+    assert capsys.readouterr().err == (
+        "thingwire: error: 'serve' is a cloud command and this install has the device side "
+        "only (no module 'sqlalchemy'): install thingwire[server]\n"
+    )
+
+
+def _args(world: LinkWorld, credentials: str = CREDENTIALS, simulate: bool = False) -> list[str]:
+    return [
+        *("--server", world.target, "--user", USER, "--device", DEVICE),
+        *("--credentials", credentials),
+        *(["--simulate"] if simulate else []),
+    ]
+
+
+def test_sigterm_closes_the_link_and_exits_0(world: LinkWorld) -> None:
+    """The real signal handler, on a loop in the main thread (the server runs on its own)."""
+    agent = agent_cli.build_agent(agent_cli.build_parser().parse_args(_args(world, simulate=True)))
+
+    async def scenario() -> int:
+        async def terminate_once_connected() -> None:
+            await agent.connected.wait()
+            os.kill(os.getpid(), signal.SIGTERM)
+
+        killer = asyncio.create_task(terminate_once_connected())
+        code = await asyncio.wait_for(agent_cli.run_agent(agent, world.target), 30)
+        await killer
+        return code
+
+    assert asyncio.run(scenario()) == 0
+    assert agent.connections == 1
+    assert len(agent.resources) == 7
+    # The server saw the stream end: the device is offline again.
+    assert world.run(lambda: _offline(world))
+
+
+async def _offline(world: LinkWorld) -> bool:
+    """True once the server holds no link for the device (within a few seconds)."""
+    for _ in range(200):
+        if world.running.state.links.get(world.key) is None:
+            return True
+        await asyncio.sleep(0.02)
+    return False
+
+
+def test_a_refused_link_exits_1_with_one_line(
+    world: LinkWorld, capsys: pytest.CaptureFixture[str]
+) -> None:
+    agent = agent_cli.build_agent(agent_cli.build_parser().parse_args(_args(world, "wrong")))
+    code = asyncio.run(asyncio.wait_for(agent_cli.run_agent(agent, world.target), 30))
+    assert code == 1
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "thingwire: error: the server refused the link: invalid device credentials "
+        "(UNAUTHENTICATED)"
+    )
+    assert agent.resources == ()
