@@ -110,7 +110,10 @@ def create_device(
 
 
 def get_device(s: Session, user_id: int, device_id: str) -> Device:
-    """The user's device by its device id; NotFound (also for other users' devices)."""
+    """The user's device by its device id; NotFound (also for other users' devices, and for
+    ids no device can have, which never reach SQL: PostgreSQL refuses a NUL in text)."""
+    if not isinstance(device_id, str) or not DEVICE_ID_RE.fullmatch(device_id):
+        raise NotFound(f"device {device_id!r} not found")
     device = s.scalar(
         sa.select(Device).where(Device.user_id == user_id, Device.device_id == device_id)
     )

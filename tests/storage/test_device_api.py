@@ -231,3 +231,17 @@ def test_an_active_token_is_found_with_its_device_and_owner(database: Database, 
             device_tokens.get_active_device_token(s, token.id, NOW + timedelta(hours=1))
         with pytest.raises(Unauthenticated):
             device_tokens.get_active_device_token(s, "0" * 24, NOW)
+
+
+@pytest.mark.parametrize("device_id", ["d\x00", "", "../d", 5])
+def test_ids_no_device_can_have_are_not_found_without_a_query(
+    database: Database, ada: User, device_id: object
+) -> None:
+    """PostgreSQL refuses a NUL in text: such an id must never reach SQL."""
+    add(database, ada, "d")
+    with database.session() as s, pytest.raises(NotFound):
+        devices.get_device(s, ada.id, device_id)  # type: ignore[arg-type]
+    with database.session() as s, pytest.raises(NotFound):
+        device_tokens.delete_device_token(s, ada.id, "d", "\x00" * 24)
+    with database.session() as s, pytest.raises(Unauthenticated):
+        device_tokens.get_active_device_token(s, "\x00", NOW)

@@ -8,6 +8,7 @@ cascades) revokes the token at once, since every use is checked here.
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -37,6 +38,8 @@ __all__ = [
 ALL_RESOURCES = None
 """The resources of a token that names none: every resource of its device (no ``res``)."""
 INVALID_TOKEN = "invalid token"  # noqa: S105 - a message, not a secret
+#: What every token id is (12 random bytes in hex); nothing else reaches SQL.
+TOKEN_ID_RE = re.compile(r"[0-9a-f]{24}")
 
 
 def parse_token_resources(raw: object = ALL_RESOURCES) -> list[str] | None:
@@ -116,6 +119,8 @@ def set_token_kid(s: Session, token_id: str, kid: str) -> None:
 def delete_device_token(s: Session, user_id: int, device_id: str, token_id: str) -> None:
     """Delete a token of the user's device; NotFound for an unknown device or token."""
     device = get_device(s, user_id, device_id)
+    if not TOKEN_ID_RE.fullmatch(token_id):
+        raise NotFound(f"token {token_id!r} not found")
     deleted = s.execute(
         sa.delete(DeviceToken).where(DeviceToken.id == token_id, DeviceToken.device_pk == device.id)
     )
@@ -137,6 +142,8 @@ def get_active_device_token(s: Session, token_id: str, now: datetime) -> ActiveD
 
     Unauthenticated when it is unknown, deleted (or its device is), revoked or expired.
     """
+    if not TOKEN_ID_RE.fullmatch(token_id):
+        raise Unauthenticated(INVALID_TOKEN)
     row = s.execute(
         sa.select(DeviceToken, Device, User)
         .join(Device, Device.id == DeviceToken.device_pk)
