@@ -21,9 +21,11 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from thingwire.agent.v1 import agent_pb2, agent_pb2_grpc
 from thingwire.auth.v1 import auth_pb2, auth_pb2_grpc
+from thingwire.devices.v1 import devices_pb2, devices_pb2_grpc
 from thingwire.inputs.v1 import inputs_pb2, inputs_pb2_grpc
 
 from server.auth.authenticator import Authenticator
+from server.config import DEFAULT_MAX_DEVICES_PER_USER
 from server.gateway_socket import grpc_address as gateway_socket_address
 from server.gateway_socket import restrict as restrict_gateway_socket
 from server.interceptors import ServerInterceptor, access_levels
@@ -32,6 +34,7 @@ from server.rest_interceptor import RestInterceptor, rest_options_of
 from server.security.keys import KeyFile, KeyRing
 from server.services.agent_service import AgentService
 from server.services.auth_service import AuthService
+from server.services.device_service import DeviceService
 from server.services.inputs_service import InputService
 from server.state import AppState, utc_now
 from server.storage import login_throttle
@@ -63,6 +66,11 @@ SERVICES: tuple[Service, ...] = (
         inputs_pb2.DESCRIPTOR.services_by_name["InputService"],
         InputService,
         inputs_pb2_grpc.add_InputServiceServicer_to_server,
+    ),
+    Service(
+        devices_pb2.DESCRIPTOR.services_by_name["DeviceService"],
+        DeviceService,
+        devices_pb2_grpc.add_DeviceServiceServicer_to_server,
     ),
     Service(
         agent_pb2.DESCRIPTOR.services_by_name["AgentService"],
@@ -121,6 +129,7 @@ async def create_server(
     gateway_socket: Path | None = None,
     keys: KeyFile | KeyRing | None = None,
     link_limits: LinkLimits | None = None,
+    max_devices_per_user: int = DEFAULT_MAX_DEVICES_PER_USER,
 ) -> RunningServer:
     """Start a server on `address` (port 0 picks a free one) over a migrated database.
 
@@ -128,9 +137,10 @@ async def create_server(
     calls arriving there may name their client's address (`server/request_origin.py`).
     ``keys`` sign and verify its tokens (see `AppState.open`; serve passes the key file).
     ``link_limits`` bound every device link (docs/device-link.md).
+    ``max_devices_per_user`` is `Settings.max_devices_per_user`.
     """
     gateway_address = gateway_socket_address(gateway_socket) if gateway_socket else None
-    state = await AppState.open(database, clock, keys, link_limits)
+    state = await AppState.open(database, clock, keys, link_limits, max_devices_per_user)
     authenticator = Authenticator(database, state.signer, clock)
     server = grpc.aio.server(
         interceptors=[

@@ -31,6 +31,22 @@ def _port(env: Mapping[str, str], name: str, default: int) -> int:
     return port
 
 
+def _count(env: Mapping[str, str], name: str, default: int) -> int:
+    """A non-negative whole number (0 where a limit is meant: none)."""
+    raw = env.get(name, str(default))
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a whole number") from None
+    if value < 0:
+        raise ConfigError(f"{name}={value} must not be negative")
+    return value
+
+
+#: Devices one account may have through the Devices API (docs/design.md); 0: no limit.
+DEFAULT_MAX_DEVICES_PER_USER = 1000
+
+
 @dataclass(frozen=True)
 class Settings:
     """What `thingwire serve` needs to run the server and the cloud gateway.
@@ -48,6 +64,8 @@ class Settings:
     jwt_key_file: Path = STATE_DIR / "jwt-keys.json"
     # REST bodies above this get 413 from the gateway; gRPC messages up to it are accepted.
     max_body_bytes: int = 8 * 1024 * 1024
+    # Thinger's "the user account is limited": adding a device past it is a 400; 0: no limit.
+    max_devices_per_user: int = DEFAULT_MAX_DEVICES_PER_USER
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -60,4 +78,7 @@ class Settings:
             grpc_port=_port(env, "THINGWIRE_GRPC_PORT", cls.grpc_port),
             envoy_admin_port=_port(env, "THINGWIRE_ENVOY_ADMIN_PORT", cls.envoy_admin_port),
             jwt_key_file=Path(key_file) if key_file else cls.jwt_key_file,
+            max_devices_per_user=_count(
+                env, "THINGWIRE_MAX_DEVICES_PER_USER", cls.max_devices_per_user
+            ),
         )

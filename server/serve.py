@@ -78,6 +78,7 @@ async def serve(settings: Settings) -> int:
         # protobuf): accept what the gateway lets through, with room to spare.
         max_message_bytes=4 * settings.max_body_bytes,
         gateway_socket=gateway_socket,
+        max_devices_per_user=settings.max_devices_per_user,
     )
     try:
         await envoy.start()

@@ -10,7 +10,7 @@ from functools import cached_property
 
 from server.auth.passwords import PasswordLogins
 from server.clock import Clock, utc_now
-from server.config import Settings
+from server.config import DEFAULT_MAX_DEVICES_PER_USER, Settings
 from server.link.link import LinkLimits
 from server.link.registry import LinkRegistry
 from server.link.router import DeviceRouter, LocalRouter
@@ -44,6 +44,8 @@ class AppState:
     link_limits: LinkLimits = field(default_factory=LinkLimits)
     #: This process's live device links (presence lives here, never in a module global).
     links: LinkRegistry = field(default_factory=LinkRegistry)
+    #: `Settings.max_devices_per_user`: devices one account may add (0: no limit).
+    max_devices_per_user: int = DEFAULT_MAX_DEVICES_PER_USER
 
     @cached_property
     def router(self) -> DeviceRouter:
@@ -57,6 +59,7 @@ class AppState:
         clock: Clock = utc_now,
         keys: KeyFile | KeyRing | None = None,
         link_limits: LinkLimits | None = None,
+        max_devices_per_user: int = DEFAULT_MAX_DEVICES_PER_USER,
     ) -> AppState:
         """The state over ``database``, signing with ``keys``.
 
@@ -71,4 +74,5 @@ class AppState:
             logins=PasswordLogins(database),
             clock=clock,
             link_limits=link_limits or LinkLimits(),
+            max_devices_per_user=max_devices_per_user,
         )

@@ -2,7 +2,8 @@
 
 Accepted credentials (docs/design.md, "Credentials"):
 - ``authorization: Bearer <jwt>`` — a login/OAuth access token or a user-defined token
-  (the gateway moves Thinger's ``?authorization=`` query parameter into this header);
+  (the gateway moves Thinger's ``?authorization=`` query parameter into this header), and
+  on ``ACCESS_USER_OR_DEVICE_TOKEN`` rpcs only, a device token (`server/auth/device_tokens.py`);
 - ``authorization: APIToken <token>`` — an AutoPi API token;
 - ``organization-id`` + ``organization-api-key`` — a Datacooee organisation.
 Every failure is the same UNAUTHENTICATED answer, whatever was wrong, so a caller learns
@@ -20,6 +21,7 @@ from sqlalchemy.orm import Session
 from thingwire.options.v1 import options_pb2
 
 from server.auth import permissions
+from server.auth.device_tokens import check_device_token, device_principal
 from server.auth.principal import OrganizationPrincipal, Permission, Principal, UserPrincipal
 from server.errors import InvalidArgument, Unauthenticated
 from server.security.jwt_tokens import USER_TOKEN_TYPE, Claims, TokenSigner
@@ -81,12 +83,10 @@ class Authenticator:
             return None
         if access == Access.ACCESS_ORGANIZATION:
             return await self._organization(metadata)
-        if access in (
-            Access.ACCESS_USER,
-            Access.ACCESS_UNSPECIFIED,
-            Access.ACCESS_USER_OR_DEVICE_TOKEN,
-        ):
-            return await self._user(metadata)
+        if access in (Access.ACCESS_USER, Access.ACCESS_UNSPECIFIED):
+            return await self._user(metadata, device_tokens=False)
+        if access == Access.ACCESS_USER_OR_DEVICE_TOKEN:
+            return await self._user(metadata, device_tokens=True)
         raise Unauthenticated("this rpc does not accept these credentials")
 
     async def _organization(self, metadata: Mapping[str, str]) -> OrganizationPrincipal:
@@ -97,7 +97,9 @@ class Authenticator:
         org = await self._db.run(lambda s: orgs.authenticate_org(s, org_id, api_key))
         return OrganizationPrincipal(org_id=org.id)
 
-    async def _user(self, metadata: Mapping[str, str]) -> UserPrincipal:
+    async def _user(self, metadata: Mapping[str, str], *, device_tokens: bool) -> UserPrincipal:
+        """The user behind the Authorization header; a device token only if `device_tokens`
+        (it never manages anything: devices, tokens and accounts need the user's own)."""
         header = metadata.get("authorization")
         if not header:
             raise Unauthenticated("authentication credentials were not provided")
@@ -107,6 +109,14 @@ class Authenticator:
             return await self._db.run(lambda s: self._api_token_user(s, credential, now))
         if scheme == "bearer":
             claims = self._signer.verify(credential, now)
+            if claims.device is not None:
+                if not device_tokens:
+                    raise Unauthenticated("a device token cannot be used here")
+                return await self._db.run(
+                    lambda s: device_principal(
+                        check_device_token(s, self._signer, credential, claims, now)
+                    )
+                )
             if claims.username is None:
                 # A refresh token (no usr claim) grants nothing but new tokens.
                 raise Unauthenticated("invalid token")

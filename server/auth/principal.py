@@ -90,6 +90,26 @@ def require_user() -> UserPrincipal:
     return principal
 
 
+def require_path_user(principal: UserPrincipal, user_id: str) -> None:
+    """Thinger paths name the user (USER_ID): it must be the caller, or the answer is 401.
+
+    The same answer whether or not that user exists, so paths reveal no accounts.
+    """
+    if user_id != principal.username:
+        raise Unauthenticated(f"not authorized for user {user_id!r}")
+
+
+def require_self(principal: UserPrincipal, user_id: str) -> None:
+    """A Thinger path that manages credentials (user tokens, devices, device tokens): only
+    that user's login session may use it, so that no token can mint or revoke another.
+
+    Both refusals are 401, the one status Thinger documents for authorization failures.
+    """
+    require_path_user(principal, user_id)
+    if not principal.is_session:
+        raise Unauthenticated("this is managed with a login token, not with another token")
+
+
 def require_organization() -> OrganizationPrincipal:
     """The calling organisation; the interceptor guarantees one on ACCESS_ORGANIZATION rpcs."""
     principal = current_principal.get()

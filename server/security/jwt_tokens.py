@@ -3,7 +3,11 @@
 - access token: ``{"exp", "iat", "usr"}``, two hours (both APIs accept it as ``Bearer``);
 - refresh token: ``{"exp", "iat", "jti"}``, about two months, single use (state in storage);
 - user-defined access token: ``{"iat", "jti", "usr", "typ": "user"}`` and ``exp`` only when
-  the owner set one; revocable, so its jti is checked against storage on every call.
+  the owner set one; revocable, so its jti is checked against storage on every call;
+- device token: ``{"dev", "exp"?, "iat", "jti", "res"?, "usr"}`` in the seed's (sorted)
+  order, ``exp`` and ``res`` only when the owner set them; revocable like a user token, and
+  shown again by signing its stored claims with the key it was signed with
+  (`device_token`, docs/design.md "Device tokens").
 
 Tokens are told apart by their claims, so a refresh token never passes as an access token
 and an access token never refreshes. All are HS256, signed with the current key of the key
@@ -37,6 +41,10 @@ class Claims:
     token_type: str | None
     expire_time: datetime | None
     issue_time: datetime
+    #: A device token's device (``dev``); None for every other kind.
+    device: str | None = None
+    #: A device token's resources (``res``); None when it names none (every resource).
+    resources: tuple[str, ...] | None = None
 
 
 def _claim_time(value: object) -> datetime:
@@ -58,6 +66,11 @@ class TokenSigner:
     def _encode(self, payload: dict[str, Any]) -> str:
         key = self._ring().current
         return jwt.encode(payload, key.secret, algorithm=ALGORITHM, headers={"kid": key.kid})
+
+    @property
+    def current_kid(self) -> str:
+        """The id of the key that signs new tokens."""
+        return self._ring().current.kid
 
     def access_token(self, username: str, now: datetime) -> str:
         """A two-hour access token for `username`."""
@@ -84,6 +97,38 @@ class TokenSigner:
             payload["exp"] = int(expire_time.timestamp())
         return self._encode(payload)
 
+    def device_token(
+        self,
+        username: str,
+        device: str,
+        jti: str,
+        issue_time: datetime,
+        expire_time: datetime | None,
+        resources: list[str] | None,
+        kid: str | None,
+        now: datetime,
+    ) -> tuple[str, str]:
+        """A device token from its stored claims, and the id of the key that signed it.
+
+        Signed with key ``kid`` while that key still verifies, so the same claims give the
+        same token again; with the current key when it does not (retired past its grace, or
+        ``kid`` None), in which case the caller records the new kid. Deterministic: HS256
+        over the same header and claims, in the seed's sorted order.
+        """
+        payload: dict[str, Any] = {"dev": device}
+        if expire_time is not None:
+            payload["exp"] = int(expire_time.timestamp())
+        payload["iat"] = int(issue_time.timestamp())
+        payload["jti"] = jti
+        if resources:
+            payload["res"] = list(resources)
+        payload["usr"] = username
+        ring = self._ring()
+        key = ring.signing_key(kid, now) if kid is not None else None
+        key = key or ring.current
+        token = jwt.encode(payload, key.secret, algorithm=ALGORITHM, headers={"kid": key.kid})
+        return token, key.kid
+
     def verify(self, token: str, now: datetime) -> Claims:
         """Check signature and expiry; raise Unauthenticated with a generic message otherwise."""
         try:
@@ -106,9 +151,12 @@ class TokenSigner:
             expire_time = None if exp is None else _claim_time(exp)
         except (TypeError, ValueError, OverflowError, OSError):
             raise Unauthenticated("invalid token") from None
-        if expire_time is None and token_type != USER_TOKEN_TYPE:
-            # Only a user-defined token may live forever; a login token without exp is forged
-            # or broken.
+        device = payload.get("dev")
+        if device is not None and (not isinstance(device, str) or token_type is not None):
+            raise Unauthenticated("invalid token")
+        if expire_time is None and token_type != USER_TOKEN_TYPE and device is None:
+            # Only user-defined and device tokens may live forever; a login token without exp
+            # is forged or broken.
             raise Unauthenticated("invalid token")
         if expire_time is not None and expire_time <= now:
             raise Unauthenticated("token expired")
@@ -120,4 +168,15 @@ class TokenSigner:
             token_type=token_type if isinstance(token_type, str) else None,
             expire_time=expire_time,
             issue_time=issue_time,
+            device=device,
+            resources=_resources_claim(payload.get("res")),
         )
+
+
+def _resources_claim(value: object) -> tuple[str, ...] | None:
+    """A ``res`` claim as a tuple of names; None when absent; Unauthenticated if malformed."""
+    if value is None:
+        return None
+    if not isinstance(value, list) or not value or not all(isinstance(r, str) for r in value):
+        raise Unauthenticated("invalid token")
+    return tuple(value)

@@ -125,6 +125,17 @@ class KeyRing:
                 return key.secret
         raise Unauthenticated("invalid token")
 
+    def signing_key(self, kid: str, now: datetime) -> SigningKey | None:
+        """The key named ``kid`` while it still verifies, else None.
+
+        Re-signing a stored token (a device token's list) with its own key gives the token
+        it was; once that key has stopped verifying, the token must move to the current one.
+        """
+        for key in self.keys:
+            if key.kid == kid and key.verifies_at(now):
+                return key
+        return None
+
     def rotated(self, now: datetime, grace: timedelta = DEFAULT_GRACE) -> KeyRing:
         """A new current key; the old one verifies for ``grace``; keys past theirs dropped."""
         now = utc_now(now)

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from thingwire.auth.v1 import auth_pb2, auth_pb2_grpc
 
 from server.auth.permissions import FULL_ACCESS, NULL
-from server.auth.principal import Action, UserPrincipal, require_user
+from server.auth.principal import Action, UserPrincipal, require_self, require_user
 from server.errors import InvalidArgument, NotFound, PermissionDenied, Unauthenticated
 from server.request_origin import client_of
 from server.security.jwt_tokens import ACCESS_TOKEN_LIFETIME, REFRESH_TOKEN_LIFETIME
@@ -45,17 +45,6 @@ def user_message(
         ],
         timezone=user.timezone,
     )
-
-
-def _require_self(principal: UserPrincipal, user_id: str) -> None:
-    """Thinger token paths name the user; only that user's login session may use them.
-
-    Both refusals are 401, the one status Thinger documents for authorization failures.
-    """
-    if user_id != principal.username:
-        raise Unauthenticated(f"not authorized for user {user_id!r}")
-    if not principal.is_session:
-        raise Unauthenticated("tokens are managed with a login token, not with another token")
 
 
 def _require_session(principal: UserPrincipal) -> None:
@@ -252,7 +241,7 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
         self, request: auth_pb2.CreateAccessTokenRequest, context: grpc.aio.ServicerContext
     ) -> auth_pb2.CreateAccessTokenResponse:
         principal = require_user()
-        _require_self(principal, request.user_id)
+        require_self(principal, request.user_id)
         permissions = _permissions_sent(request)
         now = self._state.clock()
         expire_time = epoch_ms_or_none(request.token_expiration, "token_expiration")
@@ -269,7 +258,7 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
         self, request: auth_pb2.ListAccessTokensRequest, context: grpc.aio.ServicerContext
     ) -> struct_pb2.ListValue:
         principal = require_user()
-        _require_self(principal, request.user_id)
+        require_self(principal, request.user_id)
         rows = await self._state.database.run(
             lambda s: user_tokens.list_access_tokens(s, principal.user_id)
         )
@@ -293,7 +282,7 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
         self, request: auth_pb2.DeleteAccessTokenRequest, context: grpc.aio.ServicerContext
     ) -> auth_pb2.DeleteAccessTokenResponse:
         principal = require_user()
-        _require_self(principal, request.user_id)
+        require_self(principal, request.user_id)
         if not request.token_id:
             raise NotFound("token not found")
         await self._state.database.run(

@@ -11,15 +11,24 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from server.clock import utc_now
-from server.errors import AlreadyExists, InvalidArgument, NotFound, Unauthenticated
+from server.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    Unauthenticated,
+)
 from server.security.hashing import hash_password, hash_secret, new_secret, verify_password
 from server.storage.models import Device, User
 
 __all__ = [
     "DEVICE_ID_RE",
+    "add_device",
     "authenticate_device",
     "authenticate_push_token",
     "create_device",
+    "delete_device",
+    "device_connected",
     "get_device",
     "list_devices",
 ]
@@ -28,6 +37,8 @@ DEVICE_ID_RE = re.compile(r"[a-zA-Z0-9_]{1,25}")
 MAX_DESCRIPTION_LENGTH = 1024
 MAX_CREDENTIALS_LENGTH = 1024
 INVALID_DEVICE = "invalid device credentials"
+DEVICE_CONNECTED = "device {device!r} is connected: disconnect it before deleting it"
+DEVICE_LIMIT = "the account has reached its limit of {limit} devices"
 
 
 def _validate_device_id(device_id: str) -> str:
@@ -99,7 +110,10 @@ def create_device(
 
 
 def get_device(s: Session, user_id: int, device_id: str) -> Device:
-    """The user's device by its device id; NotFound (also for other users' devices)."""
+    """The user's device by its device id; NotFound (also for other users' devices, and for
+    ids no device can have, which never reach SQL: PostgreSQL refuses a NUL in text)."""
+    if not isinstance(device_id, str) or not DEVICE_ID_RE.fullmatch(device_id):
+        raise NotFound(f"device {device_id!r} not found")
     device = s.scalar(
         sa.select(Device).where(Device.user_id == user_id, Device.device_id == device_id)
     )
@@ -108,11 +122,77 @@ def get_device(s: Session, user_id: int, device_id: str) -> Device:
     return device
 
 
-def list_devices(s: Session, user_id: int) -> Sequence[Device]:
-    """The user's devices, ordered by device id."""
-    return s.scalars(
-        sa.select(Device).where(Device.user_id == user_id).order_by(Device.device_id)
-    ).all()
+def list_devices(s: Session, user_id: int, device_id: str | None = None) -> Sequence[Device]:
+    """The user's devices, ordered by device id; only ``device_id`` when it is given.
+
+    InvalidArgument when ``device_id`` breaks the id rule (Thinger's 400 for a bad search).
+    """
+    query = sa.select(Device).where(Device.user_id == user_id)
+    if device_id is not None:
+        query = query.where(Device.device_id == _validate_device_id(device_id))
+    return s.scalars(query.order_by(Device.device_id)).all()
+
+
+def _lock_owner(s: Session, user_id: int) -> None:
+    """Serialise the unit of work against every other one that adds a device for the user.
+
+    A no-op UPDATE of the owner's row: on PostgreSQL it takes the row's lock until commit;
+    on SQLite, being the unit of work's first statement, it takes the database's write lock
+    (a later upgrade from a read snapshot could fail instead of waiting). Either way a
+    concurrent add waits here, and then counts the devices this one added.
+    """
+    locked = s.execute(sa.update(User).where(User.id == user_id).values(timezone=User.timezone))
+    if not getattr(locked, "rowcount", 0):
+        raise NotFound(f"user {user_id} not found")
+
+
+def add_device(
+    s: Session,
+    user_id: int,
+    device_id: str,
+    credentials: str,
+    description: str,
+    max_devices: int,
+) -> Device:
+    """Add a device unless the user already has ``max_devices`` (0: no limit).
+
+    Must be the first statement of its unit of work (see `_lock_owner`), so that two adds at
+    the limit never both succeed, on either backend. Raises what `create_device` raises, and
+    InvalidArgument at the limit.
+    """
+    _validate_device_id(device_id)
+    if not credentials:
+        raise InvalidArgument("device_credentials is required")
+    _lock_owner(s, user_id)
+    if max_devices > 0:
+        count = s.scalar(
+            sa.select(sa.func.count()).select_from(Device).where(Device.user_id == user_id)
+        )
+        if (count or 0) >= max_devices:
+            raise InvalidArgument(DEVICE_LIMIT.format(limit=max_devices))
+    device, _push_token = create_device(s, user_id, device_id, credentials, description)
+    return device
+
+
+def device_connected(device_id: str) -> FailedPrecondition:
+    """The refusal to delete a connected device (Thinger's 400)."""
+    return FailedPrecondition(DEVICE_CONNECTED.format(device=device_id))
+
+
+def delete_device(s: Session, user_id: int, device_id: str) -> None:
+    """Delete the user's device, with its tokens and link secret (the rows cascade).
+
+    NotFound for an unknown device (or another user's); FailedPrecondition while it is
+    connected, checked in the DELETE itself so that a link attaching meanwhile wins.
+    """
+    device = get_device(s, user_id, device_id)
+    if device.connected:
+        raise device_connected(device_id)
+    deleted = s.execute(
+        sa.delete(Device).where(Device.id == device.id, Device.connected.is_(False))
+    )
+    if not getattr(deleted, "rowcount", 0):
+        raise device_connected(device_id)
 
 
 def authenticate_device(s: Session, user_id: int, device_id: str, credentials: str) -> Device:

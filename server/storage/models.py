@@ -172,10 +172,14 @@ class DeviceToken(Base):
     id: Mapped[str] = mapped_column(sa.String(24), primary_key=True)
     device_pk: Mapped[int] = mapped_column(_fk("devices.id"), index=True)
     name: Mapped[str] = mapped_column(sa.String(100))
+    #: The resources the token may call; empty: every resource (no ``res`` claim).
     resources: Mapped[list[str]] = mapped_column(sa.JSON)
+    #: The token's ``iat``: re-signing the stored claims gives the token again.
     create_time: Mapped[datetime]
     expire_time: Mapped[datetime | None]
     revoke_time: Mapped[datetime | None]
+    #: The signing key's id (docs/design.md, "Device tokens"); None: the current key.
+    kid: Mapped[str | None] = mapped_column(sa.String(64))
 
 
 class Organization(Base):

@@ -178,6 +178,7 @@ class AuthServiceServicer:
         """Lists the caller's user-defined access tokens, without their secrets, as the top-level
         JSON array that Thinger's token lists are: [{"id","name","permissions",...}].
         buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -22,13 +22,50 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
+from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
+from thingwire.options.v1 import options_pb2 as thingwire_dot_options_dot_v1_dot_options__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"thingwire/devices/v1/devices.proto\x12\x14thingwire.devices.v1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"thingwire/devices/v1/devices.proto\x12\x14thingwire.devices.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\"thingwire/options/v1/options.proto\"1\n\x12ListDevicesRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\"q\n\x13\x43reateDeviceRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x11\n\tdevice_id\x18\x02 \x01(\t\x12\x1a\n\x12\x64\x65vice_description\x18\x03 \x01(\t\x12\x1a\n\x12\x64\x65vice_credentials\x18\x04 \x01(\t\"\x16\n\x14\x43reateDeviceResponse\"9\n\x13\x44\x65leteDeviceRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x11\n\tdevice_id\x18\x02 \x01(\t\"\x16\n\x14\x44\x65leteDeviceResponse\"=\n\x17ListDeviceTokensRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x11\n\tdevice_id\x18\x02 \x01(\t\"\x9d\x01\n\x18\x43reateDeviceTokenRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x11\n\tdevice_id\x18\x02 \x01(\t\x12\x12\n\ntoken_name\x18\x03 \x01(\t\x12/\n\x0ftoken_resources\x18\x04 \x01(\x0b\x32\x16.google.protobuf.Value\x12\x18\n\x10token_expiration\x18\x05 \x01(\x03\"D\n\x19\x43reateDeviceTokenResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\r\n\x05token\x18\x03 \x01(\t\"P\n\x18\x44\x65leteDeviceTokenRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x11\n\tdevice_id\x18\x02 \x01(\t\x12\x10\n\x08token_id\x18\x03 \x01(\t\"\x1b\n\x19\x44\x65leteDeviceTokenResponse2\xe7\x07\n\rDeviceService\x12\x80\x01\n\x0bListDevices\x12(.thingwire.devices.v1.ListDevicesRequest\x1a\x1a.google.protobuf.ListValue\"+\xc8\xf3\x18\x02\xd0\xf3\x18\x02\x82\xd3\xe4\x93\x02\x1d\x12\x1b/v1/users/{user_id}/devices\x12\x95\x01\n\x0c\x43reateDevice\x12).thingwire.devices.v1.CreateDeviceRequest\x1a*.thingwire.devices.v1.CreateDeviceResponse\".\xc8\xf3\x18\x02\xd0\xf3\x18\x02\x82\xd3\xe4\x93\x02 \"\x1b/v1/users/{user_id}/devices:\x01*\x12\x9e\x01\n\x0c\x44\x65leteDevice\x12).thingwire.devices.v1.DeleteDeviceRequest\x1a*.thingwire.devices.v1.DeleteDeviceResponse\"7\xc8\xf3\x18\x02\xd0\xf3\x18\x02\x82\xd3\xe4\x93\x02)*\'/v1/users/{user_id}/devices/{device_id}\x12\x9d\x01\n\x10ListDeviceTokens\x12-.thingwire.devices.v1.ListDeviceTokensRequest\x1a\x1a.google.protobuf.ListValue\">\xc8\xf3\x18\x02\xd0\xf3\x18\x02\x82\xd3\xe4\x93\x02\x30\x12./v1/users/{user_id}/devices/{device_id}/tokens\x12\xb7\x01\n\x11\x43reateDeviceToken\x12..thingwire.devices.v1.CreateDeviceTokenRequest\x1a/.thingwire.devices.v1.CreateDeviceTokenResponse\"A\xc8\xf3\x18\x02\xd0\xf3\x18\x02\x82\xd3\xe4\x93\x02\x33\"./v1/users/{user_id}/devices/{device_id}/tokens:\x01*\x12\xbf\x01\n\x11\x44\x65leteDeviceToken\x12..thingwire.devices.v1.DeleteDeviceTokenRequest\x1a/.thingwire.devices.v1.DeleteDeviceTokenResponse\"I\xc8\xf3\x18\x02\xd0\xf3\x18\x02\x82\xd3\xe4\x93\x02;*9/v1/users/{user_id}/devices/{device_id}/tokens/{token_id}b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'thingwire.devices.v1.devices_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_DEVICESERVICE'].methods_by_name['ListDevices']._loaded_options = None
+  _globals['_DEVICESERVICE'].methods_by_name['ListDevices']._serialized_options = b'\310\363\030\002\320\363\030\002\202\323\344\223\002\035\022\033/v1/users/{user_id}/devices'
+  _globals['_DEVICESERVICE'].methods_by_name['CreateDevice']._loaded_options = None
+  _globals['_DEVICESERVICE'].methods_by_name['CreateDevice']._serialized_options = b'\310\363\030\002\320\363\030\002\202\323\344\223\002 \"\033/v1/users/{user_id}/devices:\001*'
+  _globals['_DEVICESERVICE'].methods_by_name['DeleteDevice']._loaded_options = None
+  _globals['_DEVICESERVICE'].methods_by_name['DeleteDevice']._serialized_options = b'\310\363\030\002\320\363\030\002\202\323\344\223\002)*\'/v1/users/{user_id}/devices/{device_id}'
+  _globals['_DEVICESERVICE'].methods_by_name['ListDeviceTokens']._loaded_options = None
+  _globals['_DEVICESERVICE'].methods_by_name['ListDeviceTokens']._serialized_options = b'\310\363\030\002\320\363\030\002\202\323\344\223\0020\022./v1/users/{user_id}/devices/{device_id}/tokens'
+  _globals['_DEVICESERVICE'].methods_by_name['CreateDeviceToken']._loaded_options = None
+  _globals['_DEVICESERVICE'].methods_by_name['CreateDeviceToken']._serialized_options = b'\310\363\030\002\320\363\030\002\202\323\344\223\0023\"./v1/users/{user_id}/devices/{device_id}/tokens:\001*'
+  _globals['_DEVICESERVICE'].methods_by_name['DeleteDeviceToken']._loaded_options = None
+  _globals['_DEVICESERVICE'].methods_by_name['DeleteDeviceToken']._serialized_options = b'\310\363\030\002\320\363\030\002\202\323\344\223\002;*9/v1/users/{user_id}/devices/{device_id}/tokens/{token_id}'
+  _globals['_LISTDEVICESREQUEST']._serialized_start=156
+  _globals['_LISTDEVICESREQUEST']._serialized_end=205
+  _globals['_CREATEDEVICEREQUEST']._serialized_start=207
+  _globals['_CREATEDEVICEREQUEST']._serialized_end=320
+  _globals['_CREATEDEVICERESPONSE']._serialized_start=322
+  _globals['_CREATEDEVICERESPONSE']._serialized_end=344
+  _globals['_DELETEDEVICEREQUEST']._serialized_start=346
+  _globals['_DELETEDEVICEREQUEST']._serialized_end=403
+  _globals['_DELETEDEVICERESPONSE']._serialized_start=405
+  _globals['_DELETEDEVICERESPONSE']._serialized_end=427
+  _globals['_LISTDEVICETOKENSREQUEST']._serialized_start=429
+  _globals['_LISTDEVICETOKENSREQUEST']._serialized_end=490
+  _globals['_CREATEDEVICETOKENREQUEST']._serialized_start=493
+  _globals['_CREATEDEVICETOKENREQUEST']._serialized_end=650
+  _globals['_CREATEDEVICETOKENRESPONSE']._serialized_start=652
+  _globals['_CREATEDEVICETOKENRESPONSE']._serialized_end=720
+  _globals['_DELETEDEVICETOKENREQUEST']._serialized_start=722
+  _globals['_DELETEDEVICETOKENREQUEST']._serialized_end=802
+  _globals['_DELETEDEVICETOKENRESPONSE']._serialized_start=804
+  _globals['_DELETEDEVICETOKENRESPONSE']._serialized_end=831
+  _globals['_DEVICESERVICE']._serialized_start=834
+  _globals['_DEVICESERVICE']._serialized_end=1833
 # @@protoc_insertion_point(module_scope)

@@ -3,6 +3,8 @@
 import grpc
 import warnings
 
+from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
+from thingwire.devices.v1 import devices_pb2 as thingwire_dot_devices_dot_v1_dot_devices__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -22,3 +24,338 @@ if _version_not_supported:
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
     )
+
+
+class DeviceServiceStub:
+    """DeviceService is Thinger's Devices API v1: a user's devices and the tokens that give
+    access to one device. Every path names the user (USER_ID); it must be the caller.
+
+    Errors: UNAUTHENTICATED (401) when the credentials are bad, when USER_ID is not the caller
+    (whether or not that user exists) or when the rpc needs a login session and got a token;
+    INVALID_ARGUMENT (400) for malformed requests; NOT_FOUND (404) for a device or token that
+    does not exist or that the caller may not see; FAILED_PRECONDITION (400) for a device that
+    is connected. Device tokens are never accepted here.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.ListDevices = channel.unary_unary(
+                '/thingwire.devices.v1.DeviceService/ListDevices',
+                request_serializer=thingwire_dot_devices_dot_v1_dot_devices__pb2.ListDevicesRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_struct__pb2.ListValue.FromString,
+                _registered_method=True)
+        self.CreateDevice = channel.unary_unary(
+                '/thingwire.devices.v1.DeviceService/CreateDevice',
+                request_serializer=thingwire_dot_devices_dot_v1_dot_devices__pb2.CreateDeviceRequest.SerializeToString,
+                response_deserializer=thingwire_dot_devices_dot_v1_dot_devices__pb2.CreateDeviceResponse.FromString,
+                _registered_method=True)
+        self.DeleteDevice = channel.unary_unary(
+                '/thingwire.devices.v1.DeviceService/DeleteDevice',
+                request_serializer=thingwire_dot_devices_dot_v1_dot_devices__pb2.DeleteDeviceRequest.SerializeToString,
+                response_deserializer=thingwire_dot_devices_dot_v1_dot_devices__pb2.DeleteDeviceResponse.FromString,
+                _registered_method=True)
+        self.ListDeviceTokens = channel.unary_unary(
+                '/thingwire.devices.v1.DeviceService/ListDeviceTokens',
+                request_serializer=thingwire_dot_devices_dot_v1_dot_devices__pb2.ListDeviceTokensRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_struct__pb2.ListValue.FromString,
+                _registered_method=True)
+        self.CreateDeviceToken = channel.unary_unary(
+                '/thingwire.devices.v1.DeviceService/CreateDeviceToken',
+                request_serializer=thingwire_dot_devices_dot_v1_dot_devices__pb2.CreateDeviceTokenRequest.SerializeToString,
+                response_deserializer=thingwire_dot_devices_dot_v1_dot_devices__pb2.CreateDeviceTokenResponse.FromString,
+                _registered_method=True)
+        self.DeleteDeviceToken = channel.unary_unary(
+                '/thingwire.devices.v1.DeviceService/DeleteDeviceToken',
+                request_serializer=thingwire_dot_devices_dot_v1_dot_devices__pb2.DeleteDeviceTokenRequest.SerializeToString,
+                response_deserializer=thingwire_dot_devices_dot_v1_dot_devices__pb2.DeleteDeviceTokenResponse.FromString,
+                _registered_method=True)
+
+
+class DeviceServiceServicer:
+    """DeviceService is Thinger's Devices API v1: a user's devices and the tokens that give
+    access to one device. Every path names the user (USER_ID); it must be the caller.
+
+    Errors: UNAUTHENTICATED (401) when the credentials are bad, when USER_ID is not the caller
+    (whether or not that user exists) or when the rpc needs a login session and got a token;
+    INVALID_ARGUMENT (400) for malformed requests; NOT_FOUND (404) for a device or token that
+    does not exist or that the caller may not see; FAILED_PRECONDITION (400) for a device that
+    is connected. Device tokens are never accepted here.
+    """
+
+    def ListDevices(self, request, context):
+        """Lists the user's devices as the top-level JSON array Thinger answers:
+        [{"device","description","connection":{"active","ts"}}], `ts` in epoch milliseconds of
+        the last connect or disconnect (0 when the device never connected). With `?id=` only
+        that device (an empty array when there is none). A scoped user token sees only the
+        devices it may read. Returns INVALID_ARGUMENT if `id` is not a valid device id.
+        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateDevice(self, request, context):
+        """Adds a device to the user. Needs a login session. Returns INVALID_ARGUMENT if a field is
+        missing, the device id breaks the rule [a-zA-Z0-9_]{1,25}, the device already exists, or
+        the account already has as many devices as the server allows.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteDevice(self, request, context):
+        """Removes a device, with its device tokens and its link secret. Needs a login session.
+        Returns NOT_FOUND if the device does not exist, FAILED_PRECONDITION (400) if it is
+        connected.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListDeviceTokens(self, request, context):
+        """Lists the device's tokens as a top-level JSON array of {"id","name","token"}; each token
+        is shown again (re-signed from its stored claims; no table holds it). Needs a login
+        session. Returns NOT_FOUND if the device does not exist.
+        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateDeviceToken(self, request, context):
+        """Creates a device token: a JWT for that device alone, optionally limited to some
+        resources and expiring at a given time. Needs a login session. Returns NOT_FOUND if the
+        device does not exist, INVALID_ARGUMENT if the name is missing, the resources are not a
+        non-empty list of names, or the expiration is not in the future.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteDeviceToken(self, request, context):
+        """Revokes a device token: it stops working at once. Needs a login session. Returns
+        NOT_FOUND if the device or the token does not exist.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_DeviceServiceServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'ListDevices': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListDevices,
+                    request_deserializer=thingwire_dot_devices_dot_v1_dot_devices__pb2.ListDevicesRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_struct__pb2.ListValue.SerializeToString,
+            ),
+            'CreateDevice': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateDevice,
+                    request_deserializer=thingwire_dot_devices_dot_v1_dot_devices__pb2.CreateDeviceRequest.FromString,
+                    response_serializer=thingwire_dot_devices_dot_v1_dot_devices__pb2.CreateDeviceResponse.SerializeToString,
+            ),
+            'DeleteDevice': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteDevice,
+                    request_deserializer=thingwire_dot_devices_dot_v1_dot_devices__pb2.DeleteDeviceRequest.FromString,
+                    response_serializer=thingwire_dot_devices_dot_v1_dot_devices__pb2.DeleteDeviceResponse.SerializeToString,
+            ),
+            'ListDeviceTokens': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListDeviceTokens,
+                    request_deserializer=thingwire_dot_devices_dot_v1_dot_devices__pb2.ListDeviceTokensRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_struct__pb2.ListValue.SerializeToString,
+            ),
+            'CreateDeviceToken': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateDeviceToken,
+                    request_deserializer=thingwire_dot_devices_dot_v1_dot_devices__pb2.CreateDeviceTokenRequest.FromString,
+                    response_serializer=thingwire_dot_devices_dot_v1_dot_devices__pb2.CreateDeviceTokenResponse.SerializeToString,
+            ),
+            'DeleteDeviceToken': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteDeviceToken,
+                    request_deserializer=thingwire_dot_devices_dot_v1_dot_devices__pb2.DeleteDeviceTokenRequest.FromString,
+                    response_serializer=thingwire_dot_devices_dot_v1_dot_devices__pb2.DeleteDeviceTokenResponse.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'thingwire.devices.v1.DeviceService', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('thingwire.devices.v1.DeviceService', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class DeviceService:
+    """DeviceService is Thinger's Devices API v1: a user's devices and the tokens that give
+    access to one device. Every path names the user (USER_ID); it must be the caller.
+
+    Errors: UNAUTHENTICATED (401) when the credentials are bad, when USER_ID is not the caller
+    (whether or not that user exists) or when the rpc needs a login session and got a token;
+    INVALID_ARGUMENT (400) for malformed requests; NOT_FOUND (404) for a device or token that
+    does not exist or that the caller may not see; FAILED_PRECONDITION (400) for a device that
+    is connected. Device tokens are never accepted here.
+    """
+
+    @staticmethod
+    def ListDevices(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/thingwire.devices.v1.DeviceService/ListDevices',
+            thingwire_dot_devices_dot_v1_dot_devices__pb2.ListDevicesRequest.SerializeToString,
+            google_dot_protobuf_dot_struct__pb2.ListValue.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateDevice(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/thingwire.devices.v1.DeviceService/CreateDevice',
+            thingwire_dot_devices_dot_v1_dot_devices__pb2.CreateDeviceRequest.SerializeToString,
+            thingwire_dot_devices_dot_v1_dot_devices__pb2.CreateDeviceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteDevice(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/thingwire.devices.v1.DeviceService/DeleteDevice',
+            thingwire_dot_devices_dot_v1_dot_devices__pb2.DeleteDeviceRequest.SerializeToString,
+            thingwire_dot_devices_dot_v1_dot_devices__pb2.DeleteDeviceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListDeviceTokens(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/thingwire.devices.v1.DeviceService/ListDeviceTokens',
+            thingwire_dot_devices_dot_v1_dot_devices__pb2.ListDeviceTokensRequest.SerializeToString,
+            google_dot_protobuf_dot_struct__pb2.ListValue.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateDeviceToken(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/thingwire.devices.v1.DeviceService/CreateDeviceToken',
+            thingwire_dot_devices_dot_v1_dot_devices__pb2.CreateDeviceTokenRequest.SerializeToString,
+            thingwire_dot_devices_dot_v1_dot_devices__pb2.CreateDeviceTokenResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteDeviceToken(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/thingwire.devices.v1.DeviceService/DeleteDeviceToken',
+            thingwire_dot_devices_dot_v1_dot_devices__pb2.DeleteDeviceTokenRequest.SerializeToString,
+            thingwire_dot_devices_dot_v1_dot_devices__pb2.DeleteDeviceTokenResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
