@@ -22,6 +22,7 @@ from grpc_reflection.v1alpha import reflection
 from thingwire.agent.v1 import agent_pb2, agent_pb2_grpc
 from thingwire.auth.v1 import auth_pb2, auth_pb2_grpc
 from thingwire.inputs.v1 import inputs_pb2, inputs_pb2_grpc
+from thingwire.resources.v1 import resources_pb2, resources_pb2_grpc
 
 from server.auth.authenticator import Authenticator
 from server.gateway_socket import grpc_address as gateway_socket_address
@@ -33,6 +34,7 @@ from server.security.keys import KeyFile, KeyRing
 from server.services.agent_service import AgentService
 from server.services.auth_service import AuthService
 from server.services.inputs_service import InputService
+from server.services.resources_service import ResourceService
 from server.state import AppState, utc_now
 from server.storage import login_throttle
 from server.storage.db import Database
@@ -68,6 +70,11 @@ SERVICES: tuple[Service, ...] = (
         agent_pb2.DESCRIPTOR.services_by_name["AgentService"],
         AgentService,
         agent_pb2_grpc.add_AgentServiceServicer_to_server,
+    ),
+    Service(
+        resources_pb2.DESCRIPTOR.services_by_name["ResourceService"],
+        ResourceService,
+        resources_pb2_grpc.add_ResourceServiceServicer_to_server,
     ),
 )
 #: Infrastructure every client may use without credentials.

@@ -14,6 +14,8 @@ from pathlib import Path
 DEFAULT_DB_URL = "sqlite:///./var/thingwire.db"
 #: Where the server keeps what it makes for itself (the gateway's files, the key file).
 STATE_DIR = Path("var")
+#: The longest resource call deadline an operator may set (a device is told it in ms).
+MAX_CALL_TIMEOUT_S = 3600.0
 
 
 class ConfigError(ValueError):
@@ -29,6 +31,28 @@ def _port(env: Mapping[str, str], name: str, default: int) -> int:
     if not 1 <= port <= 65535:
         raise ConfigError(f"{name}={port} is outside 1..65535")
     return port
+
+
+def _seconds(env: Mapping[str, str], name: str, default: float, maximum: float) -> float:
+    raw = env.get(name, str(default))
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number of seconds") from None
+    if not 0 < value <= maximum:  # also refuses nan
+        raise ConfigError(f"{name}={raw} is outside (0, {maximum:g}] seconds")
+    return value
+
+
+def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name, str(default))
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a whole number") from None
+    if value < 1:
+        raise ConfigError(f"{name}={value} must be at least 1")
+    return value
 
 
 @dataclass(frozen=True)
@@ -48,6 +72,11 @@ class Settings:
     jwt_key_file: Path = STATE_DIR / "jwt-keys.json"
     # REST bodies above this get 413 from the gateway; gRPC messages up to it are accepted.
     max_body_bytes: int = 8 * 1024 * 1024
+    # The deadline of a resource call when the caller sets none or a longer one (a gRPC
+    # caller's shorter deadline wins). Keep it below the gateway's 60 s REST timeout.
+    resource_call_timeout_s: float = 10.0
+    # Calls one device may have in flight; past it callers get 429 at once.
+    max_calls_in_flight: int = 64
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -60,4 +89,13 @@ class Settings:
             grpc_port=_port(env, "THINGWIRE_GRPC_PORT", cls.grpc_port),
             envoy_admin_port=_port(env, "THINGWIRE_ENVOY_ADMIN_PORT", cls.envoy_admin_port),
             jwt_key_file=Path(key_file) if key_file else cls.jwt_key_file,
+            resource_call_timeout_s=_seconds(
+                env,
+                "THINGWIRE_RESOURCE_CALL_TIMEOUT_S",
+                cls.resource_call_timeout_s,
+                MAX_CALL_TIMEOUT_S,
+            ),
+            max_calls_in_flight=_positive_int(
+                env, "THINGWIRE_MAX_CALLS_IN_FLIGHT", cls.max_calls_in_flight
+            ),
         )
