@@ -23,6 +23,7 @@ from thingwire.agent.v1 import agent_pb2, agent_pb2_grpc
 from thingwire.auth.v1 import auth_pb2, auth_pb2_grpc
 from thingwire.devices.v1 import devices_pb2, devices_pb2_grpc
 from thingwire.inputs.v1 import inputs_pb2, inputs_pb2_grpc
+from thingwire.resources.v1 import resources_pb2, resources_pb2_grpc
 
 from server.auth.authenticator import Authenticator
 from server.config import DEFAULT_MAX_DEVICES_PER_USER
@@ -36,6 +37,7 @@ from server.services.agent_service import AgentService
 from server.services.auth_service import AuthService
 from server.services.device_service import DeviceService
 from server.services.inputs_service import InputService
+from server.services.resources_service import ResourceService
 from server.state import AppState, utc_now
 from server.storage import login_throttle
 from server.storage.db import Database
@@ -76,6 +78,11 @@ SERVICES: tuple[Service, ...] = (
         agent_pb2.DESCRIPTOR.services_by_name["AgentService"],
         AgentService,
         agent_pb2_grpc.add_AgentServiceServicer_to_server,
+    ),
+    Service(
+        resources_pb2.DESCRIPTOR.services_by_name["ResourceService"],
+        ResourceService,
+        resources_pb2_grpc.add_ResourceServiceServicer_to_server,
     ),
 )
 #: Infrastructure every client may use without credentials.

@@ -14,6 +14,8 @@ from pathlib import Path
 DEFAULT_DB_URL = "sqlite:///./var/thingwire.db"
 #: Where the server keeps what it makes for itself (the gateway's files, the key file).
 STATE_DIR = Path("var")
+#: The longest resource call deadline an operator may set (a device is told it in ms).
+MAX_CALL_TIMEOUT_S = 3600.0
 
 
 class ConfigError(ValueError):
@@ -31,15 +33,26 @@ def _port(env: Mapping[str, str], name: str, default: int) -> int:
     return port
 
 
-def _count(env: Mapping[str, str], name: str, default: int) -> int:
-    """A non-negative whole number (0 where a limit is meant: none)."""
+def _seconds(env: Mapping[str, str], name: str, default: float, maximum: float) -> float:
+    raw = env.get(name, str(default))
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number of seconds") from None
+    if not 0 < value <= maximum:  # also refuses nan
+        raise ConfigError(f"{name}={raw} is outside (0, {maximum:g}] seconds")
+    return value
+
+
+def _whole_number(env: Mapping[str, str], name: str, default: int, minimum: int) -> int:
+    """A whole number of at least `minimum` (a minimum of 0 where 0 means "no limit")."""
     raw = env.get(name, str(default))
     try:
         value = int(raw)
     except ValueError:
         raise ConfigError(f"{name}={raw!r} is not a whole number") from None
-    if value < 0:
-        raise ConfigError(f"{name}={value} must not be negative")
+    if value < minimum:
+        raise ConfigError(f"{name}={value} must be at least {minimum}")
     return value
 
 
@@ -66,6 +79,11 @@ class Settings:
     max_body_bytes: int = 8 * 1024 * 1024
     # Thinger's "the user account is limited": adding a device past it is a 400; 0: no limit.
     max_devices_per_user: int = DEFAULT_MAX_DEVICES_PER_USER
+    # The deadline of a resource call when the caller sets none or a longer one (a gRPC
+    # caller's shorter deadline wins). Keep it below the gateway's 60 s REST timeout.
+    resource_call_timeout_s: float = 10.0
+    # Calls one device may have in flight; past it callers get 429 at once.
+    max_calls_in_flight: int = 64
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -78,7 +96,16 @@ class Settings:
             grpc_port=_port(env, "THINGWIRE_GRPC_PORT", cls.grpc_port),
             envoy_admin_port=_port(env, "THINGWIRE_ENVOY_ADMIN_PORT", cls.envoy_admin_port),
             jwt_key_file=Path(key_file) if key_file else cls.jwt_key_file,
-            max_devices_per_user=_count(
-                env, "THINGWIRE_MAX_DEVICES_PER_USER", cls.max_devices_per_user
+            max_devices_per_user=_whole_number(
+                env, "THINGWIRE_MAX_DEVICES_PER_USER", cls.max_devices_per_user, minimum=0
+            ),
+            resource_call_timeout_s=_seconds(
+                env,
+                "THINGWIRE_RESOURCE_CALL_TIMEOUT_S",
+                cls.resource_call_timeout_s,
+                MAX_CALL_TIMEOUT_S,
+            ),
+            max_calls_in_flight=_whole_number(
+                env, "THINGWIRE_MAX_CALLS_IN_FLIGHT", cls.max_calls_in_flight, minimum=1
             ),
         )

@@ -18,6 +18,7 @@ from gateway.config import cloud_spec
 from gateway.launcher import Envoy, check_port_free
 from server.app import create_server
 from server.config import Settings
+from server.link.link import LinkLimits
 from server.security.keys import KeyFile
 from server.state import open_database
 
@@ -79,6 +80,10 @@ async def serve(settings: Settings) -> int:
         max_message_bytes=4 * settings.max_body_bytes,
         gateway_socket=gateway_socket,
         max_devices_per_user=settings.max_devices_per_user,
+        link_limits=LinkLimits(
+            max_calls_in_flight=settings.max_calls_in_flight,
+            call_timeout_s=settings.resource_call_timeout_s,
+        ),
     )
     try:
         await envoy.start()

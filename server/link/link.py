@@ -74,13 +74,16 @@ class Link:
     ) -> struct_pb2.Value | None:
         """Run `resource` on the device and return its output (None if it gives none).
 
-        NotFound for an undeclared resource, Throttled past the in-flight limit,
-        DeadlineExceeded after `seconds`, Unavailable if the link closes first,
-        FailedPrecondition carrying the device's message if its handler failed. A caller
-        that is cancelled cancels the call on the device.
+        NotFound for an undeclared resource, InvalidArgument when `value` is missing for a
+        resource that takes an input or given to one that takes none, Throttled past the
+        in-flight limit, DeadlineExceeded after `seconds`, Unavailable if the link closes
+        first, FailedPrecondition carrying the device's message if its handler failed. A
+        caller that is cancelled cancels the call on the device.
         """
-        if resource not in self.resources:
+        declared = self.resources.get(resource)
+        if declared is None:
             raise errors.NotFound(f"resource {resource!r} not found")
+        check_input(declared, value)
         if self.closed is not None:
             raise errors.Unavailable("device disconnected")
         if len(self._pending) >= self.max_calls_in_flight:
@@ -151,6 +154,14 @@ class Link:
         self._send(agent_pb2.ConnectResponse(cancel=agent_pb2.Cancel(call_id=call_id)))
 
 
+def check_input(resource: Resource, value: struct_pb2.Value | None) -> None:
+    """InvalidArgument unless `value` is given exactly when the resource takes an input."""
+    if resource.kind in TAKES_INPUT and value is None:
+        raise errors.InvalidArgument(f"resource {resource.name!r} takes an input value")
+    if resource.kind not in TAKES_INPUT and value is not None:
+        raise errors.InvalidArgument(f"resource {resource.name!r} takes no input value")
+
+
 class LinkClosed(errors.Unavailable):
     """The device ended its stream itself: the stream ends with OK, its calls fail."""
 
@@ -164,3 +175,6 @@ class LinkLimits:
     #: On a graceful shutdown each device is told to come back after a random delay within
     #: this many seconds, so a restart does not bring the whole fleet back at once.
     go_away_window_s: float = 5.0
+    #: The deadline of a resource call whose caller set none (or a longer one); the device
+    #: is told the time left (THINGWIRE_RESOURCE_CALL_TIMEOUT_S, docs/design.md).
+    call_timeout_s: float = 10.0

@@ -22,13 +22,35 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
+from google.api import httpbody_pb2 as google_dot_api_dot_httpbody__pb2
+from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
+from thingwire.options.v1 import options_pb2 as thingwire_dot_options_dot_v1_dot_options__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&thingwire/resources/v1/resources.proto\x12\x16thingwire.resources.v1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&thingwire/resources/v1/resources.proto\x12\x16thingwire.resources.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x19google/api/httpbody.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\"thingwire/options/v1/options.proto\"J\n\x12GetResourceRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x11\n\tdevice_id\x18\x02 \x01(\t\x12\x10\n\x08resource\x18\x03 \x01(\t\":\n\x13GetResourceResponse\x12#\n\x03out\x18\x01 \x01(\x0b\x32\x16.google.protobuf.Value\"\x96\x01\n\x13\x43\x61llResourceRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x11\n\tdevice_id\x18\x02 \x01(\t\x12\x10\n\x08resource\x18\x03 \x01(\t\x12%\n\x05input\x18\x04 \x01(\x0b\x32\x16.google.protobuf.Value\x12\"\n\x04\x62ody\x18\x05 \x01(\x0b\x32\x14.google.api.HttpBody\";\n\x14\x43\x61llResourceResponse\x12#\n\x03out\x18\x01 \x01(\x0b\x32\x16.google.protobuf.Value\">\n\x18\x44\x65scribeResourcesRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x11\n\tdevice_id\x18\x02 \x01(\t2\x92\x04\n\x0fResourceService\x12\xaa\x01\n\x0bGetResource\x12*.thingwire.resources.v1.GetResourceRequest\x1a+.thingwire.resources.v1.GetResourceResponse\"B\xc8\xf3\x18\x04\xd0\xf3\x18\x02\x82\xd3\xe4\x93\x02\x34\x12\x32/v2/users/{user_id}/devices/{device_id}/{resource}\x12\xb3\x01\n\x0c\x43\x61llResource\x12+.thingwire.resources.v1.CallResourceRequest\x1a,.thingwire.resources.v1.CallResourceResponse\"H\xc8\xf3\x18\x04\xd0\xf3\x18\x02\x82\xd3\xe4\x93\x02:\"2/v2/users/{user_id}/devices/{device_id}/{resource}:\x04\x62ody\x12\x9b\x01\n\x11\x44\x65scribeResources\x12\x30.thingwire.resources.v1.DescribeResourcesRequest\x1a\x17.google.protobuf.Struct\";\xc8\xf3\x18\x04\xd0\xf3\x18\x02\x82\xd3\xe4\x93\x02-\x12+/v2/users/{user_id}/devices/{device_id}/apib\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'thingwire.resources.v1.resources_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_RESOURCESERVICE'].methods_by_name['GetResource']._loaded_options = None
+  _globals['_RESOURCESERVICE'].methods_by_name['GetResource']._serialized_options = b'\310\363\030\004\320\363\030\002\202\323\344\223\0024\0222/v2/users/{user_id}/devices/{device_id}/{resource}'
+  _globals['_RESOURCESERVICE'].methods_by_name['CallResource']._loaded_options = None
+  _globals['_RESOURCESERVICE'].methods_by_name['CallResource']._serialized_options = b'\310\363\030\004\320\363\030\002\202\323\344\223\002:\"2/v2/users/{user_id}/devices/{device_id}/{resource}:\004body'
+  _globals['_RESOURCESERVICE'].methods_by_name['DescribeResources']._loaded_options = None
+  _globals['_RESOURCESERVICE'].methods_by_name['DescribeResources']._serialized_options = b'\310\363\030\004\320\363\030\002\202\323\344\223\002-\022+/v2/users/{user_id}/devices/{device_id}/api'
+  _globals['_GETRESOURCEREQUEST']._serialized_start=189
+  _globals['_GETRESOURCEREQUEST']._serialized_end=263
+  _globals['_GETRESOURCERESPONSE']._serialized_start=265
+  _globals['_GETRESOURCERESPONSE']._serialized_end=323
+  _globals['_CALLRESOURCEREQUEST']._serialized_start=326
+  _globals['_CALLRESOURCEREQUEST']._serialized_end=476
+  _globals['_CALLRESOURCERESPONSE']._serialized_start=478
+  _globals['_CALLRESOURCERESPONSE']._serialized_end=537
+  _globals['_DESCRIBERESOURCESREQUEST']._serialized_start=539
+  _globals['_DESCRIBERESOURCESREQUEST']._serialized_end=601
+  _globals['_RESOURCESERVICE']._serialized_start=604
+  _globals['_RESOURCESERVICE']._serialized_end=1134
 # @@protoc_insertion_point(module_scope)

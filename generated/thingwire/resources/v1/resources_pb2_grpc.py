@@ -3,6 +3,8 @@
 import grpc
 import warnings
 
+from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
+from thingwire.resources.v1 import resources_pb2 as thingwire_dot_resources_dot_v1_dot_resources__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -22,3 +24,229 @@ if _version_not_supported:
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
     )
+
+
+class ResourceServiceStub:
+    """ResourceService calls the resources a connected device declared on its link.
+
+    Every rpc names the owner (`user_id`, who must be the caller) and the device. A scoped
+    credential must allow the call on that device and resource. Each call has a deadline: the
+    caller's gRPC deadline, or the server's default (THINGWIRE_RESOURCE_CALL_TIMEOUT_S) when it
+    is shorter or absent; the device is told the time left, and a caller that goes away (a
+    REST client that disconnects, a cancelled gRPC call) cancels the call on the device.
+
+    Errors common to the calls: UNAUTHENTICATED (401) when the path names another user or the
+    credential may not call that device or resource, the same whether or not it exists;
+    NOT_FOUND (404) when the device is not connected or did not declare the resource;
+    RESOURCE_EXHAUSTED (429, retry after 1 s) when the device already has its limit of calls
+    in flight; DEADLINE_EXCEEDED (504) when the device did not answer in time; UNAVAILABLE
+    (503) when the device dropped its link during the call; FAILED_PRECONDITION (400) carrying
+    the device's message when its handler failed.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.GetResource = channel.unary_unary(
+                '/thingwire.resources.v1.ResourceService/GetResource',
+                request_serializer=thingwire_dot_resources_dot_v1_dot_resources__pb2.GetResourceRequest.SerializeToString,
+                response_deserializer=thingwire_dot_resources_dot_v1_dot_resources__pb2.GetResourceResponse.FromString,
+                _registered_method=True)
+        self.CallResource = channel.unary_unary(
+                '/thingwire.resources.v1.ResourceService/CallResource',
+                request_serializer=thingwire_dot_resources_dot_v1_dot_resources__pb2.CallResourceRequest.SerializeToString,
+                response_deserializer=thingwire_dot_resources_dot_v1_dot_resources__pb2.CallResourceResponse.FromString,
+                _registered_method=True)
+        self.DescribeResources = channel.unary_unary(
+                '/thingwire.resources.v1.ResourceService/DescribeResources',
+                request_serializer=thingwire_dot_resources_dot_v1_dot_resources__pb2.DescribeResourcesRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_struct__pb2.Struct.FromString,
+                _registered_method=True)
+
+
+class ResourceServiceServicer:
+    """ResourceService calls the resources a connected device declared on its link.
+
+    Every rpc names the owner (`user_id`, who must be the caller) and the device. A scoped
+    credential must allow the call on that device and resource. Each call has a deadline: the
+    caller's gRPC deadline, or the server's default (THINGWIRE_RESOURCE_CALL_TIMEOUT_S) when it
+    is shorter or absent; the device is told the time left, and a caller that goes away (a
+    REST client that disconnects, a cancelled gRPC call) cancels the call on the device.
+
+    Errors common to the calls: UNAUTHENTICATED (401) when the path names another user or the
+    credential may not call that device or resource, the same whether or not it exists;
+    NOT_FOUND (404) when the device is not connected or did not declare the resource;
+    RESOURCE_EXHAUSTED (429, retry after 1 s) when the device already has its limit of calls
+    in flight; DEADLINE_EXCEEDED (504) when the device did not answer in time; UNAVAILABLE
+    (503) when the device dropped its link during the call; FAILED_PRECONDITION (400) carrying
+    the device's message when its handler failed.
+    """
+
+    def GetResource(self, request, context):
+        """Runs an output resource and returns its value, or runs a no-parameter resource.
+        `out` is absent when the resource gave no output (a no-parameter resource): REST
+        answers `{}`. An output resource whose value is null answers `{"out": null}`.
+        Returns INVALID_ARGUMENT (400) for a resource that takes an input (use CallResource),
+        and the errors listed on the service.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CallResource(self, request, context):
+        """Runs an input or input/output resource with a value and returns its output, if any.
+        Over REST the body is `{"in": <value>}` or the bare value (see CallResourceRequest.body).
+        A resource that takes no input may be run here too, with no body at all.
+        Returns INVALID_ARGUMENT (400) when an input resource gets no value, when a resource
+        that takes none gets one, or when both `input` and `body` are set; and the errors listed
+        on the service.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DescribeResources(self, request, context):
+        """Describes the resources the connected device declared, as Thinger's device API does:
+        one JSON object keyed by resource name, each `{"fn": <Thinger io type>, "kind": "output"
+        | "input" | "input_output" | "none", "description": "...", "example": <value>}`, with
+        `example` only when the device declared one. `fn` is 1 for no-parameter, 2 input,
+        3 output, 4 input/output. A credential limited to some resources sees only those.
+        Over REST this path wins over GetResource: a resource named `api` is reachable only
+        with CallResource (POST) or over gRPC.
+        Returns UNAUTHENTICATED (401) as listed on the service, NOT_FOUND (404) when the device
+        is not connected.
+        Thinger's device API answers a bare object keyed by resource name, and Envoy 1.40 can
+        select a response field only for HttpBody, so the rpc returns the object itself.
+        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_ResourceServiceServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'GetResource': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetResource,
+                    request_deserializer=thingwire_dot_resources_dot_v1_dot_resources__pb2.GetResourceRequest.FromString,
+                    response_serializer=thingwire_dot_resources_dot_v1_dot_resources__pb2.GetResourceResponse.SerializeToString,
+            ),
+            'CallResource': grpc.unary_unary_rpc_method_handler(
+                    servicer.CallResource,
+                    request_deserializer=thingwire_dot_resources_dot_v1_dot_resources__pb2.CallResourceRequest.FromString,
+                    response_serializer=thingwire_dot_resources_dot_v1_dot_resources__pb2.CallResourceResponse.SerializeToString,
+            ),
+            'DescribeResources': grpc.unary_unary_rpc_method_handler(
+                    servicer.DescribeResources,
+                    request_deserializer=thingwire_dot_resources_dot_v1_dot_resources__pb2.DescribeResourcesRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_struct__pb2.Struct.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'thingwire.resources.v1.ResourceService', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('thingwire.resources.v1.ResourceService', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class ResourceService:
+    """ResourceService calls the resources a connected device declared on its link.
+
+    Every rpc names the owner (`user_id`, who must be the caller) and the device. A scoped
+    credential must allow the call on that device and resource. Each call has a deadline: the
+    caller's gRPC deadline, or the server's default (THINGWIRE_RESOURCE_CALL_TIMEOUT_S) when it
+    is shorter or absent; the device is told the time left, and a caller that goes away (a
+    REST client that disconnects, a cancelled gRPC call) cancels the call on the device.
+
+    Errors common to the calls: UNAUTHENTICATED (401) when the path names another user or the
+    credential may not call that device or resource, the same whether or not it exists;
+    NOT_FOUND (404) when the device is not connected or did not declare the resource;
+    RESOURCE_EXHAUSTED (429, retry after 1 s) when the device already has its limit of calls
+    in flight; DEADLINE_EXCEEDED (504) when the device did not answer in time; UNAVAILABLE
+    (503) when the device dropped its link during the call; FAILED_PRECONDITION (400) carrying
+    the device's message when its handler failed.
+    """
+
+    @staticmethod
+    def GetResource(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/thingwire.resources.v1.ResourceService/GetResource',
+            thingwire_dot_resources_dot_v1_dot_resources__pb2.GetResourceRequest.SerializeToString,
+            thingwire_dot_resources_dot_v1_dot_resources__pb2.GetResourceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CallResource(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/thingwire.resources.v1.ResourceService/CallResource',
+            thingwire_dot_resources_dot_v1_dot_resources__pb2.CallResourceRequest.SerializeToString,
+            thingwire_dot_resources_dot_v1_dot_resources__pb2.CallResourceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DescribeResources(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/thingwire.resources.v1.ResourceService/DescribeResources',
+            thingwire_dot_resources_dot_v1_dot_resources__pb2.DescribeResourcesRequest.SerializeToString,
+            google_dot_protobuf_dot_struct__pb2.Struct.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
