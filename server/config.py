@@ -31,6 +31,32 @@ def _port(env: Mapping[str, str], name: str, default: int) -> int:
     return port
 
 
+def _number(env: Mapping[str, str], name: str, default: float, *, minimum: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number") from None
+    if not value >= minimum or value == float("inf"):
+        raise ConfigError(f"{name}={raw} must be a finite number of at least {minimum:g}")
+    return value
+
+
+def _count(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a whole number") from None
+    if value < 1:
+        raise ConfigError(f"{name}={value} must be at least 1")
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     """What `thingwire serve` needs to run the server and the cloud gateway.
@@ -48,6 +74,17 @@ class Settings:
     jwt_key_file: Path = STATE_DIR / "jwt-keys.json"
     # REST bodies above this get 413 from the gateway; gRPC messages up to it are accepted.
     max_body_bytes: int = 8 * 1024 * 1024
+    # The device link (docs/device-link.md, "Link health" and "Statistics"). A link is probed
+    # with an HTTP/2 PING every `link_keepalive_s`; one left unanswered for
+    # `link_keepalive_timeout_s` ends it, so a dead link shows offline within about the sum.
+    link_keepalive_s: float = 10.0
+    link_keepalive_timeout_s: float = 10.0
+    # Calls one device may have in flight; past it callers get 429 at once.
+    link_max_calls_in_flight: int = 64
+    # A graceful stop tells each device to come back within this many seconds.
+    link_go_away_window_s: float = 5.0
+    # How often the figures of live links are written to the devices table.
+    link_stats_interval_s: float = 15.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -60,4 +97,19 @@ class Settings:
             grpc_port=_port(env, "THINGWIRE_GRPC_PORT", cls.grpc_port),
             envoy_admin_port=_port(env, "THINGWIRE_ENVOY_ADMIN_PORT", cls.envoy_admin_port),
             jwt_key_file=Path(key_file) if key_file else cls.jwt_key_file,
+            link_keepalive_s=_number(
+                env, "THINGWIRE_LINK_KEEPALIVE_S", cls.link_keepalive_s, minimum=1
+            ),
+            link_keepalive_timeout_s=_number(
+                env, "THINGWIRE_LINK_KEEPALIVE_TIMEOUT_S", cls.link_keepalive_timeout_s, minimum=1
+            ),
+            link_max_calls_in_flight=_count(
+                env, "THINGWIRE_LINK_MAX_CALLS_IN_FLIGHT", cls.link_max_calls_in_flight
+            ),
+            link_go_away_window_s=_number(
+                env, "THINGWIRE_LINK_GO_AWAY_WINDOW_S", cls.link_go_away_window_s, minimum=0
+            ),
+            link_stats_interval_s=_number(
+                env, "THINGWIRE_LINK_STATS_INTERVAL_S", cls.link_stats_interval_s, minimum=0.1
+            ),
         )

@@ -18,6 +18,7 @@ from gateway.config import cloud_spec
 from gateway.launcher import Envoy, check_port_free
 from server.app import create_server
 from server.config import Settings
+from server.link.link import LinkLimits
 from server.security.keys import KeyFile
 from server.state import open_database
 
@@ -49,6 +50,17 @@ def banner(settings: Settings) -> str:
     )
 
 
+def link_limits(settings: Settings) -> LinkLimits:
+    """The THINGWIRE_LINK_* settings, as the server's limits for every device link."""
+    return LinkLimits(
+        max_calls_in_flight=settings.link_max_calls_in_flight,
+        go_away_window_s=settings.link_go_away_window_s,
+        keepalive_s=settings.link_keepalive_s,
+        keepalive_timeout_s=settings.link_keepalive_timeout_s,
+        stats_interval_s=settings.link_stats_interval_s,
+    )
+
+
 async def serve(settings: Settings) -> int:
     """Run until a signal (exit 0) or until one half dies (exit 1)."""
     # Envoy reaches the server over a Unix socket only it can open, so that only Envoy may
@@ -62,6 +74,8 @@ async def serve(settings: Settings) -> int:
             descriptor=DESCRIPTOR_PATH,
             max_request_body_bytes=settings.max_body_bytes,
             upstream_socket=gateway_socket,
+            keepalive_interval_s=settings.link_keepalive_s,
+            keepalive_timeout_s=settings.link_keepalive_timeout_s,
         ),
         state_dir=settings.state_dir / "gateway",
     )
@@ -78,6 +92,7 @@ async def serve(settings: Settings) -> int:
         # protobuf): accept what the gateway lets through, with room to spare.
         max_message_bytes=4 * settings.max_body_bytes,
         gateway_socket=gateway_socket,
+        link_limits=link_limits(settings),
     )
     try:
         await envoy.start()
