@@ -88,8 +88,15 @@ def start_agent(tmp_path: Path) -> Iterator[Callable[[Stack, str], subprocess.Po
         target = stack.grpc_target
         with (tmp_path / f"{device}.err").open("wb") as err:
             process = subprocess.Popen(
-                [sys.executable, "-m", "tests.integration.agent_process", target, "ada", device]
-                + [f"{device}-c"],
+                [
+                    sys.executable,
+                    "-m",
+                    "tests.integration.agent_process",
+                    target,
+                    "ada",
+                    device,
+                    f"{device}-c",
+                ],
                 cwd=ROOT,
                 stderr=err,
             )
@@ -159,7 +166,8 @@ def test_stats_of_a_connected_device_show_its_link(
     assert before_ms - 1000 <= figures["connected_ts"] <= time.time() * 1000
     assert isinstance(figures["connected_ts"], int)
     assert figures["ip_address"] == AGENT_ADDRESS  # the device's address, not Envoy's
-    assert figures["rx_bytes"] > 0 and figures["tx_bytes"] > 0
+    assert figures["rx_bytes"] > 0
+    assert figures["tx_bytes"] > 0
     # Written to the devices table too (the Devices API reads it there).
     row = wait_for_row(stack, device, lambda r: r.connected)
     assert row.ip_address == AGENT_ADDRESS
@@ -274,7 +282,8 @@ def test_figures_survive_a_restart(
     stack.start()
     fresh = access_token(stack, "ada")  # the key file survives too, but ask anew
     assert stats(stack, fresh, device).json() == final
-    assert final["rx_bytes"] > 0 and final["ip_address"] == AGENT_ADDRESS
+    assert final["rx_bytes"] > 0
+    assert final["ip_address"] == AGENT_ADDRESS
 
 
 def test_a_device_left_connected_by_a_killed_server_is_offline_after_restart(

@@ -119,8 +119,15 @@ def start_agent(tmp_path: Path) -> Iterator[Callable[[str], subprocess.Popen[byt
     def start(target: str) -> subprocess.Popen[bytes]:
         with (tmp_path / f"agent{len(started)}.err").open("wb") as err:
             process = subprocess.Popen(
-                [sys.executable, "-m", "tests.integration.agent_process", target, USER, DEVICE]
-                + [CREDENTIALS],
+                [
+                    sys.executable,
+                    "-m",
+                    "tests.integration.agent_process",
+                    target,
+                    USER,
+                    DEVICE,
+                    CREDENTIALS,
+                ],
                 cwd=ROOT,
                 stderr=err,
             )

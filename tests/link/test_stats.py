@@ -15,8 +15,8 @@ from thingwire.agent.v1 import agent_pb2, agent_pb2_grpc
 
 from server.app import create_server
 from server.link.link import DeviceKey, Link, LinkLimits
-from server.security.keys import KeyRing
 from server.link.stats_store import StatsStore
+from server.security.keys import KeyRing
 from server.storage import devices, users
 from server.storage.db import Database
 from server.storage.models import Device
@@ -39,8 +39,8 @@ def stored(database: Database, device_id: str = DEVICE) -> Device:
         return device
 
 
-async def eventually(check: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
+async def eventually(check: Callable[[], bool], within: float = 5.0) -> None:
+    deadline = asyncio.get_running_loop().time() + within
     while not check():
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError("the condition did not come true in time")
@@ -115,9 +115,11 @@ def test_opening_and_closing_a_link_is_written_with_its_figures(fast: LinkWorld)
     open_row, closed_row, link = fast.run(scenario)
     assert open_row.connected_time == link.connected_time
     assert open_row.ip_address == "127.0.0.1"
-    assert open_row.rx_bytes > 0 and open_row.tx_bytes > 0
+    assert open_row.rx_bytes > 0
+    assert open_row.tx_bytes > 0
     # Closing: the time of the change, the final counts of that link.
-    assert closed_row.connected_time is not None and open_row.connected_time is not None
+    assert closed_row.connected_time is not None
+    assert open_row.connected_time is not None
     assert closed_row.connected_time >= open_row.connected_time
     assert (closed_row.rx_bytes, closed_row.tx_bytes) == (link.rx_bytes, link.tx_bytes)
     assert closed_row.ip_address == "127.0.0.1"
@@ -139,7 +141,8 @@ def test_the_counts_of_a_live_link_are_written_periodically(fast: LinkWorld) -> 
         )
         await eventually(lambda: stored(fast.database).rx_bytes >= before + 1000)
         link = fast.running.state.links.get(fast.key)
-        assert link is not None and link.closed is None  # still live: written while it lives
+        assert link is not None
+        assert link.closed is None
         row = stored(fast.database)
         await stopped(task)
         return row.rx_bytes, link.rx_bytes
@@ -225,7 +228,8 @@ def test_a_device_left_connected_by_a_dead_process_is_reset_at_start(
     fast.run(fast.restart)
     row = stored(fast.database, "other")
     assert not row.connected
-    assert row.connected_time is not None and row.connected_time > stale
+    assert row.connected_time is not None
+    assert row.connected_time > stale
     assert (row.rx_bytes, row.tx_bytes) == (7, 9)  # the figures of its last link stay
 
 
@@ -237,7 +241,9 @@ def test_many_changes_of_many_links_are_one_statement(database: Database) -> Non
         pks = [devices.create_device(s, user.id, f"d{i}", "c")[0].id for i in range(50)]
     statements: list[tuple[str, bool]] = []
 
-    def count(_conn: Any, _cursor: Any, statement: str, _params: Any, _ctx: Any, many: bool) -> None:
+    def count(
+        _conn: Any, _cursor: Any, statement: str, _params: Any, _ctx: Any, many: bool
+    ) -> None:
         if statement.lstrip().upper().startswith("UPDATE"):
             statements.append((statement, many))
 
@@ -263,7 +269,8 @@ def test_many_changes_of_many_links_are_one_statement(database: Database) -> Non
 
     waiting = asyncio.run(scenario())
     assert waiting == 50
-    assert len(statements) == 1 and statements[0][1]
+    assert len(statements) == 1
+    assert statements[0][1]
     row = stored(database, "d7")
     assert (row.connected, row.rx_bytes, row.ip_address) == (True, 300, "10.0.0.1")
 
@@ -283,7 +290,7 @@ def test_a_failed_write_is_kept_for_the_next_round(database: Database) -> None:
         async def broken(work: Any) -> Any:
             raise sa.exc.OperationalError("UPDATE", {}, Exception("database away"))
 
-        database.run = broken  # type: ignore[method-assign]
+        database.run = broken  # type: ignore[method-assign,assignment]
         try:
             await store.flush()
         finally:

@@ -56,7 +56,8 @@ def test_stats_of_a_connected_device_come_from_its_link(world: LinkWorld) -> Non
     assert answer.connected_ts == int(opened * 1000)
     assert answer.ip_address == "127.0.0.1"
     assert (answer.rx_bytes, answer.tx_bytes) == (rx, tx)
-    assert rx > 0 and tx > 0
+    assert rx > 0
+    assert tx > 0
 
 
 @pytest.mark.parametrize(
@@ -79,11 +80,11 @@ def test_stats_refusals(world: LinkWorld, user: str, device: str, code: grpc.Sta
                     stats_pb2.GetDeviceStatsRequest(user_id=user, device_id=device),
                     metadata=metadata,
                 )
+            call = streaming.StreamDeviceStats(
+                stats_pb2.StreamDeviceStatsRequest(user_id=user, device_id=device),
+                metadata=metadata,
+            )
             with pytest.raises(grpc.aio.AioRpcError) as stream:
-                call = streaming.StreamDeviceStats(
-                    stats_pb2.StreamDeviceStatsRequest(user_id=user, device_id=device),
-                    metadata=metadata,
-                )
                 await call.read()
             return plain.value.code(), stream.value.code()
 
@@ -156,11 +157,14 @@ def test_the_stream_sends_a_frame_at_once_and_one_per_change(world: LinkWorld) -
         return frames
 
     frames = world.run(scenario)
-    assert not frames[0].connected and frames[0].connected_ts == 0
+    assert not frames[0].connected
+    assert frames[0].connected_ts == 0
     online = next(frame for frame in frames if frame.connected)
-    assert online.ip_address == "127.0.0.1" and online.rx_bytes > 0
+    assert online.ip_address == "127.0.0.1"
+    assert online.rx_bytes > 0
     offline = frames[-1]
-    assert not offline.connected and offline.connected_ts >= online.connected_ts
+    assert not offline.connected
+    assert offline.connected_ts >= online.connected_ts
     assert offline.rx_bytes >= online.rx_bytes
 
 
