@@ -96,6 +96,7 @@ class StatsStore:
         self._final: dict[int, LinkFigures] = {}
         self._soon = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
 
     # -- what the links report ---------------------------------------------------------
 
@@ -142,23 +143,33 @@ class StatsStore:
         return count
 
     def start(self) -> None:
+        self._stopping = False
         self._task = asyncio.create_task(self._run())
 
     async def stop(self) -> None:
-        """Stop the rounds and write what is left (the links have closed by now)."""
+        """End the rounds and write what is left (the links have closed by now).
+
+        The round loop is told to end rather than cancelled: a cancellation that meets
+        `_soon` being set can be swallowed by the wait (Python 3.11), and the loop would
+        never end.
+        """
+        self._stopping = True
+        self._soon.set()
         if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+            await self._task
             self._task = None
         await self.flush()
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             try:
-                await asyncio.wait_for(self._soon.wait(), self._interval_s)
-                await asyncio.sleep(COALESCE_S)  # let the others of this moment join
+                async with asyncio.timeout(self._interval_s):
+                    await self._soon.wait()
             except TimeoutError:
                 pass
+            else:
+                if not self._stopping:
+                    await asyncio.sleep(COALESCE_S)  # let the others of this moment join
             self._soon.clear()
             await self.flush()
 
