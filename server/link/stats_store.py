@@ -97,6 +97,9 @@ class StatsStore:
         self._soon = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        #: Rows of the write under way (0 when none is), and its closed links' figures.
+        self._writing = 0
+        self._final_writing: dict[int, LinkFigures] = {}
 
     # -- what the links report ---------------------------------------------------------
 
@@ -125,12 +128,12 @@ class StatsStore:
 
     def unwritten(self, device_pk: int) -> LinkFigures | None:
         """The final figures of a closed link not written yet (readers prefer them)."""
-        return self._final.get(device_pk)
+        return self._final.get(device_pk) or self._final_writing.get(device_pk)
 
     @property
     def waiting(self) -> int:
-        """How many devices have figures waiting to be written."""
-        return len(self._live) + len(self._final)
+        """How many devices have figures waiting to be written, or being written."""
+        return len(self._live) + len(self._final) + self._writing
 
     # -- writing -------------------------------------------------------------------------
 
@@ -181,6 +184,7 @@ class StatsStore:
         rows += [_row(pk, figures) for pk, figures in final.items()]
         if not rows:
             return
+        self._writing, self._final_writing = len(rows), final
         try:
             await self._database.run(lambda s: write_figures(s, rows))
         except asyncio.CancelledError:
@@ -189,6 +193,8 @@ class StatsStore:
         except Exception:  # the database may be briefly away: the next round retries
             log.exception("writing the figures of %d device links failed", len(rows))
             self._restore(live, final)
+        finally:
+            self._writing, self._final_writing = 0, {}
 
     def _restore(self, live: dict[int, Link], final: dict[int, LinkFigures]) -> None:
         """Put entries back unless a newer one arrived meanwhile."""
