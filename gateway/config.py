@@ -121,6 +121,11 @@ class GatewaySpec:
     rest_idle_timeout_s: float = 30.0
     connect_timeout_s: float = 5.0
     max_downstream_connections: int = 100_000
+    #: HTTP/2 PING period on both sides of Envoy (devices and SSE clients downstream, the
+    #: server upstream); a peer that leaves a PING unanswered for `keepalive_timeout_s` is
+    #: cut, so a dead link is noticed within about the sum (docs/device-link.md).
+    keepalive_interval_s: float = 10.0
+    keepalive_timeout_s: float = 10.0
 
     def __post_init__(self) -> None:
         for label in ("listen_port", "admin_port", "upstream_port"):
@@ -133,6 +138,8 @@ class GatewaySpec:
             raise ValueError("body size limits must be positive")
         if self.max_uri_bytes >= self.max_request_headers_kb * 1024:
             raise ValueError("max_uri_bytes must be below max_request_headers_kb")
+        if self.keepalive_interval_s <= 0 or self.keepalive_timeout_s <= 0:
+            raise ValueError("keepalive interval and timeout must be positive")
 
 
 def transcoded_services(descriptor: Path, *, device: bool) -> tuple[str, ...]:
@@ -242,10 +249,14 @@ def _socket(host: str, port: int) -> dict[str, Any]:
     return {"socket_address": {"address": host, "port_value": port}}
 
 
-def transcoder_config(spec: GatewaySpec, *, sse: bool = False) -> dict[str, Any]:
+def transcoder_config(
+    spec: GatewaySpec, *, sse: bool = False, services: tuple[str, ...] | None = None
+) -> dict[str, Any]:
     """The grpc_json_transcoder settings; `sse` gives the per-route variant for event streams.
 
     A per-route transcoder config replaces the listener's whole, so both come from here.
+    `services` defaults to the listener's: every service except those that only stream,
+    which are transcoded on their own SSE routes (`event_stream_services`).
     """
     print_options: dict[str, Any] = {
         "preserve_proto_field_names": True,
@@ -257,7 +268,7 @@ def transcoder_config(spec: GatewaySpec, *, sse: bool = False) -> dict[str, Any]
         "@type": "type.googleapis.com/"
         "envoy.extensions.filters.http.grpc_json_transcoder.v3.GrpcJsonTranscoder",
         "proto_descriptor": str(spec.descriptor),
-        "services": list(spec.services),
+        "services": list(services if services is not None else _listener_services(spec)),
         "print_options": print_options,
         "convert_grpc_status": True,
         "ignore_unknown_query_parameters": True,
@@ -277,6 +288,36 @@ def transcoder_config(spec: GatewaySpec, *, sse: bool = False) -> dict[str, Any]
 
 def _rules(spec: GatewaySpec) -> tuple[HttpRule, ...]:
     return http_rules(spec.descriptor, spec.services)
+
+
+def _service_of(rule: HttpRule) -> str:
+    return rule.rpc.split("/")[1]
+
+
+def event_stream_services(rules: tuple[HttpRule, ...]) -> frozenset[str]:
+    """The services all of whose REST rules stream (server-streaming rpcs, sent as SSE).
+
+    They are transcoded only on their SSE routes: such a service may bind the path of a
+    unary rpc (`GET …/stats` as JSON and as events), and one transcoder refuses to bind two
+    rpcs to one path.
+    """
+    streaming: dict[str, bool] = {}
+    for rule in rules:
+        service = _service_of(rule)
+        streaming[service] = streaming.get(service, True) and rule.server_streaming
+    return frozenset(service for service, only in streaming.items() if only)
+
+
+def _listener_services(spec: GatewaySpec) -> tuple[str, ...]:
+    streams = event_stream_services(_rules(spec))
+    return tuple(service for service in spec.services if service not in streams)
+
+
+#: Requests for Server-Sent Events say so; the transcoder itself ignores Accept.
+EVENT_STREAM_ACCEPT: dict[str, Any] = {
+    "name": "accept",
+    "string_match": {"contains": "text/event-stream", "ignore_case": True},
+}
 
 
 def _fallback_metadata(family: int) -> dict[str, Any]:
@@ -349,24 +390,33 @@ def _routes(spec: GatewaySpec) -> list[dict[str, Any]]:
             },
         }
     ]
-    for rule in _rules(spec):
+    rules = _rules(spec)
+    unary = {(rule.method, rule.template) for rule in rules if not rule.server_streaming}
+    for rule in rules:
         if not rule.server_streaming:
             continue
+        headers: list[dict[str, Any]] = [
+            {"name": ":method", "string_match": {"exact": rule.method}}
+        ]
+        if (rule.method, rule.template) in unary:
+            # The same path answers JSON too: only an event-stream request takes this route.
+            headers.append(EVENT_STREAM_ACCEPT)
         routes.append(
             {
                 "name": f"sse {rule.method} {rule.template}",
-                "match": {
-                    "safe_regex": {"regex": rule.path_regex},
-                    "headers": [{"name": ":method", "string_match": {"exact": rule.method}}],
-                },
+                "match": {"safe_regex": {"regex": rule.path_regex}, "headers": headers},
                 "route": {
                     "cluster": UPSTREAM_CLUSTER,
+                    # An event stream lives as long as its client: no deadline, no idle
+                    # cut-off (HTTP/2 keepalive and the stream's frames keep it honest).
                     "timeout": "0s",
                     "idle_timeout": "0s",
                     "max_stream_duration": {"max_stream_duration": "0s"},
                 },
                 "typed_per_filter_config": {
-                    "envoy.filters.http.grpc_json_transcoder": transcoder_config(spec, sse=True)
+                    "envoy.filters.http.grpc_json_transcoder": transcoder_config(
+                        spec, sse=True, services=(_service_of(rule),)
+                    )
                 },
                 "metadata": _fallback_metadata(rule.family or spec.default_family),
             }
@@ -405,7 +455,13 @@ def _http_connection_manager(spec: GatewaySpec) -> dict[str, Any]:
         "codec_type": "AUTO",
         # Envoy is the edge: its peer is the client (xff_num_trusted_hops stays 0).
         "use_remote_address": True,
-        "http2_protocol_options": {"max_concurrent_streams": 1024},
+        # Devices keep one stream for hours: PINGs tell a dead peer (a device gone without
+        # closing, a dropped TCP path) from a quiet one; no PING answer in time ends the
+        # connection, and with it the device's link upstream.
+        "http2_protocol_options": {
+            "max_concurrent_streams": 1024,
+            "connection_keepalive": _keepalive(spec),
+        },
         # Bigger headers are a 431 here, before the server's metadata limit would refuse
         # them with a 429 that clients retry.
         "max_request_headers_kb": spec.max_request_headers_kb,
@@ -458,6 +514,15 @@ def _http_connection_manager(spec: GatewaySpec) -> dict[str, Any]:
     }
 
 
+def _keepalive(spec: GatewaySpec) -> dict[str, Any]:
+    """HTTP/2 keepalive: a PING every interval (plus Envoy's default 15% jitter), and the
+    connection closed when one is not answered within the timeout."""
+    return {
+        "interval": _duration(spec.keepalive_interval_s),
+        "timeout": _duration(spec.keepalive_timeout_s),
+    }
+
+
 def _upstream_address(spec: GatewaySpec) -> dict[str, Any]:
     if spec.upstream_socket is not None:
         return {"pipe": {"path": str(spec.upstream_socket)}}
@@ -480,9 +545,7 @@ def _cluster(spec: GatewaySpec) -> dict[str, Any]:
                 "@type": "type.googleapis.com/"
                 "envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
                 "explicit_http_config": {
-                    "http2_protocol_options": {
-                        "connection_keepalive": {"interval": "30s", "timeout": "20s"}
-                    }
+                    "http2_protocol_options": {"connection_keepalive": _keepalive(spec)}
                 },
             }
         },
@@ -551,6 +614,7 @@ __all__ = [
     "GatewaySpec",
     "cloud_spec",
     "device_spec",
+    "event_stream_services",
     "lua_source",
     "render_config",
     "render_json",

@@ -21,7 +21,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from thingwire.agent.v1 import agent_pb2, agent_pb2_grpc
 from thingwire.auth.v1 import auth_pb2, auth_pb2_grpc
-from thingwire.devices.v1 import devices_pb2, devices_pb2_grpc
+from thingwire.devices.v1 import devices_pb2, devices_pb2_grpc, stats_pb2, stats_pb2_grpc
 from thingwire.inputs.v1 import inputs_pb2, inputs_pb2_grpc
 from thingwire.resources.v1 import resources_pb2, resources_pb2_grpc
 
@@ -36,6 +36,7 @@ from server.security.keys import KeyFile, KeyRing
 from server.services.agent_service import AgentService
 from server.services.auth_service import AuthService
 from server.services.device_service import DeviceService
+from server.services.device_stats_service import DeviceStatsService, DeviceStatsStreamService
 from server.services.inputs_service import InputService
 from server.services.resources_service import ResourceService
 from server.state import AppState, utc_now
@@ -84,6 +85,16 @@ SERVICES: tuple[Service, ...] = (
         ResourceService,
         resources_pb2_grpc.add_ResourceServiceServicer_to_server,
     ),
+    Service(
+        stats_pb2.DESCRIPTOR.services_by_name["DeviceStatsService"],
+        DeviceStatsService,
+        stats_pb2_grpc.add_DeviceStatsServiceServicer_to_server,
+    ),
+    Service(
+        stats_pb2.DESCRIPTOR.services_by_name["DeviceStatsStreamService"],
+        DeviceStatsStreamService,
+        stats_pb2_grpc.add_DeviceStatsStreamServiceServicer_to_server,
+    ),
 )
 #: Infrastructure every client may use without credentials.
 OPEN_SERVICES = (
@@ -94,13 +105,26 @@ OPEN_SERVICES = (
 #: REST path again as x-envoy-original-path), so that the gateway answers 431/414 for an
 #: oversized request and the server's RESOURCE_EXHAUSTED (a retryable 429) never does.
 MAX_METADATA_BYTES = 64 * 1024
-# Devices keep a stream open for hours: the server must accept their keepalive pings.
-KEEPALIVE_OPTIONS = (
-    ("grpc.keepalive_time_ms", 30_000),
-    ("grpc.keepalive_timeout_ms", 10_000),
-    ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
-    ("grpc.keepalive_permit_without_calls", 1),
-)
+#: The most often a client (a direct agent, the gateway) may PING a quiet connection before
+#: the server counts it as abuse; agents must not ping more often (docs/device-link.md).
+MIN_CLIENT_PING_INTERVAL_MS = 5_000
+
+
+def keepalive_options(limits: LinkLimits) -> tuple[tuple[str, int], ...]:
+    """Devices keep a stream open for hours: the server PINGs every connection (a direct
+    agent's, the gateway's) and drops one whose PING goes unanswered, and it accepts the
+    PINGs of agents and of the gateway (which pings every `keepalive_s`, too)."""
+    interval_ms = int(limits.keepalive_s * 1000)
+    return (
+        ("grpc.keepalive_time_ms", interval_ms),
+        ("grpc.keepalive_timeout_ms", int(limits.keepalive_timeout_s * 1000)),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.max_pings_without_data", 0),
+        (
+            "grpc.http2.min_ping_interval_without_data_ms",
+            min(MIN_CLIENT_PING_INTERVAL_MS, interval_ms // 2),
+        ),
+    )
 
 
 @dataclass
@@ -117,11 +141,14 @@ class RunningServer:
     gateway_socket: Path | None = None
 
     async def stop(self, grace: float = 5.0) -> None:
-        """Report NOT_SERVING, send the devices away (each told when to come back), then let
-        calls in flight finish for `grace` seconds."""
+        """Report NOT_SERVING, end the stats streams, send the devices away (each told when
+        to come back), let calls in flight finish for `grace` seconds, then write the
+        links' final figures."""
         await self.health.enter_graceful_shutdown()
+        self.state.links.close_watchers()
         self.state.links.go_away_all(self.state.link_limits.go_away_window_s)
         await self.server.stop(grace)
+        await self.state.link_stats.stop()
         self.maintenance.cancel()
         await asyncio.gather(self.maintenance, return_exceptions=True)
         self.state.logins.close()
@@ -148,6 +175,9 @@ async def create_server(
     """
     gateway_address = gateway_socket_address(gateway_socket) if gateway_socket else None
     state = await AppState.open(database, clock, keys, link_limits, max_devices_per_user)
+    # No link is live before this server serves: a device still marked connected was left
+    # so by a process that died (docs/device-link.md, "What survives a restart").
+    await state.link_stats.sweep()
     authenticator = Authenticator(database, state.signer, clock)
     server = grpc.aio.server(
         interceptors=[
@@ -165,7 +195,7 @@ async def create_server(
             ("grpc.max_send_message_length", max_message_bytes),
             # Without this, a second server binds the same port and they share its calls.
             ("grpc.so_reuseport", 0),
-            *KEEPALIVE_OPTIONS,
+            *keepalive_options(state.link_limits),
         ],
     )
     for service in SERVICES:
@@ -182,6 +212,7 @@ async def create_server(
     for name in ["", *names]:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     log.info("gRPC server listening on %s (port %d)", address, port)
+    state.link_stats.start()
     return RunningServer(
         server=server,
         port=port,

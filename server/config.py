@@ -6,6 +6,7 @@ Ports are never 0: tests and side-by-side stacks pick their own free ports expli
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -33,20 +34,42 @@ def _port(env: Mapping[str, str], name: str, default: int) -> int:
     return port
 
 
-def _seconds(env: Mapping[str, str], name: str, default: float, maximum: float) -> float:
-    raw = env.get(name, str(default))
+def _raw(env: Mapping[str, str], name: str) -> str | None:
+    """The variable's value, None when unset or empty (then the default applies)."""
+    raw = env.get(name)
+    return None if raw is None or raw == "" else raw
+
+
+def _number(
+    env: Mapping[str, str],
+    name: str,
+    default: float,
+    *,
+    minimum: float,
+    maximum: float = math.inf,
+    exclusive_minimum: bool = False,
+) -> float:
+    """A finite number within [minimum, maximum] (or (minimum, maximum])."""
+    raw = _raw(env, name)
+    if raw is None:
+        return default
     try:
         value = float(raw)
     except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a number of seconds") from None
-    if not 0 < value <= maximum:  # also refuses nan
-        raise ConfigError(f"{name}={raw} is outside (0, {maximum:g}] seconds")
+        raise ConfigError(f"{name}={raw!r} is not a number") from None
+    low_ok = value > minimum if exclusive_minimum else value >= minimum
+    if not (low_ok and value <= maximum and math.isfinite(value)):  # also refuses nan
+        low = "(" if exclusive_minimum else "["
+        high = f"{maximum:g}]" if math.isfinite(maximum) else "∞)"
+        raise ConfigError(f"{name}={raw} is outside {low}{minimum:g}, {high}")
     return value
 
 
-def _whole_number(env: Mapping[str, str], name: str, default: int, minimum: int) -> int:
+def _whole_number(env: Mapping[str, str], name: str, default: int, *, minimum: int) -> int:
     """A whole number of at least `minimum` (a minimum of 0 where 0 means "no limit")."""
-    raw = env.get(name, str(default))
+    raw = _raw(env, name)
+    if raw is None:
+        return default
     try:
         value = int(raw)
     except ValueError:
@@ -82,8 +105,17 @@ class Settings:
     # The deadline of a resource call when the caller sets none or a longer one (a gRPC
     # caller's shorter deadline wins). Keep it below the gateway's 60 s REST timeout.
     resource_call_timeout_s: float = 10.0
+    # The device link (docs/device-link.md, "Link health" and "Statistics"). A link is probed
+    # with an HTTP/2 PING every `link_keepalive_s`; one left unanswered for
+    # `link_keepalive_timeout_s` ends it, so a dead link shows offline within about the sum.
+    link_keepalive_s: float = 10.0
+    link_keepalive_timeout_s: float = 10.0
     # Calls one device may have in flight; past it callers get 429 at once.
-    max_calls_in_flight: int = 64
+    link_max_calls_in_flight: int = 64
+    # A graceful stop tells each device to come back within this many seconds.
+    link_go_away_window_s: float = 5.0
+    # How often the figures of live links are written to the devices table.
+    link_stats_interval_s: float = 15.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -99,13 +131,27 @@ class Settings:
             max_devices_per_user=_whole_number(
                 env, "THINGWIRE_MAX_DEVICES_PER_USER", cls.max_devices_per_user, minimum=0
             ),
-            resource_call_timeout_s=_seconds(
+            resource_call_timeout_s=_number(
                 env,
                 "THINGWIRE_RESOURCE_CALL_TIMEOUT_S",
                 cls.resource_call_timeout_s,
-                MAX_CALL_TIMEOUT_S,
+                minimum=0,
+                exclusive_minimum=True,
+                maximum=MAX_CALL_TIMEOUT_S,
             ),
-            max_calls_in_flight=_whole_number(
-                env, "THINGWIRE_MAX_CALLS_IN_FLIGHT", cls.max_calls_in_flight, minimum=1
+            link_keepalive_s=_number(
+                env, "THINGWIRE_LINK_KEEPALIVE_S", cls.link_keepalive_s, minimum=1
+            ),
+            link_keepalive_timeout_s=_number(
+                env, "THINGWIRE_LINK_KEEPALIVE_TIMEOUT_S", cls.link_keepalive_timeout_s, minimum=1
+            ),
+            link_max_calls_in_flight=_whole_number(
+                env, "THINGWIRE_LINK_MAX_CALLS_IN_FLIGHT", cls.link_max_calls_in_flight, minimum=1
+            ),
+            link_go_away_window_s=_number(
+                env, "THINGWIRE_LINK_GO_AWAY_WINDOW_S", cls.link_go_away_window_s, minimum=0
+            ),
+            link_stats_interval_s=_number(
+                env, "THINGWIRE_LINK_STATS_INTERVAL_S", cls.link_stats_interval_s, minimum=0.1
             ),
         )

@@ -50,6 +50,19 @@ def banner(settings: Settings) -> str:
     )
 
 
+def link_limits(settings: Settings) -> LinkLimits:
+    """The THINGWIRE_LINK_* settings and the resource call deadline, as the server's limits
+    for every device link."""
+    return LinkLimits(
+        max_calls_in_flight=settings.link_max_calls_in_flight,
+        go_away_window_s=settings.link_go_away_window_s,
+        keepalive_s=settings.link_keepalive_s,
+        keepalive_timeout_s=settings.link_keepalive_timeout_s,
+        stats_interval_s=settings.link_stats_interval_s,
+        call_timeout_s=settings.resource_call_timeout_s,
+    )
+
+
 async def serve(settings: Settings) -> int:
     """Run until a signal (exit 0) or until one half dies (exit 1)."""
     # Envoy reaches the server over a Unix socket only it can open, so that only Envoy may
@@ -63,6 +76,8 @@ async def serve(settings: Settings) -> int:
             descriptor=DESCRIPTOR_PATH,
             max_request_body_bytes=settings.max_body_bytes,
             upstream_socket=gateway_socket,
+            keepalive_interval_s=settings.link_keepalive_s,
+            keepalive_timeout_s=settings.link_keepalive_timeout_s,
         ),
         state_dir=settings.state_dir / "gateway",
     )
@@ -80,10 +95,7 @@ async def serve(settings: Settings) -> int:
         max_message_bytes=4 * settings.max_body_bytes,
         gateway_socket=gateway_socket,
         max_devices_per_user=settings.max_devices_per_user,
-        link_limits=LinkLimits(
-            max_calls_in_flight=settings.max_calls_in_flight,
-            call_timeout_s=settings.resource_call_timeout_s,
-        ),
+        link_limits=link_limits(settings),
     )
     try:
         await envoy.start()

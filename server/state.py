@@ -14,6 +14,7 @@ from server.config import DEFAULT_MAX_DEVICES_PER_USER, Settings
 from server.link.link import LinkLimits
 from server.link.registry import LinkRegistry
 from server.link.router import DeviceRouter, LocalRouter
+from server.link.stats_store import StatsStore
 from server.security.jwt_tokens import TokenSigner
 from server.security.keys import KeyFile, KeyRing, adopt_database_key
 from server.storage.db import Database
@@ -51,6 +52,11 @@ class AppState:
     def router(self) -> DeviceRouter:
         """The one way to call a device: over this process's links for now."""
         return LocalRouter(self.links)
+
+    @cached_property
+    def link_stats(self) -> StatsStore:
+        """Writes the links' figures into the devices table, in batches."""
+        return StatsStore(self.database, self.link_limits.stats_interval_s, self.clock)
 
     @classmethod
     async def open(

@@ -10,13 +10,16 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 
 from google.protobuf import struct_pb2
+from google.protobuf.message import Message
 from thingwire.agent.v1 import agent_pb2
 
 from server import errors
+from server.clock import utc_now
 
 log = logging.getLogger(__name__)
 
@@ -46,19 +49,56 @@ class Resource:
     example: struct_pb2.Value | None = None
 
 
+@dataclass(frozen=True)
+class LinkFigures:
+    """A device's link statistics (Thinger's "stats"): those of its latest link.
+
+    `connected_time` is when the link opened or, once closed, when it closed; the byte
+    counts are those of the messages of that one link (docs/device-link.md, "Statistics").
+    """
+
+    connected: bool
+    connected_time: datetime | None
+    ip_address: str
+    rx_bytes: int
+    tx_bytes: int
+
+
+#: Told of every change of a link's figures (bytes counted); must be cheap, it runs per message.
+OnChange = Callable[["Link"], None]
+
+
 class Link:
     """The server's side of one device stream.
 
     `invoke` is called by routers; `deliver` by the stream's reader task; `outgoing` is
     what the stream's writer sends. `close` ends it all: pending calls fail with `reason`.
+    The link counts the bytes of the messages it receives (`received`) and sends, and tells
+    `on_change` after each.
     """
 
     def __init__(
-        self, key: DeviceKey, resources: Mapping[str, Resource], max_calls_in_flight: int
+        self,
+        key: DeviceKey,
+        resources: Mapping[str, Resource],
+        max_calls_in_flight: int,
+        *,
+        device_pk: int = 0,
+        ip_address: str = "",
+        connected_time: datetime | None = None,
+        on_change: OnChange | None = None,
     ) -> None:
         self.key = key
+        #: The device's row in the devices table, where the figures are kept.
+        self.device_pk = device_pk
         self.resources = dict(resources)
         self.max_calls_in_flight = max_calls_in_flight
+        self.ip_address = ip_address
+        self.connected_time = connected_time or utc_now()
+        #: Bytes of the messages received from and sent to the device on this link.
+        self.rx_bytes = 0
+        self.tx_bytes = 0
+        self._on_change = on_change
         self._pending: dict[int, asyncio.Future[agent_pb2.Result]] = {}
         self._call_ids = itertools.count(1)
         self._outgoing: asyncio.Queue[agent_pb2.ConnectResponse | None] = asyncio.Queue()
@@ -68,6 +108,30 @@ class Link:
     @property
     def calls_in_flight(self) -> int:
         return len(self._pending)
+
+    def figures(self) -> LinkFigures:
+        """The link's statistics now (connected while it is open)."""
+        return LinkFigures(
+            connected=self.closed is None,
+            connected_time=self.connected_time,
+            ip_address=self.ip_address,
+            rx_bytes=self.rx_bytes,
+            tx_bytes=self.tx_bytes,
+        )
+
+    def received(self, incoming: Message) -> None:
+        """Count a message the device sent (its serialized size)."""
+        self.rx_bytes += incoming.ByteSize()
+        self._changed()
+
+    def sent(self, outgoing: Message) -> None:
+        """Count a message handed to the stream for the device."""
+        self.tx_bytes += outgoing.ByteSize()
+        self._changed()
+
+    def _changed(self) -> None:
+        if self._on_change is not None:
+            self._on_change(self)
 
     async def invoke(
         self, resource: str, value: struct_pb2.Value | None, seconds: float
@@ -126,8 +190,9 @@ class Link:
 
     async def outgoing(self) -> AsyncIterator[agent_pb2.ConnectResponse]:
         """The messages to send, until the link closes."""
-        while (message := await self._outgoing.get()) is not None:
-            yield message
+        while (next_message := await self._outgoing.get()) is not None:
+            self.sent(next_message)
+            yield next_message
 
     def close(self, reason: errors.ThingwireError) -> None:
         """Close once: fail every pending call with `reason` now and stop the writer."""
@@ -168,7 +233,8 @@ class LinkClosed(errors.Unavailable):
 
 @dataclass(frozen=True)
 class LinkLimits:
-    """The server's limits for every link (create_server takes them)."""
+    """The server's limits for every link (create_server takes them; `thingwire serve`
+    reads them from the THINGWIRE_LINK_* settings)."""
 
     #: Calls one device may have in flight; past it callers get RESOURCE_EXHAUSTED at once.
     max_calls_in_flight: int = 64
@@ -178,3 +244,9 @@ class LinkLimits:
     #: The deadline of a resource call whose caller set none (or a longer one); the device
     #: is told the time left (THINGWIRE_RESOURCE_CALL_TIMEOUT_S, docs/design.md).
     call_timeout_s: float = 10.0
+    #: The server PINGs each HTTP/2 connection (a direct device, the gateway) this often and
+    #: drops one that leaves a PING unanswered for `keepalive_timeout_s`.
+    keepalive_s: float = 10.0
+    keepalive_timeout_s: float = 10.0
+    #: How often the figures of live links that changed are written to the database.
+    stats_interval_s: float = 15.0

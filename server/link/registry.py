@@ -2,10 +2,15 @@
 
 A second connection of the same device replaces the first: the old link closes at once
 (its calls fail, its stream ends with FAILED_PRECONDITION), so a device is never served twice.
+
+The registry also tells watchers (the stats event stream) when a device's figures change:
+`next_change` hands out an event that `notify` (and attaching or detaching a link) sets. A
+watcher takes the event before it reads the figures, so no change falls between the two.
 """
 
 from __future__ import annotations
 
+import asyncio
 import random
 
 from server import errors
@@ -22,6 +27,9 @@ class LinkRegistry:
 
     def __init__(self) -> None:
         self._links: dict[DeviceKey, Link] = {}
+        self._changes: dict[DeviceKey, asyncio.Event] = {}
+        #: Set once the server is stopping: watchers end their streams.
+        self.closing = False
 
     def attach(self, link: Link) -> None:
         """Make `link` its device's live link, closing the one it replaces."""
@@ -29,11 +37,37 @@ class LinkRegistry:
         self._links[link.key] = link
         if old is not None:
             old.close(errors.FailedPrecondition(REPLACED))
+        self.notify(link.key)
 
-    def detach(self, link: Link) -> None:
-        """Forget `link`, unless a newer link of its device has replaced it already."""
-        if self._links.get(link.key) is link:
-            del self._links[link.key]
+    def detach(self, link: Link) -> bool:
+        """Forget `link`, unless a newer link of its device has replaced it already; True if
+        it was the device's live link."""
+        if self._links.get(link.key) is not link:
+            return False
+        del self._links[link.key]
+        self.notify(link.key)
+        return True
+
+    def next_change(self, key: DeviceKey) -> asyncio.Event:
+        """An event set at the device's next change (or when the server stops)."""
+        if self.closing:
+            done = asyncio.Event()
+            done.set()
+            return done
+        return self._changes.setdefault(key, asyncio.Event())
+
+    def notify(self, key: DeviceKey) -> None:
+        """Wake whoever waits for a change of this device (cheap when nobody does)."""
+        waiting = self._changes.pop(key, None)
+        if waiting is not None:
+            waiting.set()
+
+    def close_watchers(self) -> None:
+        """Wake every watcher for the last time: the server is stopping."""
+        self.closing = True
+        for waiting in self._changes.values():
+            waiting.set()
+        self._changes.clear()
 
     def get(self, key: DeviceKey) -> Link | None:
         """The device's live link here, or None."""

@@ -11,11 +11,13 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Iterable
 
+import grpc
 from thingwire.agent.v1 import agent_pb2
 
 from server import errors
 from server.auth.device_tokens import open_link_with_token
 from server.link.link import DeviceKey, Link, LinkClosed, LinkLimits, Resource
+from server.request_origin import client_of
 from server.state import AppState
 from server.storage import link_secrets
 from server.storage.models import Device
@@ -35,7 +37,7 @@ class AgentService:
         self._state = state
 
     async def Connect(
-        self, requests: AsyncIterator[agent_pb2.ConnectRequest], context: object
+        self, requests: AsyncIterator[agent_pb2.ConnectRequest], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[agent_pb2.ConnectResponse]:
         first = await anext(aiter(requests), None)
         if first is None or first.WhichOneof("kind") != "hello":
@@ -44,24 +46,44 @@ class AgentService:
         resources = declared_resources(hello.resources)
         device, secret = await self._open(hello)
         limits: LinkLimits = self._state.link_limits
+        links, stats = self._state.links, self._state.link_stats
         link = Link(
-            DeviceKey(device.user_id, device.device_id), resources, limits.max_calls_in_flight
+            DeviceKey(device.user_id, device.device_id),
+            resources,
+            limits.max_calls_in_flight,
+            device_pk=device.id,
+            # Through the gateway, the device's address (x-forwarded-for), not Envoy's.
+            ip_address=client_of(context),
+            connected_time=self._state.clock(),
+            on_change=self._changed,
         )
-        self._state.links.attach(link)
+        link.received(first)
+        links.attach(link)
+        stats.attached(link)
         reader = asyncio.create_task(_read(requests, link))
         try:
-            welcome = agent_pb2.Welcome(
-                link_secret=secret, max_calls_in_flight=limits.max_calls_in_flight
+            welcome = agent_pb2.ConnectResponse(
+                welcome=agent_pb2.Welcome(
+                    link_secret=secret, max_calls_in_flight=limits.max_calls_in_flight
+                )
             )
-            yield agent_pb2.ConnectResponse(welcome=welcome)
+            link.sent(welcome)
+            yield welcome
             async for message in link.outgoing():
                 yield message
         finally:
             reader.cancel()
             link.close(errors.Unavailable("the link was closed"))
-            self._state.links.detach(link)
+            if links.get(link.key) is link:  # not replaced: the device is offline now
+                stats.detached(link)
+            links.detach(link)
         if link.closed is not None and not isinstance(link.closed, LinkClosed):
             raise link.closed
+
+    def _changed(self, link: Link) -> None:
+        """A link's byte counts moved: written with the next round, and watchers woken."""
+        self._state.link_stats.changed(link)
+        self._state.links.notify(link.key)
 
     async def _open(self, hello: agent_pb2.Hello) -> tuple[Device, str]:
         """The device and its new link secret ("" unless it opened with its credentials), or
@@ -117,6 +139,7 @@ async def _read(requests: AsyncIterator[agent_pb2.ConnectRequest], link: Link) -
     """Hand each Result to its caller; close the link when the device stops or misbehaves."""
     try:
         async for message in requests:
+            link.received(message)
             if message.WhichOneof("kind") != "result":
                 raise errors.InvalidArgument(ONE_HELLO)
             link.deliver(message.result)

@@ -29,6 +29,7 @@ from server.rest_errors import render_error_body
 from tests.gateway.conftest import DESCRIPTOR
 
 CLOUD = transcoded_services(DESCRIPTOR, device=False)
+STATS_STREAM = "thingwire.devices.v1.DeviceStatsStreamService"
 TRANSCODER = "envoy.filters.http.grpc_json_transcoder"
 
 
@@ -90,7 +91,9 @@ def test_filters_run_lua_then_buffer_then_transcoder(spec: GatewaySpec) -> None:
 def test_transcoder_settings(spec: GatewaySpec) -> None:
     transcoder = _filter(render_config(spec), "envoy.filters.http.grpc_json_transcoder")
     assert transcoder["proto_descriptor"] == str(DESCRIPTOR)
-    assert transcoder["services"] == list(CLOUD)
+    # The stats event stream binds the path of the JSON stats: only its SSE route has it.
+    assert transcoder["services"] == [s for s in CLOUD if s != STATS_STREAM]
+    assert STATS_STREAM in CLOUD
     assert transcoder["convert_grpc_status"] is True
     assert transcoder["ignore_unknown_query_parameters"] is True
     assert "ignored_query_parameters" not in transcoder  # the server re-binds the path
@@ -233,7 +236,7 @@ def test_sse_routes_come_from_server_streaming_rules(tmp_path: Path) -> None:
     image = _streaming_image(tmp_path)
     spec = cloud_spec(8080, 50051, 9901, image, services=(*CLOUD, "thingwire.demo.v1.StatsService"))
     routes = _routes(render_config(spec))
-    sse = [route for name, route in routes.items() if name.startswith("sse")]
+    sse = [route for name, route in routes.items() if name.startswith("sse GET /v2/")]
     assert [route["name"] for route in sse] == ["sse GET /v2/users/{user}/devices/{device}/stats"]
     (route,) = sse
     regex = re.compile(route["match"]["safe_regex"]["regex"])
@@ -250,9 +253,47 @@ def test_sse_routes_come_from_server_streaming_rules(tmp_path: Path) -> None:
     assert json.loads(fallback["404"]) == {"error": {"message": "Not Found"}}
 
 
-def test_no_streaming_rule_no_sse_route(spec: GatewaySpec) -> None:
-    """The `.*/stats` regex is gone: nothing streams until an rpc does."""
-    assert not [name for name in _routes(render_config(spec)) if name.startswith("sse")]
+def test_the_stats_path_is_events_only_for_an_event_stream_request(spec: GatewaySpec) -> None:
+    """GET …/stats is JSON and, with `Accept: text/event-stream`, SSE: two rpcs on one path,
+    told apart by the route (the transcoder ignores Accept)."""
+    routes = _routes(render_config(spec))
+    sse = [name for name in routes if name.startswith("sse")]
+    assert sse == ["sse GET /v1/users/{user_id}/devices/{device_id}/stats"]
+    route = routes[sse[0]]
+    assert route["match"]["headers"] == [
+        {"name": ":method", "string_match": {"exact": "GET"}},
+        {"name": "accept", "string_match": {"contains": "text/event-stream", "ignore_case": True}},
+    ]
+    assert (route["route"]["timeout"], route["route"]["idle_timeout"]) == ("0s", "0s")
+    assert route["route"]["max_stream_duration"] == {"max_stream_duration": "0s"}
+    per_route = route["typed_per_filter_config"][TRANSCODER]
+    assert per_route["services"] == [STATS_STREAM]
+    assert per_route["print_options"]["stream_sse_style_delimited"] is True
+    names = list(routes)
+    assert names.index(sse[0]) < names.index("rest /v1/")
+
+
+def test_http2_keepalive_on_both_sides_of_envoy() -> None:
+    spec = cloud_spec(
+        8080, 50051, 9901, DESCRIPTOR, keepalive_interval_s=2.5, keepalive_timeout_s=1.5
+    )
+    config = render_config(spec)
+    keepalive = {"interval": "2.5s", "timeout": "1.5s"}
+    assert _hcm(config)["http2_protocol_options"]["connection_keepalive"] == keepalive
+    cluster = config["static_resources"]["clusters"][0]
+    options = cluster["typed_extension_protocol_options"][
+        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+    ]
+    upstream = options["explicit_http_config"]["http2_protocol_options"]
+    assert upstream["connection_keepalive"] == keepalive
+    # No connection-manager-wide request deadline; its stream idle timeout (5 min by
+    # default) is switched off on the gRPC and SSE routes (idle_timeout 0s, tested above).
+    assert "request_timeout" not in _hcm(config)
+
+
+def test_keepalive_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="keepalive"):
+        cloud_spec(8080, 50051, 9901, DESCRIPTOR, keepalive_timeout_s=0)
 
 
 def test_lua_filter_is_inlined_with_its_settings(spec: GatewaySpec) -> None:

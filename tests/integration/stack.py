@@ -31,6 +31,8 @@ class Stack:
     #: The `thingwire` command to run (another virtualenv's, for the packaging tests).
     executable: Path = THINGWIRE
     process: subprocess.Popen | None = None
+    #: More THINGWIRE_* settings for this stack (short link timings, say).
+    extra_env: dict[str, str] = field(default_factory=dict)
 
     @property
     def env(self) -> dict[str, str]:
@@ -40,6 +42,7 @@ class Stack:
             "THINGWIRE_HTTP_PORT": str(self.http_port),
             "THINGWIRE_GRPC_PORT": str(self.grpc_port),
             "THINGWIRE_ENVOY_ADMIN_PORT": str(self.admin_port),
+            **self.extra_env,
         }
 
     @property

@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,26 +41,15 @@ JSON = {"Content-Type": "application/json;charset=UTF-8"}
 BASE = f"/v2/users/ada/devices/{DEVICE}"
 
 
-@dataclass
-class ResourceStack(Stack):
-    """A stack with this module's resource-call settings."""
-
-    extra_env: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def env(self) -> dict[str, str]:
-        return {**super().env, **self.extra_env}
-
-
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory, db_url_factory: Any) -> Iterator[Stack]:
     workdir: Path = tmp_path_factory.mktemp("stack")
-    running = ResourceStack(
+    running = Stack(
         workdir=workdir,
         db_url=db_url_factory(workdir),
         extra_env={
             "THINGWIRE_RESOURCE_CALL_TIMEOUT_S": str(CALL_TIMEOUT_S),
-            "THINGWIRE_MAX_CALLS_IN_FLIGHT": str(MAX_IN_FLIGHT),
+            "THINGWIRE_LINK_MAX_CALLS_IN_FLIGHT": str(MAX_IN_FLIGHT),
         },
     )
     running.start()

@@ -1,0 +1,143 @@
+"""Thinger's "Get Device Stats", as JSON and as Server-Sent Events (docs/device-link.md).
+
+The figures come from the device's live link when this process holds it, else from the
+final figures of a link that closed and are not written yet, else from the devices table
+(`server/link/stats_store.py`). The event stream waits on the link registry's change
+events, so it reads the database only when something changed, never on a timer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import datetime
+
+import grpc
+from sqlalchemy.orm import Session
+from thingwire.devices.v1 import stats_pb2
+
+from server.auth.principal import Action, UserPrincipal, require_user
+from server.errors import InvalidArgument, Unauthenticated
+from server.link.link import DeviceKey, LinkFigures
+from server.state import AppState
+from server.storage.devices import DEVICE_ID_RE, get_device
+
+#: At most this many frames a second per stream: a busy link changes with every message,
+#: and a watcher wants the figures, not one frame per message.
+MIN_FRAME_INTERVAL_S = 0.25
+
+StatsResponse = stats_pb2.GetDeviceStatsResponse | stats_pb2.StreamDeviceStatsResponse
+
+
+def authorize(user_id: str, device_id: str) -> UserPrincipal:
+    """The caller, if it may read `device_id` of the path's user.
+
+    Unauthenticated for a path naming another user and for a credential that may not read
+    the device (the same whether or not it exists); InvalidArgument for a bad device id.
+    """
+    principal = require_user()
+    if user_id != principal.username:
+        raise Unauthenticated(f"not authorized for user {user_id!r}")
+    if not DEVICE_ID_RE.fullmatch(device_id):
+        raise InvalidArgument(
+            f"invalid device id {device_id!r}: use 1 to 25 letters, digits or underscores"
+        )
+    if not principal.allows(Action.READ, device_id):
+        raise Unauthenticated(f"not authorized for device {device_id!r}")
+    return principal
+
+
+def _stored(s: Session, user_id: int, device_id: str) -> tuple[int, LinkFigures]:
+    """The device's row and its stored figures; NotFound for an unknown device."""
+    device = get_device(s, user_id, device_id)
+    return device.id, LinkFigures(
+        connected=device.connected,
+        connected_time=device.connected_time,
+        ip_address=device.ip_address or "",
+        rx_bytes=device.rx_bytes,
+        tx_bytes=device.tx_bytes,
+    )
+
+
+def _epoch_ms(moment: datetime | None) -> float:
+    return float(int(moment.timestamp() * 1000)) if moment is not None else 0.0
+
+
+def fill(response: StatsResponse, figures: LinkFigures) -> StatsResponse:
+    """Copy `figures` into a response of either rpc (their fields are the same)."""
+    response.connected = figures.connected
+    response.connected_ts = _epoch_ms(figures.connected_time)
+    response.ip_address = figures.ip_address
+    response.rx_bytes = float(figures.rx_bytes)
+    response.tx_bytes = float(figures.tx_bytes)
+    return response
+
+
+class DeviceFigures:
+    """Reads one device's figures from wherever the freshest are."""
+
+    def __init__(self, state: AppState, principal: UserPrincipal, device_id: str) -> None:
+        self._state = state
+        self._user_id = principal.user_id
+        self._device_id = device_id
+        self.key = DeviceKey(principal.user_id, device_id)
+
+    async def read(self) -> LinkFigures:
+        link = self._state.links.get(self.key)
+        if link is not None and link.closed is None:
+            return link.figures()
+        # The row answers NotFound for an unknown device, so it is read even when a closed
+        # link's unwritten figures are about to replace it.
+        pk, stored = await self._state.database.run(
+            lambda s: _stored(s, self._user_id, self._device_id)
+        )
+        return self._state.link_stats.unwritten(pk) or stored
+
+
+class DeviceStatsService:
+    """Servicer of `thingwire.devices.v1.DeviceStatsService`."""
+
+    def __init__(self, state: AppState) -> None:
+        self._state = state
+
+    async def GetDeviceStats(
+        self, request: stats_pb2.GetDeviceStatsRequest, context: grpc.aio.ServicerContext
+    ) -> stats_pb2.GetDeviceStatsResponse:
+        principal = authorize(request.user_id, request.device_id)
+        figures = await DeviceFigures(self._state, principal, request.device_id).read()
+        response = fill(stats_pb2.GetDeviceStatsResponse(), figures)
+        assert isinstance(response, stats_pb2.GetDeviceStatsResponse)
+        return response
+
+
+class DeviceStatsStreamService:
+    """Servicer of `thingwire.devices.v1.DeviceStatsStreamService`.
+
+    Only changes made by this process's links wake a stream: a device whose link another
+    replica holds shows the figures stored when the stream began, and again whenever this
+    process sees the device change (docs/device-link.md, "Statistics").
+    """
+
+    def __init__(self, state: AppState) -> None:
+        self._state = state
+
+    async def StreamDeviceStats(
+        self, request: stats_pb2.StreamDeviceStatsRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[stats_pb2.StreamDeviceStatsResponse]:
+        principal = authorize(request.user_id, request.device_id)
+        device = DeviceFigures(self._state, principal, request.device_id)
+        links = self._state.links
+        last: LinkFigures | None = None
+        while not links.closing:
+            change = links.next_change(device.key)  # before reading: no change is missed
+            figures = await device.read()
+            if figures != last:
+                last = figures
+                response = fill(stats_pb2.StreamDeviceStatsResponse(), figures)
+                assert isinstance(response, stats_pb2.StreamDeviceStatsResponse)
+                yield response
+            await change.wait()
+            await asyncio.sleep(MIN_FRAME_INTERVAL_S)
+
+
+__all__ = ["DeviceStatsService", "DeviceStatsStreamService", "authorize"]
