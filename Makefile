@@ -8,7 +8,7 @@ IMAGE := generated/thingwire/thingwire.binpb
 BASELINE := proto/baseline.binpb
 PROTOS := $(shell find proto -name '*.proto')
 
-.PHONY: setup generate lint breaking run test check-generated baseline clean
+.PHONY: setup generate lint breaking run test bench check-generated baseline clean
 
 setup: $(VENV)/.installed $(BUF) $(IMAGE)
 
@@ -50,6 +50,12 @@ run: setup
 
 test: setup lint breaking
 	$(PY) -m pytest -q
+
+# The benchmarks (docs/benchmarks.md), one after the other; not part of `make test`. Each
+# starts its own stack on free ports; `make bench BENCHES=resource_calls` runs one.
+BENCHES ?= auth_paths link_memory resource_calls
+bench: setup
+	for b in $(BENCHES); do $(PY) -m bench.$$b || exit 1; done
 
 clean:
 	rm -rf $(VENV) node_modules var .pytest_cache .ruff_cache
