@@ -7,20 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.stack import Stack
+from tests.integration.stack import PASSWORD, Stack, running_stack
 
-PASSWORD = "s3cret-Passw0rd"
+__all__ = ["PASSWORD"]
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory, db_url_factory) -> Iterator[Stack]:
     workdir: Path = tmp_path_factory.mktemp("stack")
-    running = Stack(workdir=workdir, db_url=db_url_factory(workdir))
-    running.start()
-    try:
+    with running_stack(workdir, db_url_factory(workdir)) as running:
         yield running
-    finally:
-        running.stop()
 
 
 @pytest.fixture(scope="module")

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,7 +18,10 @@ import httpx
 from tests.support import free_port
 
 THINGWIRE = Path(sys.executable).with_name("thingwire")
+ROOT = Path(__file__).resolve().parents[2]
 READY_TIMEOUT_SECONDS = 60
+#: The password of the users the fixtures create (tests/integration/conftest.py).
+PASSWORD = "s3cret-Passw0rd"
 
 
 @dataclass
@@ -111,3 +116,26 @@ class Stack:
 
     def http(self) -> httpx.Client:
         return httpx.Client(base_url=self.base_url, timeout=15)
+
+    def thinger_token(self, username: str, password: str = PASSWORD) -> str:
+        """A Thinger access token of `username` (the OAuth password grant, as documented)."""
+        with self.http() as http:
+            answer = http.post(
+                "/oauth/token",
+                data={"grant_type": "password", "username": username, "password": password},
+            )
+        assert answer.status_code == 200, answer.text
+        token = answer.json()["access_token"]
+        assert isinstance(token, str)
+        return token
+
+
+@contextlib.contextmanager
+def running_stack(workdir: Path, db_url: str, **extra_env: str) -> Iterator[Stack]:
+    """A started stack with these THINGWIRE_* settings, stopped when the block ends."""
+    stack = Stack(workdir=workdir, db_url=db_url, extra_env=extra_env)
+    stack.start()
+    try:
+        yield stack
+    finally:
+        stack.stop()
