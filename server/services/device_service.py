@@ -22,7 +22,7 @@ from thingwire.devices.v1 import devices_pb2, devices_pb2_grpc
 from server.auth.device_tokens import sign_stored
 from server.auth.permissions import NULL
 from server.auth.principal import Action, require_path_user, require_self, require_user
-from server.errors import AlreadyExists, InvalidArgument, NotFound
+from server.errors import AlreadyExists, InvalidArgument, NotFound, Unavailable
 from server.link.link import DeviceKey
 from server.services.convert import epoch_ms_or_none
 from server.state import AppState
@@ -116,6 +116,16 @@ class DeviceService(devices_pb2_grpc.DeviceServiceServicer):
         if link is not None and link.closed is None:
             # Live here, even if its row does not say so yet (docs/device-link.md).
             raise devices.device_connected(device_id)
+        row = await self._state.database.run(
+            lambda s: devices.get_device(s, principal.user_id, device_id)
+        )
+        if row.connected:
+            # Its link may have closed here a moment ago, its row not written yet (within
+            # 0.2 s): the device is offline, so let the row say so before the check.
+            try:
+                await self._state.link_stats.written(row.id)
+            except TimeoutError:
+                raise Unavailable("the device's state could not be saved; try again") from None
         await self._state.database.run(
             lambda s: devices.delete_device(s, principal.user_id, device_id)
         )
