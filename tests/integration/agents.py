@@ -77,11 +77,9 @@ class AgentProcess:
 
     def start(self) -> AgentProcess:
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        env = {
-            **os.environ,
-            "THINGWIRE_AGENT_STATE_DIR": str(self.state_dir),
-            "PYTHONPATH": str(ROOT),  # for the test program; `thingwire agent` needs none
-        }
+        env = {**os.environ, "THINGWIRE_AGENT_STATE_DIR": str(self.state_dir)}
+        if self.test_resources:  # the test program lives in the checkout, not in a package
+            env["PYTHONPATH"] = str(ROOT)
         with self.stderr_path.open("wb") as err:
             self.process = subprocess.Popen(
                 self.command(),

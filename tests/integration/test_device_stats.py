@@ -138,6 +138,12 @@ def test_stats_of_a_connected_device_show_its_link(
     # Written to the devices table too (the Devices API reads it there).
     row = wait_for_row(stack, device, lambda r: r.connected)
     assert row.ip_address == AGENT_ADDRESS
+    # The Devices API shows the same link.
+    with stack.http() as http:
+        listed = http.get("/v1/users/ada/devices", params={"id": device}, headers=bearer(token))
+    assert [d["connection"] for d in listed.json()] == [
+        {"active": True, "ts": figures["connected_ts"]}
+    ]
 
 
 def wait_for_row(stack: Stack, device: str, check: Callable[[Device], bool]) -> Device:
