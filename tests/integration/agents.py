@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.integration.stack import ROOT, THINGWIRE, Stack
+from tests.integration.stack import ROOT, THINGWIRE, Stack, stop_process
 
 #: What the agent logs each time a link is welcomed (device_agent/agent.py).
 LINK_OPEN = "link open as "
@@ -129,13 +129,7 @@ class AgentProcess:
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 10) -> int:
         """Send `sig` (SIGTERM by default) and wait for the exit code; kill it if it hangs."""
         assert self.process is not None
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-        try:
-            return self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            raise
+        return stop_process(self.process, sig, timeout)
 
     def kill(self) -> int:
         """SIGKILL: the device vanishes without closing its link."""

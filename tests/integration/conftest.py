@@ -2,21 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 
-from tests.integration.stack import PASSWORD, Stack, running_stack
+from tests.integration.stack import PASSWORD, Stack, stack_fixture
 
 __all__ = ["PASSWORD"]
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory, db_url_factory) -> Iterator[Stack]:
-    workdir: Path = tmp_path_factory.mktemp("stack")
-    with running_stack(workdir, db_url_factory(workdir)) as running:
-        yield running
+stack = stack_fixture()
 
 
 @pytest.fixture(scope="module")

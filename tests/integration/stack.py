@@ -12,8 +12,10 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
+import pytest
 
 from tests.support import free_port
 
@@ -86,14 +88,7 @@ class Stack:
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 20) -> int:
         assert self.process is not None
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-        try:
-            return self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-            raise
+        return stop_process(self.process, sig, timeout)
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         """Run a management command against this stack's database."""
@@ -129,6 +124,29 @@ class Stack:
         assert isinstance(token, str)
         return token
 
+    def device_token(self, token: str, device: str, user: str = "ada", **fields: object) -> dict:
+        """A new device token (`{"id", "name", "token"}`), created with the user's `token`."""
+        with self.http() as http:
+            created = http.post(
+                f"/v1/users/{user}/devices/{device}/tokens",
+                json={"token_name": f"t{time.monotonic_ns()}", **fields},
+                headers={"Authorization": f"Bearer {token}"},
+            )
+        assert created.status_code == 200, created.text
+        return dict(created.json())
+
+
+def stop_process(process: subprocess.Popen, sig: int, timeout: float) -> int:
+    """Send `sig` and wait for the exit code; SIGKILL it (and raise) if it hangs."""
+    if process.poll() is None:
+        process.send_signal(sig)
+    try:
+        return process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        raise
+
 
 @contextlib.contextmanager
 def running_stack(workdir: Path, db_url: str, **extra_env: str) -> Iterator[Stack]:
@@ -139,3 +157,16 @@ def running_stack(workdir: Path, db_url: str, **extra_env: str) -> Iterator[Stac
         yield stack
     finally:
         stack.stop()
+
+
+def stack_fixture(**extra_env: str) -> Any:
+    """A module's `stack` fixture: one stack per module and database kind, with these
+    THINGWIRE_* settings (`stack = stack_fixture(THINGWIRE_LINK_KEEPALIVE_S="2")`)."""
+
+    @pytest.fixture(scope="module")
+    def stack(tmp_path_factory: pytest.TempPathFactory, db_url_factory: Any) -> Iterator[Stack]:
+        workdir: Path = tmp_path_factory.mktemp("stack")
+        with running_stack(workdir, db_url_factory(workdir), **extra_env) as running:
+            yield running
+
+    return stack

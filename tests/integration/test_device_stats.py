@@ -12,8 +12,6 @@ import json
 import signal
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -22,7 +20,7 @@ import sqlalchemy as sa
 from server.storage.db import Database
 from server.storage.models import Device
 from tests.integration.agents import AgentProcess
-from tests.integration.stack import Stack, running_stack
+from tests.integration.stack import Stack, stack_fixture
 
 pytestmark = pytest.mark.integration
 
@@ -33,18 +31,12 @@ FIELDS = {"connected", "connected_ts", "ip_address", "rx_bytes", "tx_bytes"}
 AGENT_ADDRESS = "127.0.0.1"
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory, db_url_factory: Any) -> Iterator[Stack]:
-    workdir: Path = tmp_path_factory.mktemp("stats_stack")
-    with running_stack(
-        workdir,
-        db_url_factory(workdir),
-        THINGWIRE_LINK_KEEPALIVE_S=str(KEEPALIVE_S),
-        THINGWIRE_LINK_KEEPALIVE_TIMEOUT_S=str(KEEPALIVE_TIMEOUT_S),
-        THINGWIRE_LINK_STATS_INTERVAL_S="0.5",
-        THINGWIRE_LINK_GO_AWAY_WINDOW_S="0.2",
-    ) as running:
-        yield running
+stack = stack_fixture(
+    THINGWIRE_LINK_KEEPALIVE_S=str(KEEPALIVE_S),
+    THINGWIRE_LINK_KEEPALIVE_TIMEOUT_S=str(KEEPALIVE_TIMEOUT_S),
+    THINGWIRE_LINK_STATS_INTERVAL_S="0.5",
+    THINGWIRE_LINK_GO_AWAY_WINDOW_S="0.2",
+)
 
 
 @pytest.fixture(scope="module")
@@ -310,18 +302,6 @@ def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-def device_token(stack: Stack, token: str, device: str, **fields: object) -> dict:
-    """A new device token of ada's `device` (`{"id", "name", "token"}`)."""
-    with stack.http() as http:
-        created = http.post(
-            f"/v1/users/ada/devices/{device}/tokens",
-            json={"token_name": f"t{time.monotonic_ns()}", **fields},
-            headers=bearer(token),
-        )
-    assert created.status_code == 200, created.text
-    return dict(created.json())
-
-
 def event_stream_status(stack: Stack, token: str, device: str) -> tuple[int, dict]:
     """The status of an event stream opened with `?authorization=`, and its first frame or
     error body."""
@@ -343,8 +323,8 @@ def test_device_tokens_on_stats_and_their_event_stream(stack: Stack, token: str)
     `?authorization=`, and no other device's; deleted or expired, it stops."""
     mine, other = make_device(stack, "stats_tok"), make_device(stack, "stats_tok_other")
     expires_ms = int(time.time() * 1000) + 1500
-    expiring = device_token(stack, token, mine, token_expiration=expires_ms)["token"]
-    created = device_token(stack, token, mine)
+    expiring = stack.device_token(token, mine, token_expiration=expires_ms)["token"]
+    created = stack.device_token(token, mine)
     own = created["token"]
 
     for credential in (own, expiring):

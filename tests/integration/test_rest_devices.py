@@ -8,7 +8,6 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import grpc
 import httpx
@@ -21,7 +20,7 @@ from thingwire.devices.v1 import devices_pb2, devices_pb2_grpc
 from server.storage.db import Database
 from server.storage.models import Device
 from tests.integration.conftest import PASSWORD
-from tests.integration.stack import Stack, running_stack
+from tests.integration.stack import Stack, stack_fixture
 
 pytestmark = pytest.mark.integration
 
@@ -29,14 +28,8 @@ LIMIT = 4
 JSON = {"Content-Type": "application/json;charset=UTF-8"}
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory, db_url_factory) -> Iterator[Stack]:
-    """A stack whose accounts may have at most `LIMIT` devices."""
-    workdir: Path = tmp_path_factory.mktemp("stack")
-    with running_stack(
-        workdir, db_url_factory(workdir), THINGWIRE_MAX_DEVICES_PER_USER=str(LIMIT)
-    ) as running:
-        yield running
+#: Accounts may have at most `LIMIT` devices here.
+stack = stack_fixture(THINGWIRE_MAX_DEVICES_PER_USER=str(LIMIT))
 
 
 @pytest.fixture(scope="module")

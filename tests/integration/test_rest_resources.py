@@ -15,7 +15,6 @@ import json
 import time
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import grpc
@@ -26,7 +25,7 @@ from thingwire.resources.v1 import resources_pb2, resources_pb2_grpc
 from device_agent.resources import from_value
 from device_agent.simulated import COLDEST, HOME, HOTTEST
 from tests.integration.agents import AgentProcess
-from tests.integration.stack import Stack, running_stack
+from tests.integration.stack import Stack, stack_fixture
 
 pytestmark = pytest.mark.integration
 
@@ -41,16 +40,10 @@ BASE = f"/v2/users/ada/devices/{DEVICE}"
 TESTER = "/v2/users/ada/devices/tester"
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory, db_url_factory: Any) -> Iterator[Stack]:
-    workdir: Path = tmp_path_factory.mktemp("stack")
-    with running_stack(
-        workdir,
-        db_url_factory(workdir),
-        THINGWIRE_RESOURCE_CALL_TIMEOUT_S=str(CALL_TIMEOUT_S),
-        THINGWIRE_LINK_MAX_CALLS_IN_FLIGHT=str(MAX_IN_FLIGHT),
-    ) as running:
-        yield running
+stack = stack_fixture(
+    THINGWIRE_RESOURCE_CALL_TIMEOUT_S=str(CALL_TIMEOUT_S),
+    THINGWIRE_LINK_MAX_CALLS_IN_FLIGHT=str(MAX_IN_FLIGHT),
+)
 
 
 def linked_agent(stack: Stack, device: str, **options: Any) -> AgentProcess:
@@ -540,21 +533,10 @@ def test_a_token_for_one_resource_calls_and_sees_only_that_one(
 # -- device tokens ------------------------------------------------------------------------
 
 
-def device_token(client: httpx.Client, token: str, device: str, **fields: object) -> dict:
-    """A new device token of ada's `device` (`{"id", "name", "token"}`)."""
-    created = client.post(
-        f"/v1/users/ada/devices/{device}/tokens",
-        json={"token_name": f"t{time.monotonic_ns()}", **fields},
-        headers=auth(token),
-    )
-    assert created.status_code == 200, created.text
-    return dict(created.json())
-
-
 def test_a_device_token_limited_to_open_calls_open_and_nothing_else(
-    client: httpx.Client, tester: AgentProcess, token: str
+    stack: Stack, client: httpx.Client, tester: AgentProcess, token: str
 ) -> None:
-    door = device_token(client, token, "tester", token_resources=["open"])["token"]
+    door = stack.device_token(token, "tester", token_resources=["open"])["token"]
     opened = seen_after(
         tester, "door opened", lambda: client.get(f"{TESTER}/open", headers=auth(door))
     )
@@ -577,7 +559,7 @@ def test_a_device_token_limited_to_open_calls_open_and_nothing_else(
 def test_a_device_token_reaches_only_its_own_device_and_user(
     stack: Stack, client: httpx.Client, device: AgentProcess, tester: AgentProcess, token: str
 ) -> None:
-    testers = auth(device_token(client, token, "tester")["token"])
+    testers = auth(stack.device_token(token, "tester")["token"])
     assert client.post(f"{TESTER}/echo", content=b"1", headers=testers).json() == {"out": 1}
     for name in (DEVICE, "nothing"):  # another device of the same user, or none
         answer = client.get(f"/v2/users/ada/devices/{name}/temperature", headers=testers)
@@ -589,9 +571,9 @@ def test_a_device_token_reaches_only_its_own_device_and_user(
 
 
 def test_a_deleted_device_token_stops_at_once(
-    client: httpx.Client, tester: AgentProcess, token: str
+    stack: Stack, client: httpx.Client, tester: AgentProcess, token: str
 ) -> None:
-    created = device_token(client, token, "tester")
+    created = stack.device_token(token, "tester")
     used = auth(created["token"])
     assert client.post(f"{TESTER}/echo", content=b"1", headers=used).status_code == 200
     removed = client.delete(
@@ -604,10 +586,10 @@ def test_a_deleted_device_token_stops_at_once(
 
 
 def test_an_expired_device_token_is_refused(
-    client: httpx.Client, tester: AgentProcess, token: str
+    stack: Stack, client: httpx.Client, tester: AgentProcess, token: str
 ) -> None:
     expires_ms = int(time.time() * 1000) + 1500
-    used = auth(device_token(client, token, "tester", token_expiration=expires_ms)["token"])
+    used = auth(stack.device_token(token, "tester", token_expiration=expires_ms)["token"])
     assert client.post(f"{TESTER}/echo", content=b"1", headers=used).status_code == 200
     time.sleep(max(0.0, expires_ms / 1000 - time.time()) + 1.1)  # JWT expiry is in seconds
     answer = client.post(f"{TESTER}/echo", content=b"1", headers=used)
