@@ -136,6 +136,17 @@ class Stack:
         return dict(created.json())
 
 
+def read_frames(lines: Iterator[str], count: int) -> list[dict]:
+    """The next `count` SSE `data:` frames."""
+    frames: list[dict] = []
+    for line in lines:
+        if line.startswith("data: "):
+            frames.append(json.loads(line.removeprefix("data: ")))
+            if len(frames) == count:
+                break
+    return frames
+
+
 def stop_process(process: subprocess.Popen, sig: int, timeout: float) -> int:
     """Send `sig` and wait for the exit code; SIGKILL it (and raise) if it hangs."""
     if process.poll() is None:

@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from server.storage.db import Database
 from server.storage.models import Device
 from tests.integration.agents import AgentProcess
-from tests.integration.stack import Stack, stack_fixture
+from tests.integration.stack import Stack, read_frames, stack_fixture
 
 pytestmark = pytest.mark.integration
 
@@ -167,17 +167,6 @@ def test_stats_refusals_have_thingers_shape(
             assert set(answer.json()) == {"error"}
         anonymous = http.get("/v1/users/ada/devices/bobs_device/stats", headers={"Accept": accept})
     assert anonymous.status_code == 401
-
-
-def read_frames(lines: Iterator[str], count: int) -> list[dict]:
-    """The next `count` SSE `data:` frames."""
-    frames: list[dict] = []
-    for line in lines:
-        if line.startswith("data: "):
-            frames.append(json.loads(line.removeprefix("data: ")))
-            if len(frames) == count:
-                break
-    return frames
 
 
 def test_stats_as_server_sent_events_with_the_token_in_the_query(

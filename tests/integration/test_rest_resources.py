@@ -11,7 +11,6 @@ saw is read from its log.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -25,7 +24,7 @@ from thingwire.resources.v1 import resources_pb2, resources_pb2_grpc
 from device_agent.resources import from_value
 from device_agent.simulated import COLDEST, HOME, HOTTEST
 from tests.integration.agents import AgentProcess
-from tests.integration.stack import Stack, stack_fixture
+from tests.integration.stack import Stack, read_frames, stack_fixture
 
 pytestmark = pytest.mark.integration
 
@@ -449,25 +448,15 @@ def test_a_link_quiet_past_envoys_default_timeouts_stays_up_and_answers(
         http.stream("GET", url, headers={"Accept": "text/event-stream"}) as events,
     ):
         lines = events.iter_lines()
-        (before,) = _frames(lines, 1)
+        (before,) = read_frames(lines, 1)
         time.sleep(ENVOY_DEFAULT_ROUTE_TIMEOUT_S + 1)
         answer = http.get(f"{stack.base_url}{BASE}/temperature", headers=auth(token))
         assert answer.status_code == 200, answer.text
         frame = before
         while frame["rx_bytes"] == before["rx_bytes"]:
-            (frame,) = _frames(lines, 1)
+            (frame,) = read_frames(lines, 1)
     assert device.connections() == links  # never cut, never replaced
     assert frame["connected"] is True
-
-
-def _frames(lines: Iterator[str], count: int) -> list[dict]:
-    frames = []
-    for line in lines:
-        if line.startswith("data: "):
-            frames.append(json.loads(line.removeprefix("data: ")))
-            if len(frames) == count:
-                break
-    return frames
 
 
 # -- who may call -------------------------------------------------------------------------
