@@ -23,9 +23,8 @@ import signal
 import sys
 from collections.abc import Sequence
 
-import grpc
-
 from device_agent.agent import Agent, LinkRefused
+from device_agent.channel import insecure_channel_factory
 from device_agent.config import AgentSettings
 from device_agent.simulated import simulate
 
@@ -75,10 +74,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def build_agent(args: argparse.Namespace) -> Agent:
-    """The agent the arguments describe, its resources declared."""
-    target = args.server
+    """The agent the arguments describe, its resources declared.
+
+    Its channel PINGs the server (docs/device-link.md, "Link health"): without that, a
+    device behind a NAT that forgot its connection would wait forever on a dead link.
+    """
     agent = Agent(
-        lambda: grpc.aio.insecure_channel(target),
+        insecure_channel_factory(args.server),
         user=args.user,
         device=args.device,
         credentials=args.credentials,
@@ -134,15 +136,23 @@ async def run_agent(agent: Agent, target: str) -> int:
     return 0  # serve() returns only by raising; kept for the type checker
 
 
-def run(args: argparse.Namespace) -> int:
-    """`thingwire agent` with parsed arguments."""
+def serve(agent: Agent, target: str) -> int:
+    """Log as `thingwire agent` does and run `agent` until a signal or a refusal.
+
+    Its exit code; a program that declares resources of its own runs them this way.
+    """
     settings = AgentSettings.from_env()
     try:
         configure_logging(settings)
     except OSError as error:
         print(f"thingwire: error: cannot write the agent's log: {error}", file=sys.stderr)
         return 1
-    return asyncio.run(run_agent(build_agent(args), args.server))
+    return asyncio.run(run_agent(agent, target))
+
+
+def run(args: argparse.Namespace) -> int:
+    """`thingwire agent` with parsed arguments."""
+    return serve(build_agent(args), args.server)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

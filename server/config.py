@@ -35,9 +35,13 @@ def _port(env: Mapping[str, str], name: str, default: int) -> int:
 
 
 def _raw(env: Mapping[str, str], name: str) -> str | None:
-    """The variable's value, None when unset or empty (then the default applies)."""
-    raw = env.get(name)
-    return None if raw is None or raw == "" else raw
+    """The variable's value, None when unset (then the default applies).
+
+    Set but empty is a value like any other, and refused by the number readers: an
+    expansion that came out empty (`THINGWIRE_X=$UNSET`) says so instead of quietly
+    meaning the default, as a port does (docs/design.md, "Operator contract").
+    """
+    return env.get(name)
 
 
 def _number(

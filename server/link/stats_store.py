@@ -100,6 +100,8 @@ class StatsStore:
         #: Rows of the write under way (0 when none is), and its closed links' figures.
         self._writing = 0
         self._final_writing: dict[int, LinkFigures] = {}
+        #: Set (and replaced) after every write attempt, for `written`.
+        self._flushed = asyncio.Event()
 
     # -- what the links report ---------------------------------------------------------
 
@@ -129,6 +131,16 @@ class StatsStore:
     def unwritten(self, device_pk: int) -> LinkFigures | None:
         """The final figures of a closed link not written yet (readers prefer them)."""
         return self._final.get(device_pk) or self._final_writing.get(device_pk)
+
+    async def written(self, device_pk: int, timeout_s: float = 5.0) -> None:
+        """Until a closed link's final figures for `device_pk` are written (at once if none
+        wait), so that the row says what this process knows; TimeoutError past `timeout_s`
+        (the database is away)."""
+        async with asyncio.timeout(timeout_s):
+            while self.unwritten(device_pk) is not None:
+                flushed = self._flushed
+                self._soon.set()
+                await flushed.wait()
 
     @property
     def waiting(self) -> int:
@@ -195,6 +207,8 @@ class StatsStore:
             self._restore(live, final)
         finally:
             self._writing, self._final_writing = 0, {}
+            self._flushed.set()
+            self._flushed = asyncio.Event()
 
     def _restore(self, live: dict[int, Link], final: dict[int, LinkFigures]) -> None:
         """Put entries back unless a newer one arrived meanwhile."""

@@ -9,16 +9,16 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import grpc
-from google.protobuf import json_format, struct_pb2
+from google.protobuf import struct_pb2
 from sqlalchemy.orm import Session
 from thingwire.auth.v1 import auth_pb2, auth_pb2_grpc
 
-from server.auth.permissions import FULL_ACCESS, NULL
+from server.auth.permissions import FULL_ACCESS
 from server.auth.principal import Action, UserPrincipal, require_self, require_user
 from server.errors import InvalidArgument, NotFound, PermissionDenied, Unauthenticated
 from server.request_origin import client_of
 from server.security.jwt_tokens import ACCESS_TOKEN_LIFETIME, REFRESH_TOKEN_LIFETIME
-from server.services.convert import datetime_or_none, epoch_ms_or_none, timestamp
+from server.services.convert import datetime_or_none, epoch_ms_or_none, json_sent, timestamp
 from server.services.token_form import TokenForm, parse_revoke_request, parse_token_request
 from server.state import AppState
 from server.storage import devices, users
@@ -51,22 +51,6 @@ def _require_session(principal: UserPrincipal) -> None:
     """AutoPi API tokens are managed only from a login session (403 otherwise)."""
     if not principal.is_session:
         raise PermissionDenied("API tokens are managed with a login token")
-
-
-def _permissions_sent(request: auth_pb2.CreateAccessTokenRequest) -> object:
-    """The grants as the client sent them, as JSON: `FULL_ACCESS` only if left out.
-
-    The field is a google.protobuf.Value so that the gateway hands over the JSON as sent
-    (nulls, unknown keys and bare strings included); `server.auth.permissions`, the one
-    parser of its shape, refuses what is not a list of grants. A null (or a Value with no
-    kind, as bytes of another type would decode) is `NULL`, refused, never full access.
-    """
-    if not request.HasField("token_permissions"):
-        return FULL_ACCESS
-    value = request.token_permissions
-    if value.WhichOneof("kind") in (None, "null_value"):
-        return NULL
-    return json_format.MessageToDict(value)
 
 
 class AuthService(auth_pb2_grpc.AuthServiceServicer):
@@ -242,7 +226,8 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
     ) -> auth_pb2.CreateAccessTokenResponse:
         principal = require_user()
         require_self(principal, request.user_id)
-        permissions = _permissions_sent(request)
+        # Refused by `server.auth.permissions` unless a list of grants.
+        permissions = json_sent(request, "token_permissions", FULL_ACCESS)
         now = self._state.clock()
         expire_time = epoch_ms_or_none(request.token_expiration, "token_expiration")
         # Storage checks the name, the permissions and that the expiry lies ahead.

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from google.protobuf import timestamp_pb2
+from google.protobuf import json_format, timestamp_pb2
+from google.protobuf.message import Message
 
+from server.auth.permissions import NULL
 from server.errors import InvalidArgument
 
 
@@ -40,3 +42,20 @@ def epoch_ms_or_none(value: int, field: str) -> datetime | None:
         return datetime.fromtimestamp(value / 1000, tz=UTC)
     except (ValueError, OverflowError, OSError):
         raise InvalidArgument(f"{field} is out of range") from None
+
+
+def json_sent(request: Message, field: str, absent: object) -> object:
+    """A google.protobuf.Value field as the client sent it, as JSON; `absent` only if it
+    was left out.
+
+    Such fields are Values so that the gateway hands over the JSON as sent (nulls, unknown
+    keys and bare strings included) and one parser judges its shape. A JSON null (or a
+    Value of no kind, as bytes of another type would decode) is `NULL`, which the parsers
+    refuse: never the wide default that leaving the field out means.
+    """
+    if not request.HasField(field):
+        return absent
+    value = getattr(request, field)
+    if value.WhichOneof("kind") in (None, "null_value"):
+        return NULL
+    return json_format.MessageToDict(value)

@@ -15,16 +15,15 @@ the answer. Who may do what (docs/design.md, "Device tokens"):
 from __future__ import annotations
 
 import grpc
-from google.protobuf import json_format, struct_pb2
+from google.protobuf import struct_pb2
 from sqlalchemy.orm import Session
 from thingwire.devices.v1 import devices_pb2, devices_pb2_grpc
 
 from server.auth.device_tokens import sign_stored
-from server.auth.permissions import NULL
 from server.auth.principal import Action, require_path_user, require_self, require_user
-from server.errors import AlreadyExists, InvalidArgument, NotFound
+from server.errors import AlreadyExists, InvalidArgument, NotFound, Unavailable
 from server.link.link import DeviceKey
-from server.services.convert import epoch_ms_or_none
+from server.services.convert import epoch_ms_or_none, json_sent
 from server.state import AppState
 from server.storage import devices
 from server.storage.models import Device
@@ -37,19 +36,6 @@ def _epoch_ms(device: Device) -> int:
     if device.connected_time is None:
         return 0
     return int(device.connected_time.timestamp() * 1000)
-
-
-def _resources_sent(request: devices_pb2.CreateDeviceTokenRequest) -> object:
-    """The resources as the client sent them, as JSON; `ALL_RESOURCES` only if left out.
-
-    A JSON null (or a Value of no kind) is `NULL`, which storage refuses: never every resource.
-    """
-    if not request.HasField("token_resources"):
-        return ALL_RESOURCES
-    value = request.token_resources
-    if value.WhichOneof("kind") in (None, "null_value"):
-        return NULL
-    return json_format.MessageToDict(value)
 
 
 class DeviceService(devices_pb2_grpc.DeviceServiceServicer):
@@ -116,6 +102,16 @@ class DeviceService(devices_pb2_grpc.DeviceServiceServicer):
         if link is not None and link.closed is None:
             # Live here, even if its row does not say so yet (docs/device-link.md).
             raise devices.device_connected(device_id)
+        row = await self._state.database.run(
+            lambda s: devices.get_device(s, principal.user_id, device_id)
+        )
+        if row.connected:
+            # Its link may have closed here a moment ago, its row not written yet (within
+            # 0.2 s): the device is offline, so let the row say so before the check.
+            try:
+                await self._state.link_stats.written(row.id)
+            except TimeoutError:
+                raise Unavailable("the device's state could not be saved; try again") from None
         await self._state.database.run(
             lambda s: devices.delete_device(s, principal.user_id, device_id)
         )
@@ -150,7 +146,7 @@ class DeviceService(devices_pb2_grpc.DeviceServiceServicer):
     ) -> devices_pb2.CreateDeviceTokenResponse:
         principal = require_user()
         require_self(principal, request.user_id)
-        resources = _resources_sent(request)
+        resources = json_sent(request, "token_resources", ALL_RESOURCES)
         signer, now = self._state.signer, self._state.clock()
         expire_time = epoch_ms_or_none(request.token_expiration, "token_expiration")
         device_id = request.device_id

@@ -6,6 +6,9 @@
     agent.pause(); agent.resume()   # SIGSTOP / SIGCONT: a device that hangs
     assert agent.stop() == 0    # SIGTERM
 
+With `test_resources=True` it runs `tests/integration/agent_process.py` instead: the same
+command with resources for tests (`echo`, `hold`, ...; `release()` lets held calls go).
+
 Whether it is connected is read from its own log (`<state dir>/log/syslog`), the one
 observable that needs nothing of the server's APIs.
 """
@@ -16,11 +19,12 @@ import contextlib
 import os
 import signal
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.integration.stack import THINGWIRE, Stack
+from tests.integration.stack import ROOT, THINGWIRE, Stack, stop_process
 
 #: What the agent logs each time a link is welcomed (device_agent/agent.py).
 LINK_OPEN = "link open as "
@@ -36,6 +40,8 @@ class AgentProcess:
     device: str
     credentials: str
     simulate: bool = False
+    #: Also declare the test-only resources of `tests/integration/agent_process.py`.
+    test_resources: bool = False
     #: The `thingwire` command to run (another virtualenv's, for the packaging tests).
     executable: Path = THINGWIRE
     #: Where it connects: the stack's gateway unless set.
@@ -57,9 +63,13 @@ class AgentProcess:
         return self.state_dir / "agent.err"
 
     def command(self) -> list[str]:
+        program = (
+            [sys.executable, "-m", "tests.integration.agent_process"]
+            if self.test_resources
+            else [str(self.executable), "agent"]
+        )
         return [
-            str(self.executable),
-            "agent",
+            *program,
             *("--server", self.server or self.stack.grpc_target),
             *("--user", self.user, "--device", self.device, "--credentials", self.credentials),
             *(["--simulate"] if self.simulate else []),
@@ -68,6 +78,8 @@ class AgentProcess:
     def start(self) -> AgentProcess:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, "THINGWIRE_AGENT_STATE_DIR": str(self.state_dir)}
+        if self.test_resources:  # the test program lives in the checkout, not in a package
+            env["PYTHONPATH"] = str(ROOT)
         with self.stderr_path.open("wb") as err:
             self.process = subprocess.Popen(
                 self.command(),
@@ -117,13 +129,7 @@ class AgentProcess:
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 10) -> int:
         """Send `sig` (SIGTERM by default) and wait for the exit code; kill it if it hangs."""
         assert self.process is not None
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-        try:
-            return self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            raise
+        return stop_process(self.process, sig, timeout)
 
     def kill(self) -> int:
         """SIGKILL: the device vanishes without closing its link."""
@@ -141,8 +147,15 @@ class AgentProcess:
         assert self.process is not None
         self.process.send_signal(signal.SIGCONT)
 
+    def release(self) -> None:
+        """SIGUSR1: the test program's `hold` calls answer."""
+        assert self.process is not None
+        assert self.test_resources, "only the test program has `hold`"
+        self.process.send_signal(signal.SIGUSR1)
+
     def __enter__(self) -> AgentProcess:
-        return self.start()
+        """Starts it, unless it was started already."""
+        return self if self.process is not None else self.start()
 
     def __exit__(self, *_: object) -> None:
         """Whatever happened in the block, no agent outlives it."""

@@ -2,25 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 
-from tests.integration.stack import Stack
+from tests.integration.stack import PASSWORD, Stack, stack_fixture
 
-PASSWORD = "s3cret-Passw0rd"
+__all__ = ["PASSWORD"]
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory, db_url_factory) -> Iterator[Stack]:
-    workdir: Path = tmp_path_factory.mktemp("stack")
-    running = Stack(workdir=workdir, db_url=db_url_factory(workdir))
-    running.start()
-    try:
-        yield running
-    finally:
-        running.stop()
+stack = stack_fixture()
 
 
 @pytest.fixture(scope="module")

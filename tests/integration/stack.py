@@ -2,21 +2,28 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
+import pytest
 
 from tests.support import free_port
 
 THINGWIRE = Path(sys.executable).with_name("thingwire")
+ROOT = Path(__file__).resolve().parents[2]
 READY_TIMEOUT_SECONDS = 60
+#: The password of the users the fixtures create (tests/integration/conftest.py).
+PASSWORD = "s3cret-Passw0rd"
 
 
 @dataclass
@@ -81,14 +88,7 @@ class Stack:
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 20) -> int:
         assert self.process is not None
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-        try:
-            return self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-            raise
+        return stop_process(self.process, sig, timeout)
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         """Run a management command against this stack's database."""
@@ -111,3 +111,73 @@ class Stack:
 
     def http(self) -> httpx.Client:
         return httpx.Client(base_url=self.base_url, timeout=15)
+
+    def thinger_token(self, username: str, password: str = PASSWORD) -> str:
+        """A Thinger access token of `username` (the OAuth password grant, as documented)."""
+        with self.http() as http:
+            answer = http.post(
+                "/oauth/token",
+                data={"grant_type": "password", "username": username, "password": password},
+            )
+        assert answer.status_code == 200, answer.text
+        token = answer.json()["access_token"]
+        assert isinstance(token, str)
+        return token
+
+    def device_token(self, token: str, device: str, user: str = "ada", **fields: object) -> dict:
+        """A new device token (`{"id", "name", "token"}`), created with the user's `token`."""
+        with self.http() as http:
+            created = http.post(
+                f"/v1/users/{user}/devices/{device}/tokens",
+                json={"token_name": f"t{time.monotonic_ns()}", **fields},
+                headers={"Authorization": f"Bearer {token}"},
+            )
+        assert created.status_code == 200, created.text
+        return dict(created.json())
+
+
+def read_frames(lines: Iterator[str], count: int) -> list[dict]:
+    """The next `count` SSE `data:` frames."""
+    frames: list[dict] = []
+    for line in lines:
+        if line.startswith("data: "):
+            frames.append(json.loads(line.removeprefix("data: ")))
+            if len(frames) == count:
+                break
+    return frames
+
+
+def stop_process(process: subprocess.Popen, sig: int, timeout: float) -> int:
+    """Send `sig` and wait for the exit code; SIGKILL it (and raise) if it hangs."""
+    if process.poll() is None:
+        process.send_signal(sig)
+    try:
+        return process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        raise
+
+
+@contextlib.contextmanager
+def running_stack(workdir: Path, db_url: str, **extra_env: str) -> Iterator[Stack]:
+    """A started stack with these THINGWIRE_* settings, stopped when the block ends."""
+    stack = Stack(workdir=workdir, db_url=db_url, extra_env=extra_env)
+    stack.start()
+    try:
+        yield stack
+    finally:
+        stack.stop()
+
+
+def stack_fixture(**extra_env: str) -> Any:
+    """A module's `stack` fixture: one stack per module and database kind, with these
+    THINGWIRE_* settings (`stack = stack_fixture(THINGWIRE_LINK_KEEPALIVE_S="2")`)."""
+
+    @pytest.fixture(scope="module")
+    def stack(tmp_path_factory: pytest.TempPathFactory, db_url_factory: Any) -> Iterator[Stack]:
+        workdir: Path = tmp_path_factory.mktemp("stack")
+        with running_stack(workdir, db_url_factory(workdir), **extra_env) as running:
+            yield running
+
+    return stack

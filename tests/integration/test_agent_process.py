@@ -118,9 +118,11 @@ def test_an_agent_keeps_trying_while_the_server_is_down(stack: Stack, ada: dict)
 
 def test_agents_come_back_by_themselves_after_a_server_restart(stack: Stack, ada: dict) -> None:
     """A graceful stop sends each agent away with its own delay within the window (5 s);
-    once the server is back they reconnect without help, within seconds."""
+    once the server is back they reconnect without help, within seconds, and answer calls
+    (a token issued before the restart still works: the signing keys are in the key file)."""
     names = [make_device(stack, f"proc_restart_{n}") for n in range(3)]
-    agents = [agent(stack, name).start() for name in names]
+    agents = [agent(stack, name, simulate=True).start() for name in names]
+    token = stack.thinger_token("ada")
     try:
         for running in agents:
             running.wait_connected()
@@ -137,6 +139,18 @@ def test_agents_come_back_by_themselves_after_a_server_restart(stack: Stack, ada
         for running in agents:
             running.wait_connected(count=2)
         waited = time.monotonic() - back_up
+        with stack.http() as http:
+            answers = [
+                http.post(
+                    f"/v2/users/ada/devices/{name}/io",
+                    json={"in": {"value1": n, "value2": 2}},
+                    headers={"Authorization": f"Bearer {token}"},
+                )
+                for n, name in enumerate(names)
+            ]
+        assert [(a.status_code, a.json()) for a in answers] == [
+            (200, {"out": {"sum": n + 2, "mult": n * 2}}) for n in range(len(names))
+        ]
         delays = [float(GOING_AWAY.findall(running.log())[0]) for running in agents]
         for running in agents:
             assert running.stop() == 0

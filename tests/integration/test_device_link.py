@@ -1,7 +1,9 @@
 """The device link through the real gateway: Envoy carries it like any native gRPC call.
 
-Calls to the device's resources have no public API yet (they come with the resources
-service); here the link's opening, its refusals and its replacement cross Envoy.
+Here, in-process agents: a link opened with an earlier link secret replaces the first, and
+the Welcome's limits cross Envoy. Refusals of real agent processes (wrong credentials,
+replaced) are in tests/integration/test_agent_process.py, resource calls in
+tests/integration/test_rest_resources.py.
 """
 
 from __future__ import annotations
@@ -37,17 +39,6 @@ def agent_for(stack: Stack, credentials: str = CREDENTIALS) -> Agent:
         device=DEVICE,
         credentials=credentials,
     )
-
-
-def test_bad_credentials_are_refused_through_the_gateway(stack: Stack, device: str) -> None:
-    async def scenario() -> LinkRefused:
-        with pytest.raises(LinkRefused) as info:
-            await asyncio.wait_for(agent_for(stack, "wrong").serve(), 30)
-        return info.value
-
-    refused = asyncio.run(scenario())
-    assert refused.code == grpc.StatusCode.UNAUTHENTICATED
-    assert refused.details == "invalid device credentials"
 
 
 def test_a_link_opens_and_is_replaced_through_the_gateway(stack: Stack, device: str) -> None:

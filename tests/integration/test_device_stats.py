@@ -1,19 +1,17 @@
-"""GET /v1/users/{user}/devices/{device}/stats through the real stack, as JSON and as SSE.
+"""GET /v1/users/{user}/devices/{device}/stats through the real stack, as JSON and as SSE,
+and what the link's health does to a device.
 
-`thingwire serve` runs as a process with short link timings, agents run as processes of
-their own; the stack is stopped and killed here like an operator's would be.
+`thingwire serve` runs as a process with short link timings (PINGs every 2 s, 2 s to answer),
+agents are `thingwire agent` processes; the stack is stopped and killed here like an
+operator's would be.
 """
 
 from __future__ import annotations
 
 import json
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -21,53 +19,29 @@ import sqlalchemy as sa
 
 from server.storage.db import Database
 from server.storage.models import Device
-from tests.integration.conftest import PASSWORD
-from tests.integration.stack import Stack
+from tests.integration.agents import AgentProcess
+from tests.integration.stack import Stack, read_frames, stack_fixture
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[2]
+KEEPALIVE_S, KEEPALIVE_TIMEOUT_S = 2.0, 2.0
 FIELDS = {"connected", "connected_ts", "ip_address", "rx_bytes", "tx_bytes"}
 #: Where the agents connect from, as Envoy sees them. Envoy reaches the server over a Unix
 #: socket, so taking the server's own peer instead would show "unix:…", never this.
 AGENT_ADDRESS = "127.0.0.1"
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory, db_url_factory: Any) -> Iterator[Stack]:
-    workdir: Path = tmp_path_factory.mktemp("stats_stack")
-    running = Stack(
-        workdir=workdir,
-        db_url=db_url_factory(workdir),
-        extra_env={
-            "THINGWIRE_LINK_KEEPALIVE_S": "2",
-            "THINGWIRE_LINK_KEEPALIVE_TIMEOUT_S": "2",
-            "THINGWIRE_LINK_STATS_INTERVAL_S": "0.5",
-            "THINGWIRE_LINK_GO_AWAY_WINDOW_S": "0.2",
-        },
-    )
-    running.start()
-    try:
-        yield running
-    finally:
-        running.stop()
-
-
-def access_token(stack: Stack, username: str) -> str:
-    with stack.http() as http:
-        answer = http.post(
-            "/oauth/token",
-            data={"grant_type": "password", "username": username, "password": PASSWORD},
-        )
-    assert answer.status_code == 200, answer.text
-    token = answer.json()["access_token"]
-    assert isinstance(token, str)
-    return token
+stack = stack_fixture(
+    THINGWIRE_LINK_KEEPALIVE_S=str(KEEPALIVE_S),
+    THINGWIRE_LINK_KEEPALIVE_TIMEOUT_S=str(KEEPALIVE_TIMEOUT_S),
+    THINGWIRE_LINK_STATS_INTERVAL_S="0.5",
+    THINGWIRE_LINK_GO_AWAY_WINDOW_S="0.2",
+)
 
 
 @pytest.fixture(scope="module")
 def token(stack: Stack, ada: dict) -> str:
-    return access_token(stack, "ada")
+    return stack.thinger_token("ada")
 
 
 @pytest.fixture(scope="module")
@@ -81,33 +55,18 @@ def make_device(stack: Stack, name: str, user: str = "ada") -> str:
 
 
 @pytest.fixture
-def start_agent(tmp_path: Path) -> Iterator[Callable[[Stack, str], subprocess.Popen[bytes]]]:
-    started: list[subprocess.Popen[bytes]] = []
+def start_agent() -> Iterator[Callable[[Stack, str], AgentProcess]]:
+    """Starts `thingwire agent` for a device of ada's made with `make_device`."""
+    started: list[AgentProcess] = []
 
-    def start(stack: Stack, device: str) -> subprocess.Popen[bytes]:
-        target = stack.grpc_target
-        with (tmp_path / f"{device}.err").open("wb") as err:
-            process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "tests.integration.agent_process",
-                    target,
-                    "ada",
-                    device,
-                    f"{device}-c",
-                ],
-                cwd=ROOT,
-                stderr=err,
-            )
-        started.append(process)
-        return process
+    def start(stack: Stack, device: str) -> AgentProcess:
+        agent = AgentProcess(stack, "ada", device, f"{device}-c").start()
+        started.append(agent)
+        return agent
 
     yield start
-    for process in started:
-        if process.poll() is None:
-            process.kill()
-            process.wait(10)
+    for agent in started:
+        agent.__exit__()
 
 
 def stats(stack: Stack, token: str, device: str, user: str = "ada") -> httpx.Response:
@@ -146,7 +105,7 @@ def stored(stack: Stack, device: str) -> Device:
 
 
 def test_stats_of_a_connected_device_show_its_link(
-    stack: Stack, token: str, start_agent: Callable[[Stack, str], subprocess.Popen[bytes]]
+    stack: Stack, token: str, start_agent: Callable[[Stack, str], AgentProcess]
 ) -> None:
     device = make_device(stack, "stats_json")
     never = stats(stack, token, device)
@@ -171,6 +130,12 @@ def test_stats_of_a_connected_device_show_its_link(
     # Written to the devices table too (the Devices API reads it there).
     row = wait_for_row(stack, device, lambda r: r.connected)
     assert row.ip_address == AGENT_ADDRESS
+    # The Devices API shows the same link.
+    with stack.http() as http:
+        listed = http.get("/v1/users/ada/devices", params={"id": device}, headers=bearer(token))
+    assert [d["connection"] for d in listed.json()] == [
+        {"active": True, "ts": figures["connected_ts"]}
+    ]
 
 
 def wait_for_row(stack: Stack, device: str, check: Callable[[Device], bool]) -> Device:
@@ -204,19 +169,8 @@ def test_stats_refusals_have_thingers_shape(
     assert anonymous.status_code == 401
 
 
-def read_frames(lines: Iterator[str], count: int) -> list[dict]:
-    """The next `count` SSE `data:` frames."""
-    frames: list[dict] = []
-    for line in lines:
-        if line.startswith("data: "):
-            frames.append(json.loads(line.removeprefix("data: ")))
-            if len(frames) == count:
-                break
-    return frames
-
-
 def test_stats_as_server_sent_events_with_the_token_in_the_query(
-    stack: Stack, token: str, start_agent: Callable[[Stack, str], subprocess.Popen[bytes]]
+    stack: Stack, token: str, start_agent: Callable[[Stack, str], AgentProcess]
 ) -> None:
     device = make_device(stack, "stats_sse")
     url = f"{stack.base_url}/v1/users/ada/devices/{device}/stats?authorization={token}"
@@ -247,11 +201,9 @@ def test_stats_as_server_sent_events_with_the_token_in_the_query(
         assert frame["connected_ts"] > 0
 
 
-def test_a_link_quiet_past_envoys_route_timeout_keeps_its_event_stream(
-    stack: Stack, token: str
-) -> None:
-    """Nothing changes for longer than Envoy's default route timeout (15 s): the event
-    stream stays open, then ends cleanly when the server stops."""
+def test_an_event_stream_ends_cleanly_when_the_server_stops(stack: Stack, token: str) -> None:
+    """(Quiet past Envoy's default route timeout, an event stream stays open:
+    tests/integration/test_rest_resources.py.)"""
     device = make_device(stack, "stats_quiet")
     url = f"{stack.base_url}/v1/users/ada/devices/{device}/stats?authorization={token}"
     with (
@@ -260,8 +212,6 @@ def test_a_link_quiet_past_envoys_route_timeout_keeps_its_event_stream(
     ):
         lines = events.iter_lines()
         assert len(read_frames(lines, 1)) == 1
-        time.sleep(16)
-        assert stats(stack, token, device).status_code == 200
         stack.stop()
         rest = list(lines)  # ends, without an error from the HTTP client
     assert not [line for line in rest if line.startswith("data: ")]
@@ -269,25 +219,24 @@ def test_a_link_quiet_past_envoys_route_timeout_keeps_its_event_stream(
 
 
 def test_figures_survive_a_restart(
-    stack: Stack, token: str, start_agent: Callable[[Stack, str], subprocess.Popen[bytes]]
+    stack: Stack, token: str, start_agent: Callable[[Stack, str], AgentProcess]
 ) -> None:
     device = make_device(stack, "stats_restart")
     agent = start_agent(stack, device)
     wait_for_stats(stack, token, device, lambda f: f["connected"])
     agent.kill()
-    agent.wait(10)
     final = wait_for_stats(stack, token, device, lambda f: not f["connected"])
     wait_for_row(stack, device, lambda r: not r.connected)
     stack.stop()
     stack.start()
-    fresh = access_token(stack, "ada")  # the key file survives too, but ask anew
+    fresh = stack.thinger_token("ada")  # the key file survives too, but ask anew
     assert stats(stack, fresh, device).json() == final
     assert final["rx_bytes"] > 0
     assert final["ip_address"] == AGENT_ADDRESS
 
 
 def test_a_device_left_connected_by_a_killed_server_is_offline_after_restart(
-    stack: Stack, token: str, start_agent: Callable[[Stack, str], subprocess.Popen[bytes]]
+    stack: Stack, token: str, start_agent: Callable[[Stack, str], AgentProcess]
 ) -> None:
     device = make_device(stack, "stats_killed")
     agent = start_agent(stack, device)
@@ -295,9 +244,95 @@ def test_a_device_left_connected_by_a_killed_server_is_offline_after_restart(
     wait_for_row(stack, device, lambda r: r.connected)
     stack.stop(signal.SIGKILL)  # no goodbye: the row still says connected
     agent.kill()
-    agent.wait(10)
     assert stored(stack, device).connected
     stack.start()
     figures = stats(stack, token, device).json()
     assert figures["connected"] is False
     assert figures["ip_address"] == AGENT_ADDRESS
+
+
+def test_a_hung_device_goes_offline_within_the_keepalive_time_and_only_then_is_deleted(
+    stack: Stack, token: str, start_agent: Callable[[Stack, str], AgentProcess]
+) -> None:
+    """Connected, a device cannot be deleted (400). SIGSTOPped, its kernel keeps the TCP
+    connection but nothing answers PINGs: it is offline within about keepalive · 1.15 +
+    timeout, and can be deleted; woken up, the same agent's reconnect is refused."""
+    device = make_device(stack, "stats_hung")
+    agent = start_agent(stack, device)
+    wait_for_stats(stack, token, device, lambda f: f["connected"])
+    with stack.http() as http:
+        refused = http.delete(f"/v1/users/ada/devices/{device}", headers=bearer(token))
+        assert refused.status_code == 400, refused.text
+        assert refused.json() == {
+            "error": {
+                "message": f"device '{device}' is connected: disconnect it before deleting it"
+            }
+        }
+        agent.pause()
+        begun = time.monotonic()
+        wait_for_stats(stack, token, device, lambda f: not f["connected"], timeout=10)
+        took = time.monotonic() - begun
+        deleted = http.delete(f"/v1/users/ada/devices/{device}", headers=bearer(token))
+        assert deleted.status_code == 200, deleted.text
+        listed = http.get("/v1/users/ada/devices", params={"id": device}, headers=bearer(token))
+        assert listed.json() == []
+    # A PING is due within interval · 1.15 (Envoy's jitter), then it has the timeout.
+    assert took < KEEPALIVE_S * 1.15 + KEEPALIVE_TIMEOUT_S + 1.5, took
+    agent.resume()
+    assert agent.wait_exit() == 1
+    assert agent.stderr().splitlines()[-1] == (
+        "thingwire: error: the server refused the link: invalid device credentials "
+        "(UNAUTHENTICATED)"
+    )
+    assert agent.connections() == 1
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def event_stream_status(stack: Stack, token: str, device: str) -> tuple[int, dict]:
+    """The status of an event stream opened with `?authorization=`, and its first frame or
+    error body."""
+    url = f"{stack.base_url}/v1/users/ada/devices/{device}/stats"
+    with (
+        httpx.Client(timeout=httpx.Timeout(10)) as http,
+        http.stream(
+            "GET", url, params={"authorization": token}, headers={"Accept": "text/event-stream"}
+        ) as events,
+    ):
+        if events.status_code != 200:
+            return events.status_code, json.loads(events.read())
+        (frame,) = read_frames(events.iter_lines(), 1)
+        return 200, frame
+
+
+def test_device_tokens_on_stats_and_their_event_stream(stack: Stack, token: str) -> None:
+    """A device token reads its own device's figures, as JSON and as SSE with
+    `?authorization=`, and no other device's; deleted or expired, it stops."""
+    mine, other = make_device(stack, "stats_tok"), make_device(stack, "stats_tok_other")
+    expires_ms = int(time.time() * 1000) + 1500
+    expiring = stack.device_token(token, mine, token_expiration=expires_ms)["token"]
+    created = stack.device_token(token, mine)
+    own = created["token"]
+
+    for credential in (own, expiring):
+        assert stats(stack, credential, mine).status_code == 200
+        assert event_stream_status(stack, credential, mine)[0] == 200
+    for device in (other, "no_such_device"):
+        refused = {"error": {"message": f"not authorized for device '{device}'"}}
+        answer = stats(stack, own, device)
+        assert (answer.status_code, answer.json()) == (401, refused)
+        assert event_stream_status(stack, own, device) == (401, refused)
+
+    with stack.http() as http:
+        removed = http.delete(
+            f"/v1/users/ada/devices/{mine}/tokens/{created['id']}", headers=bearer(token)
+        )
+    assert removed.status_code == 200
+    assert stats(stack, own, mine).status_code == 401  # at once
+    assert event_stream_status(stack, own, mine)[0] == 401
+
+    time.sleep(max(0.0, expires_ms / 1000 - time.time()) + 1.1)  # JWT expiry is in seconds
+    assert stats(stack, expiring, mine).status_code == 401
+    assert event_stream_status(stack, expiring, mine)[0] == 401

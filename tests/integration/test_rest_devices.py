@@ -8,7 +8,6 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import grpc
 import httpx
@@ -21,7 +20,7 @@ from thingwire.devices.v1 import devices_pb2, devices_pb2_grpc
 from server.storage.db import Database
 from server.storage.models import Device
 from tests.integration.conftest import PASSWORD
-from tests.integration.stack import Stack
+from tests.integration.stack import Stack, stack_fixture
 
 pytestmark = pytest.mark.integration
 
@@ -29,23 +28,8 @@ LIMIT = 4
 JSON = {"Content-Type": "application/json;charset=UTF-8"}
 
 
-class LimitedStack(Stack):
-    """A stack whose accounts may have at most `LIMIT` devices."""
-
-    @property
-    def env(self) -> dict[str, str]:
-        return {**super().env, "THINGWIRE_MAX_DEVICES_PER_USER": str(LIMIT)}
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory, db_url_factory) -> Iterator[Stack]:
-    workdir: Path = tmp_path_factory.mktemp("stack")
-    running = LimitedStack(workdir=workdir, db_url=db_url_factory(workdir))
-    running.start()
-    try:
-        yield running
-    finally:
-        running.stop()
+#: Accounts may have at most `LIMIT` devices here.
+stack = stack_fixture(THINGWIRE_MAX_DEVICES_PER_USER=str(LIMIT))
 
 
 @pytest.fixture(scope="module")
@@ -63,25 +47,19 @@ def database(stack: Stack) -> Iterator[Database]:
         db.dispose()
 
 
-def session_of(client: httpx.Client, username: str) -> dict[str, str]:
+def session_of(stack: Stack, username: str) -> dict[str, str]:
     """The Authorization header of a Thinger login (OAuth password grant)."""
-    answer = client.post(
-        "/oauth/token",
-        content=f"grant_type=password&username={username}&password={PASSWORD}",
-        headers={"Content-Type": "application/x-www-form-urlencoded"},
-    )
-    assert answer.status_code == 200, answer.text
-    return {"Authorization": f"Bearer {answer.json()['access_token']}"}
+    return {"Authorization": f"Bearer {stack.thinger_token(username)}"}
 
 
 @pytest.fixture(scope="module")
-def auth(client: httpx.Client, ada: dict) -> dict[str, str]:
-    return session_of(client, "ada")
+def auth(stack: Stack, ada: dict) -> dict[str, str]:
+    return session_of(stack, "ada")
 
 
 @pytest.fixture(scope="module")
-def bob_auth(client: httpx.Client, bob: dict) -> dict[str, str]:
-    return session_of(client, "bob")
+def bob_auth(stack: Stack, bob: dict) -> dict[str, str]:
+    return session_of(stack, "bob")
 
 
 @pytest.fixture(scope="module")
@@ -297,7 +275,7 @@ def test_the_device_limit_is_a_400(client: httpx.Client, stack: Stack) -> None:
     stack.cli_json(
         "user", "create", "--email", "dan@example.com", "--password", PASSWORD, "--username", "dan"
     )
-    dan = session_of(client, "dan")
+    dan = session_of(stack, "dan")
     for i in range(LIMIT):
         assert add(client, dan, f"d{i}", "dan").status_code == 200
     answer = add(client, dan, "one_more", "dan")
@@ -311,7 +289,7 @@ def test_concurrent_adds_at_the_limit_admit_one(client: httpx.Client, stack: Sta
     stack.cli_json(
         "user", "create", "--email", "eve@example.com", "--password", PASSWORD, "--username", "eve"
     )
-    eve = session_of(client, "eve")
+    eve = session_of(stack, "eve")
     for i in range(LIMIT - 1):
         assert add(client, eve, f"d{i}", "eve").status_code == 200
     statuses: list[int] = []

@@ -9,9 +9,11 @@ import os
 import signal
 from pathlib import Path
 
+import grpc
 import pytest
 
 from device_agent import cli as agent_cli
+from device_agent.channel import keepalive_options
 from device_agent.config import AgentSettings
 from tests.link.conftest import CREDENTIALS, DEVICE, USER, LinkWorld
 from thingwire_cli import main as entry
@@ -120,3 +122,19 @@ def test_a_refused_link_exits_1_with_one_line(
         "(UNAUTHENTICATED)"
     )
     assert agent.resources == ()
+
+
+def test_the_commands_channel_pings_the_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without keepalive a quiet link that died on the way (a NAT forgot it) is never noticed."""
+    opened: list[tuple[str, dict[str, int]]] = []
+
+    def insecure_channel(target: str, options: list[tuple[str, int]] | None = None) -> object:
+        opened.append((target, dict(options or [])))
+        return object()
+
+    monkeypatch.setattr(grpc.aio, "insecure_channel", insecure_channel)
+    args = agent_cli.build_parser().parse_args(
+        ["--server", "cloud:8080", "--user", USER, "--device", DEVICE, "--credentials", "c"]
+    )
+    agent_cli.build_agent(args)._channel_factory()
+    assert opened == [("cloud:8080", dict(keepalive_options()))]

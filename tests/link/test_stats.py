@@ -301,3 +301,58 @@ def test_a_failed_write_is_kept_for_the_next_round(database: Database) -> None:
 
     assert asyncio.run(scenario()) == 1
     assert stored(database, "d").tx_bytes == 42
+
+
+def test_written_waits_for_a_closed_links_figures_and_no_longer(database: Database) -> None:
+    """What a delete waits for: the row says disconnected once `written` returns."""
+    with database.session() as s:
+        user = users.create_user(s, "w@example.com", "a-long-password", username="wes")
+        pk = devices.create_device(s, user.id, "d", "c")[0].id
+
+    async def scenario() -> tuple[bool, bool, float]:
+        store = StatsStore(database, 3600, lambda: datetime.now(UTC))
+        store.start()
+        try:
+            link = Link(DeviceKey(user.id, "d"), {}, 1, device_pk=pk)
+            store.attached(link)
+            await store.written(pk)  # nothing closed: at once
+            await eventually(lambda: stored(database, "d").connected)
+            store.detached(link)
+            before = stored(database, "d").connected
+            began = asyncio.get_running_loop().time()
+            await store.written(pk)
+            took = asyncio.get_running_loop().time() - began
+            return before, stored(database, "d").connected, took
+        finally:
+            await store.stop()
+
+    before, after, took = asyncio.run(scenario())
+    assert before is True  # the row lagged behind the link
+    assert after is False
+    assert took < 2.0
+
+
+def test_written_gives_up_while_the_database_is_away(database: Database) -> None:
+    with database.session() as s:
+        user = users.create_user(s, "x@example.com", "a-long-password", username="xia")
+        pk = devices.create_device(s, user.id, "d", "c")[0].id
+
+    async def scenario() -> None:
+        store = StatsStore(database, 3600, lambda: datetime.now(UTC))
+        link = Link(DeviceKey(user.id, "d"), {}, 1, device_pk=pk)
+        store.detached(link)
+
+        async def broken(work: Any) -> Any:
+            raise sa.exc.OperationalError("UPDATE", {}, Exception("database away"))
+
+        real = database.run
+        database.run = broken  # type: ignore[method-assign,assignment]
+        store.start()
+        try:
+            with pytest.raises(TimeoutError):
+                await store.written(pk, timeout_s=0.5)
+        finally:
+            database.run = real  # type: ignore[method-assign]
+            await store.stop()
+
+    asyncio.run(scenario())

@@ -51,6 +51,8 @@ def test_each_variable_reaches_the_link_limits() -> None:
         ("THINGWIRE_LINK_MAX_CALLS_IN_FLIGHT", "2.5"),
         ("THINGWIRE_LINK_GO_AWAY_WINDOW_S", "-1"),
         ("THINGWIRE_LINK_STATS_INTERVAL_S", "0"),
+        ("THINGWIRE_LINK_STATS_INTERVAL_S", ""),
+        ("THINGWIRE_RESOURCE_CALL_TIMEOUT_S", ""),
     ],
 )
 def test_unusable_values_are_refused_by_name(name: str, value: str) -> None:
