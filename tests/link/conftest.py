@@ -72,7 +72,7 @@ async def connected(agent: Agent) -> asyncio.Task[None]:
     """Start `agent` and return its task once its link is open."""
     task = asyncio.create_task(agent.serve())
     waiting = asyncio.create_task(agent.connected.wait())
-    await asyncio.wait({task, waiting}, timeout=10, return_when=asyncio.FIRST_COMPLETED)
+    await asyncio.wait({task, waiting}, timeout=30, return_when=asyncio.FIRST_COMPLETED)
     if not waiting.done():
         waiting.cancel()
         if task.done():
