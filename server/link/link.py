@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import math
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -29,6 +30,8 @@ TAKES_INPUT = frozenset({Kind.RESOURCE_KIND_INPUT, Kind.RESOURCE_KIND_INPUT_OUTP
 GIVES_OUTPUT = frozenset({Kind.RESOURCE_KIND_OUTPUT, Kind.RESOURCE_KIND_INPUT_OUTPUT})
 #: How long a throttled caller is told to wait before trying again.
 RETRY_AFTER_SECONDS = 1
+#: What a caller is told of a device's answer that JSON cannot carry.
+NOT_JSON_ANSWER = "the device reported an error: its answer is not JSON (NaN or infinity)"
 
 
 @dataclass(frozen=True)
@@ -180,7 +183,12 @@ class Link:
             answer.cancel()  # a no-op once answered
         if result.WhichOneof("outcome") == "error":
             raise errors.FailedPrecondition(f"the device reported an error: {result.error}")
-        return result.output if result.HasField("output") else None
+        if not result.HasField("output"):
+            return None
+        if not is_json(result.output):
+            # REST callers would get the gateway's 502: it cannot print NaN or infinity.
+            raise errors.FailedPrecondition(NOT_JSON_ANSWER)
+        return result.output
 
     def deliver(self, result: agent_pb2.Result) -> None:
         """Hand a device's Result to its caller; late or unknown call ids are dropped."""
@@ -217,6 +225,22 @@ class Link:
 
     def _cancel_on_device(self, call_id: int) -> None:
         self._send(agent_pb2.ConnectResponse(cancel=agent_pb2.Cancel(call_id=call_id)))
+
+
+def is_json(value: struct_pb2.Value) -> bool:
+    """Whether JSON can carry `value`: no NaN or infinity anywhere in it (a protobuf Value
+    can hold them; JSON, and so the gateway's transcoder, cannot)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        which = item.WhichOneof("kind")
+        if which == "number_value" and not math.isfinite(item.number_value):
+            return False
+        if which == "struct_value":
+            stack.extend(item.struct_value.fields.values())
+        elif which == "list_value":
+            stack.extend(item.list_value.values)
+    return True
 
 
 def check_input(resource: Resource, value: struct_pb2.Value | None) -> None:

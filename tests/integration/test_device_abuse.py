@@ -59,6 +59,14 @@ def devices(stack: Stack, ada: dict, bob: dict) -> Iterator[Devices]:
     def shout() -> None:
         raise ValueError(HUGE_ERROR)
 
+    @rogue.output("nan")
+    def nan() -> float:
+        return float("nan")
+
+    @rogue.output("infinite")
+    def infinite() -> dict[str, object]:
+        return {"deep": [1.0, float("-inf")]}
+
     bystander = agent_of(stack, "bob", "calm", "ca1m")
 
     @bystander.output("ok")
@@ -111,3 +119,16 @@ def test_a_huge_device_error_is_cut_and_other_links_survive(
     # bob's link shared Envoy's upstream connection: it is the same link, still answering.
     assert connected_ts(client, bob) == before
     assert client.get("/v2/users/bob/devices/calm/ok", headers=bob).json() == {"out": 1.0}
+
+
+@pytest.mark.parametrize("resource", ["nan", "infinite"])
+def test_a_value_json_cannot_carry_is_the_devices_error_not_a_gateway_error(
+    client: httpx.Client, devices: Devices, resource: str
+) -> None:
+    answer = client.get(f"/v2/users/ada/devices/rogue/{resource}", headers=bearer(client, "ada"))
+    assert answer.status_code == 400, answer.text
+    assert answer.json() == {
+        "error": {
+            "message": "the device reported an error: its answer is not JSON (NaN or infinity)"
+        }
+    }
