@@ -274,3 +274,6 @@ class LinkLimits:
     keepalive_timeout_s: float = 10.0
     #: How often the figures of live links that changed are written to the database.
     stats_interval_s: float = 15.0
+    #: How long a new stream may take to send its Hello. Until then it is nobody's, and
+    #: without a bound anyone could hold streams open without credentials.
+    hello_timeout_s: float = 10.0

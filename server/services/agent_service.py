@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 MAX_RESOURCE_NAME = 64
 NO_HELLO = "the first message must be a Hello"
 ONE_HELLO = "only the first message may be a Hello"
+NO_HELLO_IN_TIME = "no Hello within {seconds:g} s"
 KINDS = frozenset(agent_pb2.ResourceKind.values()) - {agent_pb2.RESOURCE_KIND_UNSPECIFIED}
 
 
@@ -39,13 +40,18 @@ class AgentService:
     async def Connect(
         self, requests: AsyncIterator[agent_pb2.ConnectRequest], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[agent_pb2.ConnectResponse]:
-        first = await anext(aiter(requests), None)
+        limits: LinkLimits = self._state.link_limits
+        try:
+            first = await asyncio.wait_for(anext(aiter(requests), None), limits.hello_timeout_s)
+        except TimeoutError:
+            raise errors.DeadlineExceeded(
+                NO_HELLO_IN_TIME.format(seconds=limits.hello_timeout_s)
+            ) from None
         if first is None or first.WhichOneof("kind") != "hello":
             raise errors.InvalidArgument(NO_HELLO)
         hello = first.hello
         resources = declared_resources(hello.resources)
         device, secret = await self._open(hello)
-        limits: LinkLimits = self._state.link_limits
         links, stats = self._state.links, self._state.link_stats
         link = Link(
             DeviceKey(device.user_id, device.device_id),
