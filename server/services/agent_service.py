@@ -16,7 +16,7 @@ from thingwire.agent.v1 import agent_pb2
 
 from server import errors
 from server.auth.device_tokens import open_link_with_token
-from server.link.link import DeviceKey, Link, LinkClosed, LinkLimits, Resource
+from server.link.link import DeviceKey, Link, LinkClosed, LinkLimits, Resource, is_json
 from server.request_origin import client_of
 from server.state import AppState
 from server.storage import link_secrets
@@ -25,6 +25,11 @@ from server.storage.models import Device
 log = logging.getLogger(__name__)
 
 MAX_RESOURCE_NAME = 64
+#: Bounds of what one device may declare: its declarations live as long as its link, and a
+#: device must not hold megabytes of the server's memory (or of every /api answer).
+MAX_RESOURCES = 512
+MAX_DESCRIPTION = 1024
+MAX_EXAMPLE_BYTES = 4096
 NO_HELLO = "the first message must be a Hello"
 ONE_HELLO = "only the first message may be a Hello"
 NO_HELLO_IN_TIME = "no Hello within {seconds:g} s"
@@ -124,9 +129,12 @@ class AgentService:
 def declared_resources(
     declarations: Iterable[agent_pb2.ResourceDeclaration],
 ) -> dict[str, Resource]:
-    """The Hello's declarations by name; InvalidArgument for a bad or repeated one."""
+    """The Hello's declarations by name; InvalidArgument for a bad or repeated one, or for
+    more (or larger) ones than a device may declare."""
     resources: dict[str, Resource] = {}
     for item in declarations:
+        if len(resources) == MAX_RESOURCES:
+            raise errors.InvalidArgument(f"a device declares at most {MAX_RESOURCES} resources")
         name = item.name
         if not name or len(name) > MAX_RESOURCE_NAME:
             raise errors.InvalidArgument(
@@ -136,7 +144,15 @@ def declared_resources(
             raise errors.InvalidArgument(f"resource {name!r} is declared twice")
         if item.kind not in KINDS:
             raise errors.InvalidArgument(f"resource {name!r} has no kind")
+        if len(item.description) > MAX_DESCRIPTION:
+            raise errors.InvalidArgument(
+                f"resource {name!r}: descriptions have at most {MAX_DESCRIPTION} characters"
+            )
         example = item.example if item.HasField("example") else None
+        if example is not None and (example.ByteSize() > MAX_EXAMPLE_BYTES or not is_json(example)):
+            raise errors.InvalidArgument(
+                f"resource {name!r}: an example is JSON of at most {MAX_EXAMPLE_BYTES} bytes"
+            )
         resources[name] = Resource(name, item.kind, item.description, example)
     return resources
 

@@ -9,9 +9,11 @@ from collections.abc import AsyncIterator, Callable
 
 import grpc
 import pytest
+from google.protobuf import struct_pb2
 from thingwire.agent.v1 import agent_pb2, agent_pb2_grpc
 
 from server.link.link import LinkLimits
+from server.services import agent_service
 from tests.link.conftest import CREDENTIALS, DEVICE, USER, LinkWorld
 
 OUTPUT = agent_pb2.RESOURCE_KIND_OUTPUT
@@ -55,3 +57,66 @@ def test_a_stream_that_never_says_hello_is_ended(
     assert error.code() == grpc.StatusCode.DEADLINE_EXCEEDED
     assert error.details() == "no Hello within 0.5 s"
     assert took < 5
+
+
+def test_a_device_declares_at_most_so_many_resources(world: LinkWorld) -> None:
+    many = [
+        agent_pb2.ResourceDeclaration(name=f"r{i}", kind=OUTPUT)
+        for i in range(agent_service.MAX_RESOURCES + 1)
+    ]
+    error = world.run(lambda: refusal(world, hello_with(*many)))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert error.details() == "a device declares at most 512 resources"
+    assert len(world.running.state.links) == 0
+
+
+def test_a_description_past_the_limit_is_refused(world: LinkWorld) -> None:
+    long = agent_pb2.ResourceDeclaration(name="x", kind=OUTPUT, description="d" * 1025)
+    error = world.run(lambda: refusal(world, hello_with(long)))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert error.details() == "resource 'x': descriptions have at most 1024 characters"
+
+
+@pytest.mark.parametrize(
+    "example",
+    [
+        struct_pb2.Value(string_value="e" * 5000),
+        struct_pb2.Value(number_value=float("nan")),
+        struct_pb2.Value(
+            list_value=struct_pb2.ListValue(values=[struct_pb2.Value(number_value=float("inf"))])
+        ),
+    ],
+    ids=["large", "nan", "inf"],
+)
+def test_an_example_must_be_small_json(world: LinkWorld, example: struct_pb2.Value) -> None:
+    declaration = agent_pb2.ResourceDeclaration(name="x", kind=OUTPUT, example=example)
+    error = world.run(lambda: refusal(world, hello_with(declaration)))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert error.details() == "resource 'x': an example is JSON of at most 4096 bytes"
+
+
+def test_declarations_at_the_limits_are_accepted(world: LinkWorld) -> None:
+    at_limits = [
+        agent_pb2.ResourceDeclaration(name=f"r{i}", kind=OUTPUT, description="d" * 1024)
+        for i in range(agent_service.MAX_RESOURCES)
+    ]
+    at_limits[0].example.string_value = "e" * 4000
+
+    async def scenario() -> int:
+        async with grpc.aio.insecure_channel(world.target) as channel:
+            stub = agent_pb2_grpc.AgentServiceStub(channel)
+            queue: asyncio.Queue[agent_pb2.ConnectRequest] = asyncio.Queue()
+            await queue.put(agent_pb2.ConnectRequest(hello=hello_with(*at_limits)))
+
+            async def requests() -> AsyncIterator[agent_pb2.ConnectRequest]:
+                while True:
+                    yield await queue.get()
+
+            call = stub.Connect(requests())
+            first = await call.read()
+            assert first.WhichOneof("kind") == "welcome"
+            resources = await world.running.state.router.resources(world.key)
+            call.cancel()
+            return len(resources)
+
+    assert world.run(scenario) == agent_service.MAX_RESOURCES
