@@ -120,3 +120,19 @@ def test_declarations_at_the_limits_are_accepted(world: LinkWorld) -> None:
             return len(resources)
 
     assert world.run(scenario) == agent_service.MAX_RESOURCES
+
+
+@pytest.mark.parametrize(
+    ("user", "device"),
+    [(USER, "boiler\x00"), ("ada\x00", DEVICE), (USER, "b" * 1000), (USER, "../boiler")],
+    ids=["nul-device", "nul-user", "long-device", "traversal"],
+)
+@pytest.mark.parametrize("secret", ["credentials", "link_secret", "device_token"])
+def test_ids_no_device_can_have_are_refused_like_wrong_credentials(
+    world: LinkWorld, user: str, device: str, secret: str
+) -> None:
+    """PostgreSQL refuses a NUL in text: such an id must not reach SQL (an INTERNAL error)."""
+    hello = agent_pb2.Hello(user=user, device=device, **{secret: "whatever"})
+    error = world.run(lambda: refusal(world, hello))
+    assert error.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert error.details() == "invalid device credentials"
