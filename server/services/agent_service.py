@@ -20,6 +20,7 @@ from server.link.link import DeviceKey, Link, LinkClosed, LinkLimits, Resource, 
 from server.request_origin import client_of
 from server.state import AppState
 from server.storage import link_secrets
+from server.storage.devices import INVALID_DEVICE
 from server.storage.models import Device
 
 log = logging.getLogger(__name__)
@@ -56,7 +57,7 @@ class AgentService:
             raise errors.InvalidArgument(NO_HELLO)
         hello = first.hello
         resources = declared_resources(hello.resources)
-        device, secret = await self._open(hello)
+        device, secret = await self._open(hello, client_of(context))
         links, stats = self._state.links, self._state.link_stats
         link = Link(
             DeviceKey(device.user_id, device.device_id),
@@ -96,18 +97,25 @@ class AgentService:
         self._state.link_stats.changed(link)
         self._state.links.notify(link.key)
 
-    async def _open(self, hello: agent_pb2.Hello) -> tuple[Device, str]:
+    async def _open(self, hello: agent_pb2.Hello, client: str) -> tuple[Device, str]:
         """The device and its new link secret ("" unless it opened with its credentials), or
         Unauthenticated. A device token opens the link without a link secret: checking it
         is already cheap (one HMAC and one query)."""
         database = self._state.database
         which = hello.WhichOneof("secret")
         if which == "credentials":
-            return await database.run(
-                lambda s: link_secrets.open_with_credentials(
-                    s, hello.user, hello.device, hello.credentials
-                )
+            # argon2 runs in the password pool, admitted like a login: a flood of made-up
+            # credentials is turned away (RESOURCE_EXHAUSTED) instead of stalling the
+            # database's worker pool for every other rpc.
+            found = await database.run(
+                lambda s: link_secrets.credentials_of(s, hello.user, hello.device)
             )
+            stored = found[1] if found is not None else None
+            ok = await self._state.logins.verify(stored, hello.credentials, client)
+            if found is None or not ok:
+                raise errors.Unauthenticated(INVALID_DEVICE)
+            pk = found[0]
+            return await database.run(lambda s: link_secrets.issue_link_secret(s, pk))
         if which == "link_secret":
             device = await database.run(
                 lambda s: link_secrets.open_with_link_secret(

@@ -12,8 +12,10 @@ import pytest
 from google.protobuf import struct_pb2
 from thingwire.agent.v1 import agent_pb2, agent_pb2_grpc
 
+from server.auth import passwords
 from server.link.link import LinkLimits
 from server.services import agent_service
+from server.storage import devices
 from tests.link.conftest import CREDENTIALS, DEVICE, USER, LinkWorld
 
 OUTPUT = agent_pb2.RESOURCE_KIND_OUTPUT
@@ -132,7 +134,50 @@ def test_ids_no_device_can_have_are_refused_like_wrong_credentials(
     world: LinkWorld, user: str, device: str, secret: str
 ) -> None:
     """PostgreSQL refuses a NUL in text: such an id must not reach SQL (an INTERNAL error)."""
-    hello = agent_pb2.Hello(user=user, device=device, **{secret: "whatever"})
+    hello = agent_pb2.Hello(user=user, device=device)
+    setattr(hello, secret, "whatever")
     error = world.run(lambda: refusal(world, hello))
     assert error.code() == grpc.StatusCode.UNAUTHENTICATED
     assert error.details() == "invalid device credentials"
+
+
+def test_a_flood_of_wrong_credentials_is_turned_away_and_others_are_served(
+    world: LinkWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """argon2 for link opens runs in the password pool, admitted like a login: one client's
+    flood of made-up credentials gets RESOURCE_EXHAUSTED past its share, and never stalls
+    the database work of other calls (before, 200 such Hellos made a REST call wait 30 s)."""
+    wrong = agent_pb2.Hello(user=USER, device=DEVICE, credentials="wrong")
+
+    def as_slow_as_argon2(stored: str | None, password: str) -> bool:
+        time.sleep(0.15)  # the real cost (tests/conftest.py makes argon2 cheap)
+        return False
+
+    for module in (passwords, devices):
+        monkeypatch.setattr(module, "verify_password", as_slow_as_argon2)
+
+    async def scenario() -> tuple[set[grpc.StatusCode], float]:
+        flood = [asyncio.create_task(refusal(world, wrong)) for _ in range(60)]
+        await asyncio.sleep(0.2)
+        started = time.monotonic()
+        await world.running.state.database.run(
+            lambda s: devices.get_device(s, world.key.user_id, DEVICE)
+        )
+        took = time.monotonic() - started
+        return {error.code() for error in await asyncio.gather(*flood)}, took
+
+    codes, took = world.run(scenario)
+    assert codes == {grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.RESOURCE_EXHAUSTED}
+    assert took < 1.0
+
+
+def test_right_credentials_still_open_the_link(world: LinkWorld) -> None:
+    async def scenario() -> str:
+        async with grpc.aio.insecure_channel(world.target) as channel:
+            stub = agent_pb2_grpc.AgentServiceStub(channel)
+            call = stub.Connect(iter([agent_pb2.ConnectRequest(hello=hello_with())]))
+            first = await call.read()
+            call.cancel()
+            return str(first.welcome.link_secret)
+
+    assert world.run(scenario)
