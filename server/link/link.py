@@ -30,6 +30,11 @@ TAKES_INPUT = frozenset({Kind.RESOURCE_KIND_INPUT, Kind.RESOURCE_KIND_INPUT_OUTP
 GIVES_OUTPUT = frozenset({Kind.RESOURCE_KIND_OUTPUT, Kind.RESOURCE_KIND_INPUT_OUTPUT})
 #: How long a throttled caller is told to wait before trying again.
 RETRY_AFTER_SECONDS = 1
+#: The largest input a call may carry: gRPC's default receive limit (4 MiB), which every
+#: agent has unless it raised its own, less room for the rest of the Invoke. A larger
+#: Invoke would make the device's gRPC end the whole stream: the device offline, all its
+#: calls failed, by one caller's body.
+MAX_INPUT_BYTES = 4 * 1024 * 1024 - 1024
 #: What a caller is told of a device's answer that JSON cannot carry.
 NOT_JSON_ANSWER = "the device reported an error: its answer is not JSON (NaN or infinity)"
 
@@ -151,6 +156,10 @@ class Link:
         if declared is None:
             raise errors.NotFound(f"resource {resource!r} not found")
         check_input(declared, value)
+        if value is not None and value.ByteSize() > MAX_INPUT_BYTES:
+            raise errors.InvalidArgument(
+                f"the input is larger than a device accepts ({MAX_INPUT_BYTES} bytes)"
+            )
         if self.closed is not None:
             raise errors.Unavailable("device disconnected")
         if len(self._pending) >= self.max_calls_in_flight:

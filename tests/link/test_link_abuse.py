@@ -12,11 +12,12 @@ import pytest
 from google.protobuf import struct_pb2
 from thingwire.agent.v1 import agent_pb2, agent_pb2_grpc
 
+from server import errors
 from server.auth import passwords
-from server.link.link import LinkLimits
+from server.link.link import MAX_INPUT_BYTES, LinkLimits
 from server.services import agent_service
 from server.storage import devices
-from tests.link.conftest import CREDENTIALS, DEVICE, USER, LinkWorld
+from tests.link.conftest import CREDENTIALS, DEVICE, USER, LinkWorld, connected, stopped
 
 OUTPUT = agent_pb2.RESOURCE_KIND_OUTPUT
 
@@ -181,3 +182,34 @@ def test_right_credentials_still_open_the_link(world: LinkWorld) -> None:
             return str(first.welcome.link_secret)
 
     assert world.run(scenario)
+
+
+def test_an_input_larger_than_a_device_accepts_is_refused_and_the_link_stays(
+    world: LinkWorld,
+) -> None:
+    """An Invoke past the agent's gRPC receive limit (4 MiB by default) would end its whole
+    stream: one caller's large body would drop the device and fail all its calls."""
+    agent = world.agent()
+
+    @agent.io("echo")
+    def echo(value: object) -> object:
+        return "ok"
+
+    router = world.running.state.router
+    large = struct_pb2.Value(string_value="x" * (5 * 1024 * 1024))
+    fits = struct_pb2.Value(string_value="x" * (MAX_INPUT_BYTES - 16))
+
+    async def scenario() -> tuple[str, bool, object]:
+        task = await connected(agent)
+        link = world.running.state.links.get(world.key)
+        with pytest.raises(errors.InvalidArgument) as info:
+            await router.invoke(world.key, "echo", large, 10)
+        answer = await router.invoke(world.key, "echo", fits, 10)
+        same = world.running.state.links.get(world.key) is link
+        await stopped(task)
+        return info.value.message, same, answer.string_value if answer else None
+
+    message, same, answer = world.run(scenario)
+    assert message == f"the input is larger than a device accepts ({MAX_INPUT_BYTES} bytes)"
+    assert same
+    assert answer == "ok"
