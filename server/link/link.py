@@ -109,6 +109,8 @@ class Link:
         self._on_change = on_change
         self._pending: dict[int, asyncio.Future[agent_pb2.Result]] = {}
         self._call_ids = itertools.count(1)
+        #: The latest call id sent: a Result naming a later one answers no call ever made.
+        self._last_call_id = 0
         self._outgoing: asyncio.Queue[agent_pb2.ConnectResponse | None] = asyncio.Queue()
         #: Why the link closed (None while it is open); the stream ends with this error.
         self.closed: errors.ThingwireError | None = None
@@ -167,7 +169,7 @@ class Link:
                 f"device {self.key.device_id!r} has {self.max_calls_in_flight} calls in flight",
                 RETRY_AFTER_SECONDS,
             )
-        call_id = next(self._call_ids)
+        call_id = self._last_call_id = next(self._call_ids)
         answer: asyncio.Future[agent_pb2.Result] = asyncio.get_running_loop().create_future()
         self._pending[call_id] = answer
         invoke = agent_pb2.Invoke(
@@ -200,7 +202,13 @@ class Link:
         return result.output
 
     def deliver(self, result: agent_pb2.Result) -> None:
-        """Hand a device's Result to its caller; late or unknown call ids are dropped."""
+        """Hand a device's Result to its caller; late ones (a call that ended) are dropped.
+
+        InvalidArgument for a Result naming a call never made: no device sends one, and a
+        flood of them must not cost the server more than the one message.
+        """
+        if not 0 < result.call_id <= self._last_call_id:
+            raise errors.InvalidArgument(f"no call {result.call_id} was made on this link")
         answer = self._pending.get(result.call_id)
         if answer is not None and not answer.done():
             answer.set_result(result)

@@ -173,6 +173,9 @@ async def _read(requests: AsyncIterator[agent_pb2.ConnectRequest], link: Link) -
             if message.WhichOneof("kind") != "result":
                 raise errors.InvalidArgument(ONE_HELLO)
             link.deliver(message.result)
+            # Messages already buffered are read without suspending: without a turn here,
+            # one device's flood would hold the event loop and stall every other call.
+            await asyncio.sleep(0)
         link.close(LinkClosed("the device closed the link"))
     except errors.ThingwireError as error:
         link.close(error)

@@ -213,3 +213,19 @@ def test_an_input_larger_than_a_device_accepts_is_refused_and_the_link_stays(
     assert message == f"the input is larger than a device accepts ({MAX_INPUT_BYTES} bytes)"
     assert same
     assert answer == "ok"
+
+
+def test_a_result_for_a_call_never_made_ends_the_link(world: LinkWorld) -> None:
+    async def scenario() -> grpc.aio.AioRpcError:
+        never = agent_pb2.ConnectRequest(result=agent_pb2.Result(call_id=12345))
+        async with grpc.aio.insecure_channel(world.target) as channel:
+            stub = agent_pb2_grpc.AgentServiceStub(channel)
+            requests = [agent_pb2.ConnectRequest(hello=hello_with()), never]
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                async for _ in stub.Connect(iter(requests)):
+                    pass
+            return info.value
+
+    error = world.run(scenario)
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert error.details() == "no call 12345 was made on this link"
