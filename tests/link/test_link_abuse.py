@@ -4,19 +4,26 @@ ids no device can have. The server must bound what each costs and answer every o
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 
 import grpc
 import pytest
+import sqlalchemy as sa
 from google.protobuf import struct_pb2
+from sqlalchemy.orm import Session
 from thingwire.agent.v1 import agent_pb2, agent_pb2_grpc
+from thingwire.auth.v1 import auth_pb2, auth_pb2_grpc
+from thingwire.devices.v1 import devices_pb2, devices_pb2_grpc
 
+from device_agent.agent import LinkRefused
 from server import errors
 from server.auth import passwords
 from server.link.link import MAX_INPUT_BYTES, LinkLimits
 from server.services import agent_service
 from server.storage import devices
+from server.storage.models import Device
 from tests.link.conftest import CREDENTIALS, DEVICE, USER, LinkWorld, connected, stopped
 
 OUTPUT = agent_pb2.RESOURCE_KIND_OUTPUT
@@ -229,3 +236,47 @@ def test_a_result_for_a_call_never_made_ends_the_link(world: LinkWorld) -> None:
     error = world.run(scenario)
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert error.details() == "no call 12345 was made on this link"
+
+
+def test_a_link_that_attaches_while_its_device_is_deleted_is_closed(
+    world: LinkWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DeleteDevice checks for a live link, then deletes the row: a Hello checked between the
+    two attached a link for a device that no longer exists, which went on serving calls
+    (and, once the id was used again, the new device of that id)."""
+    links = world.running.state.links
+    attached = threading.Event()
+    real_delete = devices.delete_device
+
+    def delete_once_linked(s: Session, user_id: int, device_id: str) -> None:
+        assert attached.wait(10)  # the device's link attached after the check
+        with world.database.session() as other:  # the row does not say so yet
+            other.execute(sa.update(Device).values(connected=False))
+        real_delete(s, user_id, device_id)
+
+    monkeypatch.setattr(devices, "delete_device", delete_once_linked)
+
+    async def scenario() -> tuple[bool, BaseException | None]:
+        async with grpc.aio.insecure_channel(world.target) as channel:
+            answer = await auth_pb2_grpc.AuthServiceStub(channel).Login(
+                auth_pb2.LoginRequest(email="ada@example.com", password="a-long-password")
+            )
+            stub = devices_pb2_grpc.DeviceServiceStub(channel)
+            deleting = stub.DeleteDevice(
+                devices_pb2.DeleteDeviceRequest(user_id=USER, device_id=DEVICE),
+                metadata=(("authorization", f"Bearer {answer.token}"),),
+            )
+            await asyncio.sleep(0.2)  # past the servicer's check for a live link
+            task = asyncio.create_task(world.agent().serve())
+            while links.get(world.key) is None:
+                await links.next_change(world.key).wait()
+            attached.set()
+            await deleting
+            link = links.get(world.key)
+            done = await asyncio.wait({task}, timeout=5)
+            return link is None or link.closed is not None, task.exception() if done[0] else None
+
+    closed, agent_error = world.run(scenario)
+    assert closed
+    assert isinstance(agent_error, LinkRefused)
+    assert agent_error.details == "the device was deleted"
