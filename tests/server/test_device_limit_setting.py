@@ -17,7 +17,13 @@ def test_the_variable_sets_it(raw: str, limit: int) -> None:
     assert settings.max_devices_per_user == limit
 
 
-@pytest.mark.parametrize("raw", ["-1", "many", "", "1.5"])
+def test_an_empty_value_means_the_default() -> None:
+    """As for every THINGWIRE_* variable (server/config.py): empty is unset."""
+    settings = Settings.from_env({"THINGWIRE_MAX_DEVICES_PER_USER": ""})
+    assert settings.max_devices_per_user == DEFAULT_MAX_DEVICES_PER_USER
+
+
+@pytest.mark.parametrize("raw", ["-1", "many", "1.5"])
 def test_unusable_values_are_refused(raw: str) -> None:
     with pytest.raises(ConfigError, match="THINGWIRE_MAX_DEVICES_PER_USER"):
         Settings.from_env({"THINGWIRE_MAX_DEVICES_PER_USER": raw})
