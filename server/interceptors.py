@@ -44,6 +44,18 @@ STATUS_BY_ERROR: dict[type[errors.ThingwireError], grpc.StatusCode] = {
 INTERNAL_ERROR = rest_errors.INTERNAL_MESSAGE
 #: What the caller is told when a request message's bytes are not valid protobuf.
 MALFORMED_REQUEST = "the request message could not be parsed"
+#: The longest message an error carries. Messages may hold text others chose (a device's
+#: handler error, a name from a path); they travel as headers (grpc-message, and the REST
+#: body in the trailers), and a header past the gateway's limit makes Envoy reset its whole
+#: upstream connection: every other stream on it, other devices' links included.
+MAX_MESSAGE_CHARS = 1024
+
+
+def bounded(text: str) -> str:
+    """`text`, cut to `MAX_MESSAGE_CHARS` (ending in an ellipsis when cut)."""
+    if len(text) <= MAX_MESSAGE_CHARS:
+        return text
+    return text[: MAX_MESSAGE_CHARS - 1] + "\u2026"
 
 
 def status_for(error: errors.ThingwireError) -> grpc.StatusCode:
@@ -103,10 +115,11 @@ async def abort_with(call: GuardedContext, error: errors.ThingwireError) -> NoRe
     then its trailers are its only headers, where the gateway finds them.
     """
     code = status_for(error)
-    trailing = rest_errors.error_metadata(rest_errors.current_family.get(), code, error.message)
+    text = bounded(error.message)
+    trailing = rest_errors.error_metadata(rest_errors.current_family.get(), code, text)
     if isinstance(error, errors.Throttled):
         trailing = (*trailing, ("retry-after", str(error.retry_after)))
-    await call.abort(code, error.message, trailing)
+    await call.abort(code, text, trailing)
     raise AssertionError("unreachable: abort raises")  # pragma: no cover
 
 

@@ -100,6 +100,28 @@ class PasswordLogins:
             if finished is not None:
                 finished.set()
 
+    async def verify(self, password_hash: str | None, password: str, client: str) -> bool:
+        """One argon2 check of another kind of secret (a device's credentials) in this pool,
+        admitted like a login: Throttled at once past the capacity or the client's share.
+
+        So a flood of link opens with made-up credentials queues here, not in the worker
+        pool every rpc's database work uses (docs/device-link.md).
+        """
+        if self._in_flight >= self._capacity or self._by_client[client] >= self._per_client:
+            raise Throttled(BUSY, retry_after=1)
+        self._in_flight += 1
+        self._by_client[client] += 1
+        try:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(
+                self._executor, verify_password, password_hash, password
+            )
+        finally:
+            self._in_flight -= 1
+            self._by_client[client] -= 1
+            if not self._by_client[client]:
+                del self._by_client[client]
+
     async def _reserve(
         self, login: str, client: str, now: datetime, key: str
     ) -> users.LoginAttempt:

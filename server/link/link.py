@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import math
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -29,6 +30,13 @@ TAKES_INPUT = frozenset({Kind.RESOURCE_KIND_INPUT, Kind.RESOURCE_KIND_INPUT_OUTP
 GIVES_OUTPUT = frozenset({Kind.RESOURCE_KIND_OUTPUT, Kind.RESOURCE_KIND_INPUT_OUTPUT})
 #: How long a throttled caller is told to wait before trying again.
 RETRY_AFTER_SECONDS = 1
+#: The largest input a call may carry: gRPC's default receive limit (4 MiB), which every
+#: agent has unless it raised its own, less room for the rest of the Invoke. A larger
+#: Invoke would make the device's gRPC end the whole stream: the device offline, all its
+#: calls failed, by one caller's body.
+MAX_INPUT_BYTES = 4 * 1024 * 1024 - 1024
+#: What a caller is told of a device's answer that JSON cannot carry.
+NOT_JSON_ANSWER = "the device reported an error: its answer is not JSON (NaN or infinity)"
 
 
 @dataclass(frozen=True)
@@ -101,6 +109,8 @@ class Link:
         self._on_change = on_change
         self._pending: dict[int, asyncio.Future[agent_pb2.Result]] = {}
         self._call_ids = itertools.count(1)
+        #: The latest call id sent: a Result naming a later one answers no call ever made.
+        self._last_call_id = 0
         self._outgoing: asyncio.Queue[agent_pb2.ConnectResponse | None] = asyncio.Queue()
         #: Why the link closed (None while it is open); the stream ends with this error.
         self.closed: errors.ThingwireError | None = None
@@ -148,6 +158,10 @@ class Link:
         if declared is None:
             raise errors.NotFound(f"resource {resource!r} not found")
         check_input(declared, value)
+        if value is not None and value.ByteSize() > MAX_INPUT_BYTES:
+            raise errors.InvalidArgument(
+                f"the input is larger than a device accepts ({MAX_INPUT_BYTES} bytes)"
+            )
         if self.closed is not None:
             raise errors.Unavailable("device disconnected")
         if len(self._pending) >= self.max_calls_in_flight:
@@ -155,7 +169,7 @@ class Link:
                 f"device {self.key.device_id!r} has {self.max_calls_in_flight} calls in flight",
                 RETRY_AFTER_SECONDS,
             )
-        call_id = next(self._call_ids)
+        call_id = self._last_call_id = next(self._call_ids)
         answer: asyncio.Future[agent_pb2.Result] = asyncio.get_running_loop().create_future()
         self._pending[call_id] = answer
         invoke = agent_pb2.Invoke(
@@ -180,10 +194,21 @@ class Link:
             answer.cancel()  # a no-op once answered
         if result.WhichOneof("outcome") == "error":
             raise errors.FailedPrecondition(f"the device reported an error: {result.error}")
-        return result.output if result.HasField("output") else None
+        if not result.HasField("output"):
+            return None
+        if not is_json(result.output):
+            # REST callers would get the gateway's 502: it cannot print NaN or infinity.
+            raise errors.FailedPrecondition(NOT_JSON_ANSWER)
+        return result.output
 
     def deliver(self, result: agent_pb2.Result) -> None:
-        """Hand a device's Result to its caller; late or unknown call ids are dropped."""
+        """Hand a device's Result to its caller; late ones (a call that ended) are dropped.
+
+        InvalidArgument for a Result naming a call never made: no device sends one, and a
+        flood of them must not cost the server more than the one message.
+        """
+        if not 0 < result.call_id <= self._last_call_id:
+            raise errors.InvalidArgument(f"no call {result.call_id} was made on this link")
         answer = self._pending.get(result.call_id)
         if answer is not None and not answer.done():
             answer.set_result(result)
@@ -219,6 +244,22 @@ class Link:
         self._send(agent_pb2.ConnectResponse(cancel=agent_pb2.Cancel(call_id=call_id)))
 
 
+def is_json(value: struct_pb2.Value) -> bool:
+    """Whether JSON can carry `value`: no NaN or infinity anywhere in it (a protobuf Value
+    can hold them; JSON, and so the gateway's transcoder, cannot)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        which = item.WhichOneof("kind")
+        if which == "number_value" and not math.isfinite(item.number_value):
+            return False
+        if which == "struct_value":
+            stack.extend(item.struct_value.fields.values())
+        elif which == "list_value":
+            stack.extend(item.list_value.values)
+    return True
+
+
 def check_input(resource: Resource, value: struct_pb2.Value | None) -> None:
     """InvalidArgument unless `value` is given exactly when the resource takes an input."""
     if resource.kind in TAKES_INPUT and value is None:
@@ -250,3 +291,6 @@ class LinkLimits:
     keepalive_timeout_s: float = 10.0
     #: How often the figures of live links that changed are written to the database.
     stats_interval_s: float = 15.0
+    #: How long a new stream may take to send its Hello. Until then it is nobody's, and
+    #: without a bound anyone could hold streams open without credentials.
+    hello_timeout_s: float = 10.0

@@ -16,17 +16,24 @@ from thingwire.agent.v1 import agent_pb2
 
 from server import errors
 from server.auth.device_tokens import open_link_with_token
-from server.link.link import DeviceKey, Link, LinkClosed, LinkLimits, Resource
+from server.link.link import DeviceKey, Link, LinkClosed, LinkLimits, Resource, is_json
 from server.request_origin import client_of
 from server.state import AppState
 from server.storage import link_secrets
+from server.storage.devices import INVALID_DEVICE
 from server.storage.models import Device
 
 log = logging.getLogger(__name__)
 
 MAX_RESOURCE_NAME = 64
+#: Bounds of what one device may declare: its declarations live as long as its link, and a
+#: device must not hold megabytes of the server's memory (or of every /api answer).
+MAX_RESOURCES = 512
+MAX_DESCRIPTION = 1024
+MAX_EXAMPLE_BYTES = 4096
 NO_HELLO = "the first message must be a Hello"
 ONE_HELLO = "only the first message may be a Hello"
+NO_HELLO_IN_TIME = "no Hello within {seconds:g} s"
 KINDS = frozenset(agent_pb2.ResourceKind.values()) - {agent_pb2.RESOURCE_KIND_UNSPECIFIED}
 
 
@@ -39,13 +46,18 @@ class AgentService:
     async def Connect(
         self, requests: AsyncIterator[agent_pb2.ConnectRequest], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[agent_pb2.ConnectResponse]:
-        first = await anext(aiter(requests), None)
+        limits: LinkLimits = self._state.link_limits
+        try:
+            first = await asyncio.wait_for(anext(aiter(requests), None), limits.hello_timeout_s)
+        except TimeoutError:
+            raise errors.DeadlineExceeded(
+                NO_HELLO_IN_TIME.format(seconds=limits.hello_timeout_s)
+            ) from None
         if first is None or first.WhichOneof("kind") != "hello":
             raise errors.InvalidArgument(NO_HELLO)
         hello = first.hello
         resources = declared_resources(hello.resources)
-        device, secret = await self._open(hello)
-        limits: LinkLimits = self._state.link_limits
+        device, secret = await self._open(hello, client_of(context))
         links, stats = self._state.links, self._state.link_stats
         link = Link(
             DeviceKey(device.user_id, device.device_id),
@@ -85,18 +97,25 @@ class AgentService:
         self._state.link_stats.changed(link)
         self._state.links.notify(link.key)
 
-    async def _open(self, hello: agent_pb2.Hello) -> tuple[Device, str]:
+    async def _open(self, hello: agent_pb2.Hello, client: str) -> tuple[Device, str]:
         """The device and its new link secret ("" unless it opened with its credentials), or
         Unauthenticated. A device token opens the link without a link secret: checking it
         is already cheap (one HMAC and one query)."""
         database = self._state.database
         which = hello.WhichOneof("secret")
         if which == "credentials":
-            return await database.run(
-                lambda s: link_secrets.open_with_credentials(
-                    s, hello.user, hello.device, hello.credentials
-                )
+            # argon2 runs in the password pool, admitted like a login: a flood of made-up
+            # credentials is turned away (RESOURCE_EXHAUSTED) instead of stalling the
+            # database's worker pool for every other rpc.
+            found = await database.run(
+                lambda s: link_secrets.credentials_of(s, hello.user, hello.device)
             )
+            stored = found[1] if found is not None else None
+            ok = await self._state.logins.verify(stored, hello.credentials, client)
+            if found is None or not ok:
+                raise errors.Unauthenticated(INVALID_DEVICE)
+            pk = found[0]
+            return await database.run(lambda s: link_secrets.issue_link_secret(s, pk))
         if which == "link_secret":
             device = await database.run(
                 lambda s: link_secrets.open_with_link_secret(
@@ -118,9 +137,12 @@ class AgentService:
 def declared_resources(
     declarations: Iterable[agent_pb2.ResourceDeclaration],
 ) -> dict[str, Resource]:
-    """The Hello's declarations by name; InvalidArgument for a bad or repeated one."""
+    """The Hello's declarations by name; InvalidArgument for a bad or repeated one, or for
+    more (or larger) ones than a device may declare."""
     resources: dict[str, Resource] = {}
     for item in declarations:
+        if len(resources) == MAX_RESOURCES:
+            raise errors.InvalidArgument(f"a device declares at most {MAX_RESOURCES} resources")
         name = item.name
         if not name or len(name) > MAX_RESOURCE_NAME:
             raise errors.InvalidArgument(
@@ -130,7 +152,15 @@ def declared_resources(
             raise errors.InvalidArgument(f"resource {name!r} is declared twice")
         if item.kind not in KINDS:
             raise errors.InvalidArgument(f"resource {name!r} has no kind")
+        if len(item.description) > MAX_DESCRIPTION:
+            raise errors.InvalidArgument(
+                f"resource {name!r}: descriptions have at most {MAX_DESCRIPTION} characters"
+            )
         example = item.example if item.HasField("example") else None
+        if example is not None and (example.ByteSize() > MAX_EXAMPLE_BYTES or not is_json(example)):
+            raise errors.InvalidArgument(
+                f"resource {name!r}: an example is JSON of at most {MAX_EXAMPLE_BYTES} bytes"
+            )
         resources[name] = Resource(name, item.kind, item.description, example)
     return resources
 
@@ -143,6 +173,9 @@ async def _read(requests: AsyncIterator[agent_pb2.ConnectRequest], link: Link) -
             if message.WhichOneof("kind") != "result":
                 raise errors.InvalidArgument(ONE_HELLO)
             link.deliver(message.result)
+            # Messages already buffered are read without suspending: without a turn here,
+            # one device's flood would hold the event loop and stall every other call.
+            await asyncio.sleep(0)
         link.close(LinkClosed("the device closed the link"))
     except errors.ThingwireError as error:
         link.close(error)

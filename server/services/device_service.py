@@ -21,7 +21,7 @@ from thingwire.devices.v1 import devices_pb2, devices_pb2_grpc
 
 from server.auth.device_tokens import sign_stored
 from server.auth.principal import Action, require_path_user, require_self, require_user
-from server.errors import AlreadyExists, InvalidArgument, NotFound, Unavailable
+from server.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from server.link.link import DeviceKey
 from server.services.convert import epoch_ms_or_none, json_sent
 from server.state import AppState
@@ -29,6 +29,9 @@ from server.storage import devices
 from server.storage.models import Device
 from server.storage.tokens import device_tokens
 from server.storage.tokens.device_tokens import ALL_RESOURCES
+
+#: Why a link closes when its device is deleted.
+DEVICE_DELETED = "the device was deleted"
 
 
 def _epoch_ms(device: Device) -> int:
@@ -115,6 +118,12 @@ class DeviceService(devices_pb2_grpc.DeviceServiceServicer):
         await self._state.database.run(
             lambda s: devices.delete_device(s, principal.user_id, device_id)
         )
+        # A link whose Hello was checked just before the row went may have attached while
+        # it was deleted: it must not go on serving a device that no longer exists (nor,
+        # once the id is used again, the new device of that id).
+        late = self._state.links.get(DeviceKey(principal.user_id, device_id))
+        if late is not None:
+            late.close(FailedPrecondition(DEVICE_DELETED))
         return devices_pb2.DeleteDeviceResponse()
 
     async def ListDeviceTokens(

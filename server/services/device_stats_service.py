@@ -15,10 +15,13 @@ from datetime import datetime
 import grpc
 from sqlalchemy.orm import Session
 from thingwire.devices.v1 import stats_pb2
+from thingwire.options.v1 import options_pb2
 
+from server.auth.authenticator import Authenticator
 from server.auth.principal import Action, UserPrincipal, require_user
 from server.errors import InvalidArgument, Unauthenticated
 from server.link.link import DeviceKey, LinkFigures
+from server.request_origin import metadata_of
 from server.state import AppState
 from server.storage.devices import DEVICE_ID_RE, get_device
 
@@ -29,13 +32,15 @@ MIN_FRAME_INTERVAL_S = 0.25
 StatsResponse = stats_pb2.GetDeviceStatsResponse | stats_pb2.StreamDeviceStatsResponse
 
 
-def authorize(user_id: str, device_id: str) -> UserPrincipal:
-    """The caller, if it may read `device_id` of the path's user.
+def authorize(
+    user_id: str, device_id: str, principal: UserPrincipal | None = None
+) -> UserPrincipal:
+    """The caller (or `principal`), if it may read `device_id` of the path's user.
 
     Unauthenticated for a path naming another user and for a credential that may not read
     the device (the same whether or not it exists); InvalidArgument for a bad device id.
     """
-    principal = require_user()
+    principal = principal or require_user()
     if user_id != principal.username:
         raise Unauthenticated(f"not authorized for user {user_id!r}")
     if not DEVICE_ID_RE.fullmatch(device_id):
@@ -120,6 +125,19 @@ class DeviceStatsStreamService:
 
     def __init__(self, state: AppState) -> None:
         self._state = state
+        self._authenticator = Authenticator(state.database, state.signer, state.clock)
+
+    async def _still_allowed(
+        self, request: stats_pb2.StreamDeviceStatsRequest, context: grpc.aio.ServicerContext
+    ) -> None:
+        """Check the stream's credentials again: a stream lasts for hours, and a token that
+        was deleted, expired or revoked meanwhile must stop it, as it stops every call."""
+        principal = await self._authenticator.authenticate(
+            metadata_of(context), options_pb2.ACCESS_USER_OR_DEVICE_TOKEN
+        )
+        if not isinstance(principal, UserPrincipal):
+            raise Unauthenticated("invalid token")
+        authorize(request.user_id, request.device_id, principal)
 
     async def StreamDeviceStats(
         self, request: stats_pb2.StreamDeviceStatsRequest, context: grpc.aio.ServicerContext
@@ -131,6 +149,8 @@ class DeviceStatsStreamService:
         while not links.closing:
             change = links.next_change(device.key)  # before reading: no change is missed
             figures = await device.read()
+            if figures != last and last is not None:
+                await self._still_allowed(request, context)
             if figures != last:
                 last = figures
                 response = fill(stats_pb2.StreamDeviceStatsResponse(), figures)

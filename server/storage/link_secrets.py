@@ -12,12 +12,24 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from server.errors import Unauthenticated
-from server.security.hashing import hash_secret, new_secret, secrets_equal
-from server.storage.devices import INVALID_DEVICE, authenticate_device
+from server.security.hashing import hash_secret, new_secret, secrets_equal, verify_password
+from server.storage.devices import DEVICE_ID_RE, INVALID_DEVICE, authenticate_device
 from server.storage.models import Device, User
 from server.storage.users import get_user_by_username
 
-__all__ = ["open_with_credentials", "open_with_link_secret", "revoke_link_secret"]
+__all__ = [
+    "credentials_of",
+    "issue_link_secret",
+    "open_with_credentials",
+    "open_with_link_secret",
+    "revoke_link_secret",
+]
+
+
+def _possible(username: str, device_id: str) -> bool:
+    """Whether a device could have these names. Others never reach SQL: PostgreSQL refuses
+    a NUL in text, which would end the stream INTERNAL instead of UNAUTHENTICATED."""
+    return "\x00" not in username and DEVICE_ID_RE.fullmatch(device_id) is not None
 
 
 def _owner(s: Session, username: str) -> User | None:
@@ -31,6 +43,9 @@ def open_with_credentials(
 
     Unauthenticated otherwise; an unknown user costs an argon2 check like a wrong password.
     """
+    if not _possible(username, device_id):
+        verify_password(None, credentials)  # the same cost as any other refusal
+        raise Unauthenticated(INVALID_DEVICE)
     user = _owner(s, username)
     device = authenticate_device(s, user.id if user else -1, device_id, credentials)
     secret = new_secret()
@@ -39,8 +54,35 @@ def open_with_credentials(
     return device, secret
 
 
+def credentials_of(s: Session, username: str, device_id: str) -> tuple[int, str] | None:
+    """The device's row id and credentials hash, for a check made outside the unit of work
+    (argon2 off the database's worker pool); None for a device that does not exist."""
+    if not _possible(username, device_id):
+        return None
+    row = s.execute(
+        sa.select(Device.id, Device.credentials_hash)
+        .join(User, User.id == Device.user_id)
+        .where(User.username == username, Device.device_id == device_id)
+    ).first()
+    return (row[0], row[1]) if row is not None else None
+
+
+def issue_link_secret(s: Session, device_pk: int) -> tuple[Device, str]:
+    """The device, with a new link secret (shown once) replacing any before it; its
+    credentials were checked already. Unauthenticated if it was deleted meanwhile."""
+    device = s.get(Device, device_pk)
+    if device is None:
+        raise Unauthenticated(INVALID_DEVICE)
+    secret = new_secret()
+    device.link_secret_hash = hash_secret(secret)
+    s.flush()
+    return device, secret
+
+
 def open_with_link_secret(s: Session, username: str, device_id: str, secret: str) -> Device:
     """The device if ``secret`` is its current link secret; else Unauthenticated."""
+    if not _possible(username, device_id):
+        raise Unauthenticated(INVALID_DEVICE)
     device = s.scalar(
         sa.select(Device)
         .join(User, User.id == Device.user_id)

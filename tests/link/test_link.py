@@ -20,6 +20,7 @@ from thingwire.agent.v1 import agent_pb2, agent_pb2_grpc
 from device_agent.agent import Agent, LinkRefused
 from device_agent.resources import from_value, to_value
 from server import errors
+from server.auth import passwords
 from server.link.link import DeviceKey, Link, LinkLimits
 from server.link.registry import REPLACED, SHUTTING_DOWN, LinkRegistry
 from server.security.hashing import hash_secret
@@ -103,13 +104,14 @@ def test_the_link_secret_is_issued_and_reconnects_skip_argon2(
     world: LinkWorld, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     checks = itertools.count()
-    real = devices.verify_password
+    real = passwords.verify_password
 
     def counted(stored: str | None, password: str) -> bool:
         next(checks)
         return real(stored, password)
 
-    monkeypatch.setattr(devices, "verify_password", counted)
+    # Link opens check credentials in the password pool (server/auth/passwords.py).
+    monkeypatch.setattr(passwords, "verify_password", counted)
 
     async def scenario() -> tuple[str | None, int, int]:
         first = world.agent()

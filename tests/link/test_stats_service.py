@@ -11,9 +11,11 @@ from thingwire.devices.v1 import stats_pb2, stats_pb2_grpc
 
 from server import errors
 from server.app import create_server
+from server.auth.device_tokens import sign_stored
 from server.auth.principal import Action, Permission, UserPrincipal, current_principal
 from server.security.keys import KeyRing
 from server.services.device_stats_service import authorize
+from server.storage.tokens import device_tokens
 from tests.link.conftest import DEVICE, USER, LinkWorld, connected, stopped
 
 PASSWORD = "a-long-password"  # the world's user (tests/link/conftest.py)
@@ -191,3 +193,50 @@ def test_the_stream_ends_with_ok_when_the_server_stops(world: LinkWorld) -> None
     code, took = world.run(scenario)
     assert code == grpc.StatusCode.OK
     assert took < 3
+
+
+def test_the_stream_ends_once_its_device_token_is_deleted(world: LinkWorld) -> None:
+    """A stream lasts for hours: a revoked credential must stop it, not only new calls."""
+    state = world.running.state
+
+    def create_token() -> tuple[str, str]:
+        with world.database.session() as s:
+            row = device_tokens.create_device_token(
+                s,
+                world.key.user_id,
+                DEVICE,
+                "watch",
+                None,
+                None,
+                state.clock(),
+                state.signer.current_kid,
+            )
+            token, _kid = sign_stored(state.signer, row, USER, DEVICE, state.clock())
+            return row.id, token
+
+    token_id, token = create_token()
+
+    async def scenario() -> tuple[list[stats_pb2.StreamDeviceStatsResponse], grpc.StatusCode, str]:
+        frames: list[stats_pb2.StreamDeviceStatsResponse] = []
+        async with grpc.aio.insecure_channel(world.target) as channel:
+            stub = stats_pb2_grpc.DeviceStatsStreamServiceStub(channel)
+            call = stub.StreamDeviceStats(
+                stats_pb2.StreamDeviceStatsRequest(user_id=USER, device_id=DEVICE),
+                metadata=(("authorization", f"Bearer {token}"),),
+            )
+            frames.append(await asyncio.wait_for(call.read(), 5))
+            with world.database.session() as s:
+                device_tokens.delete_device_token(s, world.key.user_id, DEVICE, token_id)
+            task = await connected(world.agent())  # a change: the stream would show it
+            try:
+                while (frame := await asyncio.wait_for(call.read(), 5)) is not grpc.aio.EOF:
+                    frames.append(frame)
+            except grpc.aio.AioRpcError:
+                pass
+            await stopped(task)
+            return frames, await call.code(), await call.details()
+
+    frames, code, details = world.run(scenario)
+    assert [frame.connected for frame in frames] == [False]
+    assert code == grpc.StatusCode.UNAUTHENTICATED
+    assert details == "invalid token"

@@ -21,4 +21,3 @@ def test_the_variable_sets_it(raw: str, limit: int) -> None:
 def test_unusable_values_are_refused(raw: str) -> None:
     with pytest.raises(ConfigError, match="THINGWIRE_MAX_DEVICES_PER_USER"):
         Settings.from_env({"THINGWIRE_MAX_DEVICES_PER_USER": raw})
-
