@@ -41,6 +41,21 @@ NATIVE_GRPC_CONTENT_TYPE = r"^application/grpc(\+.*)?$"
 
 UPSTREAM_CLUSTER = "thingwire_grpc"
 
+#: Set before routing to the downstream protocol (`%PROTOCOL%`), replacing whatever the
+#: client sent, and removed before any request leaves Envoy: the gRPC route matches only
+#: "HTTP/2", since no route matcher reads the protocol itself.
+PROTOCOL_HEADER = "x-thingwire-protocol"
+#: The internal listener (and its cluster) that answers a gRPC content type over HTTP/1.
+#: Envoy's own replies to a request with a gRPC content type are always in gRPC form (HTTP
+#: 200, grpc-status), whatever filter or route makes them; an answer from an upstream is
+#: not, so the refusal comes from this listener, reached in memory (docs/architecture.md).
+REFUSAL_LISTENER = "thingwire_refusals"
+#: The status and message a REST client gets for a gRPC content type over HTTP/1.
+GRPC_OVER_HTTP1_STATUS = 415
+GRPC_OVER_HTTP1_MESSAGE = (
+    "unsupported media type: application/grpc needs HTTP/2; REST requests send JSON"
+)
+
 #: The server learns the client's address from x-forwarded-for, set here to the peer Envoy
 #: accepted the connection from, replacing whatever the client sent. (Envoy's own append
 #: would do for a remote peer, but for a loopback peer it appends the host's first
@@ -349,6 +364,124 @@ def _rest_route(spec: GatewaySpec, name: str, match: dict[str, Any], family: int
     }
 
 
+#: The request's content type is native gRPC (the one test; see NATIVE_GRPC_CONTENT_TYPE).
+NATIVE_GRPC_MATCH: dict[str, Any] = {
+    "name": "content-type",
+    "string_match": {"safe_regex": {"regex": NATIVE_GRPC_CONTENT_TYPE}},
+}
+#: What `%PROTOCOL%` says of an h2c or h2 connection.
+HTTP2: dict[str, Any] = {"exact": "HTTP/2"}
+
+
+def _grpc_over_http1_route(spec: GatewaySpec) -> dict[str, Any]:
+    """A gRPC content type over HTTP/1 (which cannot carry gRPC) goes to the refusal
+    listener, without its content type so that listener's answer is plain HTTP: a 415 in
+    the path's family shape, never a 200 with grpc-status (docs/architecture.md)."""
+    return {
+        "name": "grpc over HTTP/1",
+        "match": {"prefix": "/", "headers": [NATIVE_GRPC_MATCH]},
+        "route": {"cluster": REFUSAL_LISTENER, "timeout": _duration(spec.unary_timeout_s)},
+        "request_headers_to_remove": ["content-type"],
+        # The answer is the gateway's own, not a server's: no upstream timing.
+        "response_headers_to_remove": ["x-envoy-upstream-service-time"],
+        "typed_per_filter_config": {
+            # Nothing to buffer or to check: the answer does not depend on the request.
+            "envoy.filters.http.buffer": {
+                "@type": "type.googleapis.com/"
+                "envoy.extensions.filters.http.buffer.v3.BufferPerRoute",
+                "disabled": True,
+            },
+            # Its refusals would be local replies, hence in gRPC form.
+            LUA_FILTER: {
+                "@type": "type.googleapis.com/envoy.extensions.filters.http.lua.v3.LuaPerRoute",
+                "disabled": True,
+            },
+        },
+    }
+
+
+def _refusal_routes(spec: GatewaySpec) -> list[dict[str, Any]]:
+    """The refusal listener's routes: the 415 body of each family, by path prefix."""
+    body = {
+        family.family: render_error_body(
+            family.family, GRPC_OVER_HTTP1_STATUS, GRPC_OVER_HTTP1_MESSAGE
+        )
+        for family in _families(spec)
+    }
+    routes = [
+        (f"refuse {prefix}", prefix, body[family.family])
+        for family in _families(spec)
+        for prefix in family.prefixes
+    ]
+    routes.append(("refuse", "/", body[spec.default_family]))
+    return [
+        {
+            "name": name,
+            "match": {"prefix": prefix},
+            "direct_response": {
+                "status": GRPC_OVER_HTTP1_STATUS,
+                "body": {"inline_string": text},
+            },
+            "response_headers_to_add": [
+                {
+                    "header": {"key": "content-type", "value": "application/json"},
+                    "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+                }
+            ],
+        }
+        for name, prefix, text in routes
+    ]
+
+
+def _refusal_listener(spec: GatewaySpec) -> dict[str, Any]:
+    """An internal listener (reached only from this Envoy, in memory) that answers every
+    request with the 415 of its path's family."""
+    manager = {
+        "@type": "type.googleapis.com/"
+        "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+        "stat_prefix": f"thingwire_{spec.name}_refusals",
+        "route_config": {
+            "name": "refusals",
+            "virtual_hosts": [{"name": "all", "domains": ["*"], "routes": _refusal_routes(spec)}],
+        },
+        "http_filters": [
+            {
+                "name": "envoy.filters.http.router",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
+                },
+            }
+        ],
+    }
+    return {
+        "name": REFUSAL_LISTENER,
+        "internal_listener": {},
+        "filter_chains": [
+            {
+                "filters": [
+                    {
+                        "name": "envoy.filters.network.http_connection_manager",
+                        "typed_config": manager,
+                    }
+                ]
+            }
+        ],
+    }
+
+
+def _refusal_cluster(spec: GatewaySpec) -> dict[str, Any]:
+    address = {"envoy_internal_address": {"server_listener_name": REFUSAL_LISTENER}}
+    return {
+        "name": REFUSAL_LISTENER,
+        "type": "STATIC",
+        "connect_timeout": _duration(spec.connect_timeout_s),
+        "load_assignment": {
+            "cluster_name": REFUSAL_LISTENER,
+            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": address}}]}],
+        },
+    }
+
+
 def _routes(spec: GatewaySpec) -> list[dict[str, Any]]:
     """Native gRPC first (no deadline but its own), then SSE streams, then REST by family."""
     routes: list[dict[str, Any]] = [
@@ -356,12 +489,7 @@ def _routes(spec: GatewaySpec) -> list[dict[str, Any]]:
             "name": "grpc",
             "match": {
                 "prefix": "/",
-                "headers": [
-                    {
-                        "name": "content-type",
-                        "string_match": {"safe_regex": {"regex": NATIVE_GRPC_CONTENT_TYPE}},
-                    }
-                ],
+                "headers": [NATIVE_GRPC_MATCH, {"name": PROTOCOL_HEADER, "string_match": HTTP2}],
             },
             "route": {
                 "cluster": UPSTREAM_CLUSTER,
@@ -388,7 +516,8 @@ def _routes(spec: GatewaySpec) -> list[dict[str, Any]]:
                     "disabled": True,
                 },
             },
-        }
+        },
+        _grpc_over_http1_route(spec),
     ]
     rules = _rules(spec)
     unary = {(rule.method, rule.template) for rule in rules if not rule.server_streaming}
@@ -455,6 +584,24 @@ def _http_connection_manager(spec: GatewaySpec) -> dict[str, Any]:
         "codec_type": "AUTO",
         # Envoy is the edge: its peer is the client (xff_num_trusted_hops stays 0).
         "use_remote_address": True,
+        # Before routing: the downstream protocol, which the gRPC route requires to be HTTP/2.
+        "early_header_mutation_extensions": [
+            {
+                "name": "envoy.http.early_header_mutation.header_mutation",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.http.early_header_mutation."
+                    "header_mutation.v3.HeaderMutation",
+                    "mutations": [
+                        {
+                            "append": {
+                                "header": {"key": PROTOCOL_HEADER, "value": "%PROTOCOL%"},
+                                "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+                            }
+                        }
+                    ],
+                },
+            }
+        ],
         # Devices keep one stream for hours: PINGs tell a dead peer (a device gone without
         # closing, a dropped TCP path) from a quiet one; no PING answer in time ends the
         # connection, and with it the device's link upstream.
@@ -485,6 +632,7 @@ def _http_connection_manager(spec: GatewaySpec) -> dict[str, Any]:
             "name": "thingwire",
             "virtual_hosts": [{"name": "all", "domains": ["*"], "routes": _routes(spec)}],
             "request_headers_to_add": [CLIENT_ADDRESS_HEADER],
+            "request_headers_to_remove": [PROTOCOL_HEADER],
         },
         # Order matters: Lua moves ?authorization= before the transcoder matches the path,
         # and on the way back sees the transcoder's answer, so it can copy the ready body.
@@ -585,7 +733,19 @@ def render_config(spec: GatewaySpec) -> dict[str, Any]:
     return {
         "node": {"id": f"thingwire-{spec.name}", "cluster": "thingwire"},
         "admin": {"address": _socket("127.0.0.1", spec.admin_port)},
-        "static_resources": {"listeners": [listener], "clusters": [_cluster(spec)]},
+        "static_resources": {
+            "listeners": [listener, _refusal_listener(spec)],
+            "clusters": [_cluster(spec), _refusal_cluster(spec)],
+        },
+        "bootstrap_extensions": [
+            {
+                "name": "envoy.bootstrap.internal_listener",
+                "typed_config": {
+                    "@type": "type.googleapis.com/"
+                    "envoy.extensions.bootstrap.internal_listener.v3.InternalListener"
+                },
+            }
+        ],
         "overload_manager": {
             "resource_monitors": [
                 {
@@ -609,7 +769,11 @@ def render_json(spec: GatewaySpec) -> str:
 __all__ = [
     "CLOUD_ERROR_RULES",
     "DEVICE_PACKAGE",
+    "GRPC_OVER_HTTP1_MESSAGE",
+    "GRPC_OVER_HTTP1_STATUS",
     "NATIVE_GRPC_CONTENT_TYPE",
+    "PROTOCOL_HEADER",
+    "REFUSAL_LISTENER",
     "ErrorRule",
     "GatewaySpec",
     "cloud_spec",

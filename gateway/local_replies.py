@@ -92,7 +92,8 @@ def _transcoder_failure() -> dict[str, Any]:
     return _cel("response.code_details.contains('grpc_json_transcode_failure')")
 
 
-#: gRPC needs HTTP/2; over HTTP/1 the server resets the stream.
+#: gRPC needs HTTP/2. Such requests take a route of their own that answers a 415 in JSON
+#: (gateway/config.py); this is the gRPC-form reply left if that answer cannot be had.
 _HTTP1 = _cel("request.protocol.startsWith('HTTP/1')")
 #: The grpc-message of Envoy's own replies to native gRPC calls over HTTP/1.
 GRPC_NEEDS_HTTP2 = "unsupported protocol: gRPC needs HTTP/2"

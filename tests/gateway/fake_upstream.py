@@ -65,12 +65,14 @@ class FakeAuthService(auth_pb2_grpc.AuthServiceServicer):
     async def GetCurrentUser(
         self, request: auth_pb2.GetCurrentUserRequest, context: grpc.aio.ServicerContext
     ) -> auth_pb2.User:
-        """Echoes the authorization metadata (username) and the original path (timezone)."""
+        """Echoes the authorization metadata (username), the original path (timezone) and
+        the gateway's protocol marker (email), which must never arrive."""
         metadata = _metadata(context)
         return auth_pb2.User(
             pk=1,
             username=metadata.get("authorization", ""),
             timezone=metadata.get("x-envoy-original-path", ""),
+            email=metadata.get("x-thingwire-protocol", ""),
         )
 
     async def CreateToken(

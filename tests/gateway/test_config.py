@@ -16,6 +16,8 @@ from gateway.config import (
     CLOUD_ERROR_RULES,
     LUA_FILTER,
     NATIVE_GRPC_CONTENT_TYPE,
+    PROTOCOL_HEADER,
+    REFUSAL_LISTENER,
     GatewaySpec,
     cloud_spec,
     device_spec,
@@ -167,6 +169,26 @@ def test_grpc_route_has_no_deadline_no_buffering_and_no_lua(spec: GatewaySpec) -
     assert per_filter["envoy.filters.http.buffer"]["disabled"]
     # The route's match is the one classification of native gRPC: the filter never runs.
     assert per_filter[LUA_FILTER]["disabled"]
+
+
+def test_grpc_route_takes_only_http2_and_the_rest_is_refused(spec: GatewaySpec) -> None:
+    config = render_config(spec)
+    names = list(_routes(config))
+    assert names[:2] == ["grpc", "grpc over HTTP/1"]
+    grpc_headers = _routes(config)["grpc"]["match"]["headers"]
+    assert {"name": PROTOCOL_HEADER, "string_match": {"exact": "HTTP/2"}} in grpc_headers
+    refused = _routes(config)["grpc over HTTP/1"]
+    assert refused["route"]["cluster"] == REFUSAL_LISTENER
+    assert refused["request_headers_to_remove"] == ["content-type"]
+    # The client cannot choose the protocol header, and the server never sees it.
+    mutation = _hcm(config)["early_header_mutation_extensions"][0]["typed_config"]
+    assert mutation["mutations"][0]["append"] == {
+        "header": {"key": PROTOCOL_HEADER, "value": "%PROTOCOL%"},
+        "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+    }
+    assert PROTOCOL_HEADER in _hcm(config)["route_config"]["request_headers_to_remove"]
+    listeners = config["static_resources"]["listeners"]
+    assert [listener["name"] for listener in listeners][1:] == [REFUSAL_LISTENER]
 
 
 def test_rest_routes_have_deadlines() -> None:

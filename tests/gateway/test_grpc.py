@@ -12,6 +12,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from thingwire.auth.v1 import auth_pb2, auth_pb2_grpc
 
+from gateway.config import GRPC_OVER_HTTP1_MESSAGE, PROTOCOL_HEADER
 from server.rest_errors import ERROR_BODY_KEY, HTTP_STATUS_KEY
 from tests.gateway.conftest import RunningGateway
 from tests.gateway.demo_service import DEMO_SERVICE
@@ -78,15 +79,75 @@ def test_reflection_lists_services(channel: grpc.Channel) -> None:
     assert {"thingwire.auth.v1.AuthService", "grpc.health.v1.Health"} <= names
 
 
-def test_grpc_content_type_over_http1_is_not_reshaped(client: httpx.Client) -> None:
-    """A (broken) gRPC request keeps its gRPC answer: the Lua filter stays out of gRPC."""
+#: A REST path, a gRPC method's path, an unknown path, and each family's prefixes.
+HTTP1_GRPC_CASES = [
+    ("/auth/user/", {"detail": GRPC_OVER_HTTP1_MESSAGE}),
+    ("/thingwire.auth.v1.AuthService/GetCurrentUser", {"detail": GRPC_OVER_HTTP1_MESSAGE}),
+    ("/thingwire.auth.v1.AuthService/Login", {"detail": GRPC_OVER_HTTP1_MESSAGE}),
+    ("/no/such/path", {"detail": GRPC_OVER_HTTP1_MESSAGE}),
+    ("/v1/users/ada/tokens", {"error": {"message": GRPC_OVER_HTTP1_MESSAGE}}),
+    ("/oauth/token", {"error": {"message": GRPC_OVER_HTTP1_MESSAGE}}),
+    (
+        "/api/external/v1/inputs",
+        {
+            "errors": [
+                {
+                    "status": "415",
+                    "title": "Unsupported Media Type",
+                    "detail": GRPC_OVER_HTTP1_MESSAGE,
+                }
+            ]
+        },
+    ),
+]
+
+
+@pytest.mark.parametrize("content_type", ["application/grpc", "application/grpc+proto"])
+@pytest.mark.parametrize("authorization", [None, "Bearer tok-a@b.c"])
+@pytest.mark.parametrize(("path", "body"), HTTP1_GRPC_CASES)
+def test_grpc_content_type_over_http1_is_a_json_415(
+    client: httpx.Client, path: str, body: dict, content_type: str, authorization: str | None
+) -> None:
+    """HTTP/1 cannot carry gRPC: a REST client gets a 415 in its family's shape, never a
+    200 with grpc-status and grpc-message."""
+    headers = {"content-type": content_type}
+    if authorization is not None:
+        headers["authorization"] = authorization
+    response = client.post(path, content=b"\x00\x00\x00\x00\x00", headers=headers)
+    assert response.status_code == 415
+    assert response.headers["content-type"] == "application/json"
+    assert not [name for name in response.headers if name.lower().startswith("grpc-")]
+    assert response.json() == body
+
+
+def test_a_forged_protocol_header_does_not_reach_the_grpc_route(client: httpx.Client) -> None:
     response = client.post(
         "/thingwire.auth.v1.AuthService/Login",
         content=b"",
-        headers={"content-type": "application/grpc"},
+        headers={"content-type": "application/grpc", PROTOCOL_HEADER: "HTTP/2"},
     )
-    assert response.headers["content-type"].startswith("application/grpc")
-    assert response.content == b""
+    assert response.status_code == 415
+    assert "grpc-status" not in response.headers
+
+
+@pytest.mark.parametrize("sent", [None, "HTTP/1.1"])
+def test_the_protocol_marker_never_reaches_the_server(
+    channel: grpc.Channel, client: httpx.Client, sent: str | None
+) -> None:
+    """Over h2c (the gRPC route) and over HTTP/1.1 (a REST route), sent or not."""
+    metadata = () if sent is None else ((PROTOCOL_HEADER, sent),)
+    user = auth_pb2_grpc.AuthServiceStub(channel).GetCurrentUser(
+        auth_pb2.GetCurrentUserRequest(), metadata=metadata, timeout=5
+    )
+    assert user.email == ""
+    headers = {} if sent is None else {PROTOCOL_HEADER: sent}
+    assert client.get("/auth/user/", headers=headers).json()["email"] == ""
+
+
+def test_grpc_content_type_over_http1_get_is_a_json_415(client: httpx.Client) -> None:
+    response = client.get("/auth/user/", headers={"content-type": "application/grpc"})
+    assert response.status_code == 415
+    assert response.json() == {"detail": GRPC_OVER_HTTP1_MESSAGE}
 
 
 def test_upstream_down_is_unavailable(down_gateway: RunningGateway) -> None:

@@ -14,7 +14,8 @@ import httpx
 import pytest
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from gateway.local_replies import GRPC_NEEDS_HTTP2, MESSAGES
+from gateway.config import GRPC_OVER_HTTP1_MESSAGE
+from gateway.local_replies import MESSAGES
 from tests.gateway.conftest import RunningGateway, make_spec, start_gateway
 from tests.support import LoopThread
 
@@ -252,16 +253,25 @@ def test_a_trickled_body_in_another_case_is_cut(bounded: RunningGateway, content
 def test_native_grpc_over_http1_does_not_leak_envoy_internals(
     client: httpx.Client, content_type: str
 ) -> None:
-    """gRPC needs HTTP/2. Envoy answers a gRPC request in gRPC form (HTTP 200 and a
-    grpc-status, docs/architecture.md), so the refusal is a gRPC one, with our message
-    instead of Envoy's "upstream connect error or disconnect/reset before headers"."""
-    for answer in (
-        client.post("/auth/login/", content=b"", headers={"content-type": content_type}),
-        client.post("/v1/users/ada/tokens", content=b"", headers={"content-type": content_type}),
+    """gRPC needs HTTP/2. Over HTTP/1 the gateway refuses a gRPC content type with a 415
+    in the path's family shape: no grpc-* header, no 200, none of Envoy's own text
+    ("upstream connect error or disconnect/reset before headers")."""
+    for answer, body in (
+        (
+            client.post("/auth/login/", content=b"", headers={"content-type": content_type}),
+            {"detail": GRPC_OVER_HTTP1_MESSAGE},
+        ),
+        (
+            client.post(
+                "/v1/users/ada/tokens", content=b"", headers={"content-type": content_type}
+            ),
+            {"error": {"message": GRPC_OVER_HTTP1_MESSAGE}},
+        ),
     ):
         assert "upstream" not in str(answer.headers) + answer.text
-        assert answer.headers["grpc-status"] == "14"
-        assert answer.headers["grpc-message"] == GRPC_NEEDS_HTTP2
+        assert answer.status_code == 415
+        assert answer.json() == body
+        assert [name for name in answer.headers if name.startswith("grpc-")] == []
         assert [name for name in answer.headers if name.startswith("x-thingwire")] == []
 
 

@@ -35,6 +35,9 @@ PATHS = [
     "/v2/users/ada/devices/x/y",
 ]
 CONTENT_TYPES = [
+    # Native gRPC's content types, which HTTP/1.1 cannot carry: refused like any other.
+    "application/grpc",
+    "application/grpc+proto",
     "application/grpc-web",
     "application/grpc-web+json",
     "application/json",
