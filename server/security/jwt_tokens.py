@@ -167,9 +167,9 @@ class TokenSigner:
             raise Unauthenticated("invalid token")
         if expire_time is not None and expire_time <= now:
             raise Unauthenticated("token expired")
-        link = payload.get("lnk", False)
-        if link is not False and (link is not True or device is None):
-            # Only ``true``, and only on a device token: anything else is forged or broken.
+        link = payload.get("lnk")
+        if link is not None and (link is not True or device is None):
+            # Absent, or ``true`` on a device token: never signed otherwise, so forged or broken.
             raise Unauthenticated("invalid token")
         username = payload.get("usr")
         jti = payload.get("jti")
@@ -181,7 +181,7 @@ class TokenSigner:
             issue_time=issue_time,
             device=device,
             resources=_resources_claim(payload.get("res")),
-            link=link,
+            link=link is True,
         )
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import grpc
+import jwt
 import pytest
 from thingwire.agent.v1 import agent_pb2, agent_pb2_grpc
 from thingwire.devices.v1 import devices_pb2, devices_pb2_grpc, stats_pb2, stats_pb2_grpc
@@ -14,7 +15,9 @@ from thingwire.resources.v1 import resources_pb2, resources_pb2_grpc
 from device_agent.agent import Agent
 from server.auth.device_tokens import LINK_TOKEN_REFUSED, sign_stored
 from server.clock import utc_now
-from server.errors import InvalidArgument
+from server.errors import InvalidArgument, Unauthenticated
+from server.security.jwt_tokens import TokenSigner
+from server.security.keys import KeyRing
 from server.storage import devices, users
 from server.storage.models import DeviceToken
 from server.storage.tokens import device_tokens
@@ -262,3 +265,22 @@ def test_an_agent_takes_credentials_or_a_link_token(credentials: str, token: str
             credentials=credentials,
             device_token=token,
         )
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"dev": DEVICE, "iat": 1, "jti": "0" * 24, "lnk": "yes", "usr": USER},
+        {"dev": DEVICE, "iat": 1, "jti": "0" * 24, "lnk": 1, "usr": USER},
+        {"dev": DEVICE, "iat": 1, "jti": "0" * 24, "lnk": False, "usr": USER},
+        {"exp": 2**40, "iat": 1, "lnk": True, "usr": USER},
+    ],
+    ids=["string", "one", "false", "not-a-device-token"],
+)
+def test_a_link_claim_is_true_on_a_device_token_or_absent(payload: dict[str, object]) -> None:
+    ring = KeyRing.generate()
+    token = jwt.encode(
+        payload, ring.current.secret, algorithm="HS256", headers={"kid": ring.current.kid}
+    )
+    with pytest.raises(Unauthenticated, match="invalid token"):
+        TokenSigner(ring).verify(token, utc_now())
