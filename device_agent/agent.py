@@ -59,13 +59,21 @@ class Agent:
         *,
         user: str,
         device: str,
-        credentials: str,
+        credentials: str = "",
+        device_token: str = "",
         backoff: Backoff | None = None,
     ) -> None:
+        """One of ``credentials`` (the device's) and ``device_token`` (a link token from
+        `thingwire device token`) opens the link; ValueError unless exactly one is given."""
+        if bool(credentials) == bool(device_token):
+            raise ValueError(
+                "an agent opens its link with credentials or a link token: one of them"
+            )
         self._channel_factory = channel_factory
         self._user = user
         self._device = device
         self._credentials = credentials
+        self._device_token = device_token
         self._backoff = backoff or Backoff()
         self._resources: dict[str, ResourceHandler] = {}
         #: The link secret of the last Welcome. Kept in memory only: after a restart of the
@@ -191,6 +199,8 @@ class Agent:
         )
         if self.link_secret is not None:
             hello.link_secret = self.link_secret
+        elif self._device_token:
+            hello.device_token = self._device_token  # the Welcome then carries no link secret
         else:
             hello.credentials = self._credentials
         return hello

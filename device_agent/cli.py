@@ -1,6 +1,7 @@
 """`thingwire agent`: one device's agent in the foreground, linked to the cloud.
 
-    thingwire agent --server HOST:PORT --user U --device D --credentials C [--simulate]
+    thingwire agent --server HOST:PORT --user U --device D (--credentials C | --token T)
+                    [--simulate]
 
 It keeps the device's link open (normally through the cloud gateway's port), reconnecting
 with backoff while the server is away, and logs to stderr and to
@@ -54,7 +55,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--user", required=True, help="the device owner's user name")
     parser.add_argument("--device", required=True, help="the device id")
-    parser.add_argument("--credentials", required=True, help="the device's credentials")
+    secret = parser.add_mutually_exclusive_group(required=True)
+    secret.add_argument("--credentials", help="the device's credentials")
+    secret.add_argument(
+        "--token", help="a link token of the device (`thingwire device token`), not credentials"
+    )
     parser.add_argument(
         "--simulate",
         action="store_true",
@@ -83,7 +88,8 @@ def build_agent(args: argparse.Namespace) -> Agent:
         insecure_channel_factory(args.server),
         user=args.user,
         device=args.device,
-        credentials=args.credentials,
+        credentials=args.credentials or "",
+        device_token=args.token or "",
     )
     if args.simulate:
         simulate(agent)

@@ -27,17 +27,22 @@ from sqlalchemy.orm import Session
 
 from device_agent import cli as agent_cli
 from gateway.launcher import GatewayError
+from server.auth.device_tokens import sign_stored
 from server.clock import utc_now
 from server.config import ConfigError, Settings
 from server.errors import InvalidArgument, NotFound, ThingwireError
 from server.health_client import check_health
+from server.security.jwt_tokens import TokenSigner
 from server.security.keys import DEFAULT_GRACE, KeyFile, KeyFileError
 from server.state import open_database
 from server.storage import devices, orgs, users
 from server.storage.models import User
-from server.storage.tokens import api_tokens
+from server.storage.tokens import api_tokens, device_tokens
+from server.storage.tokens.device_tokens import ALL_RESOURCES
 
 Command = Callable[[Session, argparse.Namespace], dict[str, Any]]
+#: A command that signs tokens: it is given the signer of the server's key file too.
+SignedCommand = Callable[[Session, argparse.Namespace, TokenSigner], dict[str, Any]]
 
 
 def parse_iso8601(value: str) -> datetime:
@@ -75,6 +80,23 @@ def device_create(s: Session, a: argparse.Namespace) -> dict[str, Any]:
         s, user.id, a.device, a.credentials, a.description, a.unit_id
     )
     return {"device": device.device_id, "unit_id": device.unit_id, "push_token": push_token}
+
+
+def device_token(s: Session, a: argparse.Namespace, signer: TokenSigner) -> dict[str, Any]:
+    """A link token: the device's own identity for its link, never a caller's credential.
+
+    Only the operator issues these; the Devices API's tokens are callers' tokens and never
+    open a link (docs/design.md, "Device tokens"). It is listed and deleted (revoked) with
+    the device's other tokens.
+    """
+    user = _user(s, a.user)
+    expires = parse_iso8601(a.expires) if a.expires else None
+    now = utc_now()
+    row = device_tokens.create_device_token(
+        s, user.id, a.device, a.name, ALL_RESOURCES, expires, now, signer.current_kid, link=True
+    )
+    token, _kid = sign_stored(signer, row, user.username, a.device, now)
+    return {"id": row.id, "name": row.name, "token": token}
 
 
 def org_create(s: Session, a: argparse.Namespace) -> dict[str, Any]:
@@ -125,11 +147,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     agent_cli.add_arguments(agent)
 
-    def group(name: str, article: str, what: str) -> argparse.ArgumentParser:
-        sub = commands.add_parser(name, help=f"manage {what}s").add_subparsers(
+    def actions(name: str, what: str) -> argparse._SubParsersAction[argparse.ArgumentParser]:
+        return commands.add_parser(name, help=f"manage {what}s").add_subparsers(
             dest="action", required=True
         )
-        return sub.add_parser("create", help=f"create {article} {what}")
+
+    def group(name: str, article: str, what: str) -> argparse.ArgumentParser:
+        return actions(name, what).add_parser("create", help=f"create {article} {what}")
 
     p = group("user", "a", "user")
     p.add_argument("--email", required=True, help="the login email (unique)")
@@ -147,13 +171,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--expires", help="ISO 8601 expiry (default: never)")
     p.set_defaults(run=apitoken_create)
 
-    p = group("device", "a", "device")
+    device_actions = actions("device", "device")
+    p = device_actions.add_parser("create", help="create a device")
     p.add_argument("--user", required=True, help="user name or email")
     p.add_argument("--device", required=True, help="device id, [a-zA-Z0-9_]{1,25}")
     p.add_argument("--credentials", required=True)
     p.add_argument("--description", default="")
     p.add_argument("--unit-id", dest="unit_id", help="AutoPi unit id (UUID; default: new)")
     p.set_defaults(run=device_create)
+    p = device_actions.add_parser(
+        "token", help="issue a link token: it opens the device's link (and calls nothing)"
+    )
+    p.add_argument("--user", required=True, help="user name or email")
+    p.add_argument("--device", required=True, help="the device id")
+    p.add_argument("--name", required=True)
+    p.add_argument("--expires", help="ISO 8601 expiry (default: never)")
+    p.set_defaults(run_signed=device_token)
 
     keys = commands.add_parser("key", help="manage the JWT signing keys").add_subparsers(
         dest="action", required=True
@@ -231,6 +264,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             result = args.run_keys(settings, args)
             sys.stdout.write(orjson.dumps(result).decode() + "\n")
             return 0
+        if hasattr(args, "run_signed"):
+            signer = TokenSigner(KeyFile(settings.jwt_key_file))
+            signed: SignedCommand = args.run_signed
+            return run_management(settings, lambda s, a: signed(s, a, signer), args)
         return run_management(settings, args.run, args)
     except (ThingwireError, ConfigError, GatewayError, KeyFileError) as error:
         print(f"thingwire: error: {getattr(error, 'message', error)}", file=sys.stderr)

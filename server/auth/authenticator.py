@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from thingwire.options.v1 import options_pb2
 
 from server.auth import permissions
-from server.auth.device_tokens import check_device_token, device_principal
+from server.auth.device_tokens import caller_principal
 from server.auth.principal import OrganizationPrincipal, Permission, Principal, UserPrincipal
 from server.errors import InvalidArgument, Unauthenticated
 from server.security.jwt_tokens import USER_TOKEN_TYPE, Claims, TokenSigner
@@ -113,9 +113,7 @@ class Authenticator:
                 if not device_tokens:
                     raise Unauthenticated("a device token cannot be used here")
                 return await self._db.run(
-                    lambda s: device_principal(
-                        check_device_token(s, self._signer, credential, claims, now)
-                    )
+                    lambda s: caller_principal(s, self._signer, credential, claims, now)
                 )
             if claims.username is None:
                 # A refresh token (no usr claim) grants nothing but new tokens.

@@ -5,6 +5,11 @@ not expired and its device exists; and only as the exact token the row describes
 stored claims are signed again with the row's key and compared in constant time with the
 token presented, so a token whose claims were altered, or which was signed with a key the
 row no longer names, is refused even if its signature verifies.
+
+A token has one purpose, fixed when it is issued and part of its signed claims: a caller's
+token (the Devices API's) reads and calls its device and never opens the link; a link token
+(``"lnk": true``, only from the operator's `thingwire device token`) opens its device's link
+and calls nothing. So a token handed to a dashboard can never stand in for the device.
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ from server.storage.tokens.device_tokens import ActiveDeviceToken, get_active_de
 
 __all__ = [
     "DEVICE_TOKEN_CREDENTIAL",
+    "LINK_TOKEN_REFUSED",
+    "caller_principal",
     "check_device_token",
     "device_principal",
     "open_link_with_token",
@@ -31,6 +38,8 @@ __all__ = [
 
 #: `UserPrincipal.credential` of a device token.
 DEVICE_TOKEN_CREDENTIAL = "device_token"  # noqa: S105 - a label, not a secret
+#: The answer to a link token presented as a caller's credential.
+LINK_TOKEN_REFUSED = "a device's link token only opens its link"  # noqa: S105 - a message
 
 
 def sign_stored(
@@ -47,6 +56,7 @@ def sign_stored(
         list(token.resources) or None,
         token.kid,
         now,
+        link=token.link,
     )
 
 
@@ -63,6 +73,17 @@ def check_device_token(
     if not secrets_equal(expected, presented):
         raise Unauthenticated("invalid token")
     return active
+
+
+def caller_principal(
+    session: Session, signer: TokenSigner, presented: str, claims: Claims, now: datetime
+) -> UserPrincipal:
+    """The principal of a caller's device token; Unauthenticated for any other, a link
+    token included: it is the device's own identity, not a caller's (fail closed)."""
+    active = check_device_token(session, signer, presented, claims, now)
+    if active.token.link:
+        raise Unauthenticated(LINK_TOKEN_REFUSED)
+    return device_principal(active)
 
 
 def device_principal(active: ActiveDeviceToken) -> UserPrincipal:
@@ -91,10 +112,10 @@ def open_link_with_token(
 ) -> Device:
     """The device whose link a Hello opens with a device token; else Unauthenticated.
 
-    The token must be a live device token of exactly this user and device, and name no
-    resources: a link serves every resource of its device, so a token limited to some of
-    them must not stand in for the device (docs/device-link.md). Every refusal is the
-    link's one answer, "invalid device credentials".
+    The token must be a live link token (issued for the link, ``"lnk": true``) of exactly
+    this user and device, naming no resources: a caller's token, made to read or call the
+    device, must never be the device (docs/device-link.md). Every refusal is the link's one
+    answer, "invalid device credentials".
     """
     try:
         claims = signer.verify(presented, now)
@@ -102,7 +123,8 @@ def open_link_with_token(
     except Unauthenticated:
         raise Unauthenticated(INVALID_DEVICE) from None
     if (
-        active.owner.username != username
+        not active.token.link
+        or active.owner.username != username
         or active.device.device_id != device_id
         or active.token.resources
     ):

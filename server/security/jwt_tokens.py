@@ -7,7 +7,8 @@
 - device token: ``{"dev", "exp"?, "iat", "jti", "res"?, "usr"}`` in the seed's (sorted)
   order, ``exp`` and ``res`` only when the owner set them; revocable like a user token, and
   shown again by signing its stored claims with the key it was signed with
-  (`device_token`, docs/design.md "Device tokens").
+  (`device_token`, docs/design.md "Device tokens"). A link token, the operator's token that
+  opens a device's link, is a device token with ``"lnk": true`` (and no ``res``).
 
 Tokens are told apart by their claims, so a refresh token never passes as an access token
 and an access token never refreshes. All are HS256, signed with the current key of the key
@@ -45,6 +46,8 @@ class Claims:
     device: str | None = None
     #: A device token's resources (``res``); None when it names none (every resource).
     resources: tuple[str, ...] | None = None
+    #: A device token issued to open its device's link (``"lnk": true``), not to call it.
+    link: bool = False
 
 
 def _claim_time(value: object) -> datetime:
@@ -107,19 +110,23 @@ class TokenSigner:
         resources: list[str] | None,
         kid: str | None,
         now: datetime,
+        link: bool = False,
     ) -> tuple[str, str]:
         """A device token from its stored claims, and the id of the key that signed it.
 
         Signed with key ``kid`` while that key still verifies, so the same claims give the
         same token again; with the current key when it does not (retired past its grace, or
         ``kid`` None), in which case the caller records the new kid. Deterministic: HS256
-        over the same header and claims, in the seed's sorted order.
+        over the same header and claims, in the seed's sorted order. ``link`` adds
+        ``"lnk": true``: the token opens the device's link and calls nothing.
         """
         payload: dict[str, Any] = {"dev": device}
         if expire_time is not None:
             payload["exp"] = int(expire_time.timestamp())
         payload["iat"] = int(issue_time.timestamp())
         payload["jti"] = jti
+        if link:
+            payload["lnk"] = True
         if resources:
             payload["res"] = list(resources)
         payload["usr"] = username
@@ -160,6 +167,10 @@ class TokenSigner:
             raise Unauthenticated("invalid token")
         if expire_time is not None and expire_time <= now:
             raise Unauthenticated("token expired")
+        link = payload.get("lnk")
+        if link is not None and (link is not True or device is None):
+            # Absent, or ``true`` on a device token: never signed otherwise, so forged or broken.
+            raise Unauthenticated("invalid token")
         username = payload.get("usr")
         jti = payload.get("jti")
         return Claims(
@@ -170,6 +181,7 @@ class TokenSigner:
             issue_time=issue_time,
             device=device,
             resources=_resources_claim(payload.get("res")),
+            link=link is True,
         )
 
 

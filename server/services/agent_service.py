@@ -99,7 +99,7 @@ class AgentService:
 
     async def _open(self, hello: agent_pb2.Hello, client: str) -> tuple[Device, str]:
         """The device and its new link secret ("" unless it opened with its credentials), or
-        Unauthenticated. A device token opens the link without a link secret: checking it
+        Unauthenticated. A link token opens the link without a link secret: checking it
         is already cheap (one HMAC and one query)."""
         database = self._state.database
         which = hello.WhichOneof("secret")

@@ -180,6 +180,9 @@ class DeviceToken(Base):
     revoke_time: Mapped[datetime | None]
     #: The signing key's id (docs/design.md, "Device tokens"); None: the current key.
     kid: Mapped[str | None] = mapped_column(sa.String(64))
+    #: Issued to open the device's link (claim ``lnk``), not to call it (docs/design.md,
+    #: "Device tokens"); only the operator's `thingwire device token` sets it.
+    link: Mapped[bool] = mapped_column(sa.Boolean, default=False, server_default=sa.false())
 
 
 class Organization(Base):

@@ -15,7 +15,9 @@ import pytest
 from thingwire.agent.v1 import agent_pb2, agent_pb2_grpc
 
 from device_agent.agent import Agent, LinkRefused
+from server.auth.device_tokens import LINK_TOKEN_REFUSED
 from server.link.registry import REPLACED
+from server.storage.devices import INVALID_DEVICE
 from tests.integration.stack import Stack
 from tests.link.conftest import connected, stopped
 
@@ -76,3 +78,66 @@ def test_the_welcome_crosses_the_gateway_with_the_limits(stack: Stack, device: s
     welcome = asyncio.run(scenario())
     assert welcome.link_secret
     assert welcome.max_calls_in_flight == 64
+
+
+def first_answer(stack: Stack, token: str) -> agent_pb2.ConnectResponse | grpc.aio.AioRpcError:
+    """The first answer, through the gateway, to a Hello carrying the device token `token`."""
+
+    async def scenario() -> agent_pb2.ConnectResponse | grpc.aio.AioRpcError:
+        hello = agent_pb2.Hello(user="ada", device=DEVICE, device_token=token)
+        async with grpc.aio.insecure_channel(stack.grpc_target) as channel:
+            stream = agent_pb2_grpc.AgentServiceStub(channel).Connect(
+                iter([agent_pb2.ConnectRequest(hello=hello)])
+            )
+            try:
+                first = await stream.read()
+            except grpc.aio.AioRpcError as error:
+                return error
+            stream.cancel()
+            assert isinstance(first, agent_pb2.ConnectResponse)
+            return first
+
+    return asyncio.run(scenario())
+
+
+def test_only_the_operators_link_token_opens_the_link(stack: Stack, device: str) -> None:
+    """A caller's token from the Devices API is refused like a wrong secret; the CLI's link
+    token opens the link, is listed with the device's tokens, calls nothing, and deleting
+    it there revokes it."""
+    access_token = stack.thinger_token("ada")
+    login = {"Authorization": f"Bearer {access_token}"}
+    callers = stack.device_token(access_token, DEVICE)
+    refused = first_answer(stack, callers["token"])
+    assert isinstance(refused, grpc.aio.AioRpcError)
+    assert (refused.code(), refused.details()) == (
+        grpc.StatusCode.UNAUTHENTICATED,
+        INVALID_DEVICE,
+    )
+
+    link = stack.cli_json(
+        "device", "token", "--user", "ada", "--device", DEVICE, "--name", "gateway-link"
+    )
+    assert set(link) == {"id", "name", "token"}
+    welcomed = first_answer(stack, link["token"])
+    assert isinstance(welcomed, agent_pb2.ConnectResponse)
+    assert welcomed.WhichOneof("kind") == "welcome"
+
+    tokens = f"/v1/users/ada/devices/{DEVICE}/tokens"
+    with stack.http() as http:
+        listed = http.get(tokens, headers=login)
+        assert listed.status_code == 200
+        assert {"id": link["id"], "name": "gateway-link", "token": link["token"]} in listed.json()
+        as_caller = {"Authorization": f"Bearer {link['token']}"}
+        for path in (
+            f"/v2/users/ada/devices/{DEVICE}/api",
+            f"/v1/users/ada/devices/{DEVICE}/stats",
+        ):
+            answer = http.get(path, headers=as_caller)
+            assert (answer.status_code, answer.json()) == (
+                401,
+                {"error": {"message": LINK_TOKEN_REFUSED}},
+            )
+        assert http.delete(f"{tokens}/{link['id']}", headers=login).status_code == 200
+    gone = first_answer(stack, link["token"])
+    assert isinstance(gone, grpc.aio.AioRpcError)
+    assert (gone.code(), gone.details()) == (grpc.StatusCode.UNAUTHENTICATED, INVALID_DEVICE)

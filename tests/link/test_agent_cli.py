@@ -15,7 +15,8 @@ import pytest
 from device_agent import cli as agent_cli
 from device_agent.channel import keepalive_options
 from device_agent.config import AgentSettings
-from tests.link.conftest import CREDENTIALS, DEVICE, USER, LinkWorld
+from tests.link.conftest import CREDENTIALS, DEVICE, USER, LinkWorld, connected, stopped
+from tests.link.test_device_token_link import issue
 from thingwire_cli import main as entry
 
 
@@ -40,9 +41,25 @@ def test_the_agent_needs_its_four_options(capsys: pytest.CaptureFixture[str]) ->
     with pytest.raises(SystemExit) as info:
         agent_cli.main(["--server", "127.0.0.1:8080", "--user", "ada"])
     assert info.value.code == 2
-    assert "the following arguments are required: --device, --credentials" in (
-        capsys.readouterr().err
-    )
+    assert "the following arguments are required: --device" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as info:
+        agent_cli.main(["--server", "127.0.0.1:8080", "--user", "ada", "--device", "d"])
+    assert info.value.code == 2
+    assert "one of the arguments --credentials --token is required" in capsys.readouterr().err
+
+
+def test_the_agent_takes_credentials_or_a_token_not_both(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as info:
+        agent_cli.main(
+            [
+                *("--server", "127.0.0.1:8080", "--user", "ada", "--device", "d"),
+                *("--credentials", "c", "--token", "t"),
+            ]
+        )
+    assert info.value.code == 2
+    assert "argument --token: not allowed with argument --credentials" in (capsys.readouterr().err)
 
 
 def test_the_entry_point_sends_agent_to_the_device_side(
@@ -138,3 +155,32 @@ def test_the_commands_channel_pings_the_server(monkeypatch: pytest.MonkeyPatch) 
     )
     agent_cli.build_agent(args)._channel_factory()
     assert opened == [("cloud:8080", dict(keepalive_options()))]
+
+
+def test_the_agent_opens_its_link_with_a_link_token(world: LinkWorld) -> None:
+    """`--token`: the device needs no credentials of its own, only a link token."""
+    _id, token = issue(world)
+    argv = ["--server", world.target, "--user", USER, "--device", DEVICE, "--token", token]
+    agent = agent_cli.build_agent(agent_cli.build_parser().parse_args(argv))
+
+    async def scenario() -> int:
+        task = await connected(agent)
+        await stopped(task)
+        return agent.connections
+
+    assert world.run(scenario) == 1
+    assert agent.link_secret is None
+
+
+def test_a_callers_token_as_token_exits_1_with_one_line(
+    world: LinkWorld, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _id, token = issue(world, link=False)
+    argv = ["--server", world.target, "--user", USER, "--device", DEVICE, "--token", token]
+    agent = agent_cli.build_agent(agent_cli.build_parser().parse_args(argv))
+    code = asyncio.run(asyncio.wait_for(agent_cli.run_agent(agent, world.target), 30))
+    assert code == 1
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "thingwire: error: the server refused the link: invalid device credentials "
+        "(UNAUTHENTICATED)"
+    )

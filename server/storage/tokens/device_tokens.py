@@ -2,8 +2,9 @@
 
 The row holds the token's claims (device, resources, issue and expiry times) and the id of
 the key that signed it, never the token: the list shows a token by signing the stored
-claims again (docs/design.md, "Device tokens"). Deleting the row (or its device, which
-cascades) revokes the token at once, since every use is checked here.
+claims again (docs/design.md, "Device tokens"). ``link`` marks a link token (the
+operator's, which opens the device's link) apart from a caller's token. Deleting the row
+(or its device, which cascades) revokes the token at once, since every use is checked here.
 """
 
 from __future__ import annotations
@@ -76,15 +77,21 @@ def create_device_token(
     expire_time: datetime | None,
     now: datetime,
     kid: str,
+    *,
+    link: bool = False,
 ) -> DeviceToken:
     """Record a token for the user's device, signed with key ``kid``; its id is the ``jti``.
 
-    ``resources`` is the JSON the client sent (see `parse_token_resources`). NotFound for an
-    unknown device; InvalidArgument for a bad name or resources, or a past expiry.
+    ``resources`` is the JSON the client sent (see `parse_token_resources`). ``link`` makes
+    a link token, which opens the device's link and calls nothing; it names no resources
+    (a link serves them all). NotFound for an unknown device; InvalidArgument for a bad
+    name or resources, or a past expiry.
     """
     now = utc_now(now)
     name = validate_token_name(name)
     chosen = parse_token_resources(resources)
+    if link and chosen is not ALL_RESOURCES:
+        raise InvalidArgument("a link token names no resources: a link serves them all")
     expire_time = future_expiry(expire_time, now, "token_expiration")
     device = get_device(s, user_id, device_id)
     token = DeviceToken(
@@ -95,6 +102,7 @@ def create_device_token(
         create_time=now,
         expire_time=expire_time,
         kid=kid,
+        link=link,
     )
     s.add(token)
     s.flush()
