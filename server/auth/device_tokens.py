@@ -109,8 +109,9 @@ def open_link_with_token(
     device_id: str,
     presented: str,
     now: datetime,
-) -> Device:
-    """The device whose link a Hello opens with a device token; else Unauthenticated.
+) -> tuple[Device, str]:
+    """The device whose link a Hello opens with a device token, and the token's id (its
+    deletion closes the link it opened); else Unauthenticated.
 
     The token must be a live link token (issued for the link, ``"lnk": true``) of exactly
     this user and device, naming no resources: a caller's token, made to read or call the
@@ -129,4 +130,4 @@ def open_link_with_token(
         or active.token.resources
     ):
         raise Unauthenticated(INVALID_DEVICE)
-    return active.device
+    return active.device, active.token.id

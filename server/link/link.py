@@ -95,8 +95,12 @@ class Link:
         ip_address: str = "",
         connected_time: datetime | None = None,
         on_change: OnChange | None = None,
+        link_token_id: str | None = None,
     ) -> None:
         self.key = key
+        #: The link token this link was opened with (None: credentials or a link secret);
+        #: deleting that token closes the link (docs/device-link.md, "The stream").
+        self.link_token_id = link_token_id
         #: The device's row in the devices table, where the figures are kept.
         self.device_pk = device_pk
         self.resources = dict(resources)

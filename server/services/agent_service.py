@@ -57,7 +57,7 @@ class AgentService:
             raise errors.InvalidArgument(NO_HELLO)
         hello = first.hello
         resources = declared_resources(hello.resources)
-        device, secret = await self._open(hello, client_of(context))
+        device, secret, link_token_id = await self._open(hello, client_of(context))
         links, stats = self._state.links, self._state.link_stats
         link = Link(
             DeviceKey(device.user_id, device.device_id),
@@ -68,6 +68,7 @@ class AgentService:
             ip_address=client_of(context),
             connected_time=self._state.clock(),
             on_change=self._changed,
+            link_token_id=link_token_id,
         )
         link.received(first)
         links.attach(link)
@@ -97,8 +98,9 @@ class AgentService:
         self._state.link_stats.changed(link)
         self._state.links.notify(link.key)
 
-    async def _open(self, hello: agent_pb2.Hello, client: str) -> tuple[Device, str]:
-        """The device and its new link secret ("" unless it opened with its credentials), or
+    async def _open(self, hello: agent_pb2.Hello, client: str) -> tuple[Device, str, str | None]:
+        """The device, its new link secret ("" unless it opened with its credentials) and
+        the id of the link token it opened with (None for other secrets), or
         Unauthenticated. A link token opens the link without a link secret: checking it
         is already cheap (one HMAC and one query)."""
         database = self._state.database
@@ -115,22 +117,23 @@ class AgentService:
             if found is None or not ok:
                 raise errors.Unauthenticated(INVALID_DEVICE)
             pk = found[0]
-            return await database.run(lambda s: link_secrets.issue_link_secret(s, pk))
+            device, secret = await database.run(lambda s: link_secrets.issue_link_secret(s, pk))
+            return device, secret, None
         if which == "link_secret":
             device = await database.run(
                 lambda s: link_secrets.open_with_link_secret(
                     s, hello.user, hello.device, hello.link_secret
                 )
             )
-            return device, ""
+            return device, "", None
         if which == "device_token":
             signer, now = self._state.signer, self._state.clock()
-            device = await database.run(
+            device, token_id = await database.run(
                 lambda s: open_link_with_token(
                     s, signer, hello.user, hello.device, hello.device_token, now
                 )
             )
-            return device, ""
+            return device, "", token_id
         raise errors.Unauthenticated("the Hello carries no credentials")
 
 

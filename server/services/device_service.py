@@ -32,6 +32,8 @@ from server.storage.tokens.device_tokens import ALL_RESOURCES
 
 #: Why a link closes when its device is deleted.
 DEVICE_DELETED = "the device was deleted"
+#: Why a link closes when the link token it was opened with is deleted.
+LINK_TOKEN_DELETED = "the link token this link was opened with was deleted"  # noqa: S105 - a message
 
 
 def _epoch_ms(device: Device) -> int:
@@ -189,4 +191,9 @@ class DeviceService(devices_pb2_grpc.DeviceServiceServicer):
                 s, principal.user_id, request.device_id, request.token_id
             )
         )
+        # Revoking a link token must end the link it opened (say, a leaked token's), not
+        # only refuse the next Hello.
+        live = self._state.links.get(DeviceKey(principal.user_id, request.device_id))
+        if live is not None and live.link_token_id == request.token_id:
+            live.close(FailedPrecondition(LINK_TOKEN_DELETED))
         return devices_pb2.DeleteDeviceTokenResponse()

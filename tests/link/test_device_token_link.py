@@ -3,6 +3,7 @@ caller's device token can: a token made for calling a device must never be the d
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 import grpc
@@ -12,12 +13,13 @@ from thingwire.agent.v1 import agent_pb2, agent_pb2_grpc
 from thingwire.devices.v1 import devices_pb2, devices_pb2_grpc, stats_pb2, stats_pb2_grpc
 from thingwire.resources.v1 import resources_pb2, resources_pb2_grpc
 
-from device_agent.agent import Agent
+from device_agent.agent import Agent, LinkRefused
 from server.auth.device_tokens import LINK_TOKEN_REFUSED, sign_stored
 from server.clock import utc_now
 from server.errors import InvalidArgument, Unauthenticated
 from server.security.jwt_tokens import TokenSigner
 from server.security.keys import KeyRing
+from server.services.device_service import LINK_TOKEN_DELETED
 from server.storage import devices, users
 from server.storage.models import DeviceToken
 from server.storage.tokens import device_tokens
@@ -284,3 +286,41 @@ def test_a_link_claim_is_true_on_a_device_token_or_absent(payload: dict[str, obj
     )
     with pytest.raises(Unauthenticated, match="invalid token"):
         TokenSigner(ring).verify(token, utc_now())
+
+
+def test_deleting_a_link_token_ends_the_link_it_opened(world: LinkWorld) -> None:
+    """Revoking a (say, leaked) link token ends the live link it opened, not only the next
+    Hello; deleting another token of the device leaves the link alone."""
+    token_id, token = issue(world)
+    other_id, _other = issue(world)
+    target = world.target
+
+    async def delete(stub: devices_pb2_grpc.DeviceServiceStub, which: str) -> None:
+        await stub.DeleteDeviceToken(
+            devices_pb2.DeleteDeviceTokenRequest(user_id=USER, device_id=DEVICE, token_id=which),
+            metadata=login(world),
+        )
+
+    async def scenario() -> tuple[bool, LinkRefused]:
+        agent = Agent(
+            lambda: grpc.aio.insecure_channel(target),
+            user=USER,
+            device=DEVICE,
+            device_token=token,
+            backoff=FAST,
+        )
+        task = await connected(agent)
+        async with grpc.aio.insecure_channel(target) as channel:
+            stub = devices_pb2_grpc.DeviceServiceStub(channel)
+            await delete(stub, other_id)
+            await asyncio.sleep(0.3)
+            alive_after_other = not task.done()
+            await delete(stub, token_id)
+            with pytest.raises(LinkRefused) as info:
+                await asyncio.wait_for(task, 10)
+        return alive_after_other, info.value
+
+    alive_after_other, ended = world.run(scenario)
+    assert alive_after_other
+    assert ended.code == grpc.StatusCode.FAILED_PRECONDITION
+    assert ended.details == LINK_TOKEN_DELETED
