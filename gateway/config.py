@@ -373,6 +373,20 @@ NATIVE_GRPC_MATCH: dict[str, Any] = {
 HTTP2: dict[str, Any] = {"exact": "HTTP/2"}
 
 
+def _without_buffer_and_lua() -> dict[str, Any]:
+    """Per-route config that switches off the buffer and the Lua filter (REST's two)."""
+    return {
+        "envoy.filters.http.buffer": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.buffer.v3.BufferPerRoute",
+            "disabled": True,
+        },
+        LUA_FILTER: {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.lua.v3.LuaPerRoute",
+            "disabled": True,
+        },
+    }
+
+
 def _grpc_over_http1_route(spec: GatewaySpec) -> dict[str, Any]:
     """A gRPC content type over HTTP/1 (which cannot carry gRPC) goes to the refusal
     listener, without its content type so that listener's answer is plain HTTP: a 415 in
@@ -384,19 +398,9 @@ def _grpc_over_http1_route(spec: GatewaySpec) -> dict[str, Any]:
         "request_headers_to_remove": ["content-type"],
         # The answer is the gateway's own, not a server's: no upstream timing.
         "response_headers_to_remove": ["x-envoy-upstream-service-time"],
-        "typed_per_filter_config": {
-            # Nothing to buffer or to check: the answer does not depend on the request.
-            "envoy.filters.http.buffer": {
-                "@type": "type.googleapis.com/"
-                "envoy.extensions.filters.http.buffer.v3.BufferPerRoute",
-                "disabled": True,
-            },
-            # Its refusals would be local replies, hence in gRPC form.
-            LUA_FILTER: {
-                "@type": "type.googleapis.com/envoy.extensions.filters.http.lua.v3.LuaPerRoute",
-                "disabled": True,
-            },
-        },
+        # Nothing to buffer or to check: the answer does not depend on the request; and the
+        # Lua filter's refusals would be local replies, hence in gRPC form.
+        "typed_per_filter_config": _without_buffer_and_lua(),
     }
 
 
@@ -502,20 +506,10 @@ def _routes(spec: GatewaySpec) -> list[dict[str, Any]]:
                     "grpc_timeout_header_max": "0s",
                 },
             },
-            "typed_per_filter_config": {
-                # gRPC streams are not buffered; the gRPC server enforces its own limit.
-                "envoy.filters.http.buffer": {
-                    "@type": "type.googleapis.com/"
-                    "envoy.extensions.filters.http.buffer.v3.BufferPerRoute",
-                    "disabled": True,
-                },
-                # The Lua filter is REST's: off here, so this route's match is the one
-                # classification of native gRPC.
-                LUA_FILTER: {
-                    "@type": "type.googleapis.com/envoy.extensions.filters.http.lua.v3.LuaPerRoute",
-                    "disabled": True,
-                },
-            },
+            # gRPC streams are not buffered (the gRPC server enforces its own limit), and
+            # the Lua filter is REST's: off here, so this route's match is the one
+            # classification of native gRPC.
+            "typed_per_filter_config": _without_buffer_and_lua(),
         },
         _grpc_over_http1_route(spec),
     ]
