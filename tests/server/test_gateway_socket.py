@@ -8,7 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config import CLIENT_ADDRESS_HEADER, cloud_spec, render_config
+from gateway.config import (
+    CLIENT_ADDRESS_HEADER,
+    REFUSAL_LISTENER,
+    UPSTREAM_CLUSTER,
+    cloud_spec,
+    render_config,
+)
 from server.gateway_socket import MAX_PATH_BYTES, grpc_address
 from server.serve import DESCRIPTOR_PATH
 from tests.server.conftest import ServerUnderTest
@@ -53,10 +59,12 @@ def test_envoy_reaches_the_server_over_the_socket_and_names_the_real_peer(
 ) -> None:
     path = tmp_path / "gateway.sock"
     config = render_config(cloud_spec(8080, 50051, 9901, DESCRIPTOR, upstream_socket=path))
-    (cluster,) = config["static_resources"]["clusters"]
+    resources = config["static_resources"]
+    # The refusal listener and its cluster are the gateway's own (no upstream, no client).
+    (cluster,) = [c for c in resources["clusters"] if c["name"] == UPSTREAM_CLUSTER]
     (endpoints,) = cluster["load_assignment"]["endpoints"]
     assert endpoints["lb_endpoints"][0]["endpoint"]["address"] == {"pipe": {"path": str(path)}}
-    (listener,) = config["static_resources"]["listeners"]
+    (listener,) = [item for item in resources["listeners"] if item["name"] != REFUSAL_LISTENER]
     manager = listener["filter_chains"][0]["filters"][0]["typed_config"]
     assert manager["use_remote_address"] is True
     assert "xff_num_trusted_hops" not in manager  # Envoy is the edge
