@@ -27,6 +27,7 @@ __all__ = [
     "LoginThrottle",
     "Organization",
     "RefreshToken",
+    "TelemetryRecord",
     "UTCDateTime",
     "User",
     "asset_inputs",
@@ -241,3 +242,23 @@ class LoginThrottle(Base):
     failures: Mapped[int] = mapped_column(default=0, server_default="0")
     window_start: Mapped[datetime]
     locked_until: Mapped[datetime | None]
+
+
+class TelemetryRecord(Base):
+    """One device record (``@t``, ``@ts``, any other fields), stored exactly once.
+
+    The primary key is the natural key (device, ``@t``, ``@ts``), so a batch sent again is
+    ignored row by row (``ON CONFLICT DO NOTHING``). On SQLite the table is ``WITHOUT ROWID``:
+    the rows live in the key's B-tree, one B-tree written per insert instead of a rowid table
+    plus an index (docs/design.md, "Telemetry storage"). ``ts`` is epoch microseconds, the
+    precision devices send, as an integer that aggregation buckets by arithmetic.
+    """
+
+    __tablename__ = "telemetry_records"
+    __table_args__ = ({"sqlite_with_rowid": False},)
+
+    device_pk: Mapped[int] = mapped_column(_fk("devices.id"), primary_key=True)
+    record_type: Mapped[str] = mapped_column(sa.String(128), primary_key=True)
+    ts: Mapped[int] = mapped_column(sa.BigInteger, primary_key=True, autoincrement=False)
+    #: The record's other fields (``@t`` and ``@ts`` removed) as compact JSON text.
+    fields: Mapped[str] = mapped_column(sa.Text)

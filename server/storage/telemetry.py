@@ -1,0 +1,197 @@
+"""Device records: split a pushed batch into usable and rejected records, store it once.
+
+A device (AutoPi firmware, the seed's example) posts a JSON array of records, each with a
+type ``@t``, a timestamp ``@ts`` and any other fields. It deletes the batch once it is
+answered 2xx and retries anything else, so one unusable record must never fail the batch:
+``split_batch`` keeps the usable records and names what is wrong with the others, and
+``store_records`` inserts the usable ones keyed by (device, ``@t``, ``@ts``), ignoring
+repeats, so a retried batch is stored exactly once (docs/design.md, "Telemetry storage").
+
+The hot path avoids per-record objects: a usable record is a plain tuple, timestamps become
+integers once, and the whole batch is one statement.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, NamedTuple
+
+import orjson
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from server.storage.models import TelemetryRecord
+
+__all__ = [
+    "MAX_RECORD_TYPE_LENGTH",
+    "Rejected",
+    "Split",
+    "StoredCounts",
+    "UsableRecord",
+    "parse_timestamp",
+    "split_batch",
+    "store_records",
+]
+
+MAX_RECORD_TYPE_LENGTH = 128
+# Printable text: a control character (a NUL above all, which PostgreSQL refuses in text)
+# would corrupt listings and logs that show the type.
+_RECORD_TYPE_RE = re.compile(rf"[^\x00-\x1f\x7f]{{1,{MAX_RECORD_TYPE_LENGTH}}}")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+_TABLE: sa.Table = TelemetryRecord.__table__  # type: ignore[assignment]
+
+#: (``@t``, ``@ts`` in epoch microseconds, the other fields as compact JSON text).
+UsableRecord = tuple[str, int, str]
+
+
+class Rejected(NamedTuple):
+    """A record set aside: its position in the batch (from 0), why, and the record as received."""
+
+    position: int
+    reason: str
+    record: object
+
+
+class Split(NamedTuple):
+    """A batch divided into the records to store and those that cannot be."""
+
+    usable: list[UsableRecord]
+    rejected: list[Rejected]
+
+
+class StoredCounts(NamedTuple):
+    """What one ``store_records`` call did: rows written, and records already stored."""
+
+    new: int
+    repeats: int
+
+
+def parse_timestamp(value: object) -> int | None:
+    """``@ts`` as epoch microseconds, or None when it is not a usable ISO-8601 time.
+
+    Accepts what devices send: ``2024-01-01T12:00:00Z``, fractions of any length (cut to
+    microseconds, the finest unit stored), and offsets such as ``+02:00`` or ``+0200``, all
+    normalised to UTC so one instant is one key whatever its spelling. A time without an
+    offset is taken as UTC (AutoPi records are UTC). A date alone is refused: a record
+    keyed by midnight would collide with every other record of that day.
+    """
+    if not isinstance(value, str) or len(value) < 16 or len(value) > 64:
+        return None
+    if value[10] not in "Tt ":
+        return None
+    try:
+        # upper(): RFC 3339 allows a lowercase "t" and "z", which fromisoformat refuses.
+        moment = datetime.fromisoformat(value.upper())
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    # Aware arithmetic is exact and in range: years 1 to 9999 are well inside 64 bits.
+    return (moment - _EPOCH) // _MICROSECOND
+
+
+def _check(record: object) -> UsableRecord | str:
+    """The usable form of one record, or the reason it cannot be stored."""
+    if not isinstance(record, dict):
+        return "not a JSON object"
+    if "@t" not in record:
+        return "missing @t"
+    record_type = record["@t"]
+    if not isinstance(record_type, str) or not _RECORD_TYPE_RE.fullmatch(record_type):
+        return f"bad @t: must be a string of 1 to {MAX_RECORD_TYPE_LENGTH} printable characters"
+    if "@ts" not in record:
+        return "missing @ts"
+    ts = parse_timestamp(record["@ts"])
+    if ts is None:
+        return "bad @ts: must be an ISO-8601 date and time, such as 2024-01-01T12:00:00Z"
+    fields = {k: v for k, v in record.items() if k != "@t" and k != "@ts"}
+    try:
+        text = orjson.dumps(fields).decode()
+    except (TypeError, orjson.JSONEncodeError):  # values no JSON parser would have made
+        return "fields are not representable as JSON"
+    return (record_type, ts, text)
+
+
+def split_batch(batch: Iterable[Any]) -> Split:
+    """Divide a parsed JSON batch into usable records and rejected ones, each with a reason.
+
+    Never raises for a bad record: the device would retry the whole batch forever, so the
+    good records are kept and the bad ones reported for an operator to see and count.
+    """
+    usable: list[UsableRecord] = []
+    rejected: list[Rejected] = []
+    for index, record in enumerate(batch):
+        checked = _check(record)
+        if isinstance(checked, str):
+            rejected.append(Rejected(index, checked, record))
+        else:
+            usable.append(checked)
+    return Split(usable, rejected)
+
+
+def _postgres_insert(device_pk: int, records: Sequence[UsableRecord]) -> Any:
+    """One ``INSERT … SELECT FROM unnest(arrays)``: four parameters whatever the batch size.
+
+    A multi-row VALUES list would bind four parameters per record and hit the protocol's
+    65,535-parameter limit at 16,383 records; arrays have no such limit and bind in C.
+    """
+    types, stamps, fields = zip(*records, strict=True)
+    rows = (
+        sa.func.unnest(
+            sa.bindparam("types", list(types), type_=postgresql.ARRAY(sa.String)),
+            sa.bindparam("stamps", list(stamps), type_=postgresql.ARRAY(sa.BigInteger)),
+            sa.bindparam("fields", list(fields), type_=postgresql.ARRAY(sa.Text)),
+        )
+        .table_valued("record_type", "ts", "fields")
+        .render_derived(name="batch")
+    )
+    select = sa.select(
+        sa.literal(device_pk, sa.Integer), rows.c.record_type, rows.c.ts, rows.c.fields
+    )
+    return (
+        postgresql.insert(_TABLE)
+        .from_select(["device_pk", "record_type", "ts", "fields"], select)
+        .on_conflict_do_nothing()
+        .execution_options(preserve_rowcount=True)
+    )
+
+
+def store_records(
+    session: Session, device_pk: int, records: Sequence[UsableRecord]
+) -> StoredCounts:
+    """Insert ``records`` of one device in one statement; repeats are ignored, not errors.
+
+    A record whose (device, ``@t``, ``@ts``) is stored already, or that appears twice in the
+    batch, counts as a repeat: the device retried after losing our answer, and the first
+    copy wins. The caller's unit of work commits; answer the device only after that.
+    """
+    if not records:
+        return StoredCounts(0, 0)
+    # Core on the session's connection: the ORM's bulk path would build objects per row and
+    # hide the row count; ``preserve_rowcount`` keeps the count of an INSERT, which
+    # SQLAlchemy otherwise reports only for UPDATE and DELETE.
+    connection = session.connection()
+    dialect = connection.dialect.name
+    if dialect == "postgresql":
+        result = connection.execute(_postgres_insert(device_pk, records))
+    elif dialect == "sqlite":
+        # executemany of one prepared statement: SQLite has no array parameters, and its
+        # statement steps per row in C without re-parsing.
+        stmt = (
+            sqlite.insert(_TABLE).on_conflict_do_nothing().execution_options(preserve_rowcount=True)
+        )
+        result = connection.execute(
+            stmt,
+            [
+                {"device_pk": device_pk, "record_type": t, "ts": ts, "fields": f}
+                for t, ts, f in records
+            ],
+        )
+    else:  # pragma: no cover - only the two supported backends
+        raise NotImplementedError(dialect)
+    new = int(result.rowcount)
+    return StoredCounts(new, len(records) - new)
