@@ -99,6 +99,20 @@ def require_path_user(principal: UserPrincipal, user_id: str) -> None:
         raise Unauthenticated(f"not authorized for user {user_id!r}")
 
 
+def require_device_access(
+    principal: UserPrincipal,
+    user_id: str,
+    action: Action,
+    device_id: str,
+    resource: str | None = None,
+) -> None:
+    """The path's user must be the caller, and the credential must allow `action` on the
+    device (and resource): else 401, the same whether or not the device exists."""
+    require_path_user(principal, user_id)
+    if not principal.allows(action, device_id, resource):
+        raise Unauthenticated(f"not authorized for device {device_id!r}")
+
+
 def require_self(principal: UserPrincipal, user_id: str) -> None:
     """A Thinger path that manages credentials (user tokens, devices, device tokens): only
     that user's login session may use it, so that no token can mint or revoke another.

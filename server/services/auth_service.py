@@ -18,7 +18,13 @@ from server.auth.principal import Action, UserPrincipal, require_self, require_u
 from server.errors import InvalidArgument, NotFound, PermissionDenied, Unauthenticated
 from server.request_origin import client_of
 from server.security.jwt_tokens import ACCESS_TOKEN_LIFETIME, REFRESH_TOKEN_LIFETIME
-from server.services.convert import datetime_or_none, epoch_ms_or_none, json_sent, timestamp
+from server.services.convert import (
+    datetime_or_none,
+    epoch_ms,
+    epoch_ms_or_none,
+    json_sent,
+    timestamp,
+)
 from server.services.token_form import TokenForm, parse_revoke_request, parse_token_request
 from server.state import AppState
 from server.storage import devices, users
@@ -255,10 +261,8 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
                     "id": r.id,
                     "name": r.name,
                     "permissions": r.permissions or [],
-                    "create_time": int(r.create_time.timestamp() * 1000),
-                    "token_expiration": (
-                        int(r.expire_time.timestamp() * 1000) if r.expire_time else None
-                    ),
+                    "create_time": epoch_ms(r.create_time),
+                    "token_expiration": (epoch_ms(r.expire_time) if r.expire_time else None),
                 }
             )
         return listing

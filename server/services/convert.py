@@ -30,6 +30,11 @@ def datetime_or_none(ts: timestamp_pb2.Timestamp, present: bool, field: str) -> 
         raise InvalidArgument(f"{field} is out of range") from None
 
 
+def epoch_ms(moment: datetime | None) -> int:
+    """A time as Thinger's epoch milliseconds; 0 for none (never connected, say)."""
+    return int(moment.timestamp() * 1000) if moment is not None else 0
+
+
 def epoch_ms_or_none(value: int, field: str) -> datetime | None:
     """Thinger's epoch-millisecond expiries; only 0 means none; beyond year 9999 is invalid.
 

@@ -23,10 +23,9 @@ from server.auth.device_tokens import sign_stored
 from server.auth.principal import Action, require_path_user, require_self, require_user
 from server.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from server.link.link import DeviceKey
-from server.services.convert import epoch_ms_or_none, json_sent
+from server.services.convert import epoch_ms, epoch_ms_or_none, json_sent
 from server.state import AppState
 from server.storage import devices
-from server.storage.models import Device
 from server.storage.tokens import device_tokens
 from server.storage.tokens.device_tokens import ALL_RESOURCES
 
@@ -34,13 +33,6 @@ from server.storage.tokens.device_tokens import ALL_RESOURCES
 DEVICE_DELETED = "the device was deleted"
 #: Why a link closes when the link token it was opened with is deleted.
 LINK_TOKEN_DELETED = "the link token this link was opened with was deleted"  # noqa: S105 - a message
-
-
-def _epoch_ms(device: Device) -> int:
-    """`connection.ts`: the last connect or disconnect in epoch ms; 0 if it never connected."""
-    if device.connected_time is None:
-        return 0
-    return int(device.connected_time.timestamp() * 1000)
 
 
 class DeviceService(devices_pb2_grpc.DeviceServiceServicer):
@@ -66,7 +58,10 @@ class DeviceService(devices_pb2_grpc.DeviceServiceServicer):
                 {
                     "device": device.device_id,
                     "description": device.description,
-                    "connection": {"active": device.connected, "ts": _epoch_ms(device)},
+                    "connection": {
+                        "active": device.connected,
+                        "ts": epoch_ms(device.connected_time),
+                    },
                 }
             )
         return listing

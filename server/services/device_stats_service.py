@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from datetime import datetime
 
 import grpc
 from sqlalchemy.orm import Session
@@ -18,12 +17,19 @@ from thingwire.devices.v1 import stats_pb2
 from thingwire.options.v1 import options_pb2
 
 from server.auth.authenticator import Authenticator
-from server.auth.principal import Action, UserPrincipal, require_user
-from server.errors import InvalidArgument, Unauthenticated
+from server.auth.principal import (
+    Action,
+    UserPrincipal,
+    require_device_access,
+    require_path_user,
+    require_user,
+)
+from server.errors import Unauthenticated
 from server.link.link import DeviceKey, LinkFigures
 from server.request_origin import metadata_of
+from server.services.convert import epoch_ms
 from server.state import AppState
-from server.storage.devices import DEVICE_ID_RE, get_device
+from server.storage.devices import get_device, validate_device_id
 
 #: At most this many frames a second per stream: a busy link changes with every message,
 #: and a watcher wants the figures, not one frame per message.
@@ -41,14 +47,10 @@ def authorize(
     the device (the same whether or not it exists); InvalidArgument for a bad device id.
     """
     principal = principal or require_user()
-    if user_id != principal.username:
-        raise Unauthenticated(f"not authorized for user {user_id!r}")
-    if not DEVICE_ID_RE.fullmatch(device_id):
-        raise InvalidArgument(
-            f"invalid device id {device_id!r}: use 1 to 25 letters, digits or underscores"
-        )
-    if not principal.allows(Action.READ, device_id):
-        raise Unauthenticated(f"not authorized for device {device_id!r}")
+    # Another user's path is 401 before a bad id is 400, so paths reveal nothing.
+    require_path_user(principal, user_id)
+    validate_device_id(device_id)
+    require_device_access(principal, user_id, Action.READ, device_id)
     return principal
 
 
@@ -64,14 +66,10 @@ def _stored(s: Session, user_id: int, device_id: str) -> tuple[int, LinkFigures]
     )
 
 
-def _epoch_ms(moment: datetime | None) -> float:
-    return float(int(moment.timestamp() * 1000)) if moment is not None else 0.0
-
-
 def fill(response: StatsResponse, figures: LinkFigures) -> StatsResponse:
     """Copy `figures` into a response of either rpc (their fields are the same)."""
     response.connected = figures.connected
-    response.connected_ts = _epoch_ms(figures.connected_time)
+    response.connected_ts = float(epoch_ms(figures.connected_time))
     response.ip_address = figures.ip_address
     response.rx_bytes = float(figures.rx_bytes)
     response.tx_bytes = float(figures.tx_bytes)

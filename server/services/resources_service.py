@@ -15,7 +15,7 @@ from thingwire.agent.v1 import agent_pb2
 from thingwire.resources.v1 import resources_pb2, resources_pb2_grpc
 
 from server import errors
-from server.auth.principal import Action, UserPrincipal, require_user
+from server.auth.principal import Action, UserPrincipal, require_device_access, require_user
 from server.link.link import DeviceKey, Resource
 from server.request_origin import metadata_of
 from server.rest_interceptor import ORIGINAL_PATH_KEY
@@ -109,10 +109,7 @@ def authorize(
     Checked before the device is looked for, so a refusal is the same whether or not the
     device exists (docs/device-link.md, "Who may call").
     """
-    if user_id != principal.username:
-        raise errors.Unauthenticated(f"not authorized for user {user_id!r}")
-    if not principal.allows(action, device_id, resource):
-        raise errors.Unauthenticated(f"not authorized for device {device_id!r}")
+    require_device_access(principal, user_id, action, device_id, resource)
     return DeviceKey(principal.user_id, device_id)
 
 

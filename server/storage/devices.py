@@ -31,6 +31,7 @@ __all__ = [
     "device_connected",
     "get_device",
     "list_devices",
+    "validate_device_id",
 ]
 
 DEVICE_ID_RE = re.compile(r"[a-zA-Z0-9_]{1,25}")
@@ -41,7 +42,8 @@ DEVICE_CONNECTED = "device {device!r} is connected: disconnect it before deletin
 DEVICE_LIMIT = "the account has reached its limit of {limit} devices"
 
 
-def _validate_device_id(device_id: str) -> str:
+def validate_device_id(device_id: str) -> str:
+    """`device_id` if it follows Thinger's rule; else InvalidArgument naming the rule."""
     if not isinstance(device_id, str) or not DEVICE_ID_RE.fullmatch(device_id):
         raise InvalidArgument(
             f"invalid device id {device_id!r}: use 1 to 25 letters, digits or underscores"
@@ -71,7 +73,7 @@ def create_device(
     Raises InvalidArgument for a bad id, unit_id or empty credentials, NotFound for an unknown
     user, AlreadyExists for a device id the user already has or a unit_id already in use.
     """
-    _validate_device_id(device_id)
+    validate_device_id(device_id)
     unit_id = _normalize_unit_id(unit_id)
     if not credentials:
         raise InvalidArgument("credentials must not be empty")
@@ -129,7 +131,7 @@ def list_devices(s: Session, user_id: int, device_id: str | None = None) -> Sequ
     """
     query = sa.select(Device).where(Device.user_id == user_id)
     if device_id is not None:
-        query = query.where(Device.device_id == _validate_device_id(device_id))
+        query = query.where(Device.device_id == validate_device_id(device_id))
     return s.scalars(query.order_by(Device.device_id)).all()
 
 
@@ -160,7 +162,7 @@ def add_device(
     the limit never both succeed, on either backend. Raises what `create_device` raises, and
     InvalidArgument at the limit.
     """
-    _validate_device_id(device_id)
+    validate_device_id(device_id)
     if not credentials:
         raise InvalidArgument("device_credentials is required")
     _lock_owner(s, user_id)
