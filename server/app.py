@@ -149,6 +149,7 @@ class RunningServer:
         self.state.links.go_away_all(self.state.link_limits.go_away_window_s)
         await self.server.stop(grace)
         await self.state.link_stats.stop()
+        await self.state.telemetry.stop()
         self.maintenance.cancel()
         await asyncio.gather(self.maintenance, return_exceptions=True)
         self.state.logins.close()

@@ -18,6 +18,7 @@ from server.link.stats_store import StatsStore
 from server.security.jwt_tokens import TokenSigner
 from server.security.keys import KeyFile, KeyRing, adopt_database_key
 from server.storage.db import Database
+from server.telemetry.writer import TelemetryWriter
 
 __all__ = ["AppState", "open_database", "utc_now"]
 
@@ -57,6 +58,11 @@ class AppState:
     def link_stats(self) -> StatsStore:
         """Writes the links' figures into the devices table, in batches."""
         return StatsStore(self.database, self.link_limits.stats_interval_s, self.clock)
+
+    @cached_property
+    def telemetry(self) -> TelemetryWriter:
+        """Stores device records from every ingest face (HTTP push, the link)."""
+        return TelemetryWriter(self.database, self.clock)
 
     @classmethod
     async def open(

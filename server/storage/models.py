@@ -12,6 +12,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -24,10 +25,14 @@ __all__ = [
     "Device",
     "DeviceToken",
     "Input",
+    "InputData",
+    "JSONText",
     "LoginThrottle",
     "Organization",
     "RefreshToken",
+    "TelemetryBatch",
     "TelemetryRecord",
+    "TelemetryReject",
     "UTCDateTime",
     "User",
     "asset_inputs",
@@ -67,6 +72,37 @@ class UTCDateTime(sa.TypeDecorator[datetime]):
         if value.tzinfo is None:
             return value.replace(tzinfo=UTC)
         return value.astimezone(UTC)
+
+
+class JSONText(sa.TypeDecorator[str]):
+    """JSON held as text in Python: ``text`` on SQLite, ``jsonb`` on PostgreSQL.
+
+    Callers bind and read compact JSON text on both backends. PostgreSQL keeps it as
+    ``jsonb`` so that reads extract fields in SQL without parsing text per row; psycopg
+    hands ``jsonb`` back parsed, so a value read is serialised again to keep one contract.
+    An INSERT … SELECT from text (the batch insert's ``unnest``) must cast to ``jsonb``.
+    """
+
+    impl = sa.Text
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> sa.types.TypeEngine[Any]:
+        if dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import JSONB
+
+            return dialect.type_descriptor(JSONB(none_as_null=True))
+        return dialect.type_descriptor(sa.Text())
+
+    def process_bind_param(self, value: str | None, dialect: Dialect) -> Any:
+        if value is None or dialect.name != "postgresql":
+            return value
+        # The JSONB type serialises what it is given: hand it the parsed value.
+        return orjson.loads(value)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> str | None:
+        if value is None or isinstance(value, str):
+            return value
+        return orjson.dumps(value).decode()
 
 
 class Base(DeclarativeBase):
@@ -261,4 +297,68 @@ class TelemetryRecord(Base):
     record_type: Mapped[str] = mapped_column(sa.String(128), primary_key=True)
     ts: Mapped[int] = mapped_column(sa.BigInteger, primary_key=True, autoincrement=False)
     #: The record's other fields (``@t`` and ``@ts`` removed) as compact JSON text.
-    fields: Mapped[str] = mapped_column(sa.Text)
+    fields: Mapped[str] = mapped_column(JSONText)
+
+
+class TelemetryReject(Base):
+    """A record set aside from a pushed batch, with why, for an operator to see and count.
+
+    Unique per (device, SHA-256 of the record as received): a retried batch sets each bad
+    record aside once. ``record`` is the record as compact JSON, cut to a bounded length.
+    """
+
+    __tablename__ = "telemetry_rejects"
+    __table_args__ = (
+        sa.UniqueConstraint("device_pk", "digest"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    device_pk: Mapped[int] = mapped_column(_fk("devices.id"))
+    digest: Mapped[str] = mapped_column(sa.String(64))
+    #: When it arrived, epoch microseconds (retention deletes by it).
+    received_ts: Mapped[int] = mapped_column(sa.BigInteger, index=True)
+    #: How it arrived: "http" or "link".
+    source: Mapped[str] = mapped_column(sa.String(16))
+    #: Its position in its batch, from 0.
+    position: Mapped[int]
+    reason: Mapped[str] = mapped_column(sa.String(200))
+    record: Mapped[str] = mapped_column(sa.Text)
+
+
+class TelemetryBatch(Base):
+    """A batch id uploaded over the device link: a batch sent again is recognised whole."""
+
+    __tablename__ = "telemetry_batches"
+    __table_args__ = ({"sqlite_with_rowid": False},)
+
+    device_pk: Mapped[int] = mapped_column(_fk("devices.id"), primary_key=True)
+    batch_id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    #: When it was stored, epoch microseconds (retention deletes by it).
+    received_ts: Mapped[int] = mapped_column(sa.BigInteger, index=True)
+
+
+class InputData(Base):
+    """One Datacooee value of an input, unique per (input, timestamp), with a real id.
+
+    ``value`` is kept as sent (Datacooee values are strings, "12.5"); ``number`` is its
+    numeric reading, null when it has none, which statistics aggregate in SQL.
+    """
+
+    __tablename__ = "input_data"
+    __table_args__ = (
+        sa.UniqueConstraint("input_id", "ts"),
+        {"sqlite_autoincrement": True},  # ids are echoed to clients: never reused
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    input_id: Mapped[str] = mapped_column(sa.String(13), _fk("inputs.id"))
+    #: The sample's time, epoch microseconds.
+    ts: Mapped[int] = mapped_column(sa.BigInteger)
+    value: Mapped[str] = mapped_column(sa.Text)
+    number: Mapped[float | None] = mapped_column(sa.Float)
+    latitude: Mapped[float | None] = mapped_column(sa.Float)
+    longitude: Mapped[float | None] = mapped_column(sa.Float)
+    #: ``metadata`` is reserved by SQLAlchemy's declarative base; the column keeps the name.
+    meta: Mapped[str | None] = mapped_column("metadata", sa.Text)
+    x_axis_value: Mapped[str | None] = mapped_column(sa.Text)

@@ -13,6 +13,7 @@ integers once, and the whole batch is one statement.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -23,26 +24,36 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from server.storage.models import TelemetryRecord
+from server.storage.models import TelemetryBatch, TelemetryRecord, TelemetryReject
 
 __all__ = [
+    "MAX_BATCH_ID_LENGTH",
     "MAX_RECORD_TYPE_LENGTH",
+    "MAX_REJECTED_RECORD_CHARS",
     "Rejected",
     "Split",
     "StoredCounts",
     "UsableRecord",
+    "claim_batch",
     "parse_timestamp",
     "split_batch",
     "store_records",
+    "store_rejects",
 ]
 
 MAX_RECORD_TYPE_LENGTH = 128
+MAX_BATCH_ID_LENGTH = 64
+#: A rejected record is kept as JSON cut to this many characters: enough to see what is
+#: wrong, bounded so that a device sending megabytes of garbage cannot fill the disk.
+MAX_REJECTED_RECORD_CHARS = 4096
 # Printable text: a control character (a NUL above all, which PostgreSQL refuses in text)
 # would corrupt listings and logs that show the type.
 _RECORD_TYPE_RE = re.compile(rf"[^\x00-\x1f\x7f]{{1,{MAX_RECORD_TYPE_LENGTH}}}")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 _TABLE: sa.Table = TelemetryRecord.__table__  # type: ignore[assignment]
+_REJECTS: sa.Table = TelemetryReject.__table__  # type: ignore[assignment]
+_BATCHES: sa.Table = TelemetryBatch.__table__  # type: ignore[assignment]
 
 #: (``@t``, ``@ts`` in epoch microseconds, the other fields as compact JSON text).
 UsableRecord = tuple[str, int, str]
@@ -113,6 +124,8 @@ def _check(record: object) -> UsableRecord | str:
         text = orjson.dumps(fields).decode()
     except (TypeError, orjson.JSONEncodeError):  # values no JSON parser would have made
         return "fields are not representable as JSON"
+    if "\\u0000" in text:  # PostgreSQL's jsonb refuses a NUL character in a string
+        return "fields must not contain the NUL character (\\u0000)"
     return (record_type, ts, text)
 
 
@@ -150,7 +163,10 @@ def _postgres_insert(device_pk: int, records: Sequence[UsableRecord]) -> Any:
         .render_derived(name="batch")
     )
     select = sa.select(
-        sa.literal(device_pk, sa.Integer), rows.c.record_type, rows.c.ts, rows.c.fields
+        sa.literal(device_pk, sa.Integer),
+        rows.c.record_type,
+        rows.c.ts,
+        sa.cast(rows.c.fields, postgresql.JSONB),  # text[] in, jsonb stored (JSONText)
     )
     return (
         postgresql.insert(_TABLE)
@@ -195,3 +211,56 @@ def store_records(
         raise NotImplementedError(dialect)
     new = int(result.rowcount)
     return StoredCounts(new, len(records) - new)
+
+
+def _insert_ignoring(session: Session, table: sa.Table, rows: list[dict[str, Any]]) -> int:
+    """``INSERT … ON CONFLICT DO NOTHING`` of ``rows``; the number actually inserted."""
+    dialect = session.connection().dialect.name
+    module: Any = postgresql if dialect == "postgresql" else sqlite
+    stmt = module.insert(table).on_conflict_do_nothing().execution_options(preserve_rowcount=True)
+    return int(session.connection().execute(stmt, rows).rowcount)
+
+
+def store_rejects(
+    session: Session,
+    device_pk: int,
+    source: str,
+    rejected: Sequence[Rejected],
+    received_ts: int,
+) -> int:
+    """Set ``rejected`` records aside for the operator; the number not set aside before.
+
+    Keyed by the SHA-256 of the record's JSON, so the same bad record in a retried batch is
+    kept once. ``received_ts`` is epoch microseconds.
+    """
+    if not rejected:
+        return 0
+    rows = []
+    for item in rejected:
+        try:
+            text = orjson.dumps(item.record).decode()
+        except (TypeError, orjson.JSONEncodeError):
+            text = repr(item.record)
+        rows.append(
+            {
+                "device_pk": device_pk,
+                "digest": hashlib.sha256(text.encode()).hexdigest(),
+                "received_ts": received_ts,
+                "source": source,
+                "position": item.position,
+                "reason": item.reason[:200],
+                # orjson and repr escape a NUL, which PostgreSQL text would refuse raw.
+                "record": text[:MAX_REJECTED_RECORD_CHARS],
+            }
+        )
+    return _insert_ignoring(session, _REJECTS, rows)
+
+
+def claim_batch(session: Session, device_pk: int, batch_id: str, received_ts: int) -> bool:
+    """Record that ``batch_id`` of the device is being stored; False when it was before.
+
+    Call it in the unit of work that stores the batch's records: both commit or neither, so
+    a batch is never marked stored without its records.
+    """
+    row = {"device_pk": device_pk, "batch_id": batch_id, "received_ts": received_ts}
+    return _insert_ignoring(session, _BATCHES, [row]) == 1

@@ -32,6 +32,9 @@ TABLES = {
     "asset_inputs",
     "login_throttle",
     "telemetry_records",
+    "telemetry_rejects",
+    "telemetry_batches",
+    "input_data",
 }
 
 
@@ -108,7 +111,7 @@ def test_migrate_creates_every_table_and_is_idempotent(database_url: str) -> Non
         tables = set(sa.inspect(db.engine).get_table_names())
         assert tables >= TABLES | {"alembic_version"}
         with db.engine.connect() as conn:
-            assert conn.scalar(sa.text("SELECT version_num FROM alembic_version")) == "0006"
+            assert conn.scalar(sa.text("SELECT version_num FROM alembic_version")) == "0007"
     finally:
         db.dispose()
 

@@ -1,0 +1,1 @@
+"""Telemetry ingest: the writer that stores pushed and uploaded batches."""
