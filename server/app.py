@@ -24,6 +24,7 @@ from thingwire.auth.v1 import auth_pb2, auth_pb2_grpc
 from thingwire.devices.v1 import devices_pb2, devices_pb2_grpc, stats_pb2, stats_pb2_grpc
 from thingwire.inputs.v1 import inputs_pb2, inputs_pb2_grpc
 from thingwire.resources.v1 import resources_pb2, resources_pb2_grpc
+from thingwire.telemetry.v1 import logbook_pb2, logbook_pb2_grpc
 
 from server.auth.authenticator import Authenticator
 from server.config import DEFAULT_MAX_DEVICES_PER_USER
@@ -38,6 +39,7 @@ from server.services.auth_service import AuthService
 from server.services.device_service import DeviceService
 from server.services.device_stats_service import DeviceStatsService, DeviceStatsStreamService
 from server.services.inputs_service import InputService
+from server.services.logbook_service import LogbookReadService
 from server.services.resources_service import ResourceService
 from server.state import AppState, utc_now
 from server.storage import login_throttle
@@ -94,6 +96,11 @@ SERVICES: tuple[Service, ...] = (
         stats_pb2.DESCRIPTOR.services_by_name["DeviceStatsStreamService"],
         DeviceStatsStreamService,
         stats_pb2_grpc.add_DeviceStatsStreamServiceServicer_to_server,
+    ),
+    Service(
+        logbook_pb2.DESCRIPTOR.services_by_name["LogbookReadService"],
+        LogbookReadService,
+        logbook_pb2_grpc.add_LogbookReadServiceServicer_to_server,
     ),
 )
 #: Infrastructure every client may use without credentials.
