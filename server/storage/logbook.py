@@ -133,6 +133,9 @@ def _chosen_type(device_pk: int, splits: Sequence[tuple[str, str]]) -> sa.Column
     probes = [
         sa.select(_TABLE.c.record_type)
         .where(_TABLE.c.device_pk == device_pk, _TABLE.c.record_type == record_type)
+        # The key's order: PostgreSQL would otherwise bet on a sequential scan finding
+        # some row of a common type early, and read the heap instead of one index entry.
+        .order_by(_TABLE.c.ts)
         .limit(1)
         .scalar_subquery()
         for record_type, _ in splits
