@@ -44,6 +44,7 @@ from server.services.resources_service import ResourceService
 from server.state import AppState, utc_now
 from server.storage import login_throttle
 from server.storage.db import Database
+from server.telemetry.retention import Retention
 
 log = logging.getLogger(__name__)
 
@@ -172,6 +173,7 @@ async def create_server(
     keys: KeyFile | KeyRing | None = None,
     link_limits: LinkLimits | None = None,
     max_devices_per_user: int = DEFAULT_MAX_DEVICES_PER_USER,
+    retention: Retention | None = None,
 ) -> RunningServer:
     """Start a server on `address` (port 0 picks a free one) over a migrated database.
 
@@ -179,10 +181,11 @@ async def create_server(
     calls arriving there may name their client's address (`server/request_origin.py`).
     ``keys`` sign and verify its tokens (see `AppState.open`; serve passes the key file).
     ``link_limits`` bound every device link (docs/device-link.md).
-    ``max_devices_per_user`` is `Settings.max_devices_per_user`.
+    ``max_devices_per_user`` is `Settings.max_devices_per_user`; ``retention`` applies
+    `Settings.telemetry_retention_days` (None: telemetry is kept forever).
     """
     gateway_address = gateway_socket_address(gateway_socket) if gateway_socket else None
-    state = await AppState.open(database, clock, keys, link_limits, max_devices_per_user)
+    state = await AppState.open(database, clock, keys, link_limits, max_devices_per_user, retention)
     # No link is live before this server serves: a device still marked connected was left
     # so by a process that died (docs/device-link.md, "What survives a restart").
     await state.link_stats.sweep()
@@ -244,15 +247,24 @@ def _listen(server: grpc.aio.Server, address: str, state: AppState) -> int:
 
 
 async def _maintain(state: AppState) -> None:
-    """Housekeeping every few minutes: drop login-throttle rows that no longer matter."""
+    """Housekeeping every few minutes: drop login-throttle rows that no longer matter, and
+    remove telemetry past its retention (in bounded batches, docs/telemetry-reads.md)."""
     while True:
         await asyncio.sleep(MAINTENANCE_INTERVAL_SECONDS)
         try:
             pruned = await state.database.run(lambda s: login_throttle.prune(s, state.clock()))
         except Exception:  # the database may be briefly away; try again next round
             log.exception("login throttle pruning failed")
+        else:
+            log.debug("pruned %d login throttle rows", pruned)
+        if not state.retention.enabled:
             continue
-        log.debug("pruned %d login throttle rows", pruned)
+        try:
+            removed = await state.retention.run(state.database, state.clock())
+        except Exception:  # as above; what was removed stays removed, the rest waits
+            log.exception("telemetry retention failed")
+            continue
+        log.info("telemetry retention removed %s", removed)
 
 
 __all__ = ["OPEN_SERVICES", "SERVICES", "RunningServer", "Service", "create_server"]
