@@ -464,3 +464,31 @@ def test_a_device_the_caller_may_not_see_is_a_missing_one(
     theirs = read(client, world, "bob", field="obd.bat.voltage", **HOUR_RANGE)
     assert theirs.status_code == 404
     assert theirs.content == answers[0].content
+
+
+def test_a_scoped_token_reads_only_its_devices(
+    client: httpx.Client, stack: Stack, world: dict
+) -> None:
+    """A Thinger user token limited to one device: the other is as missing as any."""
+    auth = {"Authorization": f"Bearer {stack.thinger_token('ada')}"}
+
+    def scoped(device: str, actions: list[str]) -> dict[str, str]:
+        created = client.post(
+            "/v1/users/ada/tokens",
+            json={
+                "token_name": f"{device}-{'-'.join(actions)}",
+                "token_permissions": [{"device": device, "actions": actions}],
+            },
+            headers=auth,
+        )
+        assert created.status_code == 200, created.text
+        return {"Authorization": f"Bearer {created.json()['token']}"}
+
+    params = {"device_id": "car", "field": "obd.bat.voltage", "size": "1", **HOUR_RANGE}
+    reads_car = client.get(PATH, params=params, headers=scoped("car", ["read"]))
+    assert reads_car.status_code == 200, reads_car.text
+    assert len(reads_car.json()) == 1
+    for headers in (scoped("truck", ["read"]), scoped("car", ["call"])):
+        refused = client.get(PATH, params=params, headers=headers)
+        assert refused.status_code == 404
+        assert refused.json() == {"detail": "Not found."}
