@@ -171,7 +171,9 @@ def parse_query(
                 f"aggregation {function.value} needs a numeric field_type (float or long), "
                 f"not {kind.value}"
             )
-        window = Window(start, end, width or end - start)
+        # A bucket wider than the range is the range: the width stays an int64 that SQL
+        # divides by (a 999999999999w interval is beyond 64 bits).
+        window = Window(start, end, min(width or end - start, end - start))
         if window.bucket_count > MAX_BUCKETS:
             raise InvalidArgument(
                 f"interval={interval!r} cuts the range into {window.bucket_count} buckets; "

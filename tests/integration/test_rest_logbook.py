@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import grpc
 import httpx
 import orjson
 import pytest
@@ -492,3 +493,27 @@ def test_a_scoped_token_reads_only_its_devices(
         refused = client.get(PATH, params=params, headers=headers)
         assert refused.status_code == 404
         assert refused.json() == {"detail": "Not found."}
+
+
+def test_the_same_read_over_grpc(stack: Stack, client: httpx.Client, world: dict) -> None:
+    """The generated stub on the gateway's port: the same items as the REST answer."""
+    from google.protobuf import json_format
+    from thingwire.telemetry.v1 import logbook_pb2, logbook_pb2_grpc
+
+    params = {
+        "device_id": world["unit_id"],
+        "field": "obd.bat.voltage",
+        "aggregation": "AVG",
+        "interval": "10m",
+        **HOUR_RANGE,
+    }
+    with grpc.insecure_channel(stack.grpc_target) as channel:
+        stub = logbook_pb2_grpc.LogbookReadServiceStub(channel)
+        metadata = (("authorization", world["bearer"]["Authorization"]),)
+        answer = stub.ReadLogbook(logbook_pb2.ReadLogbookRequest(**params), metadata=metadata)
+        with pytest.raises(grpc.RpcError) as info:
+            stub.ReadLogbook(
+                logbook_pb2.ReadLogbookRequest(**{**params, "interval": "10x"}), metadata=metadata
+            )
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert json_format.MessageToDict(answer) == read(client, world, **params).json()
