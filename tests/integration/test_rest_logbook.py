@@ -16,6 +16,8 @@ import grpc
 import httpx
 import orjson
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from server.storage import telemetry
 from server.storage.db import Database
@@ -517,3 +519,86 @@ def test_the_same_read_over_grpc(stack: Stack, client: httpx.Client, world: dict
             )
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert json_format.MessageToDict(answer) == read(client, world, **params).json()
+
+
+_PARAMS = [
+    "device_id",
+    "field",
+    "field_type",
+    "from_utc",
+    "to_utc",
+    "aggregation",
+    "interval",
+    "size",
+]
+_TEXT = st.text(max_size=40) | st.sampled_from(
+    [
+        "car",
+        "obd.bat.voltage",
+        "track.pos.loc",
+        "geo_point",
+        "long",
+        "AVG",
+        "count",
+        "1ms",
+        "999999999999w",
+        "2020-01-01T00:00:00Z",
+        "0001-01-01T00:00:00Z",
+        "9999-12-31T23:59:59.999999Z",
+        "100000",
+        "-1",
+    ]
+)
+
+
+@settings(
+    max_examples=120,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(query=st.dictionaries(st.sampled_from(_PARAMS), _TEXT, max_size=8))
+def test_any_query_gets_a_clean_answer(
+    client: httpx.Client, world: dict, query: dict[str, str]
+) -> None:
+    """Whatever the query string holds: 200 with an array, or 400/404 in AutoPi's shape."""
+    answer = client.get(PATH, params=query, headers=world["bearer"])
+    assert answer.status_code in (200, 400, 404), (query, answer.status_code, answer.text)
+    body = answer.json()
+    if answer.status_code == 200:
+        assert isinstance(body, list)
+    else:
+        assert list(body) == ["detail"]
+        assert isinstance(body["detail"], str)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"from_utc": "0001-01-01T00:00:00+02:00", "to_utc": "9999-12-31T23:59:59.999999Z"},
+        {
+            "from_utc": "0001-01-01T00:00:00Z",
+            "to_utc": "9999-12-31T23:59:59Z",
+            "aggregation": "count",
+            "interval": "1000w",
+        },
+        {
+            "from_utc": "1900-01-01T00:00:00Z",
+            "to_utc": "2100-01-01T00:00:00Z",
+            "aggregation": "max",
+            "interval": "999999999999w",
+        },
+    ],
+)
+def test_extreme_ranges(client: httpx.Client, world: dict, params: dict[str, str]) -> None:
+    answer = read(client, world, field="obd.bat.voltage", **params)
+    assert answer.status_code == 200, answer.text
+    values = [v for _, v in VOLTAGES]
+    if "aggregation" not in params:
+        assert [item["value"] for item in answer.json()] == values
+    elif params["aggregation"] == "count":
+        assert sum(item["value"] for item in answer.json()) == len(values)
+    else:
+        assert answer.json() == [
+            {"max_ts": VOLTAGES[-1][0] // 1000, "ts": iso(VOLTAGES[0][0]), "value": max(values)}
+        ]
