@@ -6,10 +6,15 @@ own time (``@ts``), one (device, record type) series at a time, through the prim
 (device, record type, ts): there is no index on ``ts`` alone, and none is added, since each
 would cost every insert a second B-tree (docs/design.md, "Telemetry storage"). Rejected
 records and link batch ids are deleted by when they arrived (``received_ts``, indexed);
-Datacooee values by their time, one input at a time, through the (input, ts) index.
+Datacooee values by their time, one input at a time, through the (input, ts) index. Each
+delete is one index range up to the batch's last key, found by walking that many index
+entries.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -82,53 +87,64 @@ def expired_series(session: Session, device_pk: int, cutoff_us: int) -> list[str
         after = record_type
 
 
+def _nth(column: sa.ColumnElement[Any], where: Sequence[sa.ColumnElement[bool]], limit: int) -> Any:
+    """The ``limit``-th smallest ``column`` among the rows ``where`` selects (NULL when there
+    are fewer): the upper bound of one batch, found by walking ``limit`` index entries."""
+    return (
+        sa.select(column).where(*where).order_by(column).offset(limit - 1).limit(1)
+    ).scalar_subquery()
+
+
+def _delete_range(
+    table: sa.Table,
+    column: sa.ColumnElement[Any],
+    where: Sequence[sa.ColumnElement[bool]],
+    limit: int,
+) -> sa.Delete:
+    """``DELETE … WHERE <where> AND column <= <the limit-th column>``: one index range,
+    at most ``limit`` rows when ``column`` is unique among the rows ``where`` selects (and
+    otherwise also the rows that tie with the last one).
+
+    A range, not ``IN (SELECT … LIMIT n)``: PostgreSQL plans that as a semi-join and may
+    scan the whole table to probe it.
+    """
+    last = sa.select(sa.func.max(column)).where(*where).scalar_subquery()
+    bound = sa.func.coalesce(_nth(column, where, limit), last)
+    return sa.delete(table).where(*where, column <= bound)
+
+
 def delete_records(
     session: Session, device_pk: int, record_type: str, cutoff_us: int, limit: int
 ) -> int:
     """Delete up to ``limit`` of the series' oldest records older than ``cutoff_us``."""
-    series = (_RECORDS.c.device_pk == device_pk, _RECORDS.c.record_type == record_type)
-    oldest = (
-        sa.select(_RECORDS.c.ts)
-        .where(*series, _RECORDS.c.ts < cutoff_us)
-        .order_by(_RECORDS.c.ts)
-        .limit(limit)
+    where = (
+        _RECORDS.c.device_pk == device_pk,
+        _RECORDS.c.record_type == record_type,
+        _RECORDS.c.ts < cutoff_us,
     )
-    statement = sa.delete(_RECORDS).where(*series, _RECORDS.c.ts.in_(oldest))
+    statement = _delete_range(_RECORDS, _RECORDS.c.ts, where, limit)
     return int(session.execute(statement).rowcount)  # type: ignore[attr-defined]
 
 
 def delete_rejects(session: Session, cutoff_us: int, limit: int) -> int:
-    """Delete up to ``limit`` rejected records that arrived before ``cutoff_us``."""
-    oldest = (
-        sa.select(_REJECTS.c.id)
-        .where(_REJECTS.c.received_ts < cutoff_us)
-        .order_by(_REJECTS.c.received_ts)
-        .limit(limit)
-    )
-    statement = sa.delete(_REJECTS).where(_REJECTS.c.id.in_(oldest))
+    """Delete the ``limit`` rejected records that arrived first before ``cutoff_us``, and
+    any that arrived in the same microsecond as the last of them (one push's rejects share
+    their arrival time, so a batch ends on a whole push)."""
+    where = (_REJECTS.c.received_ts < cutoff_us,)
+    statement = _delete_range(_REJECTS, _REJECTS.c.received_ts, where, limit)
     return int(session.execute(statement).rowcount)  # type: ignore[attr-defined]
 
 
 def delete_batch_ids(session: Session, cutoff_us: int, limit: int) -> int:
-    """Delete up to ``limit`` link batch ids stored before ``cutoff_us``."""
-    oldest = (
-        sa.select(_BATCHES.c.device_pk, _BATCHES.c.batch_id)
-        .where(_BATCHES.c.received_ts < cutoff_us)
-        .order_by(_BATCHES.c.received_ts)
-        .limit(limit)
-    )
-    key = sa.tuple_(_BATCHES.c.device_pk, _BATCHES.c.batch_id)
-    statement = sa.delete(_BATCHES).where(key.in_(oldest))
+    """Delete the ``limit`` link batch ids stored first before ``cutoff_us``, and any
+    stored in the same microsecond as the last of them (batches committed together)."""
+    where = (_BATCHES.c.received_ts < cutoff_us,)
+    statement = _delete_range(_BATCHES, _BATCHES.c.received_ts, where, limit)
     return int(session.execute(statement).rowcount)  # type: ignore[attr-defined]
 
 
 def delete_input_data(session: Session, input_id: str, cutoff_us: int, limit: int) -> int:
     """Delete up to ``limit`` of the input's oldest values older than ``cutoff_us``."""
-    oldest = (
-        sa.select(_INPUT_DATA.c.id)
-        .where(_INPUT_DATA.c.input_id == input_id, _INPUT_DATA.c.ts < cutoff_us)
-        .order_by(_INPUT_DATA.c.ts)
-        .limit(limit)
-    )
-    statement = sa.delete(_INPUT_DATA).where(_INPUT_DATA.c.id.in_(oldest))
+    where = (_INPUT_DATA.c.input_id == input_id, _INPUT_DATA.c.ts < cutoff_us)
+    statement = _delete_range(_INPUT_DATA, _INPUT_DATA.c.ts, where, limit)
     return int(session.execute(statement).rowcount)  # type: ignore[attr-defined]

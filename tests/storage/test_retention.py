@@ -14,8 +14,9 @@ from sqlalchemy import event
 from server import app
 from server.config import ConfigError, Settings
 from server.state import AppState
-from server.storage import devices, orgs, telemetry
+from server.storage import devices, orgs, retention, telemetry
 from server.storage.db import Database
+from server.storage.logbook import explain
 from server.storage.models import (
     InputData,
     TelemetryBatch,
@@ -65,7 +66,9 @@ def fill(database: Database, owner: User) -> dict[str, Any]:
                 rows = [(record_type, t, '{"v": 1}') for t in old + new]
                 telemetry.store_records(s, car, rows)
         rejects = [Rejected(i, "bad", {"n": i}) for i in range(700)]
-        telemetry.store_rejects(s, cars[0], "http", rejects[:600], CUTOFF - 1)
+        for push in range(6):  # six old pushes of 100 rejects each, one arrival time each
+            old_push = rejects[push * 100 : (push + 1) * 100]
+            telemetry.store_rejects(s, cars[0], "http", old_push, CUTOFF - 1 - push)
         telemetry.store_rejects(s, cars[0], "http", rejects[600:], CUTOFF + 1)
         for i in range(650):
             telemetry.claim_batch(s, cars[1], f"old{i}", CUTOFF - 5 - i)
@@ -167,3 +170,51 @@ def test_the_setting_defaults_to_forever() -> None:
 def test_bad_settings_are_refused(raw: str) -> None:
     with pytest.raises(ConfigError, match="THINGWIRE_TELEMETRY_RETENTION_DAYS"):
         Settings.from_env({"THINGWIRE_TELEMETRY_RETENTION_DAYS": raw})
+
+
+def test_one_push_of_rejects_goes_whole(database: Database, ada: User, deletes: Deletes) -> None:
+    """Rejects of one push share their arrival time: a batch ends on a whole push."""
+    with database.session() as s:
+        car = devices.create_device(s, ada.id, "car", "c")[0].id
+        rejects = [Rejected(i, "bad", {"n": i}) for i in range(30)]
+        telemetry.store_rejects(s, car, "http", rejects[:25], CUTOFF - 10)
+        telemetry.store_rejects(s, car, "http", rejects[25:], CUTOFF - 5)
+    removed = asyncio.run(Retention(days=30, batch_rows=10, pause_s=0).run(database, NOW))
+    assert removed.rejects == 30
+    assert deletes.rowcounts[:2] == [25, 5]
+
+
+def test_record_deletes_are_index_ranges(database: Database, ada: User) -> None:
+    with database.session() as s:
+        cars = [devices.create_device(s, ada.id, f"car{i}", "c")[0].id for i in range(4)]
+        for car in cars:
+            rows = [(t, ts, '{"v": 1}') for t in ("obd.bat", "obd.rpm") for ts in range(5000)]
+            telemetry.store_records(s, car, rows)
+    with database.engine.connect() as connection:
+        connection.exec_driver_sql("ANALYZE")
+        connection.commit()
+    records = retention._RECORDS
+    where = (
+        records.c.device_pk == cars[0],
+        records.c.record_type == "obd.bat",
+        records.c.ts < 10**9,
+    )
+    with database.session() as s:
+        plan = explain(s, retention._delete_range(records, records.c.ts, where, 500))
+        types = explain(
+            s,
+            sa.select(records.c.record_type)
+            .where(records.c.device_pk == cars[0], records.c.record_type > "a")
+            .order_by(records.c.record_type)
+            .limit(1),
+        )
+    if database.is_sqlite:
+        assert "SCAN telemetry_records" not in plan + types, plan + types
+        assert (
+            "SEARCH telemetry_records USING PRIMARY KEY (device_pk=? AND record_type=? AND ts<?)"
+            in plan
+            or "ts>? AND ts<?" in plan
+        ), plan
+    else:
+        assert "Seq Scan" not in plan + types, plan + types
+        assert "Index Cond" in plan, plan
