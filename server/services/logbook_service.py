@@ -33,7 +33,11 @@ DEVICE_NOT_FOUND = "Not found."
 def iso_utc(ts_us: int) -> str:
     """Epoch µs as the seed's ISO form: ``2020-07-09T10:11:53.811839Z`` (always 6 digits)."""
     seconds, micros = divmod(ts_us, 1_000_000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{micros:06d}Z"
+    t = time.gmtime(seconds)  # strftime's %Y would not pad years before 1000
+    return (
+        f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}"
+        f"T{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}.{micros:06d}Z"
+    )
 
 
 def _buckets(rows: list[Bucket]) -> list[dict[str, object]]:
