@@ -135,10 +135,10 @@ def aggregated_select(
         value.label("value"),
     ).where(*where, ts >= window.start_us, ts < window.end_us)
     if dialect == "sqlite":
-        # A LIMIT keeps SQLite from merging the subquery into the grouping: it then sorts
-        # each sample's (bucket, ts, value) for GROUP BY instead of its whole JSON text and
-        # extracts the value after the sort, ~20% faster over a million rows
-        # (docs/benchmarks.md, "Logbook reads"). -1 is no limit.
+        # A LIMIT keeps SQLite from merging the subquery into the grouping: the value is
+        # then taken out once per sample and GROUP BY's temporary B-tree holds (bucket,
+        # ts, value) instead of whole rows with their JSON text, which halved the logbook's
+        # aggregated read (docs/benchmarks.md, "Logbook reads"). -1 is no limit.
         samples = samples.limit(-1)
     rows = samples.subquery("samples")
     keys = [rows.c[name] for name in names]
