@@ -602,3 +602,25 @@ def test_extreme_ranges(client: httpx.Client, world: dict, params: dict[str, str
         assert answer.json() == [
             {"max_ts": VOLTAGES[-1][0] // 1000, "ts": iso(VOLTAGES[0][0]), "value": max(values)}
         ]
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "field=obd.bat.voltage&field=obd.bat.level",
+        "field=obd.bat.%FF",
+        "field=obd.bat.voltage&from_utc=%FF%FE",
+        "field=obd.bat.voltage&size=1&unknown=1",
+        "field=obd.bat.voltage&size=%00",
+        "field=obd.bat.voltage&device_id=car%00",
+    ],
+)
+def test_odd_query_strings(client: httpx.Client, world: dict, query: str) -> None:
+    answer = client.get(
+        f"{PATH}?device_id=car&from_utc=2020-01-01T00:00:00Z&to_utc=2020-01-01T01:00:00Z&{query}",
+        headers=world["bearer"],
+    )
+    assert answer.status_code in (200, 400, 404), answer.text
+    assert answer.headers["content-type"].startswith("application/json")
+    body = answer.json()
+    assert isinstance(body, list) or list(body) == ["detail"], body
