@@ -24,6 +24,7 @@ from thingwire.auth.v1 import auth_pb2, auth_pb2_grpc
 from thingwire.devices.v1 import devices_pb2, devices_pb2_grpc, stats_pb2, stats_pb2_grpc
 from thingwire.inputs.v1 import inputs_pb2, inputs_pb2_grpc
 from thingwire.resources.v1 import resources_pb2, resources_pb2_grpc
+from thingwire.telemetry.v1 import logbook_pb2, logbook_pb2_grpc
 
 from server.auth.authenticator import Authenticator
 from server.config import DEFAULT_MAX_DEVICES_PER_USER
@@ -38,10 +39,12 @@ from server.services.auth_service import AuthService
 from server.services.device_service import DeviceService
 from server.services.device_stats_service import DeviceStatsService, DeviceStatsStreamService
 from server.services.inputs_service import InputService
+from server.services.logbook_service import LogbookReadService
 from server.services.resources_service import ResourceService
 from server.state import AppState, utc_now
 from server.storage import login_throttle
 from server.storage.db import Database
+from server.telemetry.retention import Retention
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +97,11 @@ SERVICES: tuple[Service, ...] = (
         stats_pb2.DESCRIPTOR.services_by_name["DeviceStatsStreamService"],
         DeviceStatsStreamService,
         stats_pb2_grpc.add_DeviceStatsStreamServiceServicer_to_server,
+    ),
+    Service(
+        logbook_pb2.DESCRIPTOR.services_by_name["LogbookReadService"],
+        LogbookReadService,
+        logbook_pb2_grpc.add_LogbookReadServiceServicer_to_server,
     ),
 )
 #: Infrastructure every client may use without credentials.
@@ -165,6 +173,7 @@ async def create_server(
     keys: KeyFile | KeyRing | None = None,
     link_limits: LinkLimits | None = None,
     max_devices_per_user: int = DEFAULT_MAX_DEVICES_PER_USER,
+    retention: Retention | None = None,
 ) -> RunningServer:
     """Start a server on `address` (port 0 picks a free one) over a migrated database.
 
@@ -172,10 +181,11 @@ async def create_server(
     calls arriving there may name their client's address (`server/request_origin.py`).
     ``keys`` sign and verify its tokens (see `AppState.open`; serve passes the key file).
     ``link_limits`` bound every device link (docs/device-link.md).
-    ``max_devices_per_user`` is `Settings.max_devices_per_user`.
+    ``max_devices_per_user`` is `Settings.max_devices_per_user`; ``retention`` applies
+    `Settings.telemetry_retention_days` (None: telemetry is kept forever).
     """
     gateway_address = gateway_socket_address(gateway_socket) if gateway_socket else None
-    state = await AppState.open(database, clock, keys, link_limits, max_devices_per_user)
+    state = await AppState.open(database, clock, keys, link_limits, max_devices_per_user, retention)
     # No link is live before this server serves: a device still marked connected was left
     # so by a process that died (docs/device-link.md, "What survives a restart").
     await state.link_stats.sweep()
@@ -237,15 +247,24 @@ def _listen(server: grpc.aio.Server, address: str, state: AppState) -> int:
 
 
 async def _maintain(state: AppState) -> None:
-    """Housekeeping every few minutes: drop login-throttle rows that no longer matter."""
+    """Housekeeping every few minutes: drop login-throttle rows that no longer matter, and
+    remove telemetry past its retention (in bounded batches, docs/telemetry-reads.md)."""
     while True:
         await asyncio.sleep(MAINTENANCE_INTERVAL_SECONDS)
         try:
             pruned = await state.database.run(lambda s: login_throttle.prune(s, state.clock()))
         except Exception:  # the database may be briefly away; try again next round
             log.exception("login throttle pruning failed")
+        else:
+            log.debug("pruned %d login throttle rows", pruned)
+        if not state.retention.enabled:
             continue
-        log.debug("pruned %d login throttle rows", pruned)
+        try:
+            removed = await state.retention.run(state.database, state.clock())
+        except Exception:  # as above; what was removed stays removed, the rest waits
+            log.exception("telemetry retention failed")
+            continue
+        log.info("telemetry retention removed %s", removed)
 
 
 __all__ = ["OPEN_SERVICES", "SERVICES", "RunningServer", "Service", "create_server"]

@@ -17,6 +17,8 @@ DEFAULT_DB_URL = "sqlite:///./var/thingwire.db"
 STATE_DIR = Path("var")
 #: The longest resource call deadline an operator may set (a device is told it in ms).
 MAX_CALL_TIMEOUT_S = 3600.0
+#: The longest telemetry retention an operator may set (1,000 years; 0 keeps forever).
+MAX_RETENTION_DAYS = 365_000.0
 
 
 class ConfigError(ValueError):
@@ -120,6 +122,10 @@ class Settings:
     link_go_away_window_s: float = 5.0
     # How often the figures of live links are written to the devices table.
     link_stats_interval_s: float = 15.0
+    # Telemetry older than this many days (device records by their own time, rejected
+    # records and link batch ids by arrival, Datacooee values by their time) is removed by
+    # the server's maintenance task, in bounded batches; 0: kept forever.
+    telemetry_retention_days: float = 0.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -157,5 +163,12 @@ class Settings:
             ),
             link_stats_interval_s=_number(
                 env, "THINGWIRE_LINK_STATS_INTERVAL_S", cls.link_stats_interval_s, minimum=0.1
+            ),
+            telemetry_retention_days=_number(
+                env,
+                "THINGWIRE_TELEMETRY_RETENTION_DAYS",
+                cls.telemetry_retention_days,
+                minimum=0,
+                maximum=MAX_RETENTION_DAYS,
             ),
         )

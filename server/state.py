@@ -18,6 +18,7 @@ from server.link.stats_store import StatsStore
 from server.security.jwt_tokens import TokenSigner
 from server.security.keys import KeyFile, KeyRing, adopt_database_key
 from server.storage.db import Database
+from server.telemetry.retention import Retention
 from server.telemetry.writer import TelemetryWriter
 
 __all__ = ["AppState", "open_database", "utc_now"]
@@ -48,6 +49,8 @@ class AppState:
     links: LinkRegistry = field(default_factory=LinkRegistry)
     #: `Settings.max_devices_per_user`: devices one account may add (0: no limit).
     max_devices_per_user: int = DEFAULT_MAX_DEVICES_PER_USER
+    #: `Settings.telemetry_retention_days`, applied by the maintenance task.
+    retention: Retention = field(default_factory=lambda: Retention(days=0))
 
     @cached_property
     def router(self) -> DeviceRouter:
@@ -72,6 +75,7 @@ class AppState:
         keys: KeyFile | KeyRing | None = None,
         link_limits: LinkLimits | None = None,
         max_devices_per_user: int = DEFAULT_MAX_DEVICES_PER_USER,
+        retention: Retention | None = None,
     ) -> AppState:
         """The state over ``database``, signing with ``keys``.
 
@@ -87,4 +91,5 @@ class AppState:
             clock=clock,
             link_limits=link_limits or LinkLimits(),
             max_devices_per_user=max_devices_per_user,
+            retention=retention or Retention(days=0),
         )
