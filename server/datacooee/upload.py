@@ -34,6 +34,12 @@ SENSOR_TYPE = "Sensor"
 #: Longest value or x-axis value kept, and longest metadata (as compact JSON).
 MAX_TEXT_CHARS = 1024
 MAX_METADATA_CHARS = 65_536
+#: Deepest nesting of metadata: answers carry it as a protobuf Value, which the gateway
+#: parses with a nesting limit of 100.
+MAX_METADATA_DEPTH = 32
+#: Larger readings are kept as text but are not numbers: sums of them could overflow a
+#: double in the database's avg (PostgreSQL raises, SQLite gives infinity, JSON has neither).
+MAX_MAGNITUDE = 1e300
 # A decimal number as people write one ("12.5", "-3", "1e-3"); what float() also reads
 # ("nan", "1_000", " 7 ") is not a number here.
 _DECIMAL = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
@@ -51,7 +57,7 @@ def number_of(value: str) -> float | None:
     if len(value) > 64 or not _DECIMAL.fullmatch(value):
         return None
     number = float(value)
-    return number if math.isfinite(number) else None
+    return number if math.isfinite(number) and abs(number) <= MAX_MAGNITUDE else None
 
 
 def _text(value: object, name: str, *, required: bool) -> str | None:
@@ -88,10 +94,27 @@ def _coordinate(value: object, name: str, bound: float) -> float | None:
     return number
 
 
+def _depth(value: object) -> int:
+    """How deeply arrays and objects nest in a parsed JSON value (a scalar is 0)."""
+    deepest, pending = 0, [(value, 0)]
+    while pending:
+        item, level = pending.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, level + 1)
+            pending.extend(
+                (child, level + 1) for child in (item.values() if isinstance(item, dict) else item)
+            )
+    return deepest
+
+
 def _metadata(value: object) -> str | None:
     """Any JSON value, kept as compact JSON so that it reads back as it was sent."""
     if value is None:
         return None
+    if _depth(value) > MAX_METADATA_DEPTH:
+        raise InvalidArgument(
+            f"data.attributes.metadata must nest at most {MAX_METADATA_DEPTH} levels"
+        )
     text = orjson.dumps(value).decode()
     if len(text) > MAX_METADATA_CHARS:
         raise InvalidArgument(
