@@ -11,13 +11,15 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
-from google.protobuf import struct_pb2
+from google.api import httpbody_pb2
 
 from server.datacooee.params import Fetch
 from server.datacooee.upload import iso_micros
 from server.storage.input_data import InputInfo, StoredPoint
 
-__all__ = ["series_list", "statistics_list", "values_list"]
+__all__ = ["JSON", "asset_body", "json_body", "statistics_list", "values_list"]
+
+JSON = "application/json"
 
 
 def _input(info: InputInfo) -> dict[str, str]:
@@ -36,11 +38,16 @@ def _value(point: StoredPoint, fetch: Fetch) -> dict[str, Any]:
     return entry
 
 
-def series_list(entries: Sequence[dict[str, Any]]) -> struct_pb2.ListValue:
-    """The top-level JSON array of the by-inputs answers (and the asset's "inputs")."""
-    answer = struct_pb2.ListValue()
-    answer.extend(entries)
-    return answer
+def json_body(document: object) -> httpbody_pb2.HttpBody:
+    """An answer: its JSON written once, in the order the document shows its keys."""
+    return httpbody_pb2.HttpBody(content_type=JSON, data=orjson.dumps(document))
+
+
+def asset_body(
+    asset_id: int, name: str, entries: Sequence[dict[str, Any]]
+) -> httpbody_pb2.HttpBody:
+    """A by-asset answer: the asset and its inputs' entries."""
+    return json_body({"id": asset_id, "name": name, "inputs": entries})
 
 
 def values_list(

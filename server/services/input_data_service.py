@@ -12,7 +12,6 @@ from typing import Any
 
 import grpc
 from google.api import httpbody_pb2
-from google.protobuf import struct_pb2
 from thingwire.inputs.v1 import input_data_pb2 as pb
 from thingwire.inputs.v1 import input_data_pb2_grpc
 
@@ -109,7 +108,7 @@ class InputDataService(input_data_pb2_grpc.InputDataServiceServicer):
     async def _by_inputs_values(self, request: Any, context: Any, latest: bool) -> Any:
         org = require_organization()
         fetch = self._fetch(request, context, latest=latest, asset=False)
-        return answers.series_list(await self._values(org.org_id, fetch))
+        return answers.json_body(await self._values(org.org_id, fetch))
 
     async def _by_inputs_stats(self, request: Any, context: Any, latest: bool) -> Any:
         org = require_organization()
@@ -118,7 +117,7 @@ class InputDataService(input_data_pb2_grpc.InputDataServiceServicer):
         def read(s: Any) -> list[dict[str, Any]]:
             return self._read_stats(s, input_data.inputs_of(s, org.org_id, stats.input_ids), stats)
 
-        return answers.series_list(await self._state.database.run(read))
+        return answers.json_body(await self._state.database.run(read))
 
     async def _by_asset(self, request: Any, context: Any, latest: bool, stats: bool) -> Any:
         org = require_organization()
@@ -142,50 +141,50 @@ class InputDataService(input_data_pb2_grpc.InputDataServiceServicer):
             return found, name, self._read_values(s, inputs, what)
 
         found, name, entries = await self._state.database.run(read)
-        return pb.AssetInputData(id=found, name=name, inputs=answers.series_list(entries))
+        return answers.asset_body(found, name, entries)
 
     async def GetInputDataByInputs(
         self, request: pb.GetInputDataByInputsRequest, context: grpc.aio.ServicerContext
-    ) -> struct_pb2.ListValue:
+    ) -> httpbody_pb2.HttpBody:
         return await self._by_inputs_values(request, context, latest=False)
 
     async def GetLatestInputDataByInputs(
         self, request: pb.GetLatestInputDataByInputsRequest, context: grpc.aio.ServicerContext
-    ) -> struct_pb2.ListValue:
+    ) -> httpbody_pb2.HttpBody:
         return await self._by_inputs_values(request, context, latest=True)
 
     async def GetStatisticsInputDataByInputs(
         self, request: pb.GetStatisticsInputDataByInputsRequest, context: grpc.aio.ServicerContext
-    ) -> struct_pb2.ListValue:
+    ) -> httpbody_pb2.HttpBody:
         return await self._by_inputs_stats(request, context, latest=False)
 
     async def GetLatestStatisticsInputDataByInputs(
         self,
         request: pb.GetLatestStatisticsInputDataByInputsRequest,
         context: grpc.aio.ServicerContext,
-    ) -> struct_pb2.ListValue:
+    ) -> httpbody_pb2.HttpBody:
         return await self._by_inputs_stats(request, context, latest=True)
 
     async def GetInputDataByAsset(
         self, request: pb.GetInputDataByAssetRequest, context: grpc.aio.ServicerContext
-    ) -> pb.AssetInputData:
+    ) -> httpbody_pb2.HttpBody:
         return await self._by_asset(request, context, latest=False, stats=False)
 
     async def GetLatestInputDataByAsset(
         self, request: pb.GetLatestInputDataByAssetRequest, context: grpc.aio.ServicerContext
-    ) -> pb.AssetInputData:
+    ) -> httpbody_pb2.HttpBody:
         return await self._by_asset(request, context, latest=True, stats=False)
 
     async def GetStatisticsInputDataByAsset(
         self, request: pb.GetStatisticsInputDataByAssetRequest, context: grpc.aio.ServicerContext
-    ) -> pb.AssetInputData:
+    ) -> httpbody_pb2.HttpBody:
         return await self._by_asset(request, context, latest=False, stats=True)
 
     async def GetLatestStatisticsInputDataByAsset(
         self,
         request: pb.GetLatestStatisticsInputDataByAssetRequest,
         context: grpc.aio.ServicerContext,
-    ) -> pb.AssetInputData:
+    ) -> httpbody_pb2.HttpBody:
         return await self._by_asset(request, context, latest=True, stats=True)
 
 

@@ -242,7 +242,7 @@ def read_points(
     stmt = sa.select(*list(union.c)[1:]).order_by(
         union.c.position, *_order(by_value, descending, union.c)
     )
-    for row in s.execute(stmt):
+    for row in s.execute(stmt).all():
         answer[row[1]].append(StoredPoint(*row))
     return answer
 

@@ -3,7 +3,6 @@ import datetime
 from google.api import annotations_pb2 as _annotations_pb2
 from google.api import httpbody_pb2 as _httpbody_pb2
 from google.protobuf import duration_pb2 as _duration_pb2
-from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from thingwire.options.v1 import options_pb2 as _options_pb2
 from google.protobuf.internal import containers as _containers
@@ -34,16 +33,6 @@ AGGREGATION_UNSPECIFIED: Aggregation
 AGGREGATION_MIN: Aggregation
 AGGREGATION_MAX: Aggregation
 AGGREGATION_AVG: Aggregation
-
-class AssetInputData(_message.Message):
-    __slots__ = ("id", "name", "inputs")
-    ID_FIELD_NUMBER: _ClassVar[int]
-    NAME_FIELD_NUMBER: _ClassVar[int]
-    INPUTS_FIELD_NUMBER: _ClassVar[int]
-    id: int
-    name: str
-    inputs: _struct_pb2.ListValue
-    def __init__(self, id: _Optional[int] = ..., name: _Optional[str] = ..., inputs: _Optional[_Union[_struct_pb2.ListValue, _Mapping]] = ...) -> None: ...
 
 class CreateInputDataRequest(_message.Message):
     __slots__ = ("input_pk", "body")

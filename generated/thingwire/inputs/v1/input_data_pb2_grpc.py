@@ -4,7 +4,6 @@ import grpc
 import warnings
 
 from google.api import httpbody_pb2 as google_dot_api_dot_httpbody__pb2
-from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from thingwire.inputs.v1 import input_data_pb2 as thingwire_dot_inputs_dot_v1_dot_input__data__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
@@ -36,6 +35,11 @@ class InputDataServiceStub:
     path itself, and the typed fields below are for gRPC callers; their names never collide
     with a REST parameter, so the gateway binds none of them (docs/datacooee.md).
 
+    The fetch rpcs answer the JSON documents of docs/datacooee.md ("Answers") as bytes, the
+    same for both faces (`google.api.HttpBody`, content type application/json): a top-level
+    JSON array cannot be a message in the gateway's transcoding, and writing the JSON once
+    costs a fraction of building a google.protobuf.ListValue of a hundred thousand values.
+
     Errors common to the rpcs: UNAUTHENTICATED (401) when the organisation headers are missing
     or wrong (one answer for both); INVALID_ARGUMENT (400) for a malformed request; NOT_FOUND
     (404) for an input or asset that does not exist or belongs to another organisation (the
@@ -56,42 +60,42 @@ class InputDataServiceStub:
         self.GetInputDataByInputs = channel.unary_unary(
                 '/thingwire.inputs.v1.InputDataService/GetInputDataByInputs',
                 request_serializer=thingwire_dot_inputs_dot_v1_dot_input__data__pb2.GetInputDataByInputsRequest.SerializeToString,
-                response_deserializer=google_dot_protobuf_dot_struct__pb2.ListValue.FromString,
+                response_deserializer=google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
                 _registered_method=True)
         self.GetLatestInputDataByInputs = channel.unary_unary(
                 '/thingwire.inputs.v1.InputDataService/GetLatestInputDataByInputs',
                 request_serializer=thingwire_dot_inputs_dot_v1_dot_input__data__pb2.GetLatestInputDataByInputsRequest.SerializeToString,
-                response_deserializer=google_dot_protobuf_dot_struct__pb2.ListValue.FromString,
+                response_deserializer=google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
                 _registered_method=True)
         self.GetStatisticsInputDataByInputs = channel.unary_unary(
                 '/thingwire.inputs.v1.InputDataService/GetStatisticsInputDataByInputs',
                 request_serializer=thingwire_dot_inputs_dot_v1_dot_input__data__pb2.GetStatisticsInputDataByInputsRequest.SerializeToString,
-                response_deserializer=google_dot_protobuf_dot_struct__pb2.ListValue.FromString,
+                response_deserializer=google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
                 _registered_method=True)
         self.GetLatestStatisticsInputDataByInputs = channel.unary_unary(
                 '/thingwire.inputs.v1.InputDataService/GetLatestStatisticsInputDataByInputs',
                 request_serializer=thingwire_dot_inputs_dot_v1_dot_input__data__pb2.GetLatestStatisticsInputDataByInputsRequest.SerializeToString,
-                response_deserializer=google_dot_protobuf_dot_struct__pb2.ListValue.FromString,
+                response_deserializer=google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
                 _registered_method=True)
         self.GetInputDataByAsset = channel.unary_unary(
                 '/thingwire.inputs.v1.InputDataService/GetInputDataByAsset',
                 request_serializer=thingwire_dot_inputs_dot_v1_dot_input__data__pb2.GetInputDataByAssetRequest.SerializeToString,
-                response_deserializer=thingwire_dot_inputs_dot_v1_dot_input__data__pb2.AssetInputData.FromString,
+                response_deserializer=google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
                 _registered_method=True)
         self.GetLatestInputDataByAsset = channel.unary_unary(
                 '/thingwire.inputs.v1.InputDataService/GetLatestInputDataByAsset',
                 request_serializer=thingwire_dot_inputs_dot_v1_dot_input__data__pb2.GetLatestInputDataByAssetRequest.SerializeToString,
-                response_deserializer=thingwire_dot_inputs_dot_v1_dot_input__data__pb2.AssetInputData.FromString,
+                response_deserializer=google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
                 _registered_method=True)
         self.GetStatisticsInputDataByAsset = channel.unary_unary(
                 '/thingwire.inputs.v1.InputDataService/GetStatisticsInputDataByAsset',
                 request_serializer=thingwire_dot_inputs_dot_v1_dot_input__data__pb2.GetStatisticsInputDataByAssetRequest.SerializeToString,
-                response_deserializer=thingwire_dot_inputs_dot_v1_dot_input__data__pb2.AssetInputData.FromString,
+                response_deserializer=google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
                 _registered_method=True)
         self.GetLatestStatisticsInputDataByAsset = channel.unary_unary(
                 '/thingwire.inputs.v1.InputDataService/GetLatestStatisticsInputDataByAsset',
                 request_serializer=thingwire_dot_inputs_dot_v1_dot_input__data__pb2.GetLatestStatisticsInputDataByAssetRequest.SerializeToString,
-                response_deserializer=thingwire_dot_inputs_dot_v1_dot_input__data__pb2.AssetInputData.FromString,
+                response_deserializer=google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
                 _registered_method=True)
 
 
@@ -103,6 +107,11 @@ class InputDataServiceServicer:
     `input_ids`, `timeperiod_start` or `timeperiod-start`, quoted or not, ...) from the request
     path itself, and the typed fields below are for gRPC callers; their names never collide
     with a REST parameter, so the gateway binds none of them (docs/datacooee.md).
+
+    The fetch rpcs answer the JSON documents of docs/datacooee.md ("Answers") as bytes, the
+    same for both faces (`google.api.HttpBody`, content type application/json): a top-level
+    JSON array cannot be a message in the gateway's transcoding, and writing the JSON once
+    costs a fraction of building a google.protobuf.ListValue of a hundred thousand values.
 
     Errors common to the rpcs: UNAUTHENTICATED (401) when the organisation headers are missing
     or wrong (one answer for both); INVALID_ARGUMENT (400) for a malformed request; NOT_FOUND
@@ -118,6 +127,7 @@ class InputDataServiceServicer:
         Returns INVALID_ARGUMENT for a body that is not such a document, NOT_FOUND for an
         unknown input.
         buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -210,42 +220,42 @@ def add_InputDataServiceServicer_to_server(servicer, server):
             'GetInputDataByInputs': grpc.unary_unary_rpc_method_handler(
                     servicer.GetInputDataByInputs,
                     request_deserializer=thingwire_dot_inputs_dot_v1_dot_input__data__pb2.GetInputDataByInputsRequest.FromString,
-                    response_serializer=google_dot_protobuf_dot_struct__pb2.ListValue.SerializeToString,
+                    response_serializer=google_dot_api_dot_httpbody__pb2.HttpBody.SerializeToString,
             ),
             'GetLatestInputDataByInputs': grpc.unary_unary_rpc_method_handler(
                     servicer.GetLatestInputDataByInputs,
                     request_deserializer=thingwire_dot_inputs_dot_v1_dot_input__data__pb2.GetLatestInputDataByInputsRequest.FromString,
-                    response_serializer=google_dot_protobuf_dot_struct__pb2.ListValue.SerializeToString,
+                    response_serializer=google_dot_api_dot_httpbody__pb2.HttpBody.SerializeToString,
             ),
             'GetStatisticsInputDataByInputs': grpc.unary_unary_rpc_method_handler(
                     servicer.GetStatisticsInputDataByInputs,
                     request_deserializer=thingwire_dot_inputs_dot_v1_dot_input__data__pb2.GetStatisticsInputDataByInputsRequest.FromString,
-                    response_serializer=google_dot_protobuf_dot_struct__pb2.ListValue.SerializeToString,
+                    response_serializer=google_dot_api_dot_httpbody__pb2.HttpBody.SerializeToString,
             ),
             'GetLatestStatisticsInputDataByInputs': grpc.unary_unary_rpc_method_handler(
                     servicer.GetLatestStatisticsInputDataByInputs,
                     request_deserializer=thingwire_dot_inputs_dot_v1_dot_input__data__pb2.GetLatestStatisticsInputDataByInputsRequest.FromString,
-                    response_serializer=google_dot_protobuf_dot_struct__pb2.ListValue.SerializeToString,
+                    response_serializer=google_dot_api_dot_httpbody__pb2.HttpBody.SerializeToString,
             ),
             'GetInputDataByAsset': grpc.unary_unary_rpc_method_handler(
                     servicer.GetInputDataByAsset,
                     request_deserializer=thingwire_dot_inputs_dot_v1_dot_input__data__pb2.GetInputDataByAssetRequest.FromString,
-                    response_serializer=thingwire_dot_inputs_dot_v1_dot_input__data__pb2.AssetInputData.SerializeToString,
+                    response_serializer=google_dot_api_dot_httpbody__pb2.HttpBody.SerializeToString,
             ),
             'GetLatestInputDataByAsset': grpc.unary_unary_rpc_method_handler(
                     servicer.GetLatestInputDataByAsset,
                     request_deserializer=thingwire_dot_inputs_dot_v1_dot_input__data__pb2.GetLatestInputDataByAssetRequest.FromString,
-                    response_serializer=thingwire_dot_inputs_dot_v1_dot_input__data__pb2.AssetInputData.SerializeToString,
+                    response_serializer=google_dot_api_dot_httpbody__pb2.HttpBody.SerializeToString,
             ),
             'GetStatisticsInputDataByAsset': grpc.unary_unary_rpc_method_handler(
                     servicer.GetStatisticsInputDataByAsset,
                     request_deserializer=thingwire_dot_inputs_dot_v1_dot_input__data__pb2.GetStatisticsInputDataByAssetRequest.FromString,
-                    response_serializer=thingwire_dot_inputs_dot_v1_dot_input__data__pb2.AssetInputData.SerializeToString,
+                    response_serializer=google_dot_api_dot_httpbody__pb2.HttpBody.SerializeToString,
             ),
             'GetLatestStatisticsInputDataByAsset': grpc.unary_unary_rpc_method_handler(
                     servicer.GetLatestStatisticsInputDataByAsset,
                     request_deserializer=thingwire_dot_inputs_dot_v1_dot_input__data__pb2.GetLatestStatisticsInputDataByAssetRequest.FromString,
-                    response_serializer=thingwire_dot_inputs_dot_v1_dot_input__data__pb2.AssetInputData.SerializeToString,
+                    response_serializer=google_dot_api_dot_httpbody__pb2.HttpBody.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -263,6 +273,11 @@ class InputDataService:
     `input_ids`, `timeperiod_start` or `timeperiod-start`, quoted or not, ...) from the request
     path itself, and the typed fields below are for gRPC callers; their names never collide
     with a REST parameter, so the gateway binds none of them (docs/datacooee.md).
+
+    The fetch rpcs answer the JSON documents of docs/datacooee.md ("Answers") as bytes, the
+    same for both faces (`google.api.HttpBody`, content type application/json): a top-level
+    JSON array cannot be a message in the gateway's transcoding, and writing the JSON once
+    costs a fraction of building a google.protobuf.ListValue of a hundred thousand values.
 
     Errors common to the rpcs: UNAUTHENTICATED (401) when the organisation headers are missing
     or wrong (one answer for both); INVALID_ARGUMENT (400) for a malformed request; NOT_FOUND
@@ -313,7 +328,7 @@ class InputDataService:
             target,
             '/thingwire.inputs.v1.InputDataService/GetInputDataByInputs',
             thingwire_dot_inputs_dot_v1_dot_input__data__pb2.GetInputDataByInputsRequest.SerializeToString,
-            google_dot_protobuf_dot_struct__pb2.ListValue.FromString,
+            google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
             options,
             channel_credentials,
             insecure,
@@ -340,7 +355,7 @@ class InputDataService:
             target,
             '/thingwire.inputs.v1.InputDataService/GetLatestInputDataByInputs',
             thingwire_dot_inputs_dot_v1_dot_input__data__pb2.GetLatestInputDataByInputsRequest.SerializeToString,
-            google_dot_protobuf_dot_struct__pb2.ListValue.FromString,
+            google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
             options,
             channel_credentials,
             insecure,
@@ -367,7 +382,7 @@ class InputDataService:
             target,
             '/thingwire.inputs.v1.InputDataService/GetStatisticsInputDataByInputs',
             thingwire_dot_inputs_dot_v1_dot_input__data__pb2.GetStatisticsInputDataByInputsRequest.SerializeToString,
-            google_dot_protobuf_dot_struct__pb2.ListValue.FromString,
+            google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
             options,
             channel_credentials,
             insecure,
@@ -394,7 +409,7 @@ class InputDataService:
             target,
             '/thingwire.inputs.v1.InputDataService/GetLatestStatisticsInputDataByInputs',
             thingwire_dot_inputs_dot_v1_dot_input__data__pb2.GetLatestStatisticsInputDataByInputsRequest.SerializeToString,
-            google_dot_protobuf_dot_struct__pb2.ListValue.FromString,
+            google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
             options,
             channel_credentials,
             insecure,
@@ -421,7 +436,7 @@ class InputDataService:
             target,
             '/thingwire.inputs.v1.InputDataService/GetInputDataByAsset',
             thingwire_dot_inputs_dot_v1_dot_input__data__pb2.GetInputDataByAssetRequest.SerializeToString,
-            thingwire_dot_inputs_dot_v1_dot_input__data__pb2.AssetInputData.FromString,
+            google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
             options,
             channel_credentials,
             insecure,
@@ -448,7 +463,7 @@ class InputDataService:
             target,
             '/thingwire.inputs.v1.InputDataService/GetLatestInputDataByAsset',
             thingwire_dot_inputs_dot_v1_dot_input__data__pb2.GetLatestInputDataByAssetRequest.SerializeToString,
-            thingwire_dot_inputs_dot_v1_dot_input__data__pb2.AssetInputData.FromString,
+            google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
             options,
             channel_credentials,
             insecure,
@@ -475,7 +490,7 @@ class InputDataService:
             target,
             '/thingwire.inputs.v1.InputDataService/GetStatisticsInputDataByAsset',
             thingwire_dot_inputs_dot_v1_dot_input__data__pb2.GetStatisticsInputDataByAssetRequest.SerializeToString,
-            thingwire_dot_inputs_dot_v1_dot_input__data__pb2.AssetInputData.FromString,
+            google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
             options,
             channel_credentials,
             insecure,
@@ -502,7 +517,7 @@ class InputDataService:
             target,
             '/thingwire.inputs.v1.InputDataService/GetLatestStatisticsInputDataByAsset',
             thingwire_dot_inputs_dot_v1_dot_input__data__pb2.GetLatestStatisticsInputDataByAssetRequest.SerializeToString,
-            thingwire_dot_inputs_dot_v1_dot_input__data__pb2.AssetInputData.FromString,
+            google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
             options,
             channel_credentials,
             insecure,
