@@ -4,9 +4,10 @@ Loads `--points` values of one input in bulk (one executemany per chunk), then t
 `get_statistics_inputdata_by_inputs` with `aggregation_func=min,max,avg` over all of them:
 the storage query alone (`server.storage.input_data.statistics`, one SQL statement), and the
 whole request through a real `thingwire serve` (Envoy, the server, the database). Reports
-the median of `--runs` runs of each, on SQLite and, with `--postgres DSN`, on PostgreSQL.
+the median of `--runs` runs of each, on SQLite and on PostgreSQL (a throwaway database on
+the server `--postgres` names; `--postgres ""` skips it).
 
-    .venv/bin/python -m bench.datacooee_statistics [--points 1000000] [--runs 7]
+    .venv/bin/python -m bench.datacooee_statistics [--points 1000000] [--runs 5]
         [--postgres postgresql://postgres@127.0.0.1:5432/postgres]
 """
 
@@ -130,8 +131,12 @@ def _postgres(dsn: str) -> Iterator[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--points", type=int, default=1_000_000)
-    parser.add_argument("--runs", type=int, default=7)
-    parser.add_argument("--postgres", help="also on PostgreSQL: an admin DSN (URL form)")
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument(
+        "--postgres",
+        default="postgresql://postgres@127.0.0.1:5432/postgres",
+        help='the PostgreSQL server to use (an admin URL); "" for SQLite only',
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         results = [

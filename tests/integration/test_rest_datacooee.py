@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import statistics as py_stats
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -274,6 +275,45 @@ def test_upload_forms_numbers_coordinates_and_paths(http: httpx.Client, acme: Or
         }
     }
     assert upload(http, acme, input_id, bare).status_code == 201
+
+
+def test_concurrent_repeats_of_one_upload_store_one_row(stack: Stack, acme: Org) -> None:
+    input_id = acme.inputs["uploads"]
+    body = orjson.dumps(document(input_id, "5", "2023-05-05T05:05:05.5Z"))
+
+    def send(_: int) -> httpx.Response:
+        with stack.http() as client:
+            return upload(client, acme, input_id, body)
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(send, range(8)))
+    assert {a.status_code for a in answers} == {201}
+    assert len({a.json()["data"]["id"] for a in answers}) == 1
+
+
+def test_the_path_names_the_input_whatever_the_query_says(http: httpx.Client, acme: Org) -> None:
+    uploads, empty = acme.inputs["uploads"], acme.inputs["empty"]
+    bare = {
+        "data": {
+            "type": "SensorData",
+            "attributes": {"value": "1", "timestamp": "2024-02-02T00:00:00Z"},
+        }
+    }
+    answer = http.post(
+        f"{API}/inputs/{uploads}/inputdata/?input_pk={empty}",
+        content=orjson.dumps(bare),
+        headers={"content-type": VND, **acme.headers},
+    )
+    assert answer.status_code == 201, answer.text
+    assert answer.json()["data"]["relationships"]["sensor"]["data"]["id"] == uploads
+    stored = ok(
+        get(
+            http,
+            acme,
+            f"{API}/get_inputdata_by_inputs?input_ids={empty}&timeperiod_start=2024-02-02&timeperiod_finish=2024-02-03",
+        )
+    )
+    assert stored[0]["inputdata"] == []
 
 
 BAD_UPLOADS = [
