@@ -66,7 +66,9 @@ def iso_micros(ts: int) -> str:
 
 
 def number_of(value: str) -> float | None:
-    """The numeric reading of a value, or None when it is not a finite decimal number."""
+    """The numeric reading of a value (spaces around it aside), or None when it is not a
+    finite decimal number."""
+    value = value.strip()
     if len(value) > 64 or not _DECIMAL.fullmatch(value):
         return None
     number = float(value)
@@ -99,7 +101,7 @@ def _coordinate(value: object, name: str, bound: float) -> float | None:
     if isinstance(value, int | float) and not isinstance(value, bool):
         number = float(value)
     elif isinstance(value, str):
-        number = number_of(value.strip())
+        number = number_of(value)
     if number is None or not -bound <= number <= bound:
         raise InvalidArgument(
             f"data.attributes.{name} must be a number from {-bound:g} to {bound:g}"
