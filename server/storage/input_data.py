@@ -36,6 +36,9 @@ __all__ = [
 ]
 
 _TABLE: sa.Table = InputData.__table__  # type: ignore[assignment]
+#: The largest id `assets.id` can hold (a 32-bit integer on PostgreSQL); a larger one names
+#: no asset, and PostgreSQL would refuse to compare it with the column.
+MAX_ASSET_ID = 2**31 - 1
 #: The statistics Datacooee offers, by name, in the order the answers list them.
 AGGREGATES = ("min", "max", "avg")
 _AGGREGATE_FUNCTIONS: dict[str, Any] = {"min": sa.func.min, "max": sa.func.max, "avg": sa.func.avg}
@@ -95,6 +98,12 @@ _POINT_COLUMNS = (
 )
 
 
+def _may_exist(input_id: str) -> bool:
+    """False for an id no input can have: a NUL, which PostgreSQL refuses even to compare
+    (a path or query may carry one as %00)."""
+    return "\x00" not in input_id
+
+
 def _insert(dialect: str) -> Any:
     module: Any = postgresql if dialect == "postgresql" else sqlite
     return module.insert(_TABLE).on_conflict_do_nothing(index_elements=["input_id", "ts"])
@@ -121,8 +130,10 @@ def store_point(s: Session, org_id: str, input_id: str, point: NewPoint) -> Stor
     gets the same resource. NotFound for an input that does not exist or belongs to another
     organisation (one answer for both).
     """
-    owned = s.scalar(sa.select(Input.id).where(Input.id == input_id, Input.org_id == org_id))
-    if owned is None:
+    owned = _may_exist(input_id) and s.scalar(
+        sa.select(Input.id).where(Input.id == input_id, Input.org_id == org_id)
+    )
+    if not owned:
         raise NotFound(f"input {input_id!r} not found")
     connection = s.connection()
     connection.execute(_insert(connection.dialect.name), _row(input_id, point))
@@ -153,7 +164,7 @@ def inputs_of(s: Session, org_id: str, input_ids: Sequence[str]) -> list[InputIn
     wanted = list(dict.fromkeys(input_ids))
     rows = s.execute(
         sa.select(Input.id, Input.name, Input.measure_unit).where(
-            Input.org_id == org_id, Input.id.in_(wanted)
+            Input.org_id == org_id, Input.id.in_([i for i in wanted if _may_exist(i)])
         )
     ).all()
     found = {row.id: InputInfo(row.id, row.name, row.measure_unit) for row in rows}
@@ -172,6 +183,8 @@ def asset_inputs_of(
     NotFound for an asset that does not exist or belongs to another organisation, and for
     named inputs that are not the asset's.
     """
+    if not 1 <= asset_id <= MAX_ASSET_ID:
+        raise NotFound(f"asset {asset_id} not found")
     asset = s.execute(
         sa.select(Asset.id, Asset.name).where(Asset.id == asset_id, Asset.org_id == org_id)
     ).one_or_none()

@@ -405,6 +405,10 @@ def test_an_unknown_or_foreign_input_is_a_404(http: httpx.Client, acme: Org, oth
     assert "not found" in error(
         get(http, acme, f"{API}/get_inputdata_by_inputs?input_ids={theirs}"), 404
     )
+    # A NUL names no input (PostgreSQL would refuse to compare it): 404, not a 500.
+    nul = document("sen\x00x", "1", "2020-01-01T00:00:00Z")
+    error(upload(http, acme, "sen%00x", nul), 404)
+    error(get(http, acme, f"{API}/get_inputdata_by_inputs?input_ids=sen%00x"), 404)
 
 
 @pytest.mark.parametrize(
@@ -672,6 +676,9 @@ def test_asset_endpoints_and_their_input_filter(http: httpx.Client, acme: Org, o
     assert empty in error(get(http, acme, url + f"&input_ids={empty}"), 404)
     foreign = error(get(http, acme, f"{API}/get_inputdata_by_asset?asset_id={other.asset}"), 404)
     unknown = error(get(http, acme, f"{API}/get_inputdata_by_asset?asset_id=999999"), 404)
+    # Beyond the column's range (a 32-bit integer on PostgreSQL): still simply not found.
+    error(get(http, acme, f"{API}/get_inputdata_by_asset?asset_id={2**63 - 1}"), 404)
+    error(get(http, acme, f"{API}/get_inputdata_by_asset?asset_id={2**63}"), 400)
     assert foreign.replace(str(other.asset), "N") == unknown.replace("999999", "N")
     assert "asset_id is required" in error(
         get(http, acme, f"{API}/get_latest_inputdata_by_asset?timeperiod_last=1_day"), 400
