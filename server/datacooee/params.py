@@ -171,9 +171,9 @@ def _lookback(params: Mapping[str, str]) -> timedelta | None:
 
 def _checked_lookback(period: timedelta) -> timedelta:
     if period <= timedelta(0):
-        raise InvalidArgument("timeperiod_last must be positive")
+        raise InvalidArgument("timeperiod_last (lookback) must be positive")
     if period > MAX_LOOKBACK:
-        raise InvalidArgument("timeperiod_last must be at most 100 years")
+        raise InvalidArgument("timeperiod_last (lookback) must be at most 100 years")
     return period
 
 
@@ -293,7 +293,7 @@ def _grpc_lookback(request: Any) -> timedelta | None:
         return None
     duration: duration_pb2.Duration = request.lookback
     if abs(duration.seconds) > MAX_LOOKBACK.total_seconds():
-        raise InvalidArgument("lookback must be at most 100 years")
+        raise InvalidArgument("timeperiod_last (lookback) must be at most 100 years")
     return _checked_lookback(
         timedelta(seconds=duration.seconds, microseconds=duration.nanos // 1000)
     )
@@ -371,7 +371,9 @@ def _window(
             )
         return Window(start=(now - lookback - _EPOCH) // timedelta(microseconds=1))
     if latest:
-        raise InvalidArgument('timeperiod_last is required here, such as "5_days"')
+        raise InvalidArgument(
+            'timeperiod_last is required here (lookback over gRPC), such as "5_days"'
+        )
     if start is not None and end is not None and start > end:
         raise InvalidArgument("timeperiod_start must not be after timeperiod_finish")
     return Window(start, end)
