@@ -22,7 +22,7 @@ from grpc_reflection.v1alpha import reflection
 from thingwire.agent.v1 import agent_pb2, agent_pb2_grpc
 from thingwire.auth.v1 import auth_pb2, auth_pb2_grpc
 from thingwire.devices.v1 import devices_pb2, devices_pb2_grpc, stats_pb2, stats_pb2_grpc
-from thingwire.inputs.v1 import inputs_pb2, inputs_pb2_grpc
+from thingwire.inputs.v1 import input_data_pb2, input_data_pb2_grpc, inputs_pb2, inputs_pb2_grpc
 from thingwire.resources.v1 import resources_pb2, resources_pb2_grpc
 from thingwire.telemetry.v1 import logbook_pb2, logbook_pb2_grpc
 
@@ -38,6 +38,7 @@ from server.services.agent_service import AgentService
 from server.services.auth_service import AuthService
 from server.services.device_service import DeviceService
 from server.services.device_stats_service import DeviceStatsService, DeviceStatsStreamService
+from server.services.input_data_service import InputDataService
 from server.services.inputs_service import InputService
 from server.services.logbook_service import LogbookReadService
 from server.services.resources_service import ResourceService
@@ -72,6 +73,11 @@ SERVICES: tuple[Service, ...] = (
         inputs_pb2.DESCRIPTOR.services_by_name["InputService"],
         InputService,
         inputs_pb2_grpc.add_InputServiceServicer_to_server,
+    ),
+    Service(
+        input_data_pb2.DESCRIPTOR.services_by_name["InputDataService"],
+        InputDataService,
+        input_data_pb2_grpc.add_InputDataServiceServicer_to_server,
     ),
     Service(
         devices_pb2.DESCRIPTOR.services_by_name["DeviceService"],

@@ -1,0 +1,1 @@
+"""The Datacooee data API: upload documents, fetch parameters and answers (docs/datacooee.md)."""
