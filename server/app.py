@@ -24,6 +24,7 @@ from thingwire.auth.v1 import auth_pb2, auth_pb2_grpc
 from thingwire.devices.v1 import devices_pb2, devices_pb2_grpc, stats_pb2, stats_pb2_grpc
 from thingwire.inputs.v1 import inputs_pb2, inputs_pb2_grpc
 from thingwire.resources.v1 import resources_pb2, resources_pb2_grpc
+from thingwire.telemetry.v1 import push_pb2, push_pb2_grpc
 
 from server.auth.authenticator import Authenticator
 from server.config import DEFAULT_MAX_DEVICES_PER_USER
@@ -39,9 +40,14 @@ from server.services.device_service import DeviceService
 from server.services.device_stats_service import DeviceStatsService, DeviceStatsStreamService
 from server.services.inputs_service import InputService
 from server.services.resources_service import ResourceService
+from server.services.telemetry_push_service import (
+    RejectedRecordService,
+    TelemetryPushService,
+)
 from server.state import AppState, utc_now
 from server.storage import login_throttle
 from server.storage.db import Database
+from server.telemetry.limits import TelemetryLimits
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +100,16 @@ SERVICES: tuple[Service, ...] = (
         stats_pb2.DESCRIPTOR.services_by_name["DeviceStatsStreamService"],
         DeviceStatsStreamService,
         stats_pb2_grpc.add_DeviceStatsStreamServiceServicer_to_server,
+    ),
+    Service(
+        push_pb2.DESCRIPTOR.services_by_name["TelemetryPushService"],
+        TelemetryPushService,
+        push_pb2_grpc.add_TelemetryPushServiceServicer_to_server,
+    ),
+    Service(
+        push_pb2.DESCRIPTOR.services_by_name["RejectedRecordService"],
+        RejectedRecordService,
+        push_pb2_grpc.add_RejectedRecordServiceServicer_to_server,
     ),
 )
 #: Infrastructure every client may use without credentials.
@@ -165,6 +181,7 @@ async def create_server(
     keys: KeyFile | KeyRing | None = None,
     link_limits: LinkLimits | None = None,
     max_devices_per_user: int = DEFAULT_MAX_DEVICES_PER_USER,
+    telemetry_limits: TelemetryLimits | None = None,
 ) -> RunningServer:
     """Start a server on `address` (port 0 picks a free one) over a migrated database.
 
@@ -172,10 +189,13 @@ async def create_server(
     calls arriving there may name their client's address (`server/request_origin.py`).
     ``keys`` sign and verify its tokens (see `AppState.open`; serve passes the key file).
     ``link_limits`` bound every device link (docs/device-link.md).
-    ``max_devices_per_user`` is `Settings.max_devices_per_user`.
+    ``max_devices_per_user`` is `Settings.max_devices_per_user`; ``telemetry_limits`` are
+    the `Settings.telemetry_*` bounds of ingest.
     """
     gateway_address = gateway_socket_address(gateway_socket) if gateway_socket else None
-    state = await AppState.open(database, clock, keys, link_limits, max_devices_per_user)
+    state = await AppState.open(
+        database, clock, keys, link_limits, max_devices_per_user, telemetry_limits
+    )
     # No link is live before this server serves: a device still marked connected was left
     # so by a process that died (docs/device-link.md, "What survives a restart").
     await state.link_stats.sweep()

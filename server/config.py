@@ -85,6 +85,21 @@ def _whole_number(env: Mapping[str, str], name: str, default: int, *, minimum: i
 
 #: Devices one account may have through the Devices API (docs/design.md); 0: no limit.
 DEFAULT_MAX_DEVICES_PER_USER = 1000
+#: Telemetry ingest (docs/telemetry-ingest.md): batches waiting for the writer, the largest
+#: pushed batch once decompressed, and how hard the writer's SQLite commits sync.
+DEFAULT_TELEMETRY_QUEUE_BATCHES = 1024
+DEFAULT_TELEMETRY_MAX_BATCH_BYTES = 8 * 1024 * 1024
+SQLITE_SYNCHRONOUS_MODES = ("FULL", "NORMAL")
+
+
+def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+    """One of `choices` (case-insensitive), given in upper case."""
+    raw = _raw(env, name)
+    if raw is None:
+        return default
+    if raw.upper() not in choices:
+        raise ConfigError(f"{name}={raw!r} is not one of {', '.join(choices)}")
+    return raw.upper()
 
 
 @dataclass(frozen=True)
@@ -120,6 +135,13 @@ class Settings:
     link_go_away_window_s: float = 5.0
     # How often the figures of live links are written to the devices table.
     link_stats_interval_s: float = 15.0
+    # Telemetry ingest (docs/telemetry-ingest.md). Batches that may wait for the group
+    # commit; past it pushes get 503 at once (devices retry).
+    telemetry_queue_batches: int = DEFAULT_TELEMETRY_QUEUE_BATCHES
+    # A pushed batch larger than this once decompressed gets 413.
+    telemetry_max_batch_bytes: int = DEFAULT_TELEMETRY_MAX_BATCH_BYTES
+    # FULL: a 2xx means the batch survives a power cut; NORMAL: an application crash only.
+    telemetry_sqlite_synchronous: str = "FULL"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -157,5 +179,20 @@ class Settings:
             ),
             link_stats_interval_s=_number(
                 env, "THINGWIRE_LINK_STATS_INTERVAL_S", cls.link_stats_interval_s, minimum=0.1
+            ),
+            telemetry_queue_batches=_whole_number(
+                env, "THINGWIRE_TELEMETRY_QUEUE_BATCHES", cls.telemetry_queue_batches, minimum=1
+            ),
+            telemetry_max_batch_bytes=_whole_number(
+                env,
+                "THINGWIRE_TELEMETRY_MAX_BATCH_BYTES",
+                cls.telemetry_max_batch_bytes,
+                minimum=1024,
+            ),
+            telemetry_sqlite_synchronous=_choice(
+                env,
+                "THINGWIRE_TELEMETRY_SQLITE_SYNCHRONOUS",
+                cls.telemetry_sqlite_synchronous,
+                SQLITE_SYNCHRONOUS_MODES,
             ),
         )

@@ -21,6 +21,7 @@ from server.config import Settings
 from server.link.link import LinkLimits
 from server.security.keys import KeyFile
 from server.state import open_database
+from server.telemetry.limits import TelemetryLimits
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +97,7 @@ async def serve(settings: Settings) -> int:
         gateway_socket=gateway_socket,
         max_devices_per_user=settings.max_devices_per_user,
         link_limits=link_limits(settings),
+        telemetry_limits=TelemetryLimits.from_settings(settings),
     )
     try:
         await envoy.start()

@@ -18,6 +18,7 @@ from server.link.stats_store import StatsStore
 from server.security.jwt_tokens import TokenSigner
 from server.security.keys import KeyFile, KeyRing, adopt_database_key
 from server.storage.db import Database
+from server.telemetry.limits import TelemetryLimits
 from server.telemetry.writer import TelemetryWriter
 
 __all__ = ["AppState", "open_database", "utc_now"]
@@ -48,6 +49,8 @@ class AppState:
     links: LinkRegistry = field(default_factory=LinkRegistry)
     #: `Settings.max_devices_per_user`: devices one account may add (0: no limit).
     max_devices_per_user: int = DEFAULT_MAX_DEVICES_PER_USER
+    #: `Settings.telemetry_*`: the queue, batch size and durability of telemetry ingest.
+    telemetry_limits: TelemetryLimits = field(default_factory=TelemetryLimits)
 
     @cached_property
     def router(self) -> DeviceRouter:
@@ -62,7 +65,12 @@ class AppState:
     @cached_property
     def telemetry(self) -> TelemetryWriter:
         """Stores device records from every ingest face (HTTP push, the link)."""
-        return TelemetryWriter(self.database, self.clock)
+        return TelemetryWriter(
+            self.database,
+            self.clock,
+            max_queued=self.telemetry_limits.queue_batches,
+            sqlite_synchronous=self.telemetry_limits.sqlite_synchronous,
+        )
 
     @classmethod
     async def open(
@@ -72,6 +80,7 @@ class AppState:
         keys: KeyFile | KeyRing | None = None,
         link_limits: LinkLimits | None = None,
         max_devices_per_user: int = DEFAULT_MAX_DEVICES_PER_USER,
+        telemetry_limits: TelemetryLimits | None = None,
     ) -> AppState:
         """The state over ``database``, signing with ``keys``.
 
@@ -87,4 +96,5 @@ class AppState:
             clock=clock,
             link_limits=link_limits or LinkLimits(),
             max_devices_per_user=max_devices_per_user,
+            telemetry_limits=telemetry_limits or TelemetryLimits(),
         )
