@@ -125,6 +125,11 @@ class TelemetryWriter:
         self.commits = 0
         self.batches = 0
 
+    @property
+    def queued(self) -> int:
+        """Batches waiting for the writer (not counting the group being stored)."""
+        return len(self._queue)
+
     async def write(
         self, device_pk: int, split: Split, source: str, batch_id: str | None = None
     ) -> WriteOutcome:
