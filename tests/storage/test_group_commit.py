@@ -69,12 +69,11 @@ def count(database: Database) -> int:
         return int(s.scalar(sa.select(sa.func.count()).select_from(TelemetryRecord)) or 0)
 
 
-async def until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    """Wait (without blocking the loop) until ``condition()`` holds."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not condition():
-        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.01)
+async def until(condition: Callable[[], bool]) -> None:
+    """Wait (without blocking the loop) until ``condition()`` holds; 5 s at most."""
+    async with asyncio.timeout(5):
+        while not condition():
+            await asyncio.sleep(0.01)
 
 
 async def held(writer: TelemetryWriter, device_pk: int, index: int) -> asyncio.Future[WriteOutcome]:
