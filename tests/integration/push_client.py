@@ -48,7 +48,7 @@ def push_until_stored(client: httpx.Client, body: bytes, headers: dict[str, str]
         except httpx.HTTPError:
             pass
         retries += 1
-        time.sleep(random.uniform(0, backoff))  # noqa: S311 - jitter, not a secret
+        time.sleep(random.uniform(0, backoff))
         backoff = min(backoff * 2, MAX_BACKOFF_S)
 
 

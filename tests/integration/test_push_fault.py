@@ -55,7 +55,7 @@ def test_a_killed_server_loses_no_acknowledged_batch_and_stores_each_record_once
         car = stack.cli_json("device", "create", "--user", "ada", "--device", "car",
                              "--credentials", "c")  # fmt: skip
         database = Database(stack.db_url)
-        client = subprocess.Popen(  # noqa: S603 - our own module, fixed arguments
+        client = subprocess.Popen(
             [
                 sys.executable, "-m", "tests.integration.push_client",
                 "--url", stack.base_url, "--token", car["push_token"],
