@@ -36,10 +36,11 @@ def rows(database: Database) -> tuple[int, int]:
     """Rows stored, and distinct record numbers among them (the client's `n` field)."""
     with database.session() as s:
         count = s.scalar(sa.select(sa.func.count()).select_from(TelemetryRecord)) or 0
-        if database.is_sqlite:
-            n = sa.func.json_extract(TelemetryRecord.fields, "$.n")
-        else:
-            n = sa.cast(TelemetryRecord.fields, sa.Text)  # jsonb text is unique per record
+        n: sa.ColumnElement[Any] = (
+            sa.func.json_extract(TelemetryRecord.fields, "$.n")
+            if database.is_sqlite
+            else TelemetryRecord.fields.op("->>")("n")
+        )
         distinct = s.scalar(sa.select(sa.func.count(sa.distinct(n)))) or 0
     return int(count), int(distinct)
 
