@@ -39,7 +39,7 @@ def rows(database: Database) -> tuple[int, int]:
         n: sa.ColumnElement[Any] = (
             sa.func.json_extract(TelemetryRecord.fields, "$.n")
             if database.is_sqlite
-            else TelemetryRecord.fields.op("->>")("n")
+            else sa.literal_column("fields ->> 'n'")
         )
         distinct = s.scalar(sa.select(sa.func.count(sa.distinct(n)))) or 0
     return int(count), int(distinct)
