@@ -41,7 +41,9 @@ def rows(database: Database) -> tuple[int, int]:
             if database.is_sqlite
             else sa.literal_column("fields ->> 'n'")
         )
-        distinct = s.scalar(sa.select(sa.func.count(sa.distinct(n)))) or 0
+        distinct = (
+            s.scalar(sa.select(sa.func.count(sa.distinct(n))).select_from(TelemetryRecord)) or 0
+        )
     return int(count), int(distinct)
 
 
