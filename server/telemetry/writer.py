@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 MAX_GROUP_RECORDS = 20_000
 QUEUE_FULL = "telemetry storage is busy; retry later"
 STOPPING = "the server is stopping; retry later"
+NOT_STORED = "the batch could not be stored; retry later"
 
 
 class WriteOutcome(NamedTuple):
@@ -180,6 +181,17 @@ class TelemetryWriter:
                         return
                     group = self._take()
                 self._commit(group)
+        except BaseException:
+            # Only a bug gets here (_commit answers every database error). Fail what waits
+            # rather than leave it hanging, and let the next write start a new thread.
+            log.exception("the telemetry writer stopped unexpectedly")
+            with self._ready:
+                waiting = list(self._queue)
+                self._queue.clear()
+                self._thread = None
+            for item in waiting:
+                self._answer(item, Unavailable(NOT_STORED))
+            raise
         finally:
             self._close()
 
