@@ -143,6 +143,36 @@ def test_a_batch_is_stored_at_every_path_with_either_header_form(
     assert stored_count(database, "car") == before + 4
 
 
+@pytest.mark.parametrize(
+    "content_type",
+    [None, "text/plain", "application/octet-stream", "application/json; charset=utf-8"],
+)
+def test_any_content_type_or_none_is_taken_as_json(
+    client: httpx.Client, car: dict[str, str], content_type: str | None
+) -> None:
+    request = client.build_request(
+        "POST", "/logbook/storage", content=json.dumps(records(2)).encode(), headers=token(car)
+    )
+    request.headers.pop("content-type", None)
+    if content_type is not None:
+        request.headers["content-type"] = content_type
+    answer = client.send(request)
+    assert (answer.status_code, answer.json()["stored"]) == (200, 2), answer.text
+
+
+def test_a_chunked_gzip_body_is_stored(client: httpx.Client, car: dict[str, str]) -> None:
+    data = gzip.compress(json.dumps(records(3)).encode())
+
+    def chunks() -> Iterator[bytes]:
+        yield data[:7]
+        yield data[7:]
+
+    headers = {**token(car), "content-encoding": "gzip"}
+    answer = client.post("/logbook/storage", content=chunks(), headers=headers)
+    assert answer.request.headers["transfer-encoding"] == "chunked"
+    assert (answer.status_code, answer.json()["stored"]) == (200, 3), answer.text
+
+
 def test_the_firmware_unit_id_header_must_name_the_device(
     client: httpx.Client, car: dict[str, str], van: dict[str, str]
 ) -> None:
