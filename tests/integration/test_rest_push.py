@@ -225,6 +225,10 @@ def test_a_user_token_is_not_a_push_token(
     answer = push(client, records(), {"authorization": f"Bearer {user_token}"})
     assert answer.status_code == 401
     assert detail(answer) == "invalid push token"
+    api_token = stack.cli_json("apitoken", "create", "--user", "ada", "--name", "push")["token"]
+    for header in (f"APIToken {api_token}", f"token {api_token}", f"Bearer {api_token}"):
+        answer = push(client, records(), {"authorization": header})
+        assert answer.status_code == 401, (header, answer.text)
 
 
 def test_a_push_token_is_not_a_user_token(
