@@ -8,8 +8,8 @@ One writer thread owns one database connection. It takes every batch waiting at 
 moment and stores them all in one transaction, so concurrent requests share one commit
 (on SQLite one WAL fsync) instead of paying one each; each caller is answered once the
 transaction that holds its rows has committed. If that transaction fails, the group is
-stored again batch by batch, each in its own transaction, so that one bad batch fails
-alone. The queue is bounded: when it is full a write is refused at once with Unavailable
+stored again batch by batch, each in its own transaction on a fresh connection, so that one
+bad batch fails alone and a dropped connection fails none. The queue is bounded: when it is full a write is refused at once with Unavailable
 (503 over REST, which devices retry) rather than piling up memory.
 
 On SQLite the writer's connection commits with ``PRAGMA synchronous=FULL`` by default: a
@@ -207,20 +207,23 @@ class TelemetryWriter:
             records += size
         return group
 
-    def _commit(self, group: Sequence[_Pending]) -> None:
-        """Store the group in one transaction; if that fails, each batch in its own."""
+    def _commit(self, group: Sequence[_Pending], *, retry: bool = True) -> None:
+        """Store the group in one transaction; if that fails, each batch once more alone.
+
+        The retry runs on a fresh connection, so a batch is not failed for a connection the
+        database dropped meanwhile (a PostgreSQL restart, an idle timeout); a batch that
+        fails again alone is answered with its error.
+        """
         try:
             outcomes = self._transaction(group)
         except Exception as error:
-            if len(group) == 1:
+            if not retry:
                 log.warning("storing a telemetry batch failed: %r", error)
                 self._answer(group[0], error)
                 return
-            log.warning(
-                "a group of %d batches failed (%r); storing them one by one", len(group), error
-            )
+            log.warning("a group of %d batches failed (%r); storing each alone", len(group), error)
             for item in group:
-                self._commit([item])
+                self._commit([item], retry=False)
             return
         for item, outcome in zip(group, outcomes, strict=True):
             self._answer(item, outcome)

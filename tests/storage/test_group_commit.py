@@ -208,3 +208,29 @@ def test_the_writer_commits_with_the_chosen_sqlite_durability(
 
     assert asyncio.run(level("FULL")) == 2
     assert asyncio.run(level("NORMAL")) == 1
+
+
+def test_a_connection_the_database_dropped_fails_no_batch(
+    database: Database,
+    car: Device,  # noqa: F811
+) -> None:
+    if database.is_sqlite:
+        pytest.skip("a PostgreSQL server ends the connection")
+
+    async def scenario() -> list[WriteOutcome]:
+        writer = TelemetryWriter(database)
+        try:
+            first = await writer.write(car.id, split_batch(batch(0)), "http")
+            url = database.url.set(drivername="postgresql")
+            with psycopg.connect(url.render_as_string(hide_password=False)) as admin:
+                admin.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            second = await writer.write(car.id, split_batch(batch(1)), "http")
+            return [first, second]
+        finally:
+            await writer.stop()
+
+    assert run(scenario) == [WriteOutcome(3, 0, 0)] * 2
+    assert count(database) == 6
