@@ -9,8 +9,9 @@ moment and stores them all in one transaction, so concurrent requests share one 
 (on SQLite one WAL fsync) instead of paying one each; each caller is answered once the
 transaction that holds its rows has committed. If that transaction fails, the group is
 stored again batch by batch, each in its own transaction on a fresh connection, so that one
-bad batch fails alone and a dropped connection fails none. The queue is bounded: when it is full a write is refused at once with Unavailable
-(503 over REST, which devices retry) rather than piling up memory.
+bad batch fails alone and a dropped connection fails none. The queue is bounded: when it is
+full a write is refused at once with Unavailable (503 over REST, which devices retry) rather
+than piling up memory.
 
 On SQLite the writer's connection commits with ``PRAGMA synchronous=FULL`` by default: a
 2xx then means the batch is on disk even across a power cut. PostgreSQL keeps the server's
