@@ -465,6 +465,38 @@ def test_a_partly_bad_batch_is_2xx_and_its_rejects_are_visible(
             assert invalid.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
+def test_the_owner_lists_rejects_over_rest(
+    stack: Stack, client: httpx.Client, ada: dict, bob: dict
+) -> None:
+    dev = device(stack, "ada", "tram")
+    assert push(client, [*records(1), *BAD_RECORDS], token(dev)).json()["rejected"] == 4
+    auth = {"Authorization": f"Bearer {stack.thinger_token('ada')}"}
+    path = "/v2/users/ada/devices/tram/telemetry/rejects"
+    first = client.get(path, params={"page_size": 3}, headers=auth)
+    assert first.status_code == 200, first.text
+    body = first.json()
+    assert body["total_size"] == 4
+    assert [r["position"] for r in body["rejected_records"]] == [4, 3, 2]
+    assert set(body["rejected_records"][0]) == {
+        "position", "reason", "record", "receive_time", "source"
+    }  # fmt: skip
+    assert body["rejected_records"][0]["record"] == "42"
+    rest = client.get(
+        path + "/", params={"page_size": 3, "page_token": body["next_page_token"]}, headers=auth
+    )
+    assert [r["position"] for r in rest.json()["rejected_records"]] == [1]
+    assert rest.json()["next_page_token"] == ""
+    # Another user's device is missing; another user's path, or no credential, is a 401.
+    bob_auth = {"Authorization": f"Bearer {stack.thinger_token('bob')}"}
+    missing = client.get("/v2/users/bob/devices/tram/telemetry/rejects", headers=bob_auth)
+    assert missing.status_code == 404
+    assert set(missing.json()) == {"error"}
+    assert client.get(path, headers=bob_auth).status_code == 401
+    assert client.get(path).status_code == 401
+    assert client.get(path, headers=token(dev, "Bearer")).status_code == 401
+    assert client.get(path, params={"page_size": -1}, headers=auth).status_code == 400
+
+
 def test_the_rejects_command_refuses_what_the_user_does_not_own(
     stack: Stack, truck: dict[str, str], ada: dict
 ) -> None:

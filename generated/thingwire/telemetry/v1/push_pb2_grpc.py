@@ -151,9 +151,12 @@ class RejectedRecordServiceServicer:
 
     def ListRejectedRecords(self, request, context):
         """Lists the records set aside from the device's batches, newest first (AIP-158 paging).
+        Over REST it sits under the device's Thinger path, one segment deeper than a resource
+        (`…/devices/{device_id}/{resource}`), so that it can never take a resource's name.
         Returns UNAUTHENTICATED (401) when `user_id` is not the caller; NOT_FOUND (404) for a
-        device the caller does not own, the same whether or not it exists; INVALID_ARGUMENT
-        (400) for a negative page size or a page token this rpc did not issue.
+        device the caller does not own (or a token may not read), the same whether or not it
+        exists; INVALID_ARGUMENT (400) for a negative page size or a page token this rpc did not
+        issue.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
