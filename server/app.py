@@ -194,7 +194,7 @@ async def create_server(
     """
     gateway_address = gateway_socket_address(gateway_socket) if gateway_socket else None
     state = await AppState.open(
-        database, clock, keys, link_limits, max_devices_per_user, telemetry_limits
+        database, clock, keys, link_limits, max_devices_per_user, telemetry_limits=telemetry_limits
     )
     # No link is live before this server serves: a device still marked connected was left
     # so by a process that died (docs/device-link.md, "What survives a restart").
