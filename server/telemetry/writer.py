@@ -76,14 +76,17 @@ class _Pending(NamedTuple):
     future: asyncio.Future[WriteOutcome]
 
 
-def _settle(future: asyncio.Future[WriteOutcome], result: WriteOutcome | BaseException) -> None:
-    """On the caller's loop: answer it, unless it went away meanwhile."""
-    if future.done():
-        return
-    if isinstance(result, BaseException):
-        future.set_exception(result)
-    else:
-        future.set_result(result)
+def _settle(
+    answers: list[tuple[asyncio.Future[WriteOutcome], WriteOutcome | BaseException]],
+) -> None:
+    """On the callers' loop: answer each, unless it went away meanwhile."""
+    for future, result in answers:
+        if future.done():
+            continue
+        if isinstance(result, BaseException):
+            future.set_exception(result)
+        else:
+            future.set_result(result)
 
 
 def _store(session: Session, item: _Pending) -> WriteOutcome:
@@ -226,8 +229,7 @@ class TelemetryWriter:
             for item in group:
                 self._commit([item], retry=False)
             return
-        for item, outcome in zip(group, outcomes, strict=True):
-            self._answer(item, outcome)
+        self._answer_all(list(zip(group, outcomes, strict=True)))
 
     def _transaction(self, group: Sequence[_Pending]) -> list[WriteOutcome]:
         """One transaction on the writer's connection; a failed one drops the connection,
@@ -265,9 +267,21 @@ class TelemetryWriter:
                 self._connection.close()
             self._connection = None
 
+    @classmethod
+    def _answer(cls, item: _Pending, result: WriteOutcome | BaseException) -> None:
+        cls._answer_all([(item, result)])
+
     @staticmethod
-    def _answer(item: _Pending, result: WriteOutcome | BaseException) -> None:
-        # The caller's loop may have closed (a caller that gave up with its loop): the rows
-        # are committed or not regardless, and nobody is left to tell.
-        with contextlib.suppress(RuntimeError):
-            item.loop.call_soon_threadsafe(_settle, item.future, result)
+    def _answer_all(answers: Sequence[tuple[_Pending, WriteOutcome | BaseException]]) -> None:
+        """Answer a group's callers with one wake-up of each callers' loop, not one each."""
+        by_loop: dict[
+            asyncio.AbstractEventLoop,
+            list[tuple[asyncio.Future[WriteOutcome], WriteOutcome | BaseException]],
+        ] = {}
+        for item, result in answers:
+            by_loop.setdefault(item.loop, []).append((item.future, result))
+        for loop, settled in by_loop.items():
+            # The loop may have closed (a caller that gave up with its loop): the rows are
+            # committed or not regardless, and nobody is left to tell.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(_settle, settled)
