@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import secrets
 import shutil
 import subprocess
@@ -231,6 +232,15 @@ def drop(database: BenchDatabase) -> None:
         )
 
 
+def group_commits(logs: str) -> str:
+    """The writer's last word: how many batches it stored in how many commits."""
+    match = re.search(r"(\d+) batches stored in (\d+) commits", logs)
+    if match is None:
+        return "the writer's totals are not in the server's log"
+    batches, commits = int(match[1]), int(match[2])
+    return f"{batches} batches in {commits} commits ({batches / max(commits, 1):.1f} per commit)"
+
+
 def run_stack(kind: str, synchronous: str, args: Any) -> list[Phase]:
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
@@ -248,6 +258,7 @@ def run_stack(kind: str, synchronous: str, args: Any) -> list[Phase]:
         finally:
             if stack.process is not None:
                 stack.stop()
+                print(f"{kind} {synchronous}: {group_commits(stack.logs())}")
             drop(database)
 
 

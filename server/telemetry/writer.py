@@ -182,6 +182,11 @@ class TelemetryWriter:
                     while not self._queue and not self._stopping:
                         self._ready.wait()
                     if not self._queue:
+                        log.info(
+                            "telemetry writer stopped: %d batches stored in %d commits",
+                            self.batches,
+                            self.commits,
+                        )
                         return
                     group = self._take()
                 self._commit(group)
