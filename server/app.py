@@ -24,7 +24,7 @@ from thingwire.auth.v1 import auth_pb2, auth_pb2_grpc
 from thingwire.devices.v1 import devices_pb2, devices_pb2_grpc, stats_pb2, stats_pb2_grpc
 from thingwire.inputs.v1 import input_data_pb2, input_data_pb2_grpc, inputs_pb2, inputs_pb2_grpc
 from thingwire.resources.v1 import resources_pb2, resources_pb2_grpc
-from thingwire.telemetry.v1 import logbook_pb2, logbook_pb2_grpc
+from thingwire.telemetry.v1 import logbook_pb2, logbook_pb2_grpc, push_pb2, push_pb2_grpc
 
 from server.auth.authenticator import Authenticator
 from server.config import DEFAULT_MAX_DEVICES_PER_USER
@@ -42,9 +42,14 @@ from server.services.input_data_service import InputDataService
 from server.services.inputs_service import InputService
 from server.services.logbook_service import LogbookReadService
 from server.services.resources_service import ResourceService
+from server.services.telemetry_push_service import (
+    RejectedRecordService,
+    TelemetryPushService,
+)
 from server.state import AppState, utc_now
 from server.storage import login_throttle
 from server.storage.db import Database
+from server.telemetry.limits import TelemetryLimits
 from server.telemetry.retention import Retention
 
 log = logging.getLogger(__name__)
@@ -108,6 +113,16 @@ SERVICES: tuple[Service, ...] = (
         logbook_pb2.DESCRIPTOR.services_by_name["LogbookReadService"],
         LogbookReadService,
         logbook_pb2_grpc.add_LogbookReadServiceServicer_to_server,
+    ),
+    Service(
+        push_pb2.DESCRIPTOR.services_by_name["TelemetryPushService"],
+        TelemetryPushService,
+        push_pb2_grpc.add_TelemetryPushServiceServicer_to_server,
+    ),
+    Service(
+        push_pb2.DESCRIPTOR.services_by_name["RejectedRecordService"],
+        RejectedRecordService,
+        push_pb2_grpc.add_RejectedRecordServiceServicer_to_server,
     ),
 )
 #: Infrastructure every client may use without credentials.
@@ -180,6 +195,7 @@ async def create_server(
     link_limits: LinkLimits | None = None,
     max_devices_per_user: int = DEFAULT_MAX_DEVICES_PER_USER,
     retention: Retention | None = None,
+    telemetry_limits: TelemetryLimits | None = None,
 ) -> RunningServer:
     """Start a server on `address` (port 0 picks a free one) over a migrated database.
 
@@ -188,10 +204,19 @@ async def create_server(
     ``keys`` sign and verify its tokens (see `AppState.open`; serve passes the key file).
     ``link_limits`` bound every device link (docs/device-link.md).
     ``max_devices_per_user`` is `Settings.max_devices_per_user`; ``retention`` applies
-    `Settings.telemetry_retention_days` (None: telemetry is kept forever).
+    `Settings.telemetry_retention_days` (None: telemetry is kept forever);
+    ``telemetry_limits`` are the `Settings.telemetry_*` bounds of ingest.
     """
     gateway_address = gateway_socket_address(gateway_socket) if gateway_socket else None
-    state = await AppState.open(database, clock, keys, link_limits, max_devices_per_user, retention)
+    state = await AppState.open(
+        database,
+        clock,
+        keys,
+        link_limits,
+        max_devices_per_user,
+        retention=retention,
+        telemetry_limits=telemetry_limits,
+    )
     # No link is live before this server serves: a device still marked connected was left
     # so by a process that died (docs/device-link.md, "What survives a restart").
     await state.link_stats.sweep()

@@ -34,8 +34,9 @@ from server.errors import InvalidArgument, NotFound, ThingwireError
 from server.health_client import check_health
 from server.security.jwt_tokens import TokenSigner
 from server.security.keys import DEFAULT_GRACE, KeyFile, KeyFileError
+from server.services.telemetry_push_service import received_iso
 from server.state import open_database
-from server.storage import devices, orgs, users
+from server.storage import devices, orgs, rejects, users
 from server.storage.models import User
 from server.storage.tokens import api_tokens, device_tokens
 from server.storage.tokens.device_tokens import ALL_RESOURCES
@@ -115,6 +116,37 @@ def asset_create(s: Session, a: argparse.Namespace) -> dict[str, Any]:
     return {"id": asset.id, "name": asset.name}
 
 
+def telemetry_rejects(s: Session, a: argparse.Namespace) -> dict[str, Any]:
+    """The records set aside from a device's batches, newest first, and how many in all."""
+    if a.limit < 1:
+        raise InvalidArgument("--limit must be at least 1")
+    user = _user(s, a.user)
+    device = devices.get_device(s, user.id, a.device)
+    page = rejects.list_rejects(s, device.id, a.limit)
+    return {
+        "device": device.device_id,
+        "count": page.total,
+        "rejects": [
+            {
+                "position": row.position,
+                "reason": row.reason,
+                "record": _json_or_text(row.record),
+                "received": received_iso(row.received_ts),
+                "source": row.source,
+            }
+            for row in page.rows
+        ],
+    }
+
+
+def _json_or_text(text: str) -> object:
+    """A stored record as the JSON value it was, or its text when it was cut short."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return text
+
+
 def key_rotate(settings: Settings, a: argparse.Namespace) -> dict[str, Any]:
     """A new signing key; the previous one verifies its tokens for the grace period."""
     if a.grace_days < 0:
@@ -187,6 +219,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", required=True)
     p.add_argument("--expires", help="ISO 8601 expiry (default: never)")
     p.set_defaults(run_signed=device_token)
+
+    telemetry = actions("telemetry", "device record")
+    p = telemetry.add_parser(
+        "rejects", help="list the records set aside from a device's batches, newest first"
+    )
+    p.add_argument("--user", required=True, help="user name or email")
+    p.add_argument("--device", required=True, help="the device id")
+    p.add_argument("--limit", type=int, default=100, help="the most records shown (default 100)")
+    p.set_defaults(run=telemetry_rejects)
 
     keys = commands.add_parser("key", help="manage the JWT signing keys").add_subparsers(
         dest="action", required=True

@@ -87,6 +87,21 @@ def _whole_number(env: Mapping[str, str], name: str, default: int, *, minimum: i
 
 #: Devices one account may have through the Devices API (docs/design.md); 0: no limit.
 DEFAULT_MAX_DEVICES_PER_USER = 1000
+#: Telemetry ingest (docs/telemetry-ingest.md): batches waiting for the writer, the largest
+#: pushed batch once decompressed, and how hard the writer's SQLite commits sync.
+DEFAULT_TELEMETRY_QUEUE_BATCHES = 1024
+DEFAULT_TELEMETRY_MAX_BATCH_BYTES = 8 * 1024 * 1024
+SQLITE_SYNCHRONOUS_MODES = ("FULL", "NORMAL")
+
+
+def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+    """One of `choices` (case-insensitive), given in upper case."""
+    raw = _raw(env, name)
+    if raw is None:
+        return default
+    if raw.upper() not in choices:
+        raise ConfigError(f"{name}={raw!r} is not one of {', '.join(choices)}")
+    return raw.upper()
 
 
 @dataclass(frozen=True)
@@ -126,6 +141,13 @@ class Settings:
     # records and link batch ids by arrival, Datacooee values by their time) is removed by
     # the server's maintenance task, in bounded batches; 0: kept forever.
     telemetry_retention_days: float = 0.0
+    # Telemetry ingest (docs/telemetry-ingest.md). Batches that may wait for the group
+    # commit; past it pushes get 503 at once (devices retry).
+    telemetry_queue_batches: int = DEFAULT_TELEMETRY_QUEUE_BATCHES
+    # A pushed batch larger than this once decompressed gets 413.
+    telemetry_max_batch_bytes: int = DEFAULT_TELEMETRY_MAX_BATCH_BYTES
+    # FULL: a 2xx means the batch survives a power cut; NORMAL: an application crash only.
+    telemetry_sqlite_synchronous: str = "FULL"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -170,5 +192,20 @@ class Settings:
                 cls.telemetry_retention_days,
                 minimum=0,
                 maximum=MAX_RETENTION_DAYS,
+            ),
+            telemetry_queue_batches=_whole_number(
+                env, "THINGWIRE_TELEMETRY_QUEUE_BATCHES", cls.telemetry_queue_batches, minimum=1
+            ),
+            telemetry_max_batch_bytes=_whole_number(
+                env,
+                "THINGWIRE_TELEMETRY_MAX_BATCH_BYTES",
+                cls.telemetry_max_batch_bytes,
+                minimum=1024,
+            ),
+            telemetry_sqlite_synchronous=_choice(
+                env,
+                "THINGWIRE_TELEMETRY_SQLITE_SYNCHRONOUS",
+                cls.telemetry_sqlite_synchronous,
+                SQLITE_SYNCHRONOUS_MODES,
             ),
         )

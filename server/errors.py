@@ -11,6 +11,7 @@ them to gRPC status codes; Envoy then turns those into the HTTP status noted on 
      ├── AlreadyExists        -> ALREADY_EXISTS       -> 409
      ├── FailedPrecondition   -> FAILED_PRECONDITION  -> 400
      ├── Throttled            -> RESOURCE_EXHAUSTED   -> 429
+     ├── PayloadTooLarge      -> RESOURCE_EXHAUSTED   -> 413 (its own REST status)
      ├── Unavailable          -> UNAVAILABLE          -> 503
      └── DeadlineExceeded     -> DEADLINE_EXCEEDED    -> 504
 """
@@ -23,6 +24,7 @@ __all__ = [
     "FailedPrecondition",
     "InvalidArgument",
     "NotFound",
+    "PayloadTooLarge",
     "PermissionDenied",
     "ThingwireError",
     "Throttled",
@@ -33,6 +35,9 @@ __all__ = [
 
 class ThingwireError(Exception):
     """Base of every domain error; ``message`` is safe to show to the caller."""
+
+    #: The REST status when it is not the one Envoy's table gives the gRPC code.
+    http_status: int | None = None
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -75,6 +80,13 @@ class Throttled(ThingwireError):
 
     def __repr__(self) -> str:
         return f"Throttled({self.message!r}, retry_after={self.retry_after})"
+
+
+class PayloadTooLarge(ThingwireError):
+    """A body larger than the server accepts, found only once it is read, such as a gzip
+    body that inflates past the batch limit (HTTP 413, RESOURCE_EXHAUSTED over gRPC)."""
+
+    http_status = 413
 
 
 class Unavailable(ThingwireError):

@@ -35,6 +35,7 @@ STATUS_BY_ERROR: dict[type[errors.ThingwireError], grpc.StatusCode] = {
     errors.AlreadyExists: grpc.StatusCode.ALREADY_EXISTS,
     errors.FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
     errors.Throttled: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    errors.PayloadTooLarge: grpc.StatusCode.RESOURCE_EXHAUSTED,
     errors.Unavailable: grpc.StatusCode.UNAVAILABLE,
     errors.DeadlineExceeded: grpc.StatusCode.DEADLINE_EXCEEDED,
 }
@@ -116,7 +117,9 @@ async def abort_with(call: GuardedContext, error: errors.ThingwireError) -> NoRe
     """
     code = status_for(error)
     text = bounded(error.message)
-    trailing = rest_errors.error_metadata(rest_errors.current_family.get(), code, text)
+    trailing = rest_errors.error_metadata(
+        rest_errors.current_family.get(), code, text, error.http_status
+    )
     if isinstance(error, errors.Throttled):
         trailing = (*trailing, ("retry-after", str(error.retry_after)))
     await call.abort(code, text, trailing)

@@ -103,14 +103,17 @@ def render_error_body(family: int, status: int, message: str) -> str:
     return _json(error_document(family, status, text))
 
 
-def error_metadata(family: int, code: grpc.StatusCode, message: str) -> tuple[tuple[str, str], ...]:
+def error_metadata(
+    family: int, code: grpc.StatusCode, message: str, status: int | None = None
+) -> tuple[tuple[str, str], ...]:
     """The metadata that carries a failed call's REST status and body to the gateway.
 
-    Empty for an rpc without an API family (it has no REST face).
+    ``status`` overrides the code's HTTP status (a 413 is RESOURCE_EXHAUSTED in gRPC, whose
+    own status is 429). Empty for an rpc without an API family (it has no REST face).
     """
     if family == options_pb2.API_FAMILY_UNSPECIFIED:
         return ()
-    status = HTTP_STATUS_BY_CODE.get(code, 500)
+    status = status or HTTP_STATUS_BY_CODE.get(code, 500)
     shown = INTERNAL_MESSAGE if code in HIDDEN_CODES else message
     return (
         (HTTP_STATUS_KEY, str(status)),

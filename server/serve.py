@@ -21,6 +21,7 @@ from server.config import Settings
 from server.link.link import LinkLimits
 from server.security.keys import KeyFile
 from server.state import open_database
+from server.telemetry.limits import TelemetryLimits
 from server.telemetry.retention import Retention
 
 log = logging.getLogger(__name__)
@@ -98,6 +99,7 @@ async def serve(settings: Settings) -> int:
         max_devices_per_user=settings.max_devices_per_user,
         link_limits=link_limits(settings),
         retention=Retention(days=settings.telemetry_retention_days),
+        telemetry_limits=TelemetryLimits.from_settings(settings),
     )
     try:
         await envoy.start()

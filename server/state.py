@@ -18,6 +18,7 @@ from server.link.stats_store import StatsStore
 from server.security.jwt_tokens import TokenSigner
 from server.security.keys import KeyFile, KeyRing, adopt_database_key
 from server.storage.db import Database
+from server.telemetry.limits import TelemetryLimits
 from server.telemetry.retention import Retention
 from server.telemetry.writer import TelemetryWriter
 
@@ -51,6 +52,8 @@ class AppState:
     max_devices_per_user: int = DEFAULT_MAX_DEVICES_PER_USER
     #: `Settings.telemetry_retention_days`, applied by the maintenance task.
     retention: Retention = field(default_factory=lambda: Retention(days=0))
+    #: `Settings.telemetry_*`: the queue, batch size and durability of telemetry ingest.
+    telemetry_limits: TelemetryLimits = field(default_factory=TelemetryLimits)
 
     @cached_property
     def router(self) -> DeviceRouter:
@@ -65,7 +68,12 @@ class AppState:
     @cached_property
     def telemetry(self) -> TelemetryWriter:
         """Stores device records from every ingest face (HTTP push, the link)."""
-        return TelemetryWriter(self.database, self.clock)
+        return TelemetryWriter(
+            self.database,
+            self.clock,
+            max_queued=self.telemetry_limits.queue_batches,
+            sqlite_synchronous=self.telemetry_limits.sqlite_synchronous,
+        )
 
     @classmethod
     async def open(
@@ -76,6 +84,7 @@ class AppState:
         link_limits: LinkLimits | None = None,
         max_devices_per_user: int = DEFAULT_MAX_DEVICES_PER_USER,
         retention: Retention | None = None,
+        telemetry_limits: TelemetryLimits | None = None,
     ) -> AppState:
         """The state over ``database``, signing with ``keys``.
 
@@ -92,4 +101,5 @@ class AppState:
             link_limits=link_limits or LinkLimits(),
             max_devices_per_user=max_devices_per_user,
             retention=retention or Retention(days=0),
+            telemetry_limits=telemetry_limits or TelemetryLimits(),
         )

@@ -5,7 +5,11 @@ Accepted credentials (docs/design.md, "Credentials"):
   (the gateway moves Thinger's ``?authorization=`` query parameter into this header), and
   on ``ACCESS_USER_OR_DEVICE_TOKEN`` rpcs only, a device token (`server/auth/device_tokens.py`);
 - ``authorization: APIToken <token>`` — an AutoPi API token;
-- ``organization-id`` + ``organization-api-key`` — a Datacooee organisation.
+- ``organization-id`` + ``organization-api-key`` — a Datacooee organisation;
+- on ``ACCESS_DEVICE`` rpcs only, ``authorization: Bearer <push token>`` (the AutoPi guide)
+  or ``authorization: token <push token>`` (AutoPi firmware), with an optional ``unit-id``
+  header that must name the same device. A push token is never a user's credential, and a
+  user's never a push token: each kind is looked up only where its access level allows.
 Every failure is the same UNAUTHENTICATED answer, whatever was wrong, so a caller learns
 nothing about which accounts or tokens exist.
 """
@@ -13,6 +17,7 @@ nothing about which accounts or tokens exist.
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 
@@ -22,10 +27,17 @@ from thingwire.options.v1 import options_pb2
 
 from server.auth import permissions
 from server.auth.device_tokens import caller_principal
-from server.auth.principal import OrganizationPrincipal, Permission, Principal, UserPrincipal
+from server.auth.principal import (
+    DevicePrincipal,
+    OrganizationPrincipal,
+    Permission,
+    Principal,
+    UserPrincipal,
+)
 from server.errors import InvalidArgument, Unauthenticated
+from server.security.hashing import hash_secret
 from server.security.jwt_tokens import USER_TOKEN_TYPE, Claims, TokenSigner
-from server.storage import orgs, users
+from server.storage import devices, orgs, users
 from server.storage.db import Database
 from server.storage.tokens import api_tokens, user_tokens
 
@@ -37,6 +49,13 @@ Access = options_pb2.Access
 # deleted account's access tokens stop working at most this long after the deletion.
 ACCESS_USER_CACHE_SECONDS = 5.0
 ACCESS_USER_CACHE_SIZE = 10_000
+# How long a push token's device is taken to exist without asking the database again: a
+# deleted device's pushes stop at most this long after the deletion (they fail to store,
+# answered 503, until then).
+PUSH_TOKEN_CACHE_SECONDS = 5.0
+PUSH_TOKEN_CACHE_SIZE = 100_000
+#: The schemes a device may put before its push token (case-insensitive).
+PUSH_SCHEMES = frozenset({"bearer", "token"})
 # Tolerance between the clock that signed a token and the one that stored the account.
 CLOCK_SKEW = timedelta(seconds=5)
 
@@ -76,6 +95,10 @@ class Authenticator:
         self._access_users: TTLCache[str, tuple[UserPrincipal, datetime]] = TTLCache(
             maxsize=ACCESS_USER_CACHE_SIZE, ttl=ACCESS_USER_CACHE_SECONDS
         )
+        # Keyed by the token's hash, so no push token is kept in memory in the clear.
+        self._push_devices: TTLCache[str, DevicePrincipal] = TTLCache(
+            maxsize=PUSH_TOKEN_CACHE_SIZE, ttl=PUSH_TOKEN_CACHE_SECONDS
+        )
 
     async def authenticate(self, metadata: Mapping[str, str], access: int) -> Principal | None:
         """The principal for an rpc of the given access level (None for public rpcs)."""
@@ -87,6 +110,8 @@ class Authenticator:
             return await self._user(metadata, device_tokens=False)
         if access == Access.ACCESS_USER_OR_DEVICE_TOKEN:
             return await self._user(metadata, device_tokens=True)
+        if access == Access.ACCESS_DEVICE:
+            return await self._device(metadata)
         raise Unauthenticated("this rpc does not accept these credentials")
 
     async def _organization(self, metadata: Mapping[str, str]) -> OrganizationPrincipal:
@@ -122,6 +147,38 @@ class Authenticator:
                 return await self._db.run(lambda s: self._user_token_user(s, claims, now))
             return await self._access_token_user(claims)
         raise Unauthenticated("unsupported authorization scheme: use Bearer or APIToken")
+
+    async def _device(self, metadata: Mapping[str, str]) -> DevicePrincipal:
+        """The device whose push token the Authorization header carries.
+
+        Pushes are the hottest authenticated path (every batch of every device), so a known
+        token's device is cached for a few seconds: one SHA-256 and no database trip.
+        """
+        header = metadata.get("authorization")
+        if not header:
+            raise Unauthenticated("authentication credentials were not provided")
+        scheme, credential = split_authorization(header)
+        if scheme not in PUSH_SCHEMES:
+            raise Unauthenticated("unsupported authorization scheme: use Bearer or token")
+        key = hash_secret(credential)
+        device = self._push_devices.get(key)
+        if device is None:
+            device = await self._db.run(lambda s: self._push_device(s, credential))
+            self._push_devices[key] = device
+        unit_id = metadata.get("unit-id")
+        if unit_id is not None and _uuid_text(unit_id) != device.unit_id:
+            raise Unauthenticated("the unit-id header does not match the push token's device")
+        return device
+
+    @staticmethod
+    def _push_device(session: Session, push_token: str) -> DevicePrincipal:
+        device = devices.authenticate_push_token(session, push_token)
+        return DevicePrincipal(
+            device_pk=device.id,
+            user_id=device.user_id,
+            device_id=device.device_id,
+            unit_id=device.unit_id,
+        )
 
     @staticmethod
     def _api_token_user(session: Session, secret: str, now: datetime) -> UserPrincipal:
@@ -170,3 +227,11 @@ class Authenticator:
             permissions=stored_permissions(token.permissions, token.id),
             credential="user_token",
         )
+
+
+def _uuid_text(value: str) -> str | None:
+    """A UUID in its canonical text (as unit ids are stored), or None when it is not one."""
+    try:
+        return str(uuid.UUID(value.strip()))
+    except ValueError:
+        return None

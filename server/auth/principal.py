@@ -1,8 +1,8 @@
 """Who a request is authenticated as, and what it may do.
 
 The auth interceptor sets the principal of each call in a context variable; servicers ask
-for the kind they need (`require_user`, `require_organization`). Scoped tokens carry their
-permissions here, so one check (`UserPrincipal.allows`) serves every rpc.
+for the kind they need (`require_user`, `require_organization`, `require_device`). Scoped
+tokens carry their permissions here, so one check (`UserPrincipal.allows`) serves every rpc.
 """
 
 from __future__ import annotations
@@ -75,7 +75,20 @@ class OrganizationPrincipal:
     org_id: str
 
 
-Principal = UserPrincipal | OrganizationPrincipal
+@dataclass(frozen=True)
+class DevicePrincipal:
+    """A device, by its push token (AutoPi "Auth Token"): it may only upload its records.
+
+    A kind of its own, so no check that wants a user (`require_user`) ever admits it.
+    """
+
+    device_pk: int
+    user_id: int
+    device_id: str
+    unit_id: str
+
+
+Principal = UserPrincipal | OrganizationPrincipal | DevicePrincipal
 
 current_principal: contextvars.ContextVar[Principal | None] = contextvars.ContextVar(
     "current_principal", default=None
@@ -122,6 +135,14 @@ def require_self(principal: UserPrincipal, user_id: str) -> None:
     require_path_user(principal, user_id)
     if not principal.is_session:
         raise Unauthenticated("this is managed with a login token, not with another token")
+
+
+def require_device() -> DevicePrincipal:
+    """The calling device; the interceptor guarantees one on ACCESS_DEVICE rpcs."""
+    principal = current_principal.get()
+    if not isinstance(principal, DevicePrincipal):
+        raise Unauthenticated("a device push token is required")
+    return principal
 
 
 def require_organization() -> OrganizationPrincipal:

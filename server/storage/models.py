@@ -80,7 +80,8 @@ class JSONText(sa.TypeDecorator[str]):
     Callers bind and read compact JSON text on both backends. PostgreSQL keeps it as
     ``jsonb`` so that reads extract fields in SQL without parsing text per row; psycopg
     hands ``jsonb`` back parsed, so a value read is serialised again to keep one contract.
-    An INSERT … SELECT from text (the batch insert's ``unnest``) must cast to ``jsonb``.
+    An INSERT … SELECT from text must cast to ``jsonb`` (the batch insert takes its fields
+    from a jsonb array).
     """
 
     impl = sa.Text

@@ -146,34 +146,42 @@ def split_batch(batch: Iterable[Any]) -> Split:
     return Split(usable, rejected)
 
 
-def _postgres_insert(device_pk: int, records: Sequence[UsableRecord]) -> Any:
-    """One ``INSERT … SELECT FROM unnest(arrays)``: four parameters whatever the batch size.
+#: The PostgreSQL batch insert: the batch's three columns travel as three JSON arrays (one
+#: text parameter each), zipped back into rows by ``ROWS FROM``.
+_POSTGRES_INSERT = sa.text(
+    "INSERT INTO telemetry_records (device_pk, record_type, ts, fields) "
+    "SELECT :device_pk, batch.record_type, batch.ts::bigint, batch.fields FROM ROWS FROM ("
+    " jsonb_array_elements_text(CAST(:types AS jsonb)),"
+    " jsonb_array_elements_text(CAST(:stamps AS jsonb)),"
+    " jsonb_array_elements(CAST(:fields AS jsonb))"
+    ") AS batch(record_type, ts, fields) ON CONFLICT DO NOTHING"
+).execution_options(preserve_rowcount=True)
+
+
+def _postgres_params(device_pk: int, records: Sequence[UsableRecord]) -> dict[str, Any]:
+    """Four parameters whatever the batch size, each made by one call into C.
 
     A multi-row VALUES list would bind four parameters per record and hit the protocol's
-    65,535-parameter limit at 16,383 records; arrays have no such limit and bind in C.
+    65,535-parameter limit at 16,383 records. Array parameters have no limit, but psycopg
+    escapes the elements of a text array one by one in Python (about 35 µs per record
+    measured); a JSON array is one string: orjson writes the types and timestamps, and the
+    fields, JSON already, are joined as they are. PostgreSQL parses each array once, and
+    ``jsonb_array_elements`` hands each record's fields over as jsonb without re-parsing.
     """
     types, stamps, fields = zip(*records, strict=True)
-    rows = (
-        sa.func.unnest(
-            sa.bindparam("types", list(types), type_=postgresql.ARRAY(sa.String)),
-            sa.bindparam("stamps", list(stamps), type_=postgresql.ARRAY(sa.BigInteger)),
-            sa.bindparam("fields", list(fields), type_=postgresql.ARRAY(sa.Text)),
-        )
-        .table_valued("record_type", "ts", "fields")
-        .render_derived(name="batch")
-    )
-    select = sa.select(
-        sa.literal(device_pk, sa.Integer),
-        rows.c.record_type,
-        rows.c.ts,
-        sa.cast(rows.c.fields, postgresql.JSONB),  # text[] in, jsonb stored (JSONText)
-    )
-    return (
-        postgresql.insert(_TABLE)
-        .from_select(["device_pk", "record_type", "ts", "fields"], select)
-        .on_conflict_do_nothing()
-        .execution_options(preserve_rowcount=True)
-    )
+    return {
+        "device_pk": device_pk,
+        "types": orjson.dumps(types).decode(),
+        "stamps": orjson.dumps(stamps).decode(),
+        "fields": "[" + ",".join(fields) + "]",
+    }
+
+
+def _sqlite_insert(device_pk: int) -> str:
+    """The SQLite batch insert of one device's records: three parameters per row."""
+    # The table's name and an integer: no outside text reaches the statement.
+    head = f"INSERT INTO {_TABLE.name} (device_pk, record_type, ts, fields) "
+    return head + f"VALUES ({device_pk:d}, ?, ?, ?) ON CONFLICT DO NOTHING"
 
 
 def store_records(
@@ -193,20 +201,13 @@ def store_records(
     connection = session.connection()
     dialect = connection.dialect.name
     if dialect == "postgresql":
-        result = connection.execute(_postgres_insert(device_pk, records))
+        result = connection.execute(_POSTGRES_INSERT, _postgres_params(device_pk, records))
     elif dialect == "sqlite":
-        # executemany of one prepared statement: SQLite has no array parameters, and its
-        # statement steps per row in C without re-parsing.
-        stmt = (
-            sqlite.insert(_TABLE).on_conflict_do_nothing().execution_options(preserve_rowcount=True)
-        )
-        result = connection.execute(
-            stmt,
-            [
-                {"device_pk": device_pk, "record_type": t, "ts": ts, "fields": f}
-                for t, ts, f in records
-            ],
-        )
+        # executemany of one prepared statement, straight to the driver: SQLite has no array
+        # parameters, and its statement steps per row in C without re-parsing. The records
+        # are bound as the tuples they are, with no dict or type processing per row; the
+        # device is an integer of ours, written into the text (one statement per device).
+        result = connection.exec_driver_sql(_sqlite_insert(int(device_pk)), records)
     else:  # pragma: no cover - only the two supported backends
         raise NotImplementedError(dialect)
     new = int(result.rowcount)

@@ -1,26 +1,53 @@
-"""The one way telemetry reaches the database: ``TelemetryWriter.write``.
+"""The one way telemetry reaches the database: ``TelemetryWriter.write``, a group commit.
 
 Both faces of ingest (the HTTP push and the device link) hand a split batch to the writer
 and answer the device only once ``write`` returned, which means the batch's records, its
-rejects and its batch id are committed together (docs/design.md, "Telemetry storage").
+rejects and its batch id are committed (docs/telemetry-ingest.md, "Group commit").
 
-This first version runs one unit of work per batch; the group commit (one transaction for
-every batch waiting at that moment, each caller answered after its own rows commit)
-replaces its inside without changing the interface.
+One writer thread owns one database connection. It takes every batch waiting at that
+moment and stores them all in one transaction, so concurrent requests share one commit
+(on SQLite one WAL fsync) instead of paying one each; each caller is answered once the
+transaction that holds its rows has committed. If that transaction fails, the group is
+stored again batch by batch, each in its own transaction on a fresh connection, so that one
+bad batch fails alone and a dropped connection fails none. The queue is bounded: when it is
+full a write is refused at once with Unavailable (503 over REST, which devices retry) rather
+than piling up memory.
+
+On SQLite the writer's connection commits with ``PRAGMA synchronous=FULL`` by default: a
+2xx then means the batch is on disk even across a power cut. PostgreSQL keeps the server's
+``synchronous_commit`` (on by default: the commit waits for the WAL flush).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+import threading
+from collections import deque
+from collections.abc import Sequence
 from typing import NamedTuple
 
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from server.clock import Clock, utc_now
+from server.config import DEFAULT_TELEMETRY_QUEUE_BATCHES, SQLITE_SYNCHRONOUS_MODES
+from server.errors import Unavailable
 from server.storage import telemetry
 from server.storage.db import Database
 from server.storage.telemetry import Split
 
 __all__ = ["TelemetryWriter", "WriteOutcome"]
+
+log = logging.getLogger(__name__)
+
+#: A group stops growing past this many records (it always takes at least one batch), so
+#: one transaction, and the wait of the first batch in it, stays bounded.
+MAX_GROUP_RECORDS = 20_000
+QUEUE_FULL = "telemetry storage is busy; retry later"
+STOPPING = "the server is stopping; retry later"
+NOT_STORED = "the batch could not be stored; retry later"
 
 
 class WriteOutcome(NamedTuple):
@@ -37,12 +64,76 @@ class WriteOutcome(NamedTuple):
     batch_repeat: bool = False
 
 
+class _Pending(NamedTuple):
+    """One batch waiting for the writer, and where to send its answer."""
+
+    device_pk: int
+    split: Split
+    source: str
+    batch_id: str | None
+    received_ts: int
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[WriteOutcome]
+
+
+def _settle(
+    answers: list[tuple[asyncio.Future[WriteOutcome], WriteOutcome | BaseException]],
+) -> None:
+    """On the callers' loop: answer each, unless it went away meanwhile."""
+    for future, result in answers:
+        if future.done():
+            continue
+        if isinstance(result, BaseException):
+            future.set_exception(result)
+        else:
+            future.set_result(result)
+
+
+def _store(session: Session, item: _Pending) -> WriteOutcome:
+    """Write one batch inside the group's transaction."""
+    split = item.split
+    if item.batch_id is not None and not telemetry.claim_batch(
+        session, item.device_pk, item.batch_id, item.received_ts
+    ):
+        return WriteOutcome(0, len(split.usable), len(split.rejected), batch_repeat=True)
+    counts = telemetry.store_records(session, item.device_pk, split.usable)
+    telemetry.store_rejects(session, item.device_pk, item.source, split.rejected, item.received_ts)
+    return WriteOutcome(counts.new, counts.repeats, len(split.rejected))
+
+
 class TelemetryWriter:
     """Stores batches of device records durably; shared by every ingest face."""
 
-    def __init__(self, database: Database, clock: Clock = utc_now) -> None:
+    def __init__(
+        self,
+        database: Database,
+        clock: Clock = utc_now,
+        *,
+        max_queued: int = DEFAULT_TELEMETRY_QUEUE_BATCHES,
+        sqlite_synchronous: str = "FULL",
+    ) -> None:
+        if max_queued < 1:
+            raise ValueError("max_queued must be at least 1")
+        if sqlite_synchronous not in SQLITE_SYNCHRONOUS_MODES:
+            raise ValueError(f"sqlite_synchronous must be one of {SQLITE_SYNCHRONOUS_MODES}")
         self._database = database
         self._clock = clock
+        self._max_queued = max_queued
+        self._synchronous = sqlite_synchronous
+        self._ready = threading.Condition()
+        self._queue: deque[_Pending] = deque()
+        self._thread: threading.Thread | None = None
+        self._stopping = False
+        self._connection: Connection | None = None
+        #: Transactions committed so far, and batches stored in them: their ratio is the
+        #: group size (read by tests and benchmarks; written by the writer thread only).
+        self.commits = 0
+        self.batches = 0
+
+    @property
+    def queued(self) -> int:
+        """Batches waiting for the writer (not counting the group being stored)."""
+        return len(self._queue)
 
     async def write(
         self, device_pk: int, split: Split, source: str, batch_id: str | None = None
@@ -51,20 +142,151 @@ class TelemetryWriter:
 
         ``source`` ("http" or "link") is kept with the rejects. ``batch_id`` (the link's)
         makes the whole batch idempotent: a batch id stored before writes nothing.
-        Raises what the database raises; the caller answers 5xx and the device retries.
+        Raises Unavailable when the queue is full or the writer is stopping, and what the
+        database raised when this batch could not be stored on its own; either way the
+        caller answers 5xx and the device retries.
         """
         received_ts = int(self._clock().timestamp() * 1_000_000)
-
-        def unit(session: Session) -> WriteOutcome:
-            if batch_id is not None and not telemetry.claim_batch(
-                session, device_pk, batch_id, received_ts
-            ):
-                return WriteOutcome(0, len(split.usable), len(split.rejected), batch_repeat=True)
-            counts = telemetry.store_records(session, device_pk, split.usable)
-            telemetry.store_rejects(session, device_pk, source, split.rejected, received_ts)
-            return WriteOutcome(counts.new, counts.repeats, len(split.rejected))
-
-        return await self._database.run(unit)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[WriteOutcome] = loop.create_future()
+        item = _Pending(device_pk, split, source, batch_id, received_ts, loop, future)
+        with self._ready:
+            if self._stopping:
+                raise Unavailable(STOPPING)
+            if len(self._queue) >= self._max_queued:
+                raise Unavailable(QUEUE_FULL)
+            self._queue.append(item)
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="telemetry-writer", daemon=True
+                )
+                self._thread.start()
+            self._ready.notify()
+        return await future
 
     async def stop(self) -> None:
-        """Finish what was handed in; the group commit drains its queue here."""
+        """Refuse new batches, store every batch already queued, then end the thread."""
+        with self._ready:
+            self._stopping = True
+            self._ready.notify()
+            thread = self._thread
+        if thread is not None:
+            await asyncio.to_thread(thread.join)
+
+    # The writer thread.
+
+    def _run(self) -> None:
+        try:
+            while True:
+                with self._ready:
+                    while not self._queue and not self._stopping:
+                        self._ready.wait()
+                    if not self._queue:
+                        log.info(
+                            "telemetry writer stopped: %d batches stored in %d commits",
+                            self.batches,
+                            self.commits,
+                        )
+                        return
+                    group = self._take()
+                self._commit(group)
+        except BaseException:
+            # Only a bug gets here (_commit answers every database error). Fail what waits
+            # rather than leave it hanging, and let the next write start a new thread.
+            log.exception("the telemetry writer stopped unexpectedly")
+            with self._ready:
+                waiting = list(self._queue)
+                self._queue.clear()
+                self._thread = None
+            for item in waiting:
+                self._answer(item, Unavailable(NOT_STORED))
+            raise
+        finally:
+            self._close()
+
+    def _take(self) -> list[_Pending]:
+        """Every batch waiting now, up to MAX_GROUP_RECORDS records (at least one batch)."""
+        group = [self._queue.popleft()]
+        records = len(group[0].split.usable)
+        while self._queue:
+            size = len(self._queue[0].split.usable)
+            if records + size > MAX_GROUP_RECORDS:
+                break
+            group.append(self._queue.popleft())
+            records += size
+        return group
+
+    def _commit(self, group: Sequence[_Pending], *, retry: bool = True) -> None:
+        """Store the group in one transaction; if that fails, each batch once more alone.
+
+        The retry runs on a fresh connection, so a batch is not failed for a connection the
+        database dropped meanwhile (a PostgreSQL restart, an idle timeout); a batch that
+        fails again alone is answered with its error.
+        """
+        try:
+            outcomes = self._transaction(group)
+        except Exception as error:
+            if not retry:
+                log.warning("storing a telemetry batch failed: %r", error)
+                self._answer(group[0], error)
+                return
+            log.warning("a group of %d batches failed (%r); storing each alone", len(group), error)
+            for item in group:
+                self._commit([item], retry=False)
+            return
+        self._answer_all(list(zip(group, outcomes, strict=True)))
+
+    def _transaction(self, group: Sequence[_Pending]) -> list[WriteOutcome]:
+        """One transaction on the writer's connection; a failed one drops the connection,
+        so the next starts clean (a database that restarted, a broken socket)."""
+        connection = self._connection or self._connect()
+        try:
+            with Session(bind=connection) as session:
+                outcomes = [_store(session, item) for item in group]
+                session.commit()
+        except Exception:
+            self._close()
+            raise
+        self.commits += 1
+        self.batches += len(group)
+        return outcomes
+
+    def _connect(self) -> Connection:
+        """The writer's own connection, taken out of the pool for good (its pragmas are not
+        for other connections)."""
+        connection = self._database.engine.connect()
+        try:
+            if self._database.is_sqlite:
+                connection.detach()
+                connection.exec_driver_sql(f"PRAGMA synchronous={self._synchronous}")
+                connection.commit()
+        except Exception:
+            connection.close()
+            raise
+        self._connection = connection
+        return connection
+
+    def _close(self) -> None:
+        if self._connection is not None:
+            with contextlib.suppress(Exception):
+                self._connection.close()
+            self._connection = None
+
+    @classmethod
+    def _answer(cls, item: _Pending, result: WriteOutcome | BaseException) -> None:
+        cls._answer_all([(item, result)])
+
+    @staticmethod
+    def _answer_all(answers: Sequence[tuple[_Pending, WriteOutcome | BaseException]]) -> None:
+        """Answer a group's callers with one wake-up of each callers' loop, not one each."""
+        by_loop: dict[
+            asyncio.AbstractEventLoop,
+            list[tuple[asyncio.Future[WriteOutcome], WriteOutcome | BaseException]],
+        ] = {}
+        for item, result in answers:
+            by_loop.setdefault(item.loop, []).append((item.future, result))
+        for loop, settled in by_loop.items():
+            # The loop may have closed (a caller that gave up with its loop): the rows are
+            # committed or not regardless, and nobody is left to tell.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(_settle, settled)

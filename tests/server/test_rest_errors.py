@@ -89,3 +89,14 @@ def test_internal_messages_are_never_shown(code: grpc.StatusCode) -> None:
 
 def test_an_rpc_without_a_family_has_no_rest_metadata() -> None:
     assert error_metadata(options_pb2.API_FAMILY_UNSPECIFIED, grpc.StatusCode.NOT_FOUND, "m") == ()
+
+
+def test_an_error_may_carry_its_own_rest_status() -> None:
+    """A 413 found by the server is RESOURCE_EXHAUSTED in gRPC, whose own status is 429."""
+    metadata = dict(
+        error_metadata(
+            options_pb2.API_FAMILY_DATACOOEE, grpc.StatusCode.RESOURCE_EXHAUSTED, "big", 413
+        )
+    )
+    assert metadata[HTTP_STATUS_KEY] == "413"
+    assert json.loads(metadata[ERROR_BODY_KEY])["errors"][0]["status"] == "413"

@@ -19,8 +19,14 @@ BAD = [{"@t": "obd.bat"}, 42, {"@t": "x", "@ts": "yesterday"}]
 def write(
     database: Database, device: Device, batch: Sequence[object], **kw: object
 ) -> WriteOutcome:
-    writer = TelemetryWriter(database)
-    return asyncio.run(writer.write(device.id, split_batch(batch), "http", **kw))  # type: ignore[arg-type]
+    async def once() -> WriteOutcome:
+        writer = TelemetryWriter(database)
+        try:
+            return await writer.write(device.id, split_batch(batch), "http", **kw)  # type: ignore[arg-type]
+        finally:
+            await writer.stop()
+
+    return asyncio.run(once())
 
 
 def rejects(database: Database) -> list[tuple[int, str, str]]:

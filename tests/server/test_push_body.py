@@ -1,0 +1,79 @@
+"""The push body: gzip inflated within a bound, JSON parsed once, shapes checked."""
+
+from __future__ import annotations
+
+import gzip
+import zlib
+
+import pytest
+
+from server.errors import InvalidArgument, PayloadTooLarge
+from server.telemetry.push_body import inflate, parse_records
+
+LIMIT = 1024
+
+
+@pytest.mark.parametrize("encoding", [None, "", "identity", " Identity "])
+def test_a_plain_body_is_itself(encoding: str | None) -> None:
+    assert inflate(b"[1]", encoding, LIMIT) == b"[1]"
+
+
+def test_a_plain_body_over_the_limit_is_too_large() -> None:
+    assert inflate(b"x" * LIMIT, None, LIMIT) == b"x" * LIMIT
+    with pytest.raises(PayloadTooLarge):
+        inflate(b"x" * (LIMIT + 1), None, LIMIT)
+
+
+def test_gzip_is_inflated_up_to_the_limit_exactly() -> None:
+    body = b"y" * LIMIT
+    assert inflate(gzip.compress(body), "gzip", LIMIT) == body
+    with pytest.raises(PayloadTooLarge):
+        inflate(gzip.compress(body + b"y"), "x-gzip", LIMIT)
+
+
+def test_several_gzip_members_are_one_body_within_one_limit() -> None:
+    half = b"z" * (LIMIT // 2)
+    assert inflate(gzip.compress(half) + gzip.compress(half), "GZIP", LIMIT) == half + half
+    with pytest.raises(PayloadTooLarge):
+        inflate(gzip.compress(half) * 3, "gzip", LIMIT)
+
+
+def test_a_bomb_is_refused_without_inflating_it() -> None:
+    deflater = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    chunk = b"\0" * (1 << 20)
+    bomb = b"".join(deflater.compress(chunk) for _ in range(64)) + deflater.flush()
+    with pytest.raises(PayloadTooLarge, match=str(LIMIT)):
+        inflate(bomb, "gzip", LIMIT)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"plain", gzip.compress(b"[]")[:-4], gzip.compress(b"[]") + b"!", b"", b"\x1f\x8b"],
+)
+def test_broken_gzip_is_invalid(body: bytes) -> None:
+    with pytest.raises(InvalidArgument, match="gzip"):
+        inflate(body, "gzip", LIMIT)
+
+
+@pytest.mark.parametrize("encoding", ["br", "deflate", "gzip, br"])
+def test_other_encodings_are_invalid(encoding: str) -> None:
+    with pytest.raises(InvalidArgument, match="content-encoding"):
+        inflate(b"[]", encoding, LIMIT)
+
+
+def test_records_are_an_array_or_one_object() -> None:
+    assert parse_records(b'[{"@t": "a"}, 1]') == [{"@t": "a"}, 1]
+    assert parse_records(b'{"@t": "a"}') == [{"@t": "a"}]
+    assert parse_records(b"[]") == []
+
+
+@pytest.mark.parametrize("body", [b"1", b'"x"', b"null", b"false"])
+def test_other_json_values_are_invalid(body: bytes) -> None:
+    with pytest.raises(InvalidArgument, match="JSON array"):
+        parse_records(body)
+
+
+@pytest.mark.parametrize("body", [b"", b"[", b"[1,]", b"NaN", b"\xff"])
+def test_bytes_that_are_not_json_are_invalid(body: bytes) -> None:
+    with pytest.raises(InvalidArgument, match="not valid JSON"):
+        parse_records(body)
