@@ -188,13 +188,11 @@ def test_stop_drains_the_queue_then_refuses(database: Database, car: Device) -> 
     assert count(database) == 3 * BATCHES
 
 
+@pytest.mark.parametrize("database", ["sqlite"], indirect=True)  # a SQLite pragma
 def test_the_writer_commits_with_the_chosen_sqlite_durability(
     database: Database,
     car: Device,  # noqa: F811
 ) -> None:
-    if not database.is_sqlite:
-        pytest.skip("a SQLite pragma")
-
     async def level(mode: str) -> int:
         writer = TelemetryWriter(database, sqlite_synchronous=mode)
         try:
@@ -210,13 +208,11 @@ def test_the_writer_commits_with_the_chosen_sqlite_durability(
     assert asyncio.run(level("NORMAL")) == 1
 
 
+@pytest.mark.parametrize("database", ["postgresql"], indirect=True)  # a server ends it
 def test_a_connection_the_database_dropped_fails_no_batch(
     database: Database,
     car: Device,  # noqa: F811
 ) -> None:
-    if database.is_sqlite:
-        pytest.skip("a PostgreSQL server ends the connection")
-
     async def scenario() -> list[WriteOutcome]:
         writer = TelemetryWriter(database)
         try:
