@@ -311,6 +311,8 @@ class TelemetryReject(Base):
     __tablename__ = "telemetry_rejects"
     __table_args__ = (
         sa.UniqueConstraint("device_pk", "digest"),
+        # A device's rejects listed in order of arrival (AIP-158 pages by id).
+        sa.Index("ix_telemetry_rejects_device_pk_id", "device_pk", "id"),
         {"sqlite_autoincrement": True},
     )
 

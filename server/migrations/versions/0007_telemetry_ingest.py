@@ -51,6 +51,7 @@ def upgrade() -> None:
         sqlite_autoincrement=True,
     )
     op.create_index("ix_telemetry_rejects_received_ts", "telemetry_rejects", ["received_ts"])
+    op.create_index("ix_telemetry_rejects_device_pk_id", "telemetry_rejects", ["device_pk", "id"])
     op.create_table(
         "telemetry_batches",
         sa.Column("device_pk", sa.Integer(), nullable=False),
@@ -99,5 +100,6 @@ def downgrade() -> None:
     op.drop_table("input_data")
     op.drop_index("ix_telemetry_batches_received_ts", table_name="telemetry_batches")
     op.drop_table("telemetry_batches")
+    op.drop_index("ix_telemetry_rejects_device_pk_id", table_name="telemetry_rejects")
     op.drop_index("ix_telemetry_rejects_received_ts", table_name="telemetry_rejects")
     op.drop_table("telemetry_rejects")
