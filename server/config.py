@@ -17,6 +17,9 @@ DEFAULT_DB_URL = "sqlite:///./var/thingwire.db"
 STATE_DIR = Path("var")
 #: The longest resource call deadline an operator may set (a device is told it in ms).
 MAX_CALL_TIMEOUT_S = 3600.0
+#: The largest telemetry upload an operator may allow on the link: well inside the server's
+#: gRPC message limit (`Settings.max_body_bytes`), which would otherwise end the stream.
+MAX_LINK_UPLOAD_BYTES = 4 * 1024 * 1024
 
 
 class ConfigError(ValueError):
@@ -83,6 +86,16 @@ def _whole_number(env: Mapping[str, str], name: str, default: int, *, minimum: i
     return value
 
 
+def _bounded_whole(
+    env: Mapping[str, str], name: str, default: int, *, minimum: int, maximum: int
+) -> int:
+    """A whole number within [minimum, maximum]."""
+    value = _whole_number(env, name, default, minimum=minimum)
+    if value > maximum:
+        raise ConfigError(f"{name}={value} must be at most {maximum}")
+    return value
+
+
 #: Devices one account may have through the Devices API (docs/design.md); 0: no limit.
 DEFAULT_MAX_DEVICES_PER_USER = 1000
 
@@ -120,6 +133,11 @@ class Settings:
     link_go_away_window_s: float = 5.0
     # How often the figures of live links are written to the devices table.
     link_stats_interval_s: float = 15.0
+    # Telemetry uploads on the link (docs/device-link.md, "Telemetry uploads"): the largest
+    # batch in bytes and records, and the batches of one link stored at once.
+    link_max_upload_bytes: int = 1024 * 1024
+    link_max_upload_records: int = 10_000
+    link_max_uploads_in_flight: int = 4
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -157,5 +175,26 @@ class Settings:
             ),
             link_stats_interval_s=_number(
                 env, "THINGWIRE_LINK_STATS_INTERVAL_S", cls.link_stats_interval_s, minimum=0.1
+            ),
+            link_max_upload_bytes=_bounded_whole(
+                env,
+                "THINGWIRE_LINK_MAX_UPLOAD_BYTES",
+                cls.link_max_upload_bytes,
+                minimum=1024,
+                maximum=MAX_LINK_UPLOAD_BYTES,
+            ),
+            link_max_upload_records=_bounded_whole(
+                env,
+                "THINGWIRE_LINK_MAX_UPLOAD_RECORDS",
+                cls.link_max_upload_records,
+                minimum=1,
+                maximum=100_000,
+            ),
+            link_max_uploads_in_flight=_bounded_whole(
+                env,
+                "THINGWIRE_LINK_MAX_UPLOADS_IN_FLIGHT",
+                cls.link_max_uploads_in_flight,
+                minimum=1,
+                maximum=64,
             ),
         )
