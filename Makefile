@@ -53,7 +53,7 @@ test: setup lint breaking
 
 # The benchmarks (docs/benchmarks.md), one after the other; not part of `make test`. Each
 # starts its own stack on free ports; `make bench BENCHES=resource_calls` runs one.
-BENCHES ?= auth_paths link_memory resource_calls
+BENCHES ?= auth_paths link_memory resource_calls link_ingest
 bench: setup
 	for b in $(BENCHES); do $(PY) -m bench.$$b || exit 1; done
 
