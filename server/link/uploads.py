@@ -93,6 +93,13 @@ class Uploads:
     def in_flight(self) -> int:
         return len(self._tasks)
 
+    async def finish(self) -> None:
+        """Wait for the batches being stored: what the server received is stored even if
+        the link closed meanwhile (the device's resend is then a cheap repeat), and a
+        stopping server hands the writer nothing after it stopped."""
+        while self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
     def receive(self, upload: agent_pb2.Upload) -> None:
         """Start storing one batch, or answer at once why not.
 

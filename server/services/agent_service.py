@@ -103,6 +103,7 @@ class AgentService:
             if links.get(link.key) is link:  # not replaced: the device is offline now
                 stats.detached(link)
             links.detach(link)
+            await uploads.finish()
         if link.closed is not None and not isinstance(link.closed, LinkClosed):
             raise link.closed
 

@@ -450,3 +450,22 @@ async def holding_write_lock(database: Database) -> AsyncIterator[None]:
     finally:
         transaction.rollback()
         connection.close()
+
+
+def test_a_stopping_server_stores_the_batches_it_received_first(world: LinkWorld) -> None:
+    """Their answers cannot reach the device any more, but what came is stored before the
+    server (and its writer) stop: the device's resend will be a repeat."""
+
+    async def scenario() -> bool:
+        async with raw_link(world) as link:
+            async with holding_write_lock(world.database):
+                await link.upload("last", records_bytes(1, 2))
+                await asyncio.sleep(0.3)  # the write waits for the lock
+                stopping = asyncio.create_task(world.running.stop(5))
+                await asyncio.sleep(0.5)
+                waited = not stopping.done()
+            await stopping
+        return waited
+
+    assert world.run(scenario) is True
+    assert stored_numbers(world) == [1, 2]
