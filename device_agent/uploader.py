@@ -5,9 +5,10 @@ cancels it when the link ends). It keeps up to the Welcome's `max_uploads_in_fli
 batches in flight, oldest first, and acts on each answer:
 
 - UploadAck: the batch is stored in the cloud; it is deleted from the outbox.
-- UploadFailed STORAGE or BUSY: the same batch (same id, same bytes) is sent again after
-  the server's delay or the backoff's (exponential, full jitter), whichever is longer;
-  nothing more is sent meanwhile.
+- UploadFailed STORAGE or BUSY: nothing is sent for the longer of the server's delay and
+  the backoff's (exponential, full jitter; reset by the next ack). The failed batch (same
+  id, same bytes) then waits on its own a little longer each time it fails (2, 4, 8 … 60 s),
+  while newer batches go ahead: one batch the cloud cannot store holds back no other.
 - UploadFailed TOO_LARGE: the batch is split into batches that fit the limits.
 
 A lost link loses nothing: unanswered batches stay in the outbox and go first on the next
@@ -61,7 +62,11 @@ class Uploader:
         self._backoff = backoff
         self._answers: collections.deque[agent_pb2.ConnectResponse] = collections.deque()
         self._wake = asyncio.Event()
+        #: Failed uploads since the last ack: the backoff's attempt.
         self._attempt = 0
+        #: Per batch that failed: how often in a row, and when it may go again.
+        self._failures: dict[str, int] = {}
+        self._deferred: dict[str, float] = {}
         #: Batches acknowledged and records stored so far (for logs and tests).
         self.acked = 0
         self.stored = 0
@@ -93,41 +98,53 @@ class Uploader:
                     log.exception("outbox: handling an upload's answer failed")
                     paused_until = time.monotonic() + FILE_RETRY_S
                 now = time.monotonic()
-                timeout: float | None = None
                 if now < paused_until:
-                    timeout = paused_until - now
-                else:
-                    while len(in_flight) < max_in_flight:
-                        unbatched = self._outbox.unbatched
-                        form = unbatched >= max_records or (form_at is not None and now >= form_at)
-                        try:
-                            batch = await self._outbox.next_batch(
-                                in_flight, max_records, max_bytes, form=form
-                            )
-                        except Exception:
-                            log.exception("outbox: reading a batch failed")
-                            paused_until = now + FILE_RETRY_S
-                            timeout = FILE_RETRY_S
-                            break
-                        if batch is None:
-                            if not unbatched:
-                                form_at = None
-                            elif form_at is None:
-                                form_at = now + self._linger_s
-                            if form_at is not None and not form:
-                                timeout = max(0.0, form_at - now)
-                            break
-                        if self._outbox.unbatched == 0:
+                    await self._sleep(paused_until - now)
+                    continue
+                deferred = {b for b, until in self._deferred.items() if until > now}
+                excluded = set(in_flight) | deferred
+                timeout = min((self._deferred[b] - now for b in deferred), default=None)
+                while len(in_flight) < max_in_flight:
+                    unbatched = self._outbox.unbatched
+                    form = unbatched >= max_records or (form_at is not None and now >= form_at)
+                    try:
+                        batch = await self._outbox.next_batch(
+                            excluded, max_records, max_bytes, form=form
+                        )
+                    except Exception:
+                        log.exception("outbox: reading a batch failed")
+                        paused_until = now + FILE_RETRY_S
+                        break
+                    if batch is None:
+                        if not unbatched:
                             form_at = None
-                        in_flight[batch.batch_id] = batch.count
-                        self._outbox.sending.add(batch.batch_id)
-                        upload = agent_pb2.Upload(batch_id=batch.batch_id, records=batch.records)
-                        send(agent_pb2.ConnectRequest(upload=upload))
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout)
+                        elif form_at is None:
+                            form_at = now + self._linger_s
+                        if form_at is not None and not form:
+                            linger = max(0.0, form_at - now)
+                            timeout = linger if timeout is None else min(timeout, linger)
+                        break
+                    if self._outbox.unbatched == 0:
+                        form_at = None
+                    in_flight[batch.batch_id] = batch.count
+                    excluded.add(batch.batch_id)
+                    self._outbox.sending.add(batch.batch_id)
+                    upload = agent_pb2.Upload(batch_id=batch.batch_id, records=batch.records)
+                    send(agent_pb2.ConnectRequest(upload=upload))
+                await self._sleep(timeout)
         finally:
             self._outbox.listeners.remove(self._wake.set)
             self._outbox.sending.difference_update(in_flight)
+
+    async def _sleep(self, seconds: float | None) -> None:
+        """Until an answer or new records arrive, or `seconds` passed (None: no bound)."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), seconds)
+
+    def _settled(self, batch_id: str) -> None:
+        self._outbox.sending.discard(batch_id)
+        self._failures.pop(batch_id, None)
+        self._deferred.pop(batch_id, None)
 
     async def _handle(
         self,
@@ -142,7 +159,7 @@ class Uploader:
             if in_flight.pop(ack.batch_id, None) is None:
                 return 0.0  # not ours (any more): nothing to do
             await self._outbox.delete(ack.batch_id)
-            self._outbox.sending.discard(ack.batch_id)
+            self._settled(ack.batch_id)
             self._attempt = 0
             self.acked += 1
             self.stored += ack.stored
@@ -157,18 +174,23 @@ class Uploader:
                 log.warning("batch %s: the cloud set %d records aside", ack.batch_id, ack.rejected)
             return 0.0
         failed = message.upload_failed
-        if in_flight.pop(failed.batch_id, None) is None:
+        batch_id = failed.batch_id
+        if in_flight.pop(batch_id, None) is None:
             return 0.0
-        self._outbox.sending.discard(failed.batch_id)
+        self._outbox.sending.discard(batch_id)
         if failed.failure == Failure.UPLOAD_FAILURE_TOO_LARGE:
-            pieces = await self._outbox.split(failed.batch_id, max_records, max_bytes)
-            log.info(
-                "batch %s too large (%s): split in %d", failed.batch_id, failed.reason, len(pieces)
-            )
+            pieces = await self._outbox.split(batch_id, max_records, max_bytes)
+            self._settled(batch_id)
+            log.info("batch %s too large (%s): split in %d", batch_id, failed.reason, len(pieces))
             return 0.0
-        delay = max(failed.retry_after_ms / 1000, self._backoff.delay(self._attempt))
+        now = time.monotonic()
+        retry_after = failed.retry_after_ms / 1000
+        delay = max(retry_after, self._backoff.delay(self._attempt))
         self._attempt += 1
-        log.info(
-            "upload of batch %s failed (%s): again in %.1f s", failed.batch_id, failed.reason, delay
-        )
-        return time.monotonic() + delay
+        if failed.failure != Failure.UPLOAD_FAILURE_BUSY:
+            # This batch waits longer each time it fails, while the others go ahead once
+            # the pause is over: a batch the cloud cannot store never holds the rest back.
+            failures = self._failures[batch_id] = self._failures.get(batch_id, 0) + 1
+            self._deferred[batch_id] = now + max(retry_after, self._backoff.bound(failures))
+        log.info("upload of batch %s failed (%s): again in %.1f s", batch_id, failed.reason, delay)
+        return now + delay
