@@ -173,10 +173,12 @@ class OutboxStore:
         """The oldest stored batch not in ``exclude``; else, with ``form``, a new batch of
         the oldest records (at most ``max_records`` and ``max_bytes``), stored with its id
         before it is returned. None when there is nothing to send."""
-        for batch_id, records, count in self._db.execute(
-            "SELECT batch_id, records, count FROM batches ORDER BY id"
-        ):
+        # Ids first: the records of the batches skipped (in flight) are not read.
+        for row_id, batch_id in self._db.execute("SELECT id, batch_id FROM batches ORDER BY id"):
             if batch_id not in exclude:
+                records, count = self._db.execute(
+                    "SELECT records, count FROM batches WHERE id = ?", (row_id,)
+                ).fetchone()
                 return Batch(batch_id, bytes(records), count)
         if not form or not self.unbatched:
             return None

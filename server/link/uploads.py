@@ -116,7 +116,7 @@ class Uploads:
                 batch_id,
                 Failure.UPLOAD_FAILURE_BUSY,
                 BUSY_RETRY_MS,
-                f"{self._max_in_flight} uploads are being stored on this link already",
+                f"the limit of uploads stored at once on a link ({self._max_in_flight}) is reached",
             )
             return
         if len(upload.records) > self._max_bytes:

@@ -298,18 +298,20 @@ def test_uploads_past_the_in_flight_limit_are_refused_busy(
 
     async def scenario() -> dict[str, agent_pb2.ConnectResponse]:
         async with raw_link(world) as link:
-            for n in range(4):  # back to back: the first is still being stored
-                await link.upload(f"b{n}", records_bytes(n))
-            return await link.answers(4)
+            async with holding_write_lock(world.database):  # b0 waits for the database
+                for n in range(4):
+                    await link.upload(f"b{n}", records_bytes(n))
+                refused = await link.answers(3)  # at once, while b0 is being stored
+            return {**refused, **(await link.answers(1))}
 
     answers = world.run(scenario)
-    kinds = {batch: answer.WhichOneof("kind") for batch, answer in answers.items()}
-    assert kinds["b0"] == "upload_ack"
-    busy = [a.upload_failed for a in answers.values() if a.HasField("upload_failed")]
-    assert busy, kinds
-    assert all(f.failure == Failure.UPLOAD_FAILURE_BUSY and f.retry_after_ms > 0 for f in busy)
-    assert set(stored_numbers(world)) <= {0, 1, 2, 3}
-    assert 0 in stored_numbers(world)
+    assert answers["b0"].upload_ack.stored == 1
+    for batch in ("b1", "b2", "b3"):
+        failed = answers[batch].upload_failed
+        assert failed.failure == Failure.UPLOAD_FAILURE_BUSY
+        assert failed.retry_after_ms == 200
+        assert failed.reason == "the limit of uploads stored at once on a link (1) is reached"
+    assert stored_numbers(world) == [0]
 
 
 def test_a_storage_failure_is_answered_upload_failed(world: LinkWorld) -> None:
