@@ -96,6 +96,8 @@ async def main(args: argparse.Namespace) -> None:
                 stored += answer.upload_ack.stored
                 repeats += answer.upload_ack.repeats
                 done += 1
+            elif answer.upload_failed.failure == agent_pb2.UPLOAD_FAILURE_TOO_LARGE:
+                raise SystemExit(f"batches too large for the server: {answer.upload_failed}")
             else:  # sent again, as an agent would
                 failures += 1
                 waiting.append(int(answer.upload_failed.batch_id[1:]))
