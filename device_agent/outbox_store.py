@@ -7,7 +7,8 @@ an agent restart and a power cut. Three tables:
 - ``records``: records not yet in a batch, each one JSON object (bytes), oldest first;
 - ``batches``: batches formed for upload, each with the id it was formed with and its
   records as the JSON array that is sent, byte for byte, however often it is sent again;
-- ``counters``: the records dropped so far (to bound the disk), kept across restarts.
+- ``counters``: the records dropped so far to bound the disk (``dropped``, kept across
+  restarts) and those not yet reported to the cloud (``unreported``).
 
 `OutboxStore` is synchronous and used by one thread at a time (`device_agent/outbox.py`
 runs it in a single worker thread, off the event loop). docs/device-link.md, "The outbox",
@@ -40,6 +41,7 @@ CREATE TABLE IF NOT EXISTS batches (
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
 DROPPED = "dropped"
+UNREPORTED = "unreported"
 #: Dropping stops once the outbox is back under this share of its bound, so that a full
 #: outbox drops in chunks rather than a few records on every append.
 DROP_TO = 0.9
@@ -107,14 +109,24 @@ class OutboxStore:
     def batch_count(self) -> int:
         return self._one("SELECT count(*) FROM batches")
 
-    def append(
-        self, bodies: Sequence[bytes], sending: Collection[str] = (), report: bool = True
-    ) -> Dropped | None:
+    @property
+    def unreported(self) -> int:
+        """Records dropped since the last `event.outbox.dropped` record was formed."""
+        return self._one("SELECT value FROM counters WHERE name = ?", UNREPORTED)
+
+    def _count_dropped(self, records: int) -> None:
+        self._db.executemany(
+            "INSERT INTO counters (name, value) VALUES (?, ?)"
+            " ON CONFLICT (name) DO UPDATE SET value = value + excluded.value",
+            ((DROPPED, records), (UNREPORTED, records)),
+        )
+
+    def append(self, bodies: Sequence[bytes], sending: Collection[str] = ()) -> Dropped | None:
         """Store ``bodies`` (JSON objects) in one transaction, one sync for all of them.
 
         Past ``max_bytes`` the oldest records are dropped (batches not being sent first,
-        then records); what was dropped is counted and, with ``report``, an
-        ``event.outbox.dropped`` record is added (docs/device-link.md, "The outbox").
+        then records) and counted; the next batch formed tells the cloud, with an
+        ``event.outbox.dropped`` record (docs/device-link.md, "The outbox").
         """
         if not bodies:
             return None
@@ -124,13 +136,7 @@ class OutboxStore:
             self.unbatched += len(bodies)
             if self.bytes <= self.max_bytes:
                 return None
-            dropped = self._drop_oldest(sending)
-            if report and dropped.records:
-                body = dropped_record(dropped.records, dropped.total)
-                self._db.execute("INSERT INTO records (body) VALUES (?)", (body,))
-                self.bytes += len(body)
-                self.unbatched += 1
-            return dropped
+            return self._drop_oldest(sending)
 
     def _drop_oldest(self, sending: Collection[str]) -> Dropped:
         target = int(self.max_bytes * DROP_TO)
@@ -160,11 +166,7 @@ class OutboxStore:
             if last is not None:
                 self._db.execute("DELETE FROM records WHERE id <= ?", (last,))
         self.bytes -= freed
-        self._db.execute(
-            "INSERT INTO counters (name, value) VALUES (?, ?)"
-            " ON CONFLICT (name) DO UPDATE SET value = value + excluded.value",
-            (DROPPED, records),
-        )
+        self._count_dropped(records)
         return Dropped(records, freed, self.dropped_total)
 
     def next_batch(
@@ -182,14 +184,20 @@ class OutboxStore:
                 return Batch(batch_id, bytes(records), count)
         if not form or not self.unbatched:
             return None
+        # Drops not yet told go first, in the batch itself: a report formed only when it
+        # is sent is never dropped in its turn, and one report covers every round of an
+        # outage. `total` lets the cloud see drops whose report was lost all the same.
+        unreported = self.unreported
+        report = dropped_record(unreported, self.dropped_total) if unreported else None
         rows = self._db.execute(
-            "SELECT id, body FROM records ORDER BY id LIMIT ?", (max_records,)
+            "SELECT id, body FROM records ORDER BY id LIMIT ?",
+            (max(1, max_records - 1) if report else max_records,),
         ).fetchall()
-        bodies: list[bytes] = []
-        size = 2  # the brackets
+        bodies: list[bytes] = [report] if report else []
+        size = 2 + (len(report) + 1 if report else 0)  # the brackets, the report
         last = None
         for row_id, body in rows:
-            if bodies and size + len(body) + 1 > max_bytes:
+            if last is not None and size + len(body) + 1 > max_bytes:
                 break
             bodies.append(bytes(body))
             size += len(body) + 1
@@ -197,14 +205,19 @@ class OutboxStore:
         if last is None:
             return None
         batch = Batch(new_batch_id(), join(bodies), len(bodies))
+        taken = bodies[1:] if report else bodies
         with self._transaction():
             self._db.execute(
                 "INSERT INTO batches (batch_id, records, count) VALUES (?, ?, ?)",
                 (batch.batch_id, batch.records, batch.count),
             )
             self._db.execute("DELETE FROM records WHERE id <= ?", (last,))
-        self.bytes += len(batch.records) - sum(len(b) for b in bodies)
-        self.unbatched -= len(bodies)
+            if report:
+                self._db.execute(
+                    "UPDATE counters SET value = value - ? WHERE name = ?", (unreported, UNREPORTED)
+                )
+        self.bytes += len(batch.records) - sum(len(b) for b in taken)
+        self.unbatched -= len(taken)
         return batch
 
     def delete(self, batch_id: str) -> bool:
@@ -237,11 +250,7 @@ class OutboxStore:
             for piece in pieces:
                 if len(piece) == 1 and len(piece[0]) + 2 > max_bytes:
                     log.warning("a record of %d bytes fits no batch: dropped", len(piece[0]))
-                    self._db.execute(
-                        "INSERT INTO counters (name, value) VALUES (?, 1)"
-                        " ON CONFLICT (name) DO UPDATE SET value = value + 1",
-                        (DROPPED,),
-                    )
+                    self._count_dropped(1)
                     continue
                 batch = Batch(new_batch_id(), join(piece), len(piece))
                 self._db.execute(

@@ -115,8 +115,35 @@ def test_past_the_bound_the_oldest_records_are_dropped_counted_and_reported(
             "total": dropped,
         }
     ]
+    assert json.loads(left[0].records)[0] == reports[0]  # told first, in the next batch
+    assert store.unreported == 0
     store.close()
     assert OutboxStore(tmp_path / "outbox.db", 20 * one).dropped_total == dropped
+
+
+def test_drops_of_a_whole_outage_are_told_once_even_across_a_restart(tmp_path: Path) -> None:
+    one = len(body(0, pad=1000))
+    store = OutboxStore(tmp_path / "outbox.db", max_bytes=10 * one)
+    for start in range(0, 60, 10):  # rounds of appends while the link is down
+        store.append([body(n, pad=1000) for n in range(start, start + 10)])
+    dropped = store.dropped_total
+    assert dropped > 10
+    store.close()
+
+    again = OutboxStore(tmp_path / "outbox.db", max_bytes=10 * one)
+    assert again.unreported == dropped  # kept across the restart
+    first = again.next_batch((), 1000, BIG, form=True)
+    assert first is not None
+    items = json.loads(first.records)
+    assert [i for i in items if i["@t"] == DROPPED_TYPE] == [items[0]]
+    assert (items[0]["count"], items[0]["total"]) == (dropped, dropped)
+    assert [i["n"] for i in items[1:]] == list(range(dropped, 60))
+    assert again.unreported == 0
+    again.delete(first.batch_id)
+    again.append([body(100)])
+    later = again.next_batch((), 1000, BIG, form=True)
+    assert later is not None
+    assert [i["@t"] for i in json.loads(later.records)] == ["obd.bat"]  # told only once
 
 
 def test_a_batch_being_sent_is_not_dropped(tmp_path: Path) -> None:

@@ -471,3 +471,45 @@ def test_a_stopping_server_stores_the_batches_it_received_first(world: LinkWorld
 
     assert world.run(scenario) is True
     assert stored_numbers(world) == [1, 2]
+
+
+def test_records_dropped_by_the_disk_bound_are_reported_to_the_cloud(
+    world: LinkWorld, tmp_path: Path
+) -> None:
+    """While the link is down the outbox fills past its bound: the oldest go, and the cloud
+    receives an `event.outbox.dropped` record with the count."""
+    store = OutboxStore(tmp_path / "outbox.db", max_bytes=20_000)
+    for n in range(0, 1000, 100):  # appends of 100 records, as group commits would be
+        store.append([orjson.dumps(record(i)) for i in range(n, n + 100)])
+    dropped = store.dropped_total
+    store.close()
+    assert 0 < dropped < 1000
+
+    async def scenario() -> None:
+        agent = outbox_agent(world, tmp_path / "outbox.db")
+        task = await connected(agent)
+        await drained(agent)
+        await stopped(task)
+        assert agent.outbox is not None
+        await agent.outbox.close()
+
+    world.run(scenario)
+    with world.database.session() as s:
+        reports = s.execute(
+            sa.text("SELECT fields FROM telemetry_records WHERE record_type = :t"),
+            {"t": "event.outbox.dropped"},
+        ).all()
+    counts = [(json.loads(f) if isinstance(f, str) else f) for (f,) in reports]
+    assert sum(c["count"] for c in counts) == dropped
+    assert max(c["total"] for c in counts) == dropped
+    kept = stored_numbers_of(world, "obd.bat")
+    assert kept == list(range(dropped, 1000))  # the oldest were dropped, the rest stored
+
+
+def stored_numbers_of(world: LinkWorld, record_type: str) -> list[int]:
+    with world.database.session() as s:
+        rows = s.execute(
+            sa.text("SELECT fields FROM telemetry_records WHERE record_type = :t"),
+            {"t": record_type},
+        ).all()
+    return sorted((json.loads(f) if isinstance(f, str) else f)["n"] for (f,) in rows)
