@@ -53,7 +53,7 @@ test: setup lint breaking
 
 # The benchmarks (docs/benchmarks.md), one after the other; not part of `make test`. Each
 # starts its own stack on free ports; `make bench BENCHES=resource_calls` runs one.
-BENCHES ?= auth_paths link_memory resource_calls ingest_http logbook_aggregation datacooee_statistics
+BENCHES ?= auth_paths link_memory resource_calls ingest_http link_ingest logbook_aggregation datacooee_statistics
 bench: setup
 	for b in $(BENCHES); do $(PY) -m bench.$$b || exit 1; done
 

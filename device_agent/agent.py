@@ -17,14 +17,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
 from thingwire.agent.v1 import agent_pb2, agent_pb2_grpc
 
 from device_agent.backoff import Backoff
+from device_agent.outbox import Outbox
 from device_agent.resources import Handler, Kind, ResourceHandler
+from device_agent.uploader import Uploader
 
 log = logging.getLogger(__name__)
 
@@ -62,9 +64,14 @@ class Agent:
         credentials: str = "",
         device_token: str = "",
         backoff: Backoff | None = None,
+        outbox: Outbox | None = None,
+        uploader: Uploader | None = None,
     ) -> None:
         """One of ``credentials`` (the device's) and ``device_token`` (a link token from
-        `thingwire device token`) opens the link; ValueError unless exactly one is given."""
+        `thingwire device token`) opens the link; ValueError unless exactly one is given.
+
+        With an ``outbox`` the agent uploads its records over every link (with
+        ``uploader``'s settings, or the defaults)."""
         if bool(credentials) == bool(device_token):
             raise ValueError(
                 "an agent opens its link with credentials or a link token: one of them"
@@ -76,6 +83,12 @@ class Agent:
         self._device_token = device_token
         self._backoff = backoff or Backoff()
         self._resources: dict[str, ResourceHandler] = {}
+        self.outbox = outbox
+        if uploader is None and outbox is not None:
+            uploader = Uploader(outbox)
+        self.uploader = uploader
+        #: Coroutines that run while `serve` does (record sources feeding the outbox).
+        self._alongside: list[Callable[[], Awaitable[None]]] = []
         #: The link secret of the last Welcome. Kept in memory only: after a restart of the
         #: agent, its first open uses the credentials again.
         self.link_secret: str | None = None
@@ -119,6 +132,10 @@ class Agent:
 
         return register
 
+    def alongside(self, start: Callable[[], Awaitable[None]]) -> None:
+        """Run ``start()`` while `serve` runs (a record source); cancelled when it ends."""
+        self._alongside.append(start)
+
     # -- running ---------------------------------------------------------------------
 
     async def serve(self) -> None:
@@ -126,6 +143,15 @@ class Agent:
 
         Raises LinkRefused when the server refuses for good (see FINAL).
         """
+        tasks = [asyncio.ensure_future(start()) for start in self._alongside]
+        try:
+            await self._serve()
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _serve(self) -> None:
         attempt = 0
         while True:
             welcomed = False
@@ -153,12 +179,13 @@ class Agent:
 
     async def _session(self) -> bool:
         """One link, from Hello until the stream ends; True if it was welcomed."""
-        outbox: asyncio.Queue[agent_pb2.ConnectRequest | None] = asyncio.Queue()
-        outbox.put_nowait(agent_pb2.ConnectRequest(hello=self._hello()))
+        to_send: asyncio.Queue[agent_pb2.ConnectRequest | None] = asyncio.Queue()
+        to_send.put_nowait(agent_pb2.ConnectRequest(hello=self._hello()))
         calls: dict[int, asyncio.Task[None]] = {}
+        uploading: asyncio.Task[None] | None = None
 
         async def requests() -> AsyncIterator[agent_pb2.ConnectRequest]:
-            while (message := await outbox.get()) is not None:
+            while (message := await to_send.get()) is not None:
                 yield message
 
         async with self._channel_factory() as channel:
@@ -168,9 +195,16 @@ class Agent:
                     kind = message.WhichOneof("kind")
                     if kind == "welcome":
                         self._welcome(message.welcome)
+                        if self.uploader is not None and uploading is None:
+                            uploading = asyncio.create_task(
+                                self.uploader.run(message.welcome, to_send.put_nowait)
+                            )
+                    elif kind in ("upload_ack", "upload_failed"):
+                        if self.uploader is not None:
+                            self.uploader.answer(message)
                     elif kind == "invoke":
                         call_id = message.invoke.call_id
-                        task = asyncio.create_task(self._answer(message.invoke, outbox))
+                        task = asyncio.create_task(self._answer(message.invoke, to_send))
                         calls[call_id] = task
                         task.add_done_callback(_forget(calls, call_id))
                     elif kind == "cancel":
@@ -187,7 +221,12 @@ class Agent:
             finally:
                 for task in list(calls.values()):
                     task.cancel()
-                outbox.put_nowait(None)  # ends requests(), so nothing waits on the queue
+                if uploading is not None:
+                    uploading.cancel()  # what it sent and was not answered stays in the outbox
+                    (ended,) = await asyncio.gather(uploading, return_exceptions=True)
+                    if not isinstance(ended, asyncio.CancelledError):
+                        log.error("uploads ended: %r", ended)
+                to_send.put_nowait(None)  # ends requests(), so nothing waits on the queue
                 stream.cancel()
         return self.connected.is_set()
 
@@ -218,7 +257,7 @@ class Agent:
         )
 
     async def _answer(
-        self, invoke: agent_pb2.Invoke, outbox: asyncio.Queue[agent_pb2.ConnectRequest | None]
+        self, invoke: agent_pb2.Invoke, to_send: asyncio.Queue[agent_pb2.ConnectRequest | None]
     ) -> None:
         """Run one call and queue its Result; a cancelled or late call answers nothing."""
         result = agent_pb2.Result(call_id=invoke.call_id)
@@ -238,7 +277,7 @@ class Agent:
         except Exception as error:  # a handler's failure is the caller's answer, not ours
             log.warning("resource %r failed: %r", invoke.resource, error)
             result.error = str(error) or type(error).__name__
-        outbox.put_nowait(agent_pb2.ConnectRequest(result=result))
+        to_send.put_nowait(agent_pb2.ConnectRequest(result=result))
 
 
 def _forget(calls: dict[int, asyncio.Task[None]], call_id: int) -> Callable[[object], None]:

@@ -21,13 +21,16 @@ import asyncio
 import logging
 import logging.handlers
 import signal
+import sqlite3
 import sys
 from collections.abc import Sequence
 
 from device_agent.agent import Agent, LinkRefused
 from device_agent.channel import insecure_channel_factory
-from device_agent.config import AgentSettings
+from device_agent.config import AgentConfigError, AgentSettings
+from device_agent.outbox import Outbox
 from device_agent.simulated import simulate
+from device_agent.simulated_telemetry import produce
 
 log = logging.getLogger(__name__)
 
@@ -78,21 +81,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def build_agent(args: argparse.Namespace) -> Agent:
-    """The agent the arguments describe, its resources declared.
+def build_agent(args: argparse.Namespace, settings: AgentSettings | None = None) -> Agent:
+    """The agent the arguments describe, its resources declared, its outbox open.
 
     Its channel PINGs the server (docs/device-link.md, "Link health"): without that, a
     device behind a NAT that forgot its connection would wait forever on a dead link.
+    The outbox (`<state dir>/outbox.db`) is uploaded over every link; with `--simulate`
+    the simulated vehicle's records feed it.
     """
+    settings = settings or AgentSettings.from_env()
+    outbox = Outbox.open(settings.outbox_path, settings.outbox_max_bytes)
     agent = Agent(
         insecure_channel_factory(args.server),
         user=args.user,
         device=args.device,
         credentials=args.credentials or "",
         device_token=args.token or "",
+        outbox=outbox,
     )
     if args.simulate:
         simulate(agent)
+        agent.alongside(lambda: produce(outbox))
     return agent
 
 
@@ -139,6 +148,8 @@ async def run_agent(agent: Agent, target: str) -> int:
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
+        if agent.outbox is not None:
+            await agent.outbox.close()  # what was appended is committed before exiting
     return 0  # serve() returns only by raising; kept for the type checker
 
 
@@ -147,7 +158,11 @@ def serve(agent: Agent, target: str) -> int:
 
     Its exit code; a program that declares resources of its own runs them this way.
     """
-    settings = AgentSettings.from_env()
+    try:
+        settings = AgentSettings.from_env()
+    except AgentConfigError as error:
+        print(f"thingwire: error: {error}", file=sys.stderr)
+        return 1
     try:
         configure_logging(settings)
     except OSError as error:
@@ -158,7 +173,16 @@ def serve(agent: Agent, target: str) -> int:
 
 def run(args: argparse.Namespace) -> int:
     """`thingwire agent` with parsed arguments."""
-    return serve(build_agent(args), args.server)
+    try:
+        settings = AgentSettings.from_env()
+        agent = build_agent(args, settings)
+    except AgentConfigError as error:
+        print(f"thingwire: error: {error}", file=sys.stderr)
+        return 1
+    except (OSError, sqlite3.Error) as error:
+        print(f"thingwire: error: cannot open the agent's outbox: {error}", file=sys.stderr)
+        return 1
+    return serve(agent, args.server)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

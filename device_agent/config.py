@@ -12,8 +12,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-#: Where the agent keeps its state: logs now; grains, settings and the outbox later.
+#: Where the agent keeps its state: its log and its outbox now; grains and settings later.
 DEFAULT_STATE_DIR = Path("var") / "agent"
+#: The outbox's bound on disk (THINGWIRE_AGENT_OUTBOX_MAX_BYTES): past it the oldest records
+#: are dropped, counted and reported (docs/device-link.md, "The outbox").
+DEFAULT_OUTBOX_MAX_BYTES = 64 * 1024 * 1024
+#: Below this an outbox could not hold one batch of records.
+MIN_OUTBOX_MAX_BYTES = 256 * 1024
+
+
+class AgentConfigError(ValueError):
+    """An environment variable holds a value the agent cannot use."""
 
 
 @dataclass(frozen=True)
@@ -21,6 +30,12 @@ class AgentSettings:
     """What `thingwire agent` needs besides its command-line arguments."""
 
     state_dir: Path = DEFAULT_STATE_DIR
+    outbox_max_bytes: int = DEFAULT_OUTBOX_MAX_BYTES
+
+    @property
+    def outbox_path(self) -> Path:
+        """`<state dir>/outbox.db`: the records waiting for the cloud."""
+        return self.state_dir / "outbox.db"
 
     @property
     def log_dir(self) -> Path:
@@ -32,4 +47,23 @@ class AgentSettings:
         """Read the THINGWIRE_* variables, falling back to the documented defaults."""
         env = os.environ if env is None else env
         state_dir = env.get("THINGWIRE_AGENT_STATE_DIR", "")
-        return cls(state_dir=Path(state_dir) if state_dir else cls.state_dir)
+        return cls(
+            state_dir=Path(state_dir) if state_dir else cls.state_dir,
+            outbox_max_bytes=_outbox_max_bytes(env),
+        )
+
+
+def _outbox_max_bytes(env: Mapping[str, str]) -> int:
+    """THINGWIRE_AGENT_OUTBOX_MAX_BYTES: unset is the default, anything else a whole number
+    of at least MIN_OUTBOX_MAX_BYTES (an empty value is refused, as on the cloud's side)."""
+    name = "THINGWIRE_AGENT_OUTBOX_MAX_BYTES"
+    raw = env.get(name)
+    if raw is None:
+        return DEFAULT_OUTBOX_MAX_BYTES
+    try:
+        value = int(raw)
+    except ValueError:
+        raise AgentConfigError(f"{name}={raw!r} is not a whole number") from None
+    if value < MIN_OUTBOX_MAX_BYTES:
+        raise AgentConfigError(f"{name}={value} must be at least {MIN_OUTBOX_MAX_BYTES}")
+    return value

@@ -19,6 +19,9 @@ STATE_DIR = Path("var")
 MAX_CALL_TIMEOUT_S = 3600.0
 #: The longest telemetry retention an operator may set (1,000 years; 0 keeps forever).
 MAX_RETENTION_DAYS = 365_000.0
+#: The largest telemetry upload an operator may allow on the link: well inside the server's
+#: gRPC message limit (`Settings.max_body_bytes`), which would otherwise end the stream.
+MAX_LINK_UPLOAD_BYTES = 4 * 1024 * 1024
 
 
 class ConfigError(ValueError):
@@ -85,6 +88,16 @@ def _whole_number(env: Mapping[str, str], name: str, default: int, *, minimum: i
     return value
 
 
+def _bounded_whole(
+    env: Mapping[str, str], name: str, default: int, *, minimum: int, maximum: int
+) -> int:
+    """A whole number within [minimum, maximum]."""
+    value = _whole_number(env, name, default, minimum=minimum)
+    if value > maximum:
+        raise ConfigError(f"{name}={value} must be at most {maximum}")
+    return value
+
+
 #: Devices one account may have through the Devices API (docs/design.md); 0: no limit.
 DEFAULT_MAX_DEVICES_PER_USER = 1000
 #: Telemetry ingest (docs/telemetry-ingest.md): batches waiting for the writer, the largest
@@ -148,6 +161,11 @@ class Settings:
     telemetry_max_batch_bytes: int = DEFAULT_TELEMETRY_MAX_BATCH_BYTES
     # FULL: a 2xx means the batch survives a power cut; NORMAL: an application crash only.
     telemetry_sqlite_synchronous: str = "FULL"
+    # Telemetry uploads on the link (docs/device-link.md, "Telemetry uploads"): the largest
+    # batch in bytes and records, and the batches of one link stored at once.
+    link_max_upload_bytes: int = 1024 * 1024
+    link_max_upload_records: int = 10_000
+    link_max_uploads_in_flight: int = 4
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -207,5 +225,26 @@ class Settings:
                 "THINGWIRE_TELEMETRY_SQLITE_SYNCHRONOUS",
                 cls.telemetry_sqlite_synchronous,
                 SQLITE_SYNCHRONOUS_MODES,
+            ),
+            link_max_upload_bytes=_bounded_whole(
+                env,
+                "THINGWIRE_LINK_MAX_UPLOAD_BYTES",
+                cls.link_max_upload_bytes,
+                minimum=1024,
+                maximum=MAX_LINK_UPLOAD_BYTES,
+            ),
+            link_max_upload_records=_bounded_whole(
+                env,
+                "THINGWIRE_LINK_MAX_UPLOAD_RECORDS",
+                cls.link_max_upload_records,
+                minimum=1,
+                maximum=100_000,
+            ),
+            link_max_uploads_in_flight=_bounded_whole(
+                env,
+                "THINGWIRE_LINK_MAX_UPLOADS_IN_FLIGHT",
+                cls.link_max_uploads_in_flight,
+                minimum=1,
+                maximum=64,
             ),
         )

@@ -62,6 +62,9 @@ def link_limits(settings: Settings) -> LinkLimits:
         keepalive_timeout_s=settings.link_keepalive_timeout_s,
         stats_interval_s=settings.link_stats_interval_s,
         call_timeout_s=settings.resource_call_timeout_s,
+        max_upload_bytes=settings.link_max_upload_bytes,
+        max_upload_records=settings.link_max_upload_records,
+        max_uploads_in_flight=settings.link_max_uploads_in_flight,
     )
 
 

@@ -240,6 +240,10 @@ class Link:
         self._send(agent_pb2.ConnectResponse(go_away=go_away))
         self.close(errors.Unavailable(reason))
 
+    def send(self, message: agent_pb2.ConnectResponse) -> None:
+        """Queue a message for the device (an upload's answer); dropped once closed."""
+        self._send(message)
+
     def _send(self, message: agent_pb2.ConnectResponse) -> None:
         if self.closed is None:
             self._outgoing.put_nowait(message)
@@ -298,3 +302,9 @@ class LinkLimits:
     #: How long a new stream may take to send its Hello. Until then it is nobody's, and
     #: without a bound anyone could hold streams open without credentials.
     hello_timeout_s: float = 10.0
+    #: Telemetry uploads (docs/device-link.md, "Telemetry uploads"), told in the Welcome:
+    #: the largest batch in bytes and in records, and how many batches of one link are
+    #: stored at once (past it, UploadFailed BUSY).
+    max_upload_bytes: int = 1024 * 1024
+    max_upload_records: int = 10_000
+    max_uploads_in_flight: int = 4

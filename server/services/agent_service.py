@@ -1,8 +1,9 @@
 """AgentService: the device link's stream (docs/device-link.md).
 
 The rpc is public at the interceptor and authenticates its first message, the Hello. Then
-a reader task hands each Result to its waiting caller while this generator writes what the
-link queues (Invoke, Cancel), so a slow reader never blocks the writer.
+a reader task hands each Result to its waiting caller and each Upload to the link's
+`Uploads` (stored in tasks of their own), while this generator writes what the link queues
+(Invoke, Cancel, upload answers), so a slow reader never blocks the writer.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from thingwire.agent.v1 import agent_pb2
 from server import errors
 from server.auth.device_tokens import open_link_with_token
 from server.link.link import DeviceKey, Link, LinkClosed, LinkLimits, Resource, is_json
+from server.link.uploads import Uploads
 from server.request_origin import client_of
 from server.state import AppState
 from server.storage import link_secrets
@@ -73,11 +75,22 @@ class AgentService:
         link.received(first)
         links.attach(link)
         stats.attached(link)
-        reader = asyncio.create_task(_read(requests, link))
+        uploads = Uploads(
+            link,
+            self._state.telemetry,
+            max_bytes=limits.max_upload_bytes,
+            max_records=limits.max_upload_records,
+            max_in_flight=limits.max_uploads_in_flight,
+        )
+        reader = asyncio.create_task(_read(requests, link, uploads))
         try:
             welcome = agent_pb2.ConnectResponse(
                 welcome=agent_pb2.Welcome(
-                    link_secret=secret, max_calls_in_flight=limits.max_calls_in_flight
+                    link_secret=secret,
+                    max_calls_in_flight=limits.max_calls_in_flight,
+                    max_upload_bytes=limits.max_upload_bytes,
+                    max_upload_records=limits.max_upload_records,
+                    max_uploads_in_flight=limits.max_uploads_in_flight,
                 )
             )
             link.sent(welcome)
@@ -90,6 +103,7 @@ class AgentService:
             if links.get(link.key) is link:  # not replaced: the device is offline now
                 stats.detached(link)
             links.detach(link)
+            await uploads.finish()
         if link.closed is not None and not isinstance(link.closed, LinkClosed):
             raise link.closed
 
@@ -168,14 +182,21 @@ def declared_resources(
     return resources
 
 
-async def _read(requests: AsyncIterator[agent_pb2.ConnectRequest], link: Link) -> None:
-    """Hand each Result to its caller; close the link when the device stops or misbehaves."""
+async def _read(
+    requests: AsyncIterator[agent_pb2.ConnectRequest], link: Link, uploads: Uploads
+) -> None:
+    """Hand each Result to its caller and each Upload to be stored; close the link when
+    the device stops or misbehaves."""
     try:
         async for message in requests:
             link.received(message)
-            if message.WhichOneof("kind") != "result":
+            kind = message.WhichOneof("kind")
+            if kind == "result":
+                link.deliver(message.result)
+            elif kind == "upload":
+                uploads.receive(message.upload)  # stored in a task: Results never wait
+            else:
                 raise errors.InvalidArgument(ONE_HELLO)
-            link.deliver(message.result)
             # Messages already buffered are read without suspending: without a turn here,
             # one device's flood would hold the event loop and stall every other call.
             await asyncio.sleep(0)

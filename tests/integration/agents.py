@@ -16,14 +16,18 @@ observable that needs nothing of the server's APIs.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from device_agent.outbox_store import OutboxStore
+from device_agent.records import encode
 from tests.integration.stack import ROOT, THINGWIRE, Stack, stop_process
 
 #: What the agent logs each time a link is welcomed (device_agent/agent.py).
@@ -90,6 +94,34 @@ class AgentProcess:
                 stderr=err,
             )
         return self
+
+    @property
+    def outbox_path(self) -> Path:
+        """Its outbox (`<state dir>/outbox.db`, device_agent/outbox_store.py)."""
+        return self.state_dir / "outbox.db"
+
+    def fill_outbox(self, records: list[dict]) -> None:
+        """Put `records` in its outbox, committed, as if its sources had appended them
+        before it was (re)started; call it while the agent is not running."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        store = OutboxStore(self.outbox_path, max_bytes=1 << 40)
+        try:
+            bodies = [encode(record) for record in records]
+            assert None not in bodies, "every record needs @t and @ts"
+            store.append([body for body in bodies if body is not None])
+        finally:
+            store.close()
+
+    def outbox_records(self) -> list[dict]:
+        """Every record its outbox holds now (in batches or not), read from the file."""
+        db = sqlite3.connect(self.outbox_path)
+        try:
+            found = [json.loads(body) for (body,) in db.execute("SELECT body FROM records")]
+            for (batch,) in db.execute("SELECT records FROM batches"):
+                found.extend(json.loads(batch))
+        finally:
+            db.close()
+        return found
 
     def log(self) -> str:
         """Its log so far (empty before it wrote one)."""

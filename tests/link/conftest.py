@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TypeVar
 
 import grpc
@@ -85,6 +86,13 @@ async def stopped(task: asyncio.Task[None]) -> None:
     """Cancel an agent's task and wait until it has ended."""
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
+
+
+@pytest.fixture(autouse=True)
+def _agent_state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Agents built from the command's settings keep their outbox and log in the test's
+    directory, never in the checkout's `var/agent`."""
+    monkeypatch.setenv("THINGWIRE_AGENT_STATE_DIR", str(tmp_path / "agent"))
 
 
 @pytest.fixture

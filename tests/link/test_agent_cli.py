@@ -5,16 +5,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import signal
 from pathlib import Path
 
 import grpc
 import pytest
+import sqlalchemy as sa
 
 from device_agent import cli as agent_cli
 from device_agent.channel import keepalive_options
-from device_agent.config import AgentSettings
+from device_agent.config import AgentConfigError, AgentSettings
 from tests.link.conftest import CREDENTIALS, DEVICE, USER, LinkWorld, connected, stopped
 from tests.link.test_device_token_link import issue
 from thingwire_cli import main as entry
@@ -184,3 +186,62 @@ def test_a_callers_token_as_token_exits_1_with_one_line(
         "thingwire: error: the server refused the link: invalid device credentials "
         "(UNAUTHENTICATED)"
     )
+
+
+def test_the_outbox_bound_comes_from_the_environment() -> None:
+    assert AgentSettings.from_env({}).outbox_max_bytes == 64 * 1024 * 1024
+    settings = AgentSettings.from_env(
+        {"THINGWIRE_AGENT_STATE_DIR": "/srv/agent", "THINGWIRE_AGENT_OUTBOX_MAX_BYTES": "1048576"}
+    )
+    assert settings.outbox_max_bytes == 1048576
+    assert settings.outbox_path == Path("/srv/agent/outbox.db")
+
+
+@pytest.mark.parametrize("value", ["", "lots", "1.5", "1000", "-1"])
+def test_an_unusable_outbox_bound_exits_1_with_one_line(
+    value: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("THINGWIRE_AGENT_OUTBOX_MAX_BYTES", value)
+    with pytest.raises(AgentConfigError, match="THINGWIRE_AGENT_OUTBOX_MAX_BYTES"):
+        AgentSettings.from_env()
+    code = agent_cli.main(
+        ["--server", "127.0.0.1:1", "--user", "ada", "--device", "d", "--credentials", "c"]
+    )
+    assert code == 1
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1
+    assert err[0].startswith("thingwire: error: THINGWIRE_AGENT_OUTBOX_MAX_BYTES=")
+
+
+def test_simulate_sends_the_seeds_record_types_over_the_link(world: LinkWorld) -> None:
+    """`--simulate` feeds its vehicle's records into the outbox, and they reach the cloud."""
+    agent = agent_cli.build_agent(agent_cli.build_parser().parse_args(_args(world, simulate=True)))
+    wanted = {"event.system.power", "track.pos", "obd.bat", "ec2x.data_usage"}
+
+    def types() -> set[str]:
+        with world.database.session() as s:
+            rows = s.execute(sa.text("SELECT DISTINCT record_type FROM telemetry_records"))
+            return {row[0] for row in rows}
+
+    async def scenario() -> int:
+        async def terminate_once_stored() -> None:
+            await agent.connected.wait()
+            for _ in range(300):
+                if await asyncio.to_thread(types) >= wanted:
+                    break
+                await asyncio.sleep(0.05)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+        killer = asyncio.create_task(terminate_once_stored())
+        code = await asyncio.wait_for(agent_cli.run_agent(agent, world.target), 30)
+        await killer
+        return code
+
+    assert asyncio.run(scenario()) == 0
+    assert types() == wanted
+    with world.database.session() as s:
+        power = s.execute(
+            sa.text("SELECT fields FROM telemetry_records WHERE record_type = 'event.system.power'")
+        ).scalar_one()
+    fields = json.loads(power) if isinstance(power, str) else power
+    assert fields == {"@tag": "system/power/on", "trigger": "stn", "awaken": "sleeping"}

@@ -29,6 +29,9 @@ def test_each_variable_reaches_the_link_limits() -> None:
             "THINGWIRE_LINK_MAX_CALLS_IN_FLIGHT": "7",
             "THINGWIRE_LINK_GO_AWAY_WINDOW_S": "0",
             "THINGWIRE_LINK_STATS_INTERVAL_S": "30",
+            "THINGWIRE_LINK_MAX_UPLOAD_BYTES": "65536",
+            "THINGWIRE_LINK_MAX_UPLOAD_RECORDS": "500",
+            "THINGWIRE_LINK_MAX_UPLOADS_IN_FLIGHT": "2",
         }
     )
     assert link_limits(settings) == LinkLimits(
@@ -37,6 +40,9 @@ def test_each_variable_reaches_the_link_limits() -> None:
         keepalive_s=4,
         keepalive_timeout_s=2.5,
         stats_interval_s=30,
+        max_upload_bytes=65536,
+        max_upload_records=500,
+        max_uploads_in_flight=2,
     )
 
 
@@ -53,6 +59,12 @@ def test_each_variable_reaches_the_link_limits() -> None:
         ("THINGWIRE_LINK_STATS_INTERVAL_S", "0"),
         ("THINGWIRE_LINK_STATS_INTERVAL_S", ""),
         ("THINGWIRE_RESOURCE_CALL_TIMEOUT_S", ""),
+        ("THINGWIRE_LINK_MAX_UPLOAD_BYTES", "100"),
+        ("THINGWIRE_LINK_MAX_UPLOAD_BYTES", str(8 * 1024 * 1024)),
+        ("THINGWIRE_LINK_MAX_UPLOAD_RECORDS", "0"),
+        ("THINGWIRE_LINK_MAX_UPLOAD_RECORDS", ""),
+        ("THINGWIRE_LINK_MAX_UPLOADS_IN_FLIGHT", "0"),
+        ("THINGWIRE_LINK_MAX_UPLOADS_IN_FLIGHT", "1000"),
     ],
 )
 def test_unusable_values_are_refused_by_name(name: str, value: str) -> None:

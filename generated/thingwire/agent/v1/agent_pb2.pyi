@@ -16,31 +16,48 @@ class ResourceKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     RESOURCE_KIND_INPUT: _ClassVar[ResourceKind]
     RESOURCE_KIND_INPUT_OUTPUT: _ClassVar[ResourceKind]
     RESOURCE_KIND_NONE: _ClassVar[ResourceKind]
+
+class UploadFailure(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    UPLOAD_FAILURE_UNSPECIFIED: _ClassVar[UploadFailure]
+    UPLOAD_FAILURE_STORAGE: _ClassVar[UploadFailure]
+    UPLOAD_FAILURE_BUSY: _ClassVar[UploadFailure]
+    UPLOAD_FAILURE_TOO_LARGE: _ClassVar[UploadFailure]
 RESOURCE_KIND_UNSPECIFIED: ResourceKind
 RESOURCE_KIND_OUTPUT: ResourceKind
 RESOURCE_KIND_INPUT: ResourceKind
 RESOURCE_KIND_INPUT_OUTPUT: ResourceKind
 RESOURCE_KIND_NONE: ResourceKind
+UPLOAD_FAILURE_UNSPECIFIED: UploadFailure
+UPLOAD_FAILURE_STORAGE: UploadFailure
+UPLOAD_FAILURE_BUSY: UploadFailure
+UPLOAD_FAILURE_TOO_LARGE: UploadFailure
 
 class ConnectRequest(_message.Message):
-    __slots__ = ("hello", "result")
+    __slots__ = ("hello", "result", "upload")
     HELLO_FIELD_NUMBER: _ClassVar[int]
     RESULT_FIELD_NUMBER: _ClassVar[int]
+    UPLOAD_FIELD_NUMBER: _ClassVar[int]
     hello: Hello
     result: Result
-    def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., result: _Optional[_Union[Result, _Mapping]] = ...) -> None: ...
+    upload: Upload
+    def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., result: _Optional[_Union[Result, _Mapping]] = ..., upload: _Optional[_Union[Upload, _Mapping]] = ...) -> None: ...
 
 class ConnectResponse(_message.Message):
-    __slots__ = ("welcome", "invoke", "cancel", "go_away")
+    __slots__ = ("welcome", "invoke", "cancel", "go_away", "upload_ack", "upload_failed")
     WELCOME_FIELD_NUMBER: _ClassVar[int]
     INVOKE_FIELD_NUMBER: _ClassVar[int]
     CANCEL_FIELD_NUMBER: _ClassVar[int]
     GO_AWAY_FIELD_NUMBER: _ClassVar[int]
+    UPLOAD_ACK_FIELD_NUMBER: _ClassVar[int]
+    UPLOAD_FAILED_FIELD_NUMBER: _ClassVar[int]
     welcome: Welcome
     invoke: Invoke
     cancel: Cancel
     go_away: GoAway
-    def __init__(self, welcome: _Optional[_Union[Welcome, _Mapping]] = ..., invoke: _Optional[_Union[Invoke, _Mapping]] = ..., cancel: _Optional[_Union[Cancel, _Mapping]] = ..., go_away: _Optional[_Union[GoAway, _Mapping]] = ...) -> None: ...
+    upload_ack: UploadAck
+    upload_failed: UploadFailed
+    def __init__(self, welcome: _Optional[_Union[Welcome, _Mapping]] = ..., invoke: _Optional[_Union[Invoke, _Mapping]] = ..., cancel: _Optional[_Union[Cancel, _Mapping]] = ..., go_away: _Optional[_Union[GoAway, _Mapping]] = ..., upload_ack: _Optional[_Union[UploadAck, _Mapping]] = ..., upload_failed: _Optional[_Union[UploadFailed, _Mapping]] = ...) -> None: ...
 
 class Hello(_message.Message):
     __slots__ = ("user", "device", "credentials", "link_secret", "device_token", "resources")
@@ -59,12 +76,18 @@ class Hello(_message.Message):
     def __init__(self, user: _Optional[str] = ..., device: _Optional[str] = ..., credentials: _Optional[str] = ..., link_secret: _Optional[str] = ..., device_token: _Optional[str] = ..., resources: _Optional[_Iterable[_Union[ResourceDeclaration, _Mapping]]] = ...) -> None: ...
 
 class Welcome(_message.Message):
-    __slots__ = ("link_secret", "max_calls_in_flight")
+    __slots__ = ("link_secret", "max_calls_in_flight", "max_upload_bytes", "max_upload_records", "max_uploads_in_flight")
     LINK_SECRET_FIELD_NUMBER: _ClassVar[int]
     MAX_CALLS_IN_FLIGHT_FIELD_NUMBER: _ClassVar[int]
+    MAX_UPLOAD_BYTES_FIELD_NUMBER: _ClassVar[int]
+    MAX_UPLOAD_RECORDS_FIELD_NUMBER: _ClassVar[int]
+    MAX_UPLOADS_IN_FLIGHT_FIELD_NUMBER: _ClassVar[int]
     link_secret: str
     max_calls_in_flight: int
-    def __init__(self, link_secret: _Optional[str] = ..., max_calls_in_flight: _Optional[int] = ...) -> None: ...
+    max_upload_bytes: int
+    max_upload_records: int
+    max_uploads_in_flight: int
+    def __init__(self, link_secret: _Optional[str] = ..., max_calls_in_flight: _Optional[int] = ..., max_upload_bytes: _Optional[int] = ..., max_upload_records: _Optional[int] = ..., max_uploads_in_flight: _Optional[int] = ...) -> None: ...
 
 class ResourceDeclaration(_message.Message):
     __slots__ = ("name", "kind", "description", "example")
@@ -113,3 +136,37 @@ class GoAway(_message.Message):
     reconnect_after_ms: int
     reason: str
     def __init__(self, reconnect_after_ms: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class Upload(_message.Message):
+    __slots__ = ("batch_id", "records")
+    BATCH_ID_FIELD_NUMBER: _ClassVar[int]
+    RECORDS_FIELD_NUMBER: _ClassVar[int]
+    batch_id: str
+    records: bytes
+    def __init__(self, batch_id: _Optional[str] = ..., records: _Optional[bytes] = ...) -> None: ...
+
+class UploadAck(_message.Message):
+    __slots__ = ("batch_id", "stored", "repeats", "rejected", "repeated_batch")
+    BATCH_ID_FIELD_NUMBER: _ClassVar[int]
+    STORED_FIELD_NUMBER: _ClassVar[int]
+    REPEATS_FIELD_NUMBER: _ClassVar[int]
+    REJECTED_FIELD_NUMBER: _ClassVar[int]
+    REPEATED_BATCH_FIELD_NUMBER: _ClassVar[int]
+    batch_id: str
+    stored: int
+    repeats: int
+    rejected: int
+    repeated_batch: bool
+    def __init__(self, batch_id: _Optional[str] = ..., stored: _Optional[int] = ..., repeats: _Optional[int] = ..., rejected: _Optional[int] = ..., repeated_batch: _Optional[bool] = ...) -> None: ...
+
+class UploadFailed(_message.Message):
+    __slots__ = ("batch_id", "retry_after_ms", "reason", "failure")
+    BATCH_ID_FIELD_NUMBER: _ClassVar[int]
+    RETRY_AFTER_MS_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    FAILURE_FIELD_NUMBER: _ClassVar[int]
+    batch_id: str
+    retry_after_ms: int
+    reason: str
+    failure: UploadFailure
+    def __init__(self, batch_id: _Optional[str] = ..., retry_after_ms: _Optional[int] = ..., reason: _Optional[str] = ..., failure: _Optional[_Union[UploadFailure, str]] = ...) -> None: ...

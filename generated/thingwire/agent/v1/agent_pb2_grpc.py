@@ -51,10 +51,12 @@ class AgentServiceServicer:
     def Connect(self, request_iterator, context):
         """Opens the device link. The first message must be a Hello; the server answers a Welcome,
         then Invoke and Cancel messages, and the device answers every Invoke with a Result.
+        The device uploads telemetry with Upload messages; the server answers each with an
+        UploadAck once the batch is committed, or an UploadFailed.
         The rpc is public at the interceptor: it authenticates the Hello itself.
-        Returns INVALID_ARGUMENT if the first message is not a Hello or a declaration is bad,
-        UNAUTHENTICATED if the user, device or secret is wrong, FAILED_PRECONDITION when a
-        newer connection of the same device replaced this one.
+        Returns INVALID_ARGUMENT if the first message is not a Hello, a declaration is bad or
+        an Upload has no usable batch id, UNAUTHENTICATED if the user, device or secret is
+        wrong, FAILED_PRECONDITION when a newer connection of the same device replaced this one.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
