@@ -83,6 +83,13 @@ def device_create(s: Session, a: argparse.Namespace) -> dict[str, Any]:
     return {"device": device.device_id, "unit_id": device.unit_id, "push_token": push_token}
 
 
+def device_push_token(s: Session, a: argparse.Namespace) -> dict[str, Any]:
+    """A new push token for an existing device; the old one stops working."""
+    user = _user(s, a.user)
+    device, push_token = devices.rotate_push_token(s, user.id, a.device)
+    return {"device": device.device_id, "unit_id": device.unit_id, "push_token": push_token}
+
+
 def device_token(s: Session, a: argparse.Namespace, signer: TokenSigner) -> dict[str, Any]:
     """A link token: the device's own identity for its link, never a caller's credential.
 
@@ -219,6 +226,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", required=True)
     p.add_argument("--expires", help="ISO 8601 expiry (default: never)")
     p.set_defaults(run_signed=device_token)
+    p = device_actions.add_parser(
+        "push-token",
+        help="issue a new push token (the HTTP push's credential); the old one stops working",
+    )
+    p.add_argument("--user", required=True, help="user name or email")
+    p.add_argument("--device", required=True, help="the device id")
+    p.set_defaults(run=device_push_token)
 
     telemetry = actions("telemetry", "device record")
     p = telemetry.add_parser(

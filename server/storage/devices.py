@@ -31,6 +31,7 @@ __all__ = [
     "device_connected",
     "get_device",
     "list_devices",
+    "rotate_push_token",
     "validate_device_id",
 ]
 
@@ -209,6 +210,20 @@ def authenticate_device(s: Session, user_id: int, device_id: str, credentials: s
     if not ok or device is None:
         raise Unauthenticated(INVALID_DEVICE)
     return device
+
+
+def rotate_push_token(s: Session, user_id: int, device_id: str) -> tuple[Device, str]:
+    """Give the user's device a new push token and return it, shown once.
+
+    The old token stops opening pushes (the server's push-token cache may honour it for a
+    few more seconds, docs/telemetry-ingest.md). It is how an operator recovers a lost token,
+    and how a device added through the Devices API, whose token nobody saw, gets one.
+    """
+    device = get_device(s, user_id, device_id)
+    push_token = new_secret()
+    device.push_token_hash = hash_secret(push_token)
+    s.flush()
+    return device, push_token
 
 
 def authenticate_push_token(s: Session, push_token: str) -> Device:

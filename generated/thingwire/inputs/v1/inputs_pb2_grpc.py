@@ -49,7 +49,7 @@ class InputServiceServicer:
     """
 
     def ListInputs(self, request, context):
-        """Lists the inputs of the calling organisation, oldest first.
+        """Lists the inputs of the calling organisation, newest first.
         Returns UNAUTHENTICATED if the organisation headers are missing or wrong,
         INVALID_ARGUMENT for a negative page_size or a bad page_token.
         """
