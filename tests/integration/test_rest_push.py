@@ -465,6 +465,30 @@ def test_a_partly_bad_batch_is_2xx_and_its_rejects_are_visible(
             assert invalid.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
+@pytest.mark.parametrize("value", [b"1e400", b'"\\udc00 a lone surrogate"'])
+def test_a_value_orjson_refuses_costs_its_record_not_the_batch(
+    stack: Stack, client: httpx.Client, database: Database, ada: dict, value: bytes
+) -> None:
+    # Valid JSON (RFC 8259) that no double or UTF-8 string holds: a 400 would make the
+    # firmware send the same batch forever.
+    name = f"odd_{len(value)}"
+    dev = device(stack, "ada", name)
+    good = [json.dumps(r).encode() for r in records(2)]
+    odd = b'{"@t": "obd.bat", "@ts": "2024-03-01T00:00:00Z", "voltage": ' + value + b"}"
+    body = b"[" + b",".join([good[0], odd, good[1]]) + b"]"
+    for encoding in ("identity", "gzip"):
+        sent = gzip.compress(body) if encoding == "gzip" else body
+        answer = push(client, sent, {**token(dev), "content-encoding": encoding})
+        assert answer.status_code == 200, answer.text
+        stored = 2 if encoding == "identity" else 0
+        assert answer.json() == {"stored": stored, "repeats": 2 - stored, "rejected": 1}
+    assert stored_count(database, name) == 2
+    listed = stack.cli_json("telemetry", "rejects", "--user", "ada", "--device", name)
+    assert [(r["position"], r["reason"]) for r in listed["rejects"]] == [
+        (1, "fields are not representable as JSON")
+    ]
+
+
 def test_the_owner_lists_rejects_over_rest(
     stack: Stack, client: httpx.Client, ada: dict, bob: dict
 ) -> None:
