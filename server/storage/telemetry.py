@@ -222,6 +222,24 @@ def _insert_ignoring(session: Session, table: sa.Table, rows: list[dict[str, Any
     return int(session.connection().execute(stmt, rows).rowcount)
 
 
+#: What a rejected record is kept as when neither JSON nor ``repr`` can show it.
+UNSHOWABLE_RECORD = "<the record is nested too deeply to be shown>"
+
+
+def _reject_text(record: object) -> str:
+    """A rejected record as text: compact JSON, else its ``repr`` (a value no JSON writer
+    takes, or nesting deeper than orjson writes), else a fixed text. Never raises: a reject
+    that cannot be kept would fail its whole batch, and the device would send it forever."""
+    try:
+        return orjson.dumps(record).decode()
+    except (TypeError, orjson.JSONEncodeError):
+        pass
+    try:
+        return repr(record)
+    except RecursionError:  # orjson reads 1024 levels; repr recurses in C, up to ~1000
+        return UNSHOWABLE_RECORD
+
+
 def store_rejects(
     session: Session,
     device_pk: int,
@@ -238,10 +256,7 @@ def store_rejects(
         return 0
     rows = []
     for item in rejected:
-        try:
-            text = orjson.dumps(item.record).decode()
-        except (TypeError, orjson.JSONEncodeError):
-            text = repr(item.record)
+        text = _reject_text(item.record)
         rows.append(
             {
                 "device_pk": device_pk,

@@ -489,6 +489,20 @@ def test_a_value_orjson_refuses_costs_its_record_not_the_batch(
     ]
 
 
+def test_a_record_nested_1000_deep_is_set_aside_and_the_batch_stored(
+    stack: Stack, client: httpx.Client, database: Database, ada: dict
+) -> None:
+    # Deeper than orjson writes (255) and than repr goes (~1000), within what orjson reads.
+    dev = device(stack, "ada", "deep")
+    good = json.dumps(records(1)[0]).encode()
+    deep = b"[" * 1020 + b"]" * 1020
+    odd = b'{"@t": "obd.bat", "@ts": "2024-03-01T00:00:00Z", "voltage": ' + deep + b"}"
+    answer = push(client, b"[" + good + b"," + odd + b"]", token(dev))
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == {"stored": 1, "repeats": 0, "rejected": 1}
+    assert stored_count(database, "deep") == 1
+
+
 def test_the_owner_lists_rejects_over_rest(
     stack: Stack, client: httpx.Client, ada: dict, bob: dict
 ) -> None:
