@@ -269,3 +269,16 @@ def test_a_record_nested_deeper_than_orjson_writes_is_set_aside_with_the_batch_s
         assert kept.startswith("{'@t': 'obd.bat'")
     else:
         assert kept == telemetry.UNSHOWABLE_RECORD
+
+
+def test_at_most_a_bound_of_one_batchs_rejects_are_kept(database: Database, car: Device) -> None:
+    # A million tiny bad records would otherwise be a million rows (hundreds of MiB).
+    bound = 1000  # telemetry.MAX_REJECTS_KEPT_PER_BATCH, docs/telemetry-ingest.md
+    split = split_batch(list(range(bound + 500)))
+    assert len(split.rejected) == bound + 500  # every one is counted
+    with database.session() as s:
+        assert telemetry.store_rejects(s, car.id, "http", split.rejected, 1) == bound
+        s.commit()
+    with database.session() as s:
+        positions = list(s.scalars(sa.text("SELECT position FROM telemetry_rejects")))
+    assert sorted(positions) == list(range(bound))  # the first ones
