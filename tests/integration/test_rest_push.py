@@ -7,6 +7,7 @@ to pass; the gateway's own body limit stays at its 8 MiB default.
 
 from __future__ import annotations
 
+import base64
 import gzip
 import itertools
 import json
@@ -533,6 +534,22 @@ def test_the_owner_lists_rejects_over_rest(
     assert client.get(path).status_code == 401
     assert client.get(path, headers=token(dev, "Bearer")).status_code == 401
     assert client.get(path, params={"page_size": -1}, headers=auth).status_code == 400
+
+
+@pytest.mark.parametrize("last_id", [2**63, 9_999_999_999_999_999_999])
+def test_a_page_token_beyond_64_bits_is_400(
+    stack: Stack, client: httpx.Client, ada: dict, last_id: int
+) -> None:
+    device(stack, "ada", f"tok{last_id % 1000}")
+    auth = {"Authorization": f"Bearer {stack.thinger_token('ada')}"}
+    page_token = base64.urlsafe_b64encode(f"rejects:{last_id}".encode()).decode()
+    answer = client.get(
+        f"/v2/users/ada/devices/tok{last_id % 1000}/telemetry/rejects",
+        params={"page_token": page_token},
+        headers=auth,
+    )
+    assert answer.status_code == 400, answer.text
+    assert "page_token" in answer.json()["error"]["message"]
 
 
 def test_the_rejects_command_refuses_what_the_user_does_not_own(
