@@ -44,7 +44,10 @@ def _float(text: str) -> float | UnrepresentableNumber:
 
 
 def _int(text: str) -> int | float | UnrepresentableNumber:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:  # more digits than Python converts (sys.get_int_max_str_digits)
+        return UnrepresentableNumber(text)
     if _INT_MIN <= value <= _INT_MAX:
         return value
     return _float(text)  # as orjson does: a double, if one holds it

@@ -88,6 +88,7 @@ def test_bytes_that_are_not_json_are_invalid(body: bytes) -> None:
         (b"1e400", "a number beyond a double"),
         (b"-1e400", "a number beyond a double"),
         (b"1" + b"0" * 400, "an integer beyond a double"),
+        (b"1" * 5000, "more digits than Python converts to an integer"),
         (b'"\\ud800"', "a lone surrogate escape"),
     ],
 )
