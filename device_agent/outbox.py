@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import reprlib
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -88,7 +89,10 @@ class Outbox:
             body = encode(record)
             if body is None:
                 self.refused += 1
-                log.warning("record refused (no @t/@ts, not JSON, or too large): %.200r", record)
+                # reprlib: bounded in depth and length, whatever the record holds.
+                log.warning(
+                    "record refused (no @t/@ts, not JSON, or too large): %s", reprlib.repr(record)
+                )
                 continue
             self._pending.append(body)
             accepted += 1

@@ -32,9 +32,11 @@ def encode(record: dict[str, Any]) -> bytes | None:
         return None
     try:
         body = json.dumps(record, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-    except (TypeError, ValueError):
+        # A lone surrogate ("\ud800") is no UTF-8 (UnicodeEncodeError, a ValueError);
+        # nesting deeper than the interpreter recurses is RecursionError.
+        data = body.encode()
+    except (TypeError, ValueError, RecursionError):
         return None
-    data = body.encode()
     return data if len(data) <= MAX_RECORD_BYTES else None
 
 

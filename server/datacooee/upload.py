@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import math
 import re
+import time
 from datetime import date, timedelta
 from typing import Any
 
@@ -49,7 +50,14 @@ _EPOCH_DATE = date(1970, 1, 1)
 
 @functools.lru_cache(maxsize=4096)
 def _day(days: int) -> str:
-    return (_EPOCH_DATE + timedelta(days=days)).isoformat()
+    try:
+        return (_EPOCH_DATE + timedelta(days=days)).isoformat()
+    except OverflowError:
+        # A UTC day outside years 1 to 9999, which an offset at either end reaches
+        # (9999-12-31T23:59:59-23:59): written with the year it falls in, as the logbook
+        # writes its times (docs/datacooee.md, "Upload").
+        day = time.gmtime(days * 86_400)
+        return f"{day.tm_year:04d}-{day.tm_mon:02d}-{day.tm_mday:02d}"
 
 
 def iso_micros(ts: int) -> str:

@@ -35,6 +35,12 @@ RETRY_AFTER_SECONDS = 1
 #: Invoke would make the device's gRPC end the whole stream: the device offline, all its
 #: calls failed, by one caller's body.
 MAX_INPUT_BYTES = 4 * 1024 * 1024 - 1024
+#: Messages that may wait for a device to read them. A device that reads its stream never
+#: has more than its calls and uploads in flight waiting (a few hundred at most); one that
+#: stops reading while it keeps sending Uploads would otherwise make the server queue an
+#: answer for each, without bound (docs/device-link.md, "Telemetry uploads").
+MAX_OUTGOING_BACKLOG = 4096
+NOT_READING = "the device does not read what the server sends it"
 #: What a caller is told of a device's answer that JSON cannot carry.
 NOT_JSON_ANSWER = "the device reported an error: its answer is not JSON (NaN or infinity)"
 
@@ -245,8 +251,15 @@ class Link:
         self._send(message)
 
     def _send(self, message: agent_pb2.ConnectResponse) -> None:
-        if self.closed is None:
-            self._outgoing.put_nowait(message)
+        if self.closed is not None:
+            return
+        if self._outgoing.qsize() >= MAX_OUTGOING_BACKLOG:
+            # Nothing queued will be read: drop it, so that the stream ends now.
+            while not self._outgoing.empty():
+                self._outgoing.get_nowait()
+            self.close(errors.Unavailable(NOT_READING))
+            return
+        self._outgoing.put_nowait(message)
 
     def _cancel_on_device(self, call_id: int) -> None:
         self._send(agent_pb2.ConnectResponse(cancel=agent_pb2.Cancel(call_id=call_id)))

@@ -25,6 +25,7 @@ from thingwire.agent.v1 import agent_pb2
 from server import errors
 from server.link.link import Link
 from server.storage.telemetry import MAX_BATCH_ID_LENGTH, Rejected, Split, split_batch
+from server.telemetry import batch_json
 from server.telemetry.writer import TelemetryWriter
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,7 @@ def parse_upload(raw: bytes, max_records: int) -> Split:
     ``max_records``.
     """
     try:
-        batch: Any = orjson.loads(raw)
+        batch: Any = batch_json.loads(raw)
     except orjson.JSONDecodeError as error:
         return _set_aside(raw, f"the batch is not JSON: {error}")
     if not isinstance(batch, list):

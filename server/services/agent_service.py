@@ -197,6 +197,8 @@ async def _read(
                 uploads.receive(message.upload)  # stored in a task: Results never wait
             else:
                 raise errors.InvalidArgument(ONE_HELLO)
+            if link.closed is not None:  # closed meanwhile (it did not read its answers)
+                return
             # Messages already buffered are read without suspending: without a turn here,
             # one device's flood would hold the event loop and stall every other call.
             await asyncio.sleep(0)

@@ -39,6 +39,8 @@ MAX_PAGE_SIZE = 1000
 _TOKEN_PREFIX = b"rejects:"
 #: Bodies larger than this (and every compressed one) are prepared in a worker thread.
 OFF_LOOP_BYTES = 64 * 1024
+#: The largest row id (a signed 64-bit integer on both databases).
+MAX_ROW_ID = 2**63 - 1
 BAD_PAGE_TOKEN = "invalid page_token: pass the next_page_token of the previous page"  # noqa: S105
 
 
@@ -93,7 +95,8 @@ def parse_page_token(token: str) -> int | None:
     except (binascii.Error, ValueError, UnicodeEncodeError):
         raise errors.InvalidArgument(BAD_PAGE_TOKEN) from None
     digits = raw.removeprefix(_TOKEN_PREFIX)
-    if digits == raw or not digits.isdigit() or len(digits) > 19:
+    # Row ids are 64-bit: 19 digits may still exceed them, which the database cannot bind.
+    if digits == raw or not digits.isdigit() or len(digits) > 19 or int(digits) > MAX_ROW_ID:
         raise errors.InvalidArgument(BAD_PAGE_TOKEN)
     return int(digits)
 

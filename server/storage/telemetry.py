@@ -30,6 +30,7 @@ __all__ = [
     "MAX_BATCH_ID_LENGTH",
     "MAX_RECORD_TYPE_LENGTH",
     "MAX_REJECTED_RECORD_CHARS",
+    "MAX_REJECTS_KEPT_PER_BATCH",
     "Rejected",
     "Split",
     "StoredCounts",
@@ -46,6 +47,10 @@ MAX_BATCH_ID_LENGTH = 64
 #: A rejected record is kept as JSON cut to this many characters: enough to see what is
 #: wrong, bounded so that a device sending megabytes of garbage cannot fill the disk.
 MAX_REJECTED_RECORD_CHARS = 4096
+#: At most this many of one batch's rejected records are kept (the first ones): a batch of
+#: a million tiny bad records (``[0, 1, 2, …]``, 8 MiB) would otherwise write a million rows,
+#: hundreds of MiB, and hold the writer for as long (docs/telemetry-ingest.md).
+MAX_REJECTS_KEPT_PER_BATCH = 1000
 # Printable text: a control character (a NUL above all, which PostgreSQL refuses in text)
 # would corrupt listings and logs that show the type.
 _RECORD_TYPE_RE = re.compile(rf"[^\x00-\x1f\x7f]{{1,{MAX_RECORD_TYPE_LENGTH}}}")
@@ -222,6 +227,24 @@ def _insert_ignoring(session: Session, table: sa.Table, rows: list[dict[str, Any
     return int(session.connection().execute(stmt, rows).rowcount)
 
 
+#: What a rejected record is kept as when neither JSON nor ``repr`` can show it.
+UNSHOWABLE_RECORD = "<the record is nested too deeply to be shown>"
+
+
+def _reject_text(record: object) -> str:
+    """A rejected record as text: compact JSON, else its ``repr`` (a value no JSON writer
+    takes, or nesting deeper than orjson writes), else a fixed text. Never raises: a reject
+    that cannot be kept would fail its whole batch, and the device would send it forever."""
+    try:
+        return orjson.dumps(record).decode()
+    except (TypeError, orjson.JSONEncodeError):
+        pass
+    try:
+        return repr(record)
+    except RecursionError:  # orjson reads 1024 levels; repr recurses in C, up to ~1000
+        return UNSHOWABLE_RECORD
+
+
 def store_rejects(
     session: Session,
     device_pk: int,
@@ -232,16 +255,14 @@ def store_rejects(
     """Set ``rejected`` records aside for the operator; the number not set aside before.
 
     Keyed by the SHA-256 of the record's JSON, so the same bad record in a retried batch is
-    kept once. ``received_ts`` is epoch microseconds.
+    kept once. Only the first ``MAX_REJECTS_KEPT_PER_BATCH`` are kept; the caller counts
+    them all. ``received_ts`` is epoch microseconds.
     """
     if not rejected:
         return 0
     rows = []
-    for item in rejected:
-        try:
-            text = orjson.dumps(item.record).decode()
-        except (TypeError, orjson.JSONEncodeError):
-            text = repr(item.record)
+    for item in rejected[:MAX_REJECTS_KEPT_PER_BATCH]:
+        text = _reject_text(item.record)
         rows.append(
             {
                 "device_pk": device_pk,

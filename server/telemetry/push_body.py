@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 
 from server.errors import InvalidArgument, PayloadTooLarge
+from server.telemetry import batch_json
 
 __all__ = ["inflate", "parse_records"]
 
@@ -72,7 +73,7 @@ def parse_records(data: bytes) -> list[Any]:
     """The records of a batch: a JSON array, or one record object alone (taken as a batch of
     one). InvalidArgument for bytes that are not JSON, or for any other JSON value."""
     try:
-        parsed = orjson.loads(data)
+        parsed = batch_json.loads(data)
     except orjson.JSONDecodeError as error:
         raise InvalidArgument(f"{NOT_JSON}: {error}") from None
     if isinstance(parsed, list):

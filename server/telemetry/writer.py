@@ -42,8 +42,9 @@ __all__ = ["TelemetryWriter", "WriteOutcome"]
 
 log = logging.getLogger(__name__)
 
-#: A group stops growing past this many records (it always takes at least one batch), so
-#: one transaction, and the wait of the first batch in it, stays bounded.
+#: A group stops growing past this many rows, records and rejects kept (it always takes at
+#: least one batch), so one transaction, and the wait of the first batch in it, stays
+#: bounded.
 MAX_GROUP_RECORDS = 20_000
 QUEUE_FULL = "telemetry storage is busy; retry later"
 STOPPING = "the server is stopping; retry later"
@@ -87,6 +88,13 @@ def _settle(
             future.set_exception(result)
         else:
             future.set_result(result)
+
+
+def _rows(item: _Pending) -> int:
+    """The rows a batch writes: its usable records and the rejects kept of it (a batch of
+    bad records only is no lighter a transaction)."""
+    kept = min(len(item.split.rejected), telemetry.MAX_REJECTS_KEPT_PER_BATCH)
+    return len(item.split.usable) + kept
 
 
 def _store(session: Session, item: _Pending) -> WriteOutcome:
@@ -205,11 +213,11 @@ class TelemetryWriter:
             self._close()
 
     def _take(self) -> list[_Pending]:
-        """Every batch waiting now, up to MAX_GROUP_RECORDS records (at least one batch)."""
+        """Every batch waiting now, up to MAX_GROUP_RECORDS rows (at least one batch)."""
         group = [self._queue.popleft()]
-        records = len(group[0].split.usable)
+        records = _rows(group[0])
         while self._queue:
-            size = len(self._queue[0].split.usable)
+            size = _rows(self._queue[0])
             if records + size > MAX_GROUP_RECORDS:
                 break
             group.append(self._queue.popleft())

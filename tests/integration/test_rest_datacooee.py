@@ -245,6 +245,35 @@ def test_an_upload_sent_again_is_stored_once_and_the_first_value_wins(
     assert values(fetched[0]) == ["1"]
 
 
+def test_a_time_an_offset_takes_past_either_end_of_the_calendar_is_stored_and_read(
+    stack: Stack, http: httpx.Client
+) -> None:
+    edge = make_org(stack, "edge", [("edge", "")], ["edge"])
+    input_id = edge.inputs["edge"]
+    for value, stamp in [
+        ("late", "9999-12-31T23:59:59-23:59"),
+        ("early", "0001-01-01T00:00:00+23:59"),
+    ]:
+        answer = upload(http, edge, input_id, document(input_id, value, stamp))
+        assert answer.status_code == 201, answer.text
+    window = (
+        "timeperiod_start=0001-01-01T00:00:00%2B23:59&timeperiod_finish=9999-12-31T23:59:59-23:59"
+    )
+    fetched = ok(get(http, edge, f"{API}/get_inputdata_by_inputs?input_ids={input_id}&{window}"))
+    assert [(v["timestamp"], v["value"]) for v in fetched[0]["inputdata"]] == [
+        ("0000-12-31T00:01:00.000000Z", "early"),
+        ("10000-01-01T23:58:59.000000Z", "late"),
+    ]
+    # A lookback reads the late value too (it is after now): it answers as well.
+    assert ok(
+        get(
+            http,
+            edge,
+            f"{API}/get_inputdata_by_inputs?input_ids={input_id}&timeperiod_last=36500_days",
+        )
+    )
+
+
 def test_upload_forms_numbers_coordinates_and_paths(http: httpx.Client, acme: Org) -> None:
     input_id = acme.inputs["uploads"]
     body = document(

@@ -7,6 +7,7 @@ to pass; the gateway's own body limit stays at its 8 MiB default.
 
 from __future__ import annotations
 
+import base64
 import gzip
 import itertools
 import json
@@ -483,6 +484,44 @@ def test_a_partly_bad_batch_is_2xx_and_its_rejects_are_visible(
             assert invalid.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
+@pytest.mark.parametrize("value", [b"1e400", b'"\\udc00 a lone surrogate"'])
+def test_a_value_orjson_refuses_costs_its_record_not_the_batch(
+    stack: Stack, client: httpx.Client, database: Database, ada: dict, value: bytes
+) -> None:
+    # Valid JSON (RFC 8259) that no double or UTF-8 string holds: a 400 would make the
+    # firmware send the same batch forever.
+    name = f"odd_{len(value)}"
+    dev = device(stack, "ada", name)
+    good = [json.dumps(r).encode() for r in records(2)]
+    odd = b'{"@t": "obd.bat", "@ts": "2024-03-01T00:00:00Z", "voltage": ' + value + b"}"
+    body = b"[" + b",".join([good[0], odd, good[1]]) + b"]"
+    for encoding in ("identity", "gzip"):
+        sent = gzip.compress(body) if encoding == "gzip" else body
+        answer = push(client, sent, {**token(dev), "content-encoding": encoding})
+        assert answer.status_code == 200, answer.text
+        stored = 2 if encoding == "identity" else 0
+        assert answer.json() == {"stored": stored, "repeats": 2 - stored, "rejected": 1}
+    assert stored_count(database, name) == 2
+    listed = stack.cli_json("telemetry", "rejects", "--user", "ada", "--device", name)
+    assert [(r["position"], r["reason"]) for r in listed["rejects"]] == [
+        (1, "fields are not representable as JSON")
+    ]
+
+
+def test_a_record_nested_1000_deep_is_set_aside_and_the_batch_stored(
+    stack: Stack, client: httpx.Client, database: Database, ada: dict
+) -> None:
+    # Deeper than orjson writes (255) and than repr goes (~1000), within what orjson reads.
+    dev = device(stack, "ada", "deep")
+    good = json.dumps(records(1)[0]).encode()
+    deep = b"[" * 1020 + b"]" * 1020
+    odd = b'{"@t": "obd.bat", "@ts": "2024-03-01T00:00:00Z", "voltage": ' + deep + b"}"
+    answer = push(client, b"[" + good + b"," + odd + b"]", token(dev))
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == {"stored": 1, "repeats": 0, "rejected": 1}
+    assert stored_count(database, "deep") == 1
+
+
 def test_the_owner_lists_rejects_over_rest(
     stack: Stack, client: httpx.Client, ada: dict, bob: dict
 ) -> None:
@@ -513,6 +552,22 @@ def test_the_owner_lists_rejects_over_rest(
     assert client.get(path).status_code == 401
     assert client.get(path, headers=token(dev, "Bearer")).status_code == 401
     assert client.get(path, params={"page_size": -1}, headers=auth).status_code == 400
+
+
+@pytest.mark.parametrize("last_id", [2**63, 9_999_999_999_999_999_999])
+def test_a_page_token_beyond_64_bits_is_400(
+    stack: Stack, client: httpx.Client, ada: dict, last_id: int
+) -> None:
+    device(stack, "ada", f"tok{last_id % 1000}")
+    auth = {"Authorization": f"Bearer {stack.thinger_token('ada')}"}
+    page_token = base64.urlsafe_b64encode(f"rejects:{last_id}".encode()).decode()
+    answer = client.get(
+        f"/v2/users/ada/devices/tok{last_id % 1000}/telemetry/rejects",
+        params={"page_token": page_token},
+        headers=auth,
+    )
+    assert answer.status_code == 400, answer.text
+    assert "page_token" in answer.json()["error"]["message"]
 
 
 def test_the_rejects_command_refuses_what_the_user_does_not_own(

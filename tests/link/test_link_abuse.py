@@ -20,7 +20,14 @@ from thingwire.devices.v1 import devices_pb2, devices_pb2_grpc
 from device_agent.agent import LinkRefused
 from server import errors
 from server.auth import passwords
-from server.link.link import MAX_INPUT_BYTES, LinkLimits
+from server.link.link import (
+    MAX_INPUT_BYTES,
+    MAX_OUTGOING_BACKLOG,
+    NOT_READING,
+    DeviceKey,
+    Link,
+    LinkLimits,
+)
 from server.services import agent_service
 from server.storage import devices
 from server.storage.models import Device
@@ -280,3 +287,21 @@ def test_a_link_that_attaches_while_its_device_is_deleted_is_closed(
     assert closed
     assert isinstance(agent_error, LinkRefused)
     assert agent_error.details == "the device was deleted"
+
+
+def test_a_device_that_does_not_read_its_answers_has_its_link_closed_not_a_backlog() -> None:
+    # Each Upload past the in-flight limit is answered at once; a device that sends them
+    # without reading would make the server queue answers without bound.
+    async def scenario() -> tuple[errors.ThingwireError | None, list[agent_pb2.ConnectResponse]]:
+        link = Link(DeviceKey(1, "car"), {}, 4)
+        busy = agent_pb2.ConnectResponse(upload_failed=agent_pb2.UploadFailed(batch_id="b"))
+        for _ in range(MAX_OUTGOING_BACKLOG * 3):
+            link.send(busy)
+        async with asyncio.timeout(5):  # it ends: the link closed
+            sent = [message async for message in link.outgoing()]
+        return link.closed, sent
+
+    closed, sent = asyncio.run(scenario())
+    assert isinstance(closed, errors.Unavailable)
+    assert closed.message == NOT_READING
+    assert sent == []  # what it did not read is dropped, so its stream ends at once

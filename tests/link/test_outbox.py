@@ -181,12 +181,18 @@ def test_unsendable_records_are_refused_at_append(tmp_path: Path) -> None:
                 {"@t": "x"},  # no @ts
                 {"@t": "x", "@ts": "2026-01-01T00:00:00Z", "v": float("nan")},
                 {"@t": "x", "@ts": "2026-01-01T00:00:00Z", "v": object()},
+                {"@t": "x", "@ts": "2026-01-01T00:00:00Z", "v": "\ud800"},  # not UTF-8
+                {"@t": "x", "@ts": "2026-01-01T00:00:00Z", "v": deep},
+                record(2),
             ]
         )
         await outbox.close()
         return accepted, outbox.refused
 
-    assert asyncio.run(scenario()) == (1, 3)
+    deep: list[object] = []
+    for _ in range(5000):
+        deep = [deep]
+    assert asyncio.run(scenario()) == (2, 5)
 
 
 def test_appends_are_committed_in_groups_and_survive_a_restart(tmp_path: Path) -> None:

@@ -253,6 +253,22 @@ def test_unusable_records_are_set_aside_and_the_others_stored(world: LinkWorld) 
     assert sorted(r for _, r in rejects(world))[0].startswith("bad @ts")
 
 
+def test_a_value_orjson_refuses_sets_aside_only_its_record(world: LinkWorld) -> None:
+    # 1e400 is JSON (RFC 8259) beyond a double: its record is set aside, not the batch.
+    odd = orjson.dumps(record(2)).replace(b'"n":2', b'"n":1e400')
+    batch = b"[" + orjson.dumps(record(1)) + b"," + odd + b"," + orjson.dumps(record(3)) + b"]"
+
+    async def scenario() -> agent_pb2.UploadAck:
+        async with raw_link(world) as link:
+            await link.upload("odd", batch)
+            return (await link.answer()).upload_ack
+
+    ack = world.run(scenario)
+    assert (ack.stored, ack.rejected) == (2, 1)
+    assert stored_numbers(world) == [1, 3]
+    assert [r for _, r in rejects(world)] == ["fields are not representable as JSON"]
+
+
 @pytest.mark.parametrize("batch_id", ["", "x" * 65, "tab\there"])
 def test_an_upload_without_a_usable_batch_id_ends_the_stream(
     world: LinkWorld, batch_id: str

@@ -44,6 +44,21 @@ def test_times_are_written_with_six_fraction_digits() -> None:
         assert iso_micros(ts) == expected
 
 
+@pytest.mark.parametrize(
+    ("stamp", "written"),
+    [
+        ("9999-12-31T23:59:59.5-23:59", "10000-01-01T23:58:59.500000Z"),
+        ("0001-01-01T00:00:00+23:59", "0000-12-31T00:01:00.000000Z"),
+    ],
+)
+def test_times_an_offset_takes_past_year_9999_or_before_year_1_are_written(
+    stamp: str, written: str
+) -> None:
+    body = {"data": {"type": "SensorData", "attributes": {"value": "1", "timestamp": stamp}}}
+    point = point_of_body(orjson.dumps(body), "senx")
+    assert iso_micros(point.ts) == written
+
+
 def test_numbers_are_kept_as_their_json_text() -> None:
     body = {
         "data": {

@@ -8,6 +8,7 @@ import zlib
 import pytest
 
 from server.errors import InvalidArgument, PayloadTooLarge
+from server.storage.telemetry import split_batch
 from server.telemetry.push_body import inflate, parse_records
 
 LIMIT = 1024
@@ -73,7 +74,37 @@ def test_other_json_values_are_invalid(body: bytes) -> None:
         parse_records(body)
 
 
-@pytest.mark.parametrize("body", [b"", b"[", b"[1,]", b"NaN", b"\xff"])
+@pytest.mark.parametrize(
+    "body", [b"", b"[", b"[1,]", b"NaN", b"[Infinity]", b"\xff", b"[" * 2000 + b"]" * 2000]
+)
 def test_bytes_that_are_not_json_are_invalid(body: bytes) -> None:
     with pytest.raises(InvalidArgument, match="not valid JSON"):
         parse_records(body)
+
+
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [
+        (b"1e400", "a number beyond a double"),
+        (b"-1e400", "a number beyond a double"),
+        (b"1" + b"0" * 400, "an integer beyond a double"),
+        (b"1" * 5000, "more digits than Python converts to an integer"),
+        (b'"\\ud800"', "a lone surrogate escape"),
+    ],
+)
+def test_valid_json_orjson_refuses_sets_aside_only_its_record(value: bytes, why: str) -> None:
+    good = b'{"@t": "a", "@ts": "2024-01-01T00:00:00Z", "v": 1}'
+    odd = b'{"@t": "a", "@ts": "2024-01-01T00:00:01Z", "v": ' + value + b"}"
+    split = split_batch(parse_records(b"[" + good + b"," + odd + b"]"))
+    assert split.usable == [("a", 1_704_067_200_000_000, '{"v":1}')], why
+    assert [(r.position, r.reason) for r in split.rejected] == [
+        (1, "fields are not representable as JSON")
+    ]
+
+
+def test_the_fallback_reads_numbers_as_orjson_does() -> None:
+    # 2**64 is a double to orjson: the same when another value sends the batch to json.
+    body = b'[{"big": 18446744073709551616, "max": 18446744073709551615, "odd": 1e400}]'
+    (record,) = parse_records(body)
+    assert record["big"] == 1.8446744073709552e19
+    assert record["max"] == 18446744073709551615

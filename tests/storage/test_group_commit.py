@@ -230,3 +230,30 @@ def test_a_connection_the_database_dropped_fails_no_batch(
 
     assert run(scenario) == [WriteOutcome(3, 0, 0)] * 2
     assert count(database) == 6
+
+
+def test_a_group_is_bounded_by_the_rejects_it_keeps_too(database: Database, car: Device) -> None:  # noqa: F811
+    # Batches of bad records only write as many rows as their kept rejects: 30 of them
+    # (1,000 each) make groups of at most 20,000 rows, not one transaction of 30,000.
+    def bad(index: int) -> list[int]:
+        return list(range(index * 1000, (index + 1) * 1000))  # distinct: none is a repeat
+
+    async def scenario() -> None:
+        writer = TelemetryWriter(database)
+        try:
+            with records_locked(database) as release:
+                first = await held(writer, car.id, 0)
+                rest = [
+                    asyncio.ensure_future(writer.write(car.id, split_batch(bad(i)), "http"))
+                    for i in range(30)
+                ]
+                await until(lambda: writer.queued == 30)
+                release()
+                outcomes = await asyncio.gather(first, *rest)
+            assert outcomes[1:] == [WriteOutcome(0, 0, 1000)] * 30
+            # The first batch alone, then 20 and 10 of the others.
+            assert (writer.batches, writer.commits) == (31, 3)
+        finally:
+            await writer.stop()
+
+    run(scenario)

@@ -247,3 +247,38 @@ def test_sqlite_table_is_clustered_on_the_key(database: Database) -> None:
         ).all()
     assert "WITHOUT ROWID" in sql
     assert indexes == []  # the key is the table itself: no second B-tree
+
+
+@pytest.mark.parametrize("depth", [300, 1020])
+def test_a_record_nested_deeper_than_orjson_writes_is_set_aside_with_the_batch_stored(
+    database: Database, car: Device, depth: int
+) -> None:
+    # orjson reads 1024 levels but writes 255; repr recurses in C up to about 1000.
+    deep = b"[" * depth + b"]" * depth
+    good = b'{"@t": "obd.bat", "@ts": "2024-01-01T00:00:00Z", "v": 1}'
+    odd = b'{"@t": "obd.bat", "@ts": "2024-01-01T00:00:01Z", "v": ' + deep + b"}"
+    split = split_batch(orjson.loads(b"[" + good + b"," + odd + b"]"))
+    assert [r.reason for r in split.rejected] == ["fields are not representable as JSON"]
+    with database.session() as s:
+        assert store_records(s, car.id, split.usable) == StoredCounts(1, 0)
+        assert telemetry.store_rejects(s, car.id, "http", split.rejected, 1) == 1
+        s.commit()
+    with database.session() as s:
+        kept = s.scalar(sa.text("SELECT record FROM telemetry_rejects"))
+    if depth < 900:
+        assert kept.startswith("{'@t': 'obd.bat'")
+    else:
+        assert kept == telemetry.UNSHOWABLE_RECORD
+
+
+def test_at_most_a_bound_of_one_batchs_rejects_are_kept(database: Database, car: Device) -> None:
+    # A million tiny bad records would otherwise be a million rows (hundreds of MiB).
+    bound = 1000  # telemetry.MAX_REJECTS_KEPT_PER_BATCH, docs/telemetry-ingest.md
+    split = split_batch(list(range(bound + 500)))
+    assert len(split.rejected) == bound + 500  # every one is counted
+    with database.session() as s:
+        assert telemetry.store_rejects(s, car.id, "http", split.rejected, 1) == bound
+        s.commit()
+    with database.session() as s:
+        positions = list(s.scalars(sa.text("SELECT position FROM telemetry_rejects")))
+    assert sorted(positions) == list(range(bound))  # the first ones
