@@ -5,8 +5,11 @@ orjson refuses a whole document for one number beyond a double (``1e400``) or on
 surrogate escape (``"\\ud800"``), though both are JSON by its grammar (RFC 8259). Refusing
 the batch for one such value would block a device for good (it retries the same batch), so
 such a document is parsed again by ``json``, and the value becomes one that ``split_batch``
-cannot store: its record is set aside, the others stored. What neither parser reads (bytes
-that are not UTF-8, ``NaN``, broken syntax, nesting too deep) stays an error.
+cannot store: its record is set aside, the others stored. ``NaN`` and ``Infinity`` are not
+JSON, but Python's own ``json.dumps`` writes them for a float reading that has none, and
+devices running Python send them: they are read the same way, so one sensor without a
+reading costs its record, not the batch. What neither parser reads (bytes that are not
+UTF-8, broken syntax, nesting too deep) stays an error.
 """
 
 from __future__ import annotations
@@ -53,8 +56,9 @@ def _int(text: str) -> int | float | UnrepresentableNumber:
     return _float(text)  # as orjson does: a double, if one holds it
 
 
-def _constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
+def _constant(name: str) -> UnrepresentableNumber:
+    """``NaN``, ``Infinity`` or ``-Infinity``: kept as its text, so its record is set aside."""
+    return UnrepresentableNumber(name)
 
 
 def loads(data: bytes) -> Any:

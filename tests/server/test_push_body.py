@@ -75,7 +75,7 @@ def test_other_json_values_are_invalid(body: bytes) -> None:
 
 
 @pytest.mark.parametrize(
-    "body", [b"", b"[", b"[1,]", b"NaN", b"[Infinity]", b"\xff", b"[" * 2000 + b"]" * 2000]
+    "body", [b"", b"[", b"[1,]", b"[Nan]", b"[infinity]", b"\xff", b"[" * 2000 + b"]" * 2000]
 )
 def test_bytes_that_are_not_json_are_invalid(body: bytes) -> None:
     with pytest.raises(InvalidArgument, match="not valid JSON"):
@@ -90,6 +90,9 @@ def test_bytes_that_are_not_json_are_invalid(body: bytes) -> None:
         (b"1" + b"0" * 400, "an integer beyond a double"),
         (b"1" * 5000, "more digits than Python converts to an integer"),
         (b'"\\ud800"', "a lone surrogate escape"),
+        (b"NaN", "Python's json.dumps of a float without a value"),
+        (b"Infinity", "Python's json.dumps of an infinite float"),
+        (b"-Infinity", "Python's json.dumps of a negative infinite float"),
     ],
 )
 def test_valid_json_orjson_refuses_sets_aside_only_its_record(value: bytes, why: str) -> None:
