@@ -222,19 +222,19 @@ def test_a_push_token_stores_for_its_own_device_only(
 def test_a_new_push_token_replaces_the_old_one(
     stack: Stack, client: httpx.Client, database: Database, ada: dict, bob: dict
 ) -> None:
-    van = device(stack, "ada", "van")
-    issued = stack.cli_json("device", "push-token", "--user", "ada", "--device", "van")
-    assert issued["device"] == "van"
-    assert issued["unit_id"] == van["unit_id"]
-    assert issued["push_token"] != van["push_token"]
+    courier = device(stack, "ada", "courier")
+    issued = stack.cli_json("device", "push-token", "--user", "ada", "--device", "courier")
+    assert issued["device"] == "courier"
+    assert issued["unit_id"] == courier["unit_id"]
+    assert issued["push_token"] != courier["push_token"]
     assert push(client, records(2), token(issued)).status_code == 200
-    assert stored_count(database, "van") == 2
+    assert stored_count(database, "courier") == 2
     # The old token was never used, so no cache holds it: it is refused at once (one in
     # use may be honoured for the few seconds of the server's push-token cache).
-    assert push(client, records(2), token(van)).status_code == 401
-    refused = stack.cli("device", "push-token", "--user", "bob", "--device", "van", check=False)
+    assert push(client, records(2), token(courier)).status_code == 401
+    refused = stack.cli("device", "push-token", "--user", "bob", "--device", "courier", check=False)
     assert refused.returncode != 0
-    assert "van" in refused.stderr
+    assert "courier" in refused.stderr
 
 
 def test_a_user_token_is_not_a_push_token(
