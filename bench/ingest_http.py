@@ -11,6 +11,7 @@ After each phase the rows stored are counted and checked against the 2xx answers
 
     .venv/bin/python -m bench.ingest_http [--duration 10] [--connections 16]
         [--synchronous FULL,NORMAL] [--postgres] [--sizes 100,1]
+    .venv/bin/python -m bench.ingest_http --reference 5   # against the guide's receiver
 
 wrk comes from Debian's packages: `apt-get install -y wrk`.
 """
@@ -22,6 +23,7 @@ import json
 import re
 import secrets
 import shutil
+import statistics
 import subprocess
 import tempfile
 import time
@@ -33,6 +35,7 @@ import psycopg
 import sqlalchemy as sa
 from psycopg import sql
 
+from bench.reference_receiver import express_receiver
 from server.storage import devices, users
 from server.storage.db import Database
 from server.storage.models import TelemetryRecord
@@ -83,7 +86,7 @@ function request()
       .. string.format('.%06dZ"}', n % 1000000)
   end
   local headers = {
-    ["authorization"] = "token " .. tokens[(seq % #tokens) + 1],
+    ["authorization"] = "SCHEME " .. tokens[(seq % #tokens) + 1],
     ["content-type"] = "application/json",
   }
   return wrk.format("POST", path, headers, "[" .. table.concat(parts, ",") .. "]")
@@ -123,7 +126,17 @@ class Phase:
         return self.acknowledged * self.size / self.seconds
 
 
-def lua_script(tokens: list[str], size: int, base: int) -> str:
+@dataclass(frozen=True)
+class Target:
+    """Where wrk posts, and how the credential is written (the firmware's `token`, or the
+    guide's `Bearer`)."""
+
+    base_url: str
+    path: str = PATH
+    scheme: str = "token"
+
+
+def lua_script(target: Target, tokens: list[str], size: int, base: int) -> str:
     def quoted(items: list[str]) -> str:
         return "{" + ",".join(json.dumps(item) for item in items) + "}"
 
@@ -131,7 +144,8 @@ def lua_script(tokens: list[str], size: int, base: int) -> str:
         LUA.replace("{TOKENS}", quoted(tokens))
         .replace("{SHAPES}", quoted(SHAPES))
         .replace("SIZE", str(size))
-        .replace("PATH", PATH)
+        .replace('"PATH"', json.dumps(target.path))
+        .replace("SCHEME", target.scheme)
         .replace("BASE", str(base))
         .replace("NTHREADS", str(THREADS))
     )
@@ -161,19 +175,24 @@ def count_rows(db_url: str) -> int:
 
 
 def run_wrk(
-    stack: Stack, workdir: Path, tokens: list[str], size: int, seconds: float, connections: int
+    target: Target,
+    workdir: Path,
+    tokens: list[str],
+    size: int,
+    seconds: float,
+    connections: int,
 ) -> dict[str, Any]:
     """One wrk run with fresh timestamps (a base no earlier run used); its done() JSON."""
     assert WRK is not None
     # Each run starts at a new second far from the others: runs never share a record.
     base = int(time.time()) + secrets.randbelow(10**6) * 10**4
     script = workdir / f"push-{size}-{base}.lua"
-    script.write_text(lua_script(tokens, size, base))
+    script.write_text(lua_script(target, tokens, size, base))
     command = [
         WRK,
         *("-t", str(THREADS), "-c", str(connections), "-d", f"{seconds:g}s"),
         *("--timeout", "10s", "-s", str(script)),
-        stack.base_url + PATH,
+        target.base_url + target.path,
     ]
     out = subprocess.run(command, capture_output=True, text=True, check=True).stdout  # noqa: S603
     result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
@@ -183,10 +202,11 @@ def run_wrk(
 def measure(
     stack: Stack, workdir: Path, tokens: list[str], label: str, size: int, args: Any
 ) -> Phase:
-    run_wrk(stack, workdir, tokens, size, WARMUP_SECONDS, args.connections)
+    target = Target(stack.base_url)
+    run_wrk(target, workdir, tokens, size, WARMUP_SECONDS, args.connections)
     time.sleep(0.5)  # the warm-up's last posts, which wrk stopped waiting for, commit
     before = count_rows(stack.db_url)
-    figures = run_wrk(stack, workdir, tokens, size, args.duration, args.connections)
+    figures = run_wrk(target, workdir, tokens, size, args.duration, args.connections)
     time.sleep(0.5)  # answers wrk stopped waiting for may still commit
     phase = Phase(
         label=label,
@@ -262,6 +282,73 @@ def run_stack(kind: str, synchronous: str, args: Any) -> list[Phase]:
             drop(database)
 
 
+@dataclass
+class Comparison:
+    """Records/s of thingwire and of the guide's receiver, measured in alternate runs."""
+
+    size: int
+    ours: list[float]
+    theirs: list[float]
+
+    @property
+    def ratio(self) -> float:
+        return statistics.median(self.ours) / statistics.median(self.theirs)
+
+
+def acknowledged_rate(figures: dict[str, Any], size: int) -> float:
+    """Records/s answered 2xx in one wrk run."""
+    return (figures["requests"] - figures["status_errors"]) * size / (figures["duration_us"] / 1e6)
+
+
+def compare_with_reference(args: Any) -> list[Comparison]:
+    """thingwire (SQLite, the writer at its default durability) against the guide's Express
+    receiver on the same machine, alternating which goes first in each round, so that drift
+    of the machine falls on both; both take `POST /` with `Authorization: Bearer`."""
+    comparisons = []
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        database = database_for("sqlite", workdir)
+        stack = Stack(workdir=workdir / "stack", db_url=database.url)
+        try:
+            stack.start()
+            tokens = make_devices(database.url)
+            with express_receiver(tokens[0]) as receiver_url:
+                ours = Target(stack.base_url, "/", "Bearer")
+                theirs = Target(receiver_url, "/", "Bearer")
+                sides = {"ours": (ours, tokens), "theirs": (theirs, tokens[:1])}
+                for size in args.sizes:
+                    rates: dict[str, list[float]] = {"ours": [], "theirs": []}
+                    for target, keys in sides.values():  # warm both up
+                        run_wrk(target, workdir, keys, size, WARMUP_SECONDS, args.connections)
+                    for round_ in range(args.reference):
+                        order = ["theirs", "ours"] if round_ % 2 == 0 else ["ours", "theirs"]
+                        for side in order:
+                            target, keys = sides[side]
+                            figures = run_wrk(
+                                target, workdir, keys, size, args.duration, args.connections
+                            )
+                            if figures["status_errors"] or figures["socket_errors"]:
+                                raise RuntimeError(f"{side}, {size}/post: errors {figures}")
+                            rates[side].append(acknowledged_rate(figures, size))
+                    comparisons.append(Comparison(size, rates["ours"], rates["theirs"]))
+        finally:
+            if stack.process is not None:
+                stack.stop()
+    return comparisons
+
+
+def print_comparisons(comparisons: list[Comparison]) -> None:
+    print(
+        f"{'records/post':>12} {'guide receiver rec/s':>21} {'thingwire rec/s':>16} "
+        f"{'ratio':>6} {'runs':>5}"
+    )
+    for c in comparisons:
+        print(
+            f"{c.size:>12} {statistics.median(c.theirs):>21,.0f} "
+            f"{statistics.median(c.ours):>16,.0f} {c.ratio:>6.2f} {len(c.ours):>5}"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per phase")
@@ -271,10 +358,20 @@ def main() -> None:
         "--synchronous", default="FULL", help="SQLite writer durability: FULL, NORMAL or both"
     )
     parser.add_argument("--postgres", action="store_true", help="also on PostgreSQL")
+    parser.add_argument(
+        "--reference",
+        type=int,
+        default=0,
+        metavar="ROUNDS",
+        help="instead: ROUNDS alternating runs against the guide's Express receiver",
+    )
     args = parser.parse_args()
     if WRK is None:
         raise SystemExit(INSTALL_WRK)
     args.sizes = [int(size) for size in args.sizes.split(",")]
+    if args.reference:
+        print_comparisons(compare_with_reference(args))
+        return
     phases: list[Phase] = []
     for synchronous in args.synchronous.upper().split(","):
         phases += run_stack("sqlite", synchronous, args)
