@@ -14,8 +14,8 @@ import orjson
 from google.api import httpbody_pb2
 
 from server.datacooee.params import Fetch
-from server.datacooee.upload import iso_micros
 from server.storage.input_data import InputInfo, StoredPoint
+from server.storage.telemetry import format_timestamp
 
 __all__ = ["JSON", "asset_body", "json_body", "statistics_list", "values_list"]
 
@@ -27,7 +27,7 @@ def _input(info: InputInfo) -> dict[str, str]:
 
 
 def _value(point: StoredPoint, fetch: Fetch) -> dict[str, Any]:
-    entry: dict[str, Any] = {"timestamp": iso_micros(point.ts), "value": point.value}
+    entry: dict[str, Any] = {"timestamp": format_timestamp(point.ts), "value": point.value}
     if fetch.include_location:
         entry["latitude"] = point.latitude
         entry["longitude"] = point.longitude

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -22,7 +22,7 @@ from thingwire.inputs.v1 import input_data_pb2
 
 from server.errors import InvalidArgument
 from server.storage.input_data import AGGREGATES, Window
-from server.storage.telemetry import parse_timestamp
+from server.storage.telemetry import epoch_us, parse_timestamp
 
 __all__ = [
     "DEFAULT_LIMIT",
@@ -58,7 +58,6 @@ _DATE_ONLY = re.compile(r"\d{4}-\d{2}-\d{2}")
 _SPACED_OFFSET = re.compile(r"(.*\d) (\d{2}(?::?\d{2})?)")
 _TRUE = frozenset({"true", "1"})
 _FALSE = frozenset({"false", "0"})
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 Order = input_data_pb2.InputDataOrder
 Aggregation = input_data_pb2.Aggregation
@@ -369,7 +368,7 @@ def _window(
             raise InvalidArgument(
                 "give either timeperiod_last or timeperiod_start/timeperiod_finish, not both"
             )
-        return Window(start=(now - lookback - _EPOCH) // timedelta(microseconds=1))
+        return Window(start=epoch_us(now - lookback))
     if latest:
         raise InvalidArgument(
             'timeperiod_last is required here (lookback over gRPC), such as "5_days"'

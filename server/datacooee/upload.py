@@ -7,24 +7,20 @@ parser judges every shape and each mistake gets a message naming it (docs/dataco
 
 from __future__ import annotations
 
-import functools
 import math
 import re
-import time
-from datetime import date, timedelta
 from typing import Any
 
 import orjson
 
 from server.errors import InvalidArgument
 from server.storage.input_data import NewPoint, StoredPoint
-from server.storage.telemetry import parse_timestamp
+from server.storage.telemetry import format_timestamp, parse_timestamp
 
 __all__ = [
     "CONTENT_TYPE",
     "MAX_TEXT_CHARS",
     "document_of",
-    "iso_micros",
     "number_of",
     "point_of_body",
 ]
@@ -45,32 +41,6 @@ MAX_MAGNITUDE = 1e300
 # A decimal number as people write one ("12.5", "-3", "1e-3"); what float() also reads
 # ("nan", "1_000", " 7 ") is not a number here.
 _DECIMAL = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
-_EPOCH_DATE = date(1970, 1, 1)
-
-
-@functools.lru_cache(maxsize=4096)
-def _day(days: int) -> str:
-    try:
-        return (_EPOCH_DATE + timedelta(days=days)).isoformat()
-    except OverflowError:
-        # A UTC day outside years 1 to 9999, which an offset at either end reaches
-        # (9999-12-31T23:59:59-23:59): written with the year it falls in, as the logbook
-        # writes its times (docs/datacooee.md, "Upload").
-        day = time.gmtime(days * 86_400)
-        return f"{day.tm_year:04d}-{day.tm_mon:02d}-{day.tm_mday:02d}"
-
-
-def iso_micros(ts: int) -> str:
-    """Epoch microseconds as the answers write times: ``2020-10-13T14:02:39.489000Z``.
-
-    Integer arithmetic and a cache of dates: answers write up to 100,000 of these, and a
-    datetime per value cost most of an answer's time.
-    """
-    seconds, micros = divmod(ts, 1_000_000)
-    days, seconds = divmod(seconds, 86_400)
-    hours, seconds = divmod(seconds, 3600)
-    minutes, seconds = divmod(seconds, 60)
-    return f"{_day(days)}T{hours:02d}:{minutes:02d}:{seconds:02d}.{micros:06d}Z"
 
 
 def number_of(value: str) -> float | None:
@@ -212,7 +182,7 @@ def point_of_body(body: bytes, input_pk: str) -> NewPoint:
 
 def document_of(point: StoredPoint) -> bytes:
     """The stored value as the JSON:API document the upload answers."""
-    attributes: dict[str, Any] = {"timestamp": iso_micros(point.ts), "value": point.value}
+    attributes: dict[str, Any] = {"timestamp": format_timestamp(point.ts), "value": point.value}
     if point.latitude is not None:
         attributes["latitude"] = point.latitude
     if point.longitude is not None:

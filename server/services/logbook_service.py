@@ -8,7 +8,6 @@ array (docs/telemetry-reads.md).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 import grpc
@@ -21,35 +20,31 @@ from server.errors import NotFound
 from server.state import AppState
 from server.storage import logbook
 from server.storage.logbook import Bucket, FieldType, GeoPoint, Sample
+from server.storage.telemetry import format_timestamp
 from server.telemetry.logbook_query import LogbookQuery, parse_query
 
-__all__ = ["DEVICE_NOT_FOUND", "LogbookReadService", "iso_utc"]
+__all__ = ["DEVICE_NOT_FOUND", "LogbookReadService"]
 
 #: One message for every device the caller may not read, whether or not it exists
 #: (DRF's own text for a 404), so that the answer reveals nothing.
 DEVICE_NOT_FOUND = "Not found."
 
 
-def iso_utc(ts_us: int) -> str:
-    """Epoch µs as the seed's ISO form: ``2020-07-09T10:11:53.811839Z`` (always 6 digits)."""
-    seconds, micros = divmod(ts_us, 1_000_000)
-    t = time.gmtime(seconds)  # strftime's %Y would not pad years before 1000
-    return (
-        f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}"
-        f"T{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}.{micros:06d}Z"
-    )
-
-
 def _buckets(rows: list[Bucket]) -> list[dict[str, object]]:
-    return [{"max_ts": last // 1000, "ts": iso_utc(first), "value": v} for first, last, v in rows]
+    return [
+        {"max_ts": last // 1000, "ts": format_timestamp(first), "value": v}
+        for first, last, v in rows
+    ]
 
 
 def _points(rows: list[GeoPoint]) -> list[dict[str, object]]:
-    return [{"ts": iso_utc(ts), "location": {"lat": lat, "lon": lon}} for ts, lat, lon in rows]
+    return [
+        {"ts": format_timestamp(ts), "location": {"lat": lat, "lon": lon}} for ts, lat, lon in rows
+    ]
 
 
 def _samples(rows: list[Sample]) -> list[dict[str, object]]:
-    return [{"ts": iso_utc(ts), "value": value} for ts, value in rows]
+    return [{"ts": format_timestamp(ts), "value": value} for ts, value in rows]
 
 
 def _read(

@@ -13,10 +13,12 @@ integers once, and the whole batch is one statement.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
+import time
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, NamedTuple
 
 import orjson
@@ -36,6 +38,9 @@ __all__ = [
     "StoredCounts",
     "UsableRecord",
     "claim_batch",
+    "epoch_us",
+    "format_timestamp",
+    "iso_to_epoch_us",
     "parse_timestamp",
     "split_batch",
     "store_records",
@@ -56,6 +61,7 @@ MAX_REJECTS_KEPT_PER_BATCH = 1000
 _RECORD_TYPE_RE = re.compile(rf"[^\x00-\x1f\x7f]{{1,{MAX_RECORD_TYPE_LENGTH}}}")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
+_EPOCH_DATE = date(1970, 1, 1)
 _TABLE: sa.Table = TelemetryRecord.__table__  # type: ignore[assignment]
 _REJECTS: sa.Table = TelemetryReject.__table__  # type: ignore[assignment]
 _BATCHES: sa.Table = TelemetryBatch.__table__  # type: ignore[assignment]
@@ -86,6 +92,50 @@ class StoredCounts(NamedTuple):
     repeats: int
 
 
+def epoch_us(moment: datetime) -> int:
+    """An aware datetime as epoch microseconds: exact integer arithmetic, in range for
+    years 1 to 9999 (well inside 64 bits), finer fractions cut."""
+    return (moment - _EPOCH) // _MICROSECOND
+
+
+def iso_to_epoch_us(text: str) -> int | None:
+    """What ``datetime.fromisoformat`` reads in ``text``, as epoch microseconds; None when it
+    reads nothing. RFC 3339's lowercase "t" and "z" are read too (fromisoformat refuses
+    them), and a time without an offset is UTC. Callers add their own rules of shape."""
+    try:
+        moment = datetime.fromisoformat(text.upper())
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return (moment - _EPOCH) // _MICROSECOND  # epoch_us, inline: once per pushed record
+
+
+@functools.lru_cache(maxsize=4096)
+def _day(days: int) -> str:
+    try:
+        return (_EPOCH_DATE + timedelta(days=days)).isoformat()
+    except OverflowError:
+        # A UTC day outside years 1 to 9999, which an offset at either end reaches
+        # (9999-12-31T23:59:59-23:59): written with the year it falls in.
+        day = time.gmtime(days * 86_400)
+        return f"{day.tm_year:04d}-{day.tm_mon:02d}-{day.tm_mday:02d}"
+
+
+def format_timestamp(ts: int) -> str:
+    """Epoch microseconds as every answer writes times: ``2020-07-09T10:11:53.811839Z``
+    (UTC, always six fraction digits), the inverse of ``parse_timestamp``.
+
+    Integer arithmetic and a cache of dates: answers write up to 100,000 of these, and a
+    datetime per value cost most of an answer's time.
+    """
+    seconds, micros = divmod(ts, 1_000_000)
+    days, seconds = divmod(seconds, 86_400)
+    hours, seconds = divmod(seconds, 3600)
+    minutes, seconds = divmod(seconds, 60)
+    return f"{_day(days)}T{hours:02d}:{minutes:02d}:{seconds:02d}.{micros:06d}Z"
+
+
 def parse_timestamp(value: object) -> int | None:
     """``@ts`` as epoch microseconds, or None when it is not a usable ISO-8601 time.
 
@@ -99,15 +149,7 @@ def parse_timestamp(value: object) -> int | None:
         return None
     if value[10] not in "Tt ":
         return None
-    try:
-        # upper(): RFC 3339 allows a lowercase "t" and "z", which fromisoformat refuses.
-        moment = datetime.fromisoformat(value.upper())
-    except ValueError:
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    # Aware arithmetic is exact and in range: years 1 to 9999 are well inside 64 bits.
-    return (moment - _EPOCH) // _MICROSECOND
+    return iso_to_epoch_us(value)
 
 
 def _check(record: object) -> UsableRecord | str:

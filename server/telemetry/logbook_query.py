@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 
 from server.errors import InvalidArgument
 from server.storage.logbook import FieldType, field_splits
 from server.storage.series import MAX_BUCKETS, Aggregation, Window
+from server.storage.telemetry import iso_to_epoch_us
 
 __all__ = [
     "DEFAULT_SIZE",
@@ -29,8 +29,6 @@ __all__ = [
 DEFAULT_SIZE = 10_000
 MAX_SIZE = MAX_BUCKETS
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND = timedelta(microseconds=1)
 _UNITS_US = {
     "ms": 1_000,
     "s": 1_000_000,
@@ -82,20 +80,12 @@ def parse_time(name: str, text: str) -> int:
     if not text:
         raise InvalidArgument(f"{name} is required: an ISO-8601 time such as 2020-01-01T00:00:00Z")
     value = _SPACED_OFFSET.sub(r"\1+\2", text.strip())
-    moment: datetime | None = None
-    if len(value) <= 64:
-        try:
-            # upper(): RFC 3339 allows "t" and "z", which fromisoformat refuses.
-            moment = datetime.fromisoformat(value.upper())
-        except ValueError:
-            moment = None
-    if moment is None:
+    ts = iso_to_epoch_us(value) if len(value) <= 64 else None
+    if ts is None:
         raise InvalidArgument(
             f"{name}={text[:64]!r} is not an ISO-8601 time such as 2020-01-01T00:00:00.000Z"
         )
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return (moment - _EPOCH) // _MICROSECOND
+    return ts
 
 
 def parse_interval(text: str) -> int:

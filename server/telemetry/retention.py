@@ -11,13 +11,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from functools import partial
 
 from sqlalchemy.orm import Session
 
 from server.storage import retention
 from server.storage.db import Database
+from server.storage.telemetry import epoch_us
 
 __all__ = ["DEFAULT_BATCH_ROWS", "Removed", "Retention"]
 
@@ -27,7 +28,6 @@ DEFAULT_BATCH_ROWS = 5_000
 DEFAULT_PAUSE_S = 0.05
 #: Devices (or inputs) listed per unit of work while looking for expired series.
 _PAGE = 500
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass
@@ -55,7 +55,7 @@ class Retention:
 
     def cutoff_us(self, now: datetime) -> int:
         """Epoch µs before which telemetry is removed."""
-        return (now - timedelta(days=self.days) - _EPOCH) // timedelta(microseconds=1)
+        return epoch_us(now - timedelta(days=self.days))
 
     async def run(self, database: Database, now: datetime) -> Removed:
         """One pass over every table retention covers; a no-op when disabled."""

@@ -8,7 +8,8 @@ from datetime import datetime, timedelta
 import orjson
 import pytest
 
-from server.datacooee.upload import iso_micros, number_of, point_of_body
+from server.datacooee.upload import number_of, point_of_body
+from server.storage.telemetry import format_timestamp
 
 
 @pytest.mark.parametrize(
@@ -41,7 +42,7 @@ def test_times_are_written_with_six_fraction_digits() -> None:
     ]
     for ts in samples:
         expected = (epoch + timedelta(microseconds=ts)).isoformat(timespec="microseconds") + "Z"
-        assert iso_micros(ts) == expected
+        assert format_timestamp(ts) == expected
 
 
 @pytest.mark.parametrize(
@@ -56,7 +57,7 @@ def test_times_an_offset_takes_past_year_9999_or_before_year_1_are_written(
 ) -> None:
     body = {"data": {"type": "SensorData", "attributes": {"value": "1", "timestamp": stamp}}}
     point = point_of_body(orjson.dumps(body), "senx")
-    assert iso_micros(point.ts) == written
+    assert format_timestamp(point.ts) == written
 
 
 def test_numbers_are_kept_as_their_json_text() -> None:

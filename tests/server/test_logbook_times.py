@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from server.services.logbook_service import iso_utc
-from server.storage.telemetry import parse_timestamp
+from server.storage.telemetry import format_timestamp, parse_timestamp
 
 
 @pytest.mark.parametrize(
@@ -23,4 +22,4 @@ from server.storage.telemetry import parse_timestamp
 def test_round_trip(text: str) -> None:
     ts = parse_timestamp(text)
     assert ts is not None
-    assert iso_utc(ts) == text
+    assert format_timestamp(ts) == text
