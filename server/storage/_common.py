@@ -41,21 +41,35 @@ def validate_name(name: str, what: str, max_length: int) -> str:
     return name
 
 
-def insert_ignore(s: Session, model: type[DeclarativeBase], values: dict[str, Any]) -> int:
-    """INSERT that does nothing when the primary/unique key exists; returns rows inserted.
+def insert_ignore(
+    s: Session,
+    model: type[DeclarativeBase] | sa.Table,
+    values: dict[str, Any] | Sequence[dict[str, Any]],
+) -> int:
+    """INSERT of one row or many that does nothing for a row whose primary/unique key
+    exists; returns the rows inserted.
 
     Race-free on both backends (``ON CONFLICT DO NOTHING``), unlike select-then-insert. On
     SQLite it also opens the write transaction, so what follows in the unit of work is
-    serialised against other writers.
+    serialised against other writers. Many rows are one multi-row VALUES statement (the
+    callers pass at most a batch's bounded rejects); ``preserve_rowcount`` keeps its count,
+    which SQLAlchemy otherwise reports only for UPDATE and DELETE.
     """
     dialect = s.get_bind().dialect.name
-    stmt: Any
+    module: Any
     if dialect == "sqlite":
-        stmt = sqlite.insert(model).values(values).on_conflict_do_nothing()
+        module = sqlite
     elif dialect == "postgresql":
-        stmt = postgresql.insert(model).values(values).on_conflict_do_nothing()
+        module = postgresql
     else:  # pragma: no cover - only the two supported backends
         raise NotImplementedError(dialect)
+    rows = [values] if isinstance(values, dict) else list(values)
+    stmt = (
+        module.insert(model)
+        .values(rows)
+        .on_conflict_do_nothing()
+        .execution_options(preserve_rowcount=True)
+    )
     result = s.execute(stmt)
     return int(getattr(result, "rowcount", 0) or 0)
 

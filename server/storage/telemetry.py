@@ -23,9 +23,9 @@ from typing import Any, NamedTuple
 
 import orjson
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from server.storage._common import insert_ignore
 from server.storage.models import TelemetryBatch, TelemetryRecord, TelemetryReject
 
 __all__ = [
@@ -261,14 +261,6 @@ def store_records(
     return StoredCounts(new, len(records) - new)
 
 
-def _insert_ignoring(session: Session, table: sa.Table, rows: list[dict[str, Any]]) -> int:
-    """``INSERT … ON CONFLICT DO NOTHING`` of ``rows``; the number actually inserted."""
-    dialect = session.connection().dialect.name
-    module: Any = postgresql if dialect == "postgresql" else sqlite
-    stmt = module.insert(table).on_conflict_do_nothing().execution_options(preserve_rowcount=True)
-    return int(session.connection().execute(stmt, rows).rowcount)
-
-
 #: What a rejected record is kept as when neither JSON nor ``repr`` can show it.
 UNSHOWABLE_RECORD = "<the record is nested too deeply to be shown>"
 
@@ -317,7 +309,7 @@ def store_rejects(
                 "record": text[:MAX_REJECTED_RECORD_CHARS],
             }
         )
-    return _insert_ignoring(session, _REJECTS, rows)
+    return insert_ignore(session, _REJECTS, rows)
 
 
 def claim_batch(session: Session, device_pk: int, batch_id: str, received_ts: int) -> bool:
@@ -327,4 +319,4 @@ def claim_batch(session: Session, device_pk: int, batch_id: str, received_ts: in
     a batch is never marked stored without its records.
     """
     row = {"device_pk": device_pk, "batch_id": batch_id, "received_ts": received_ts}
-    return _insert_ignoring(session, _BATCHES, [row]) == 1
+    return insert_ignore(session, _BATCHES, row) == 1
