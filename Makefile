@@ -51,11 +51,15 @@ run: setup
 test: setup lint breaking
 	$(PY) -m pytest -q
 
-# The benchmarks (docs/benchmarks.md), one after the other; not part of `make test`. Each
-# starts its own stack on free ports; `make bench BENCHES=resource_calls` runs one.
-BENCHES ?= auth_paths link_memory resource_calls ingest_http link_ingest logbook_aggregation datacooee_statistics
+# The benchmark suite (docs/benchmarks.md, "The benchmark suite"): every benchmark, one after
+# the other, BENCH_RUNS runs each, one table of medians; not part of `make test`. Each starts
+# its own stack on free ports; `make bench BENCHES=resource_calls` runs one,
+# `make bench BENCH_ARGS=--quick` a short version of each.
+BENCHES ?= unary_http auth_paths resource_calls routed_calls ingest_http link_ingest \
+	logbook_aggregation datacooee_statistics link_memory reconnect_storm
+BENCH_RUNS ?= 3
 bench: setup
-	for b in $(BENCHES); do $(PY) -m bench.$$b || exit 1; done
+	$(PY) -m bench.suite --runs $(BENCH_RUNS) --benches "$(BENCHES)" $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) node_modules var .pytest_cache .ruff_cache
