@@ -22,11 +22,13 @@ from server.errors import AlreadyExists, InvalidArgument, NotFound, Unauthentica
 from server.security.hashing import hash_password, needs_rehash, verify_password
 from server.storage import login_throttle
 from server.storage.db import Database
-from server.storage.models import User
+from server.storage.models import Device, User
 
 __all__ = [
     "USERNAME_RE",
     "LoginAttempt",
+    "Profile",
+    "ProfileDevice",
     "authenticate_password",
     "begin_login",
     "create_user",
@@ -34,6 +36,7 @@ __all__ = [
     "get_user",
     "get_user_by_login",
     "get_user_by_username",
+    "read_profile",
 ]
 
 USERNAME_RE = re.compile(r"[a-zA-Z0-9_]{1,32}")
@@ -111,6 +114,59 @@ def get_user(s: Session, user_id: int) -> User:
     if user is None:
         raise NotFound(f"user {user_id} not found")
     return user
+
+
+@dataclass(frozen=True)
+class ProfileDevice:
+    """One device as the user's profile lists it."""
+
+    device_id: str
+    unit_id: str
+    description: str
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A user and its devices (ordered by device id): what `GET /auth/user/` shows."""
+
+    id: int
+    username: str
+    email: str
+    timezone: str
+    devices: tuple[ProfileDevice, ...]
+
+
+#: The user and its devices in one statement, a row per device (one row of NULL device
+#: columns when it has none): one round trip, no ORM objects.
+_PROFILE = (
+    sa.select(
+        User.id,
+        User.username,
+        User.email,
+        User.timezone,
+        Device.device_id,
+        Device.unit_id,
+        Device.description,
+    )
+    .select_from(User)
+    .outerjoin(Device, Device.user_id == User.id)
+    .where(User.id == sa.bindparam("user_id"))
+    .order_by(Device.device_id)
+)
+
+
+def read_profile(connection: sa.Connection | Session, user_id: int) -> Profile:
+    """The user with this primary key and its devices, or NotFound."""
+    rows = connection.execute(_PROFILE, {"user_id": user_id}).all()
+    if not rows:
+        raise NotFound(f"user {user_id} not found")
+    first = rows[0]
+    devices = tuple(
+        ProfileDevice(row.device_id, row.unit_id, row.description)
+        for row in rows
+        if row.device_id is not None
+    )
+    return Profile(first.id, first.username, first.email, first.timezone, devices)
 
 
 def get_user_by_username(s: Session, username: str) -> User | None:

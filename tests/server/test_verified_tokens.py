@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import jwt
 import pytest
@@ -23,7 +24,7 @@ def decodes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     seen: list[str] = []
     real = jwt.decode
 
-    def counting(token: str, *args: object, **kwargs: object) -> object:
+    def counting(token: str, *args: Any, **kwargs: Any) -> Any:
         seen.append(token)
         return real(token, *args, **kwargs)
 
