@@ -78,7 +78,7 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
             request.email, request.password, client_of(context), now
         )
         token = self._state.signer.access_token(user.username, now)
-        profile = await self._reads.read(lambda c: users.read_profile(c, user.id))
+        profile = await self._profile(user.id)
         return auth_pb2.LoginResponse(token=token, user=user_message(profile))
 
     async def GetCurrentUser(
@@ -90,8 +90,11 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
             # A scoped token sees only the devices it may read.
             return principal.allows(Action.READ, device_id)
 
-        profile = await self._reads.read(lambda c: users.read_profile(c, principal.user_id))
-        return user_message(profile, can_see)
+        return user_message(await self._profile(principal.user_id), can_see)
+
+    async def _profile(self, user_id: int) -> users.Profile:
+        rows = await self._reads.rows(users.PROFILE, {"user_id": user_id})
+        return users.profile_of(rows, user_id)
 
     async def CreateToken(
         self, request: auth_pb2.CreateTokenRequest, context: grpc.aio.ServicerContext

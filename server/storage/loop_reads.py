@@ -18,27 +18,32 @@ from __future__ import annotations
 import logging
 import sqlite3
 import weakref
-from collections.abc import Callable
-from typing import Any, TypeVar
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy import event
-from sqlalchemy.pool import StaticPool
+from sqlalchemy.dialects import sqlite
 
 from server.storage.db import Database
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
+#: A SELECT of any columns.
+Statement = sa.Select[*tuple[Any, ...]]
+_DIALECT = sqlite.dialect(paramstyle="qmark")
+#: Statements compiled for the driver that are remembered (they are module constants).
+MAX_STATEMENTS = 64
 
 
-def _read_only(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    try:
-        cursor.execute("PRAGMA query_only=ON")
-        cursor.execute("PRAGMA busy_timeout=0")
-    finally:
-        cursor.close()
+@dataclass(frozen=True)
+class _Compiled:
+    """A statement as the sqlite3 driver takes it: its text, its parameters in order, and
+    the values of those it binds itself."""
+
+    sql: str
+    names: tuple[str, ...]
+    defaults: dict[str, Any]
 
 
 def _is_file(database: Database) -> bool:
@@ -47,38 +52,59 @@ def _is_file(database: Database) -> bool:
 
 
 class LoopReads:
-    """Runs a read on the loop's thread when the database allows it, else in a worker."""
+    """Runs a read on the loop's thread when the database allows it, else in a worker.
+
+    On the loop the statement goes to the sqlite3 driver directly, compiled once, so it
+    must be one whose columns need no conversion by SQLAlchemy (integers, text).
+    """
 
     def __init__(self, database: Database) -> None:
         self._database = database
-        self._engine: sa.Engine | None = None
+        self._connection: sqlite3.Connection | None = None
+        self._compiled: dict[Statement, _Compiled] = {}
         if _is_file(database):
-            # One connection, used only from the loop's thread (hence no thread check).
-            self._engine = sa.create_engine(
-                database.url,
-                poolclass=StaticPool,
-                connect_args={"timeout": 0, "check_same_thread": False},
+            # Used only from the loop's thread (hence no thread check); autocommit, so each
+            # statement reads the newest committed state, and never waits for a lock.
+            self._connection = sqlite3.connect(
+                database.url.database or "",
+                timeout=0,
+                isolation_level=None,
+                check_same_thread=False,
             )
-            event.listen(self._engine, "connect", _read_only)
-            weakref.finalize(self, self._engine.dispose)
+            self._connection.execute("PRAGMA query_only=ON")
+            self._connection.execute("PRAGMA busy_timeout=0")
+            weakref.finalize(self, self._connection.close)
 
-    async def read(self, fn: Callable[[sa.Connection], T]) -> T:
-        """`fn` over a connection: here when the database is an SQLite file and not locked,
-        else in a worker thread, in a unit of work of its own."""
-        if self._engine is not None:
+    async def rows(
+        self, statement: Statement, params: Mapping[str, Any]
+    ) -> Sequence[Sequence[Any]]:
+        """All rows of `statement` with `params`: here when the database is an SQLite file
+        and not locked, else in a worker thread, in a unit of work of its own."""
+        if self._connection is not None:
+            compiled = self._compile(statement)
+            values = {**compiled.defaults, **params}
             try:
-                with self._engine.connect() as connection:
-                    return fn(connection)
-            except sa.exc.OperationalError as error:
-                if not isinstance(error.orig, sqlite3.OperationalError):
-                    raise
-                log.debug("loop read deferred to a worker thread: %s", error.orig)
-        return await self._database.run(lambda s: fn(s.connection()))
+                return self._connection.execute(
+                    compiled.sql, [values[name] for name in compiled.names]
+                ).fetchall()
+            except sqlite3.OperationalError as error:
+                log.debug("loop read deferred to a worker thread: %s", error)
+        return await self._database.run(lambda s: s.execute(statement, params).all())
+
+    def _compile(self, statement: Statement) -> _Compiled:
+        compiled = self._compiled.get(statement)
+        if compiled is None:
+            done = statement.compile(dialect=_DIALECT)
+            if len(self._compiled) >= MAX_STATEMENTS:
+                self._compiled.clear()  # callers pass statements made once; stay bounded
+            compiled = _Compiled(done.string, tuple(done.positiontup or ()), dict(done.params))
+            self._compiled[statement] = compiled
+        return compiled
 
     def close(self) -> None:
         """Close the loop's connection (it is closed when this object goes, too)."""
-        if self._engine is not None:
-            self._engine.dispose()
+        if self._connection is not None:
+            self._connection.close()
 
 
 __all__ = ["LoopReads"]

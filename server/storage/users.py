@@ -10,8 +10,10 @@ seen (`PasswordLogins.check`, `authenticate_password`); no function here commits
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
@@ -25,6 +27,7 @@ from server.storage.db import Database
 from server.storage.models import Device, User
 
 __all__ = [
+    "PROFILE",
     "USERNAME_RE",
     "LoginAttempt",
     "Profile",
@@ -36,6 +39,7 @@ __all__ = [
     "get_user",
     "get_user_by_login",
     "get_user_by_username",
+    "profile_of",
     "read_profile",
 ]
 
@@ -137,8 +141,9 @@ class Profile:
 
 
 #: The user and its devices in one statement, a row per device (one row of NULL device
-#: columns when it has none): one round trip, no ORM objects.
-_PROFILE = (
+#: columns when it has none): one round trip, no ORM objects. Its columns are integers and
+#: text, which need no conversion, so `LoopReads` may run it on the driver directly.
+PROFILE = (
     sa.select(
         User.id,
         User.username,
@@ -155,18 +160,18 @@ _PROFILE = (
 )
 
 
-def read_profile(connection: sa.Connection | Session, user_id: int) -> Profile:
-    """The user with this primary key and its devices, or NotFound."""
-    rows = connection.execute(_PROFILE, {"user_id": user_id}).all()
+def profile_of(rows: Sequence[Sequence[Any]], user_id: int) -> Profile:
+    """The profile in the rows of `PROFILE`, or NotFound when there are none."""
     if not rows:
         raise NotFound(f"user {user_id} not found")
-    first = rows[0]
-    devices = tuple(
-        ProfileDevice(row.device_id, row.unit_id, row.description)
-        for row in rows
-        if row.device_id is not None
-    )
-    return Profile(first.id, first.username, first.email, first.timezone, devices)
+    pk, username, email, timezone = rows[0][:4]
+    devices = tuple(ProfileDevice(*row[4:]) for row in rows if row[4] is not None)
+    return Profile(pk, username, email, timezone, devices)
+
+
+def read_profile(connection: sa.Connection | Session, user_id: int) -> Profile:
+    """The user with this primary key and its devices, or NotFound."""
+    return profile_of(connection.execute(PROFILE, {"user_id": user_id}).all(), user_id)
 
 
 def get_user_by_username(s: Session, username: str) -> User | None:

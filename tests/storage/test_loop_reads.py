@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import threading
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -19,7 +20,16 @@ PASSWORD = "s3cret-Passw0rd"
 
 
 def profile_now(reads: LoopReads, user_id: int) -> users.Profile:
-    return asyncio.run(reads.read(lambda c: users.read_profile(c, user_id)))
+    rows = asyncio.run(reads.rows(users.PROFILE, {"user_id": user_id}))
+    return users.profile_of(rows, user_id)
+
+
+def test_the_orm_free_read_and_the_sessions_agree(database: Database) -> None:
+    with database.session() as s:
+        ada = users.create_user(s, "ada@example.com", PASSWORD, "ada")
+        devices.create_device(s, ada.id, "car", "credentials", description="red")
+    with database.session() as s:
+        assert users.read_profile(s, ada.id) == profile_now(LoopReads(database), ada.id)
 
 
 def test_a_profile_lists_the_users_devices_in_device_id_order(database: Database) -> None:
@@ -63,19 +73,26 @@ def test_a_read_sees_what_was_committed_just_before(database: Database) -> None:
 
 
 def where_it_ran(database: Database) -> str:
-    """The name of the thread a read ran in."""
+    """Where a read ran: "loop" or "worker" (its connection's thread check tells)."""
     reads = LoopReads(database)
-    return asyncio.run(reads.read(lambda _c: threading.current_thread().name))
+    asyncio.run(reads.rows(sa.select(sa.literal(1)), {}))
+    return "loop" if reads._connection is not None else "worker"
 
 
 def test_an_sqlite_file_is_read_on_the_loops_thread_postgresql_in_a_worker(
-    database: Database,
+    database: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    ran = where_it_ran(database)
-    if database.is_sqlite:
-        assert ran == threading.current_thread().name
-    else:
-        assert ran != threading.current_thread().name
+    reads = LoopReads(database)
+    workers: list[object] = []
+    real = database.run
+
+    async def counting(fn: Any) -> Any:
+        workers.append(fn)
+        return await real(fn)
+
+    monkeypatch.setattr(database, "run", counting)
+    assert asyncio.run(reads.rows(sa.select(sa.literal(7)), {})) == [(7,)]
+    assert len(workers) == (0 if database.is_sqlite else 1)
 
 
 @pytest.fixture
@@ -92,23 +109,16 @@ def sqlite_file(tmp_path: Path) -> Iterator[Database]:
 def test_sqlite_in_memory_is_read_in_a_worker() -> None:
     db = Database("sqlite:///:memory:")
     try:
-        assert where_it_ran(db) != threading.current_thread().name
+        assert where_it_ran(db) == "worker"
     finally:
         db.dispose()
 
 
 def test_the_loops_connection_cannot_write(sqlite_file: Database) -> None:
     reads = LoopReads(sqlite_file)
-
-    def write(connection: sa.Connection) -> None:
-        connection.execute(sa.text("DELETE FROM users"))
-
-    # query_only refuses on the loop; the worker's retry is an ordinary unit of work, which
-    # is why only reads may be passed (and why this is tested: the loop never writes).
-    engine = reads._engine
-    assert engine is not None
-    with engine.connect() as connection, pytest.raises(sa.exc.OperationalError):
-        write(connection)
+    assert reads._connection is not None
+    with pytest.raises(sqlite3.OperationalError, match="readonly"):
+        reads._connection.execute("DELETE FROM users")
 
 
 def test_a_locked_database_sends_the_read_to_a_worker_instead_of_waiting(
@@ -118,11 +128,14 @@ def test_a_locked_database_sends_the_read_to_a_worker_instead_of_waiting(
     with database.session() as s:
         ada = users.create_user(s, "ada@example.com", PASSWORD, "ada")
     reads = LoopReads(database)
-    threads: list[str] = []
+    workers: list[object] = []
+    real = database.run
 
-    def read(connection: sa.Connection) -> users.Profile:
-        threads.append(threading.current_thread().name)
-        return users.read_profile(connection, ada.id)
+    async def counting(fn: Any) -> Any:
+        workers.append(fn)
+        return await real(fn)
+
+    database.run = counting  # type: ignore[method-assign]
 
     # An exclusive lock (not WAL's usual writer lock) locks readers out: the loop's
     # connection gives up at once, the worker's waits for the lock to go.
@@ -134,16 +147,15 @@ def test_a_locked_database_sends_the_read_to_a_worker_instead_of_waiting(
         holder.commit()  # the file stays exclusively locked by this connection
 
         async def both() -> users.Profile:
-            pending = asyncio.ensure_future(reads.read(read))
+            pending = asyncio.ensure_future(reads.rows(users.PROFILE, {"user_id": ada.id}))
             await asyncio.sleep(0.2)
-            assert threads == [threading.current_thread().name]  # tried here, gave up
+            assert len(workers) == 1  # tried on the loop, gave up at once, went to a worker
+            assert not pending.done()  # which waits for the lock, as storage always does
             holder.execute("PRAGMA locking_mode=NORMAL")
             holder.execute("SELECT 1 FROM users").fetchall()  # releases the lock
-            return await pending
+            return users.profile_of(await pending, ada.id)
 
         profile = asyncio.run(both())
     finally:
         holder.close()
     assert profile.timezone == "Europe/Oslo"
-    assert len(threads) == 2
-    assert threads[1] != threads[0]
