@@ -69,33 +69,40 @@ def test_a_remembered_token_is_refused_once_its_key_leaves_its_grace() -> None:
         signer.verify(token, t0 + timedelta(hours=1))
 
 
-def test_a_changed_key_file_verifies_again(
-    tmp_path: Path, decodes: list[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    keys = KeyFile(tmp_path / "keys.json")
-    keys.load(now())
+@pytest.fixture
+def keys(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> KeyFile:
+    """A key file looked at again on every use (not once a second)."""
+    monkeypatch.setattr("server.security.keys.RELOAD_INTERVAL_SECONDS", 0.0)
+    key_file = KeyFile(tmp_path / "keys.json")
+    key_file.load(now())
+    return key_file
+
+
+def remembered(keys: KeyFile) -> tuple[TokenSigner, str]:
+    """A signer over `keys` and a token it has verified once."""
     signer = TokenSigner(keys)
     token = signer.access_token("ada", now())
     signer.verify(token, now())
+    return signer, token
+
+
+def test_a_changed_key_file_verifies_again(
+    tmp_path: Path, keys: KeyFile, decodes: list[str]
+) -> None:
+    signer, token = remembered(keys)
     # The key file is replaced by one without that key, as an operator could do.
     (tmp_path / "keys.json").write_bytes(KeyRing.generate(now()).to_json())
     os.utime(tmp_path / "keys.json", ns=(1, 1))
-    monkeypatch.setattr("server.security.keys.RELOAD_INTERVAL_SECONDS", 0.0)
     with pytest.raises(Unauthenticated):
         signer.verify(token, now())
     assert decodes == [token]  # refused by the new ring before any decoding
 
 
 def test_a_rotation_decodes_once_more_and_keeps_accepting_in_the_grace(
-    tmp_path: Path, decodes: list[str], monkeypatch: pytest.MonkeyPatch
+    keys: KeyFile, decodes: list[str]
 ) -> None:
-    keys = KeyFile(tmp_path / "keys.json")
-    keys.load(now())
-    signer = TokenSigner(keys)
-    token = signer.access_token("ada", now())
-    signer.verify(token, now())
+    signer, token = remembered(keys)
     keys.rotate(now())
-    monkeypatch.setattr("server.security.keys.RELOAD_INTERVAL_SECONDS", 0.0)
     assert signer.verify(token, now()).username == "ada"
     assert decodes == [token, token]
 

@@ -72,6 +72,19 @@ def test_a_read_sees_what_was_committed_just_before(database: Database) -> None:
     assert [d.device_id for d in profile_now(reads, ada.id).devices] == ["car"]
 
 
+def worker_runs(database: Database, monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """The units of work `database` runs in a worker thread from now on."""
+    runs: list[object] = []
+    real = database.run
+
+    async def counting(fn: Any) -> Any:
+        runs.append(fn)
+        return await real(fn)
+
+    monkeypatch.setattr(database, "run", counting)
+    return runs
+
+
 def where_it_ran(database: Database) -> str:
     """Where a read ran: "loop" or "worker" (its connection's thread check tells)."""
     reads = LoopReads(database)
@@ -83,14 +96,7 @@ def test_an_sqlite_file_is_read_on_the_loops_thread_postgresql_in_a_worker(
     database: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     reads = LoopReads(database)
-    workers: list[object] = []
-    real = database.run
-
-    async def counting(fn: Any) -> Any:
-        workers.append(fn)
-        return await real(fn)
-
-    monkeypatch.setattr(database, "run", counting)
+    workers = worker_runs(database, monkeypatch)
     assert asyncio.run(reads.rows(sa.select(sa.literal(7)), {})) == [(7,)]
     assert len(workers) == (0 if database.is_sqlite else 1)
 
@@ -122,20 +128,13 @@ def test_the_loops_connection_cannot_write(sqlite_file: Database) -> None:
 
 
 def test_a_locked_database_sends_the_read_to_a_worker_instead_of_waiting(
-    sqlite_file: Database,
+    sqlite_file: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     database = sqlite_file
     with database.session() as s:
         ada = users.create_user(s, "ada@example.com", PASSWORD, "ada")
     reads = LoopReads(database)
-    workers: list[object] = []
-    real = database.run
-
-    async def counting(fn: Any) -> Any:
-        workers.append(fn)
-        return await real(fn)
-
-    database.run = counting  # type: ignore[method-assign]
+    workers = worker_runs(database, monkeypatch)
 
     # An exclusive lock (not WAL's usual writer lock) locks readers out: the loop's
     # connection gives up at once, the worker's waits for the lock to go.
