@@ -33,6 +33,8 @@ from typing import Any
 
 import httpx
 
+from bench.link_memory import envoy_pid
+from bench.resource_calls import cpu_seconds
 from server.storage import devices, users
 from server.storage.db import Database
 from tests.integration.stack import Stack
@@ -75,6 +77,16 @@ class Side:
     header: str = ""
     rates: dict[str, list[float]] = field(default_factory=dict)
     p99s: dict[str, list[float]] = field(default_factory=dict)
+    #: CPU µs per request of the server and of Envoy, per phase and round: steadier than
+    #: the rate on a machine others load too.
+    server_us: dict[str, list[float]] = field(default_factory=dict)
+    envoy_us: dict[str, list[float]] = field(default_factory=dict)
+    pids: tuple[int, int] = (0, 0)
+
+
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system, all threads) of a process so far."""
+    return cpu_seconds(Path(f"/proc/{pid}/stat").read_text())
 
 
 def make_user(db_url: str) -> None:
@@ -129,6 +141,9 @@ def start(side: Side, workdir: Path) -> None:
     db_url = f"sqlite:///{workdir}/bench.db"
     side.stack = Stack(workdir=workdir / "stack", db_url=db_url, extra_env=env)
     side.stack.start()
+    assert side.stack.process is not None
+    server = side.stack.process.pid
+    side.pids = (server, envoy_pid(server))
     make_user(db_url)
     side.header = login(side.stack)
 
@@ -138,12 +153,16 @@ def phase(side: Side, name: str, workdir: Path, args: Any) -> None:
     assert side.stack is not None
     authenticated = name == AUTHENTICATED
     header = side.header if authenticated else ""
+    before = [process_cpu(pid) for pid in side.pids]
     figures = run_wrk(side.stack.base_url, workdir, header, args.duration, args.connections)
+    server_s, envoy_s = (process_cpu(pid) - b for pid, b in zip(side.pids, before, strict=True))
     if figures["socket_errors"] or (authenticated and figures["status_errors"]):
         raise RuntimeError(f"{side.label}, {name}: errors {figures}")
     rate = figures["requests"] / (figures["duration_us"] / 1e6)
     side.rates.setdefault(name, []).append(rate)
     side.p99s.setdefault(name, []).append(figures["p99_us"] / 1000)
+    side.server_us.setdefault(name, []).append(server_s / figures["requests"] * 1e6)
+    side.envoy_us.setdefault(name, []).append(envoy_s / figures["requests"] * 1e6)
 
 
 def measure(sides: list[Side], workdir: Path, args: Any) -> None:
@@ -183,7 +202,12 @@ def report(sides: list[Side], args: Any) -> dict[str, Any]:
             median = statistics.median(rates)
             runs = ", ".join(f"{rate:,.0f}" for rate in rates)
             p99 = statistics.median(side.p99s[name])
-            print(f"{side.label:>7}  {name:<56} {median:>7,.0f} req/s  p99 {p99:5.1f} ms  [{runs}]")
+            server = statistics.median(side.server_us[name])
+            envoy = statistics.median(side.envoy_us[name])
+            print(
+                f"{side.label:>7}  {name:<56} {median:>7,.0f} req/s  p99 {p99:5.1f} ms  "
+                f"CPU µs/request server {server:4.0f} Envoy {envoy:4.0f}  [{runs}]"
+            )
             entry: dict[str, Any] = {
                 "name": figure_name(side, name, many),
                 "value": round(median, 1),
@@ -193,6 +217,14 @@ def report(sides: list[Side], args: Any) -> dict[str, Any]:
             if name == AUTHENTICATED:
                 entry["ratio_to"] = figure_name(side, REFERENCE, many)
             figures.append(entry)
+            figures.append(
+                {
+                    "name": f"server CPU per request, {figure_name(side, name, many)}",
+                    "value": round(server, 1),
+                    "unit": "µs",
+                    "target": None,
+                }
+            )
         ratio = statistics.median(side.rates[AUTHENTICATED]) / statistics.median(
             side.rates[REFERENCE]
         )
