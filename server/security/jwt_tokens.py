@@ -15,8 +15,8 @@ and an access token never refreshes. All are HS256, signed with the current key 
 file (`server/security/keys.py`, never the database), whose ``kid`` is in the header; a
 token is verified with the key its ``kid`` names, while that key is current or in its grace.
 
-A signer remembers the tokens it has verified (`VERIFIED_CACHE_SIZE` of them, keyed by the
-token's SHA-256): a token seen again skips the base64, JSON and HMAC work, never the
+A signer remembers the tokens it has verified (the latest `VERIFIED_CACHE_SIZE`, keyed by
+the token's SHA-256): a token seen again skips the base64, JSON and HMAC work, never the
 decision. Each use still checks its expiry against the clock and that the key named by its
 ``kid`` still verifies in the key ring the signature was checked with; a changed key file
 (a rotation, a removed key) gives a new ring and so a full verification again. What the
@@ -33,7 +33,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import jwt
-from cachetools import TTLCache
 
 from server.errors import Unauthenticated
 from server.security.keys import KeyFile, KeyRing
@@ -42,11 +41,10 @@ ALGORITHM = "HS256"
 ACCESS_TOKEN_LIFETIME = timedelta(hours=2)
 REFRESH_TOKEN_LIFETIME = timedelta(days=60)
 USER_TOKEN_TYPE = "user"  # noqa: S105 - a claim value, not a secret
-#: How many verified tokens a signer remembers, and for how long at most. Only memory is
-#: bounded by these: a remembered token is refused at once when it expires or its key
-#: stops verifying, as an unremembered one is.
+#: How many verified tokens a signer remembers (the oldest is forgotten first). Only memory
+#: is bounded by it: a remembered token is refused at once when it expires or its key stops
+#: verifying, as an unremembered one is.
 VERIFIED_CACHE_SIZE = 10_000
-VERIFIED_CACHE_SECONDS = 600.0
 
 
 @dataclass(frozen=True)
@@ -87,11 +85,13 @@ class TokenSigner:
 
     def __init__(self, keys: KeyRing | KeyFile, cache_size: int = VERIFIED_CACHE_SIZE) -> None:
         self._keys = keys
-        # Verified tokens by SHA-256 (no token kept in the clear); verify may run on the
-        # event loop and in worker threads, hence the lock (held for a dict operation only).
-        self._verified: TTLCache[bytes, _Verified] | None = (
-            TTLCache(maxsize=cache_size, ttl=VERIFIED_CACHE_SECONDS) if cache_size > 0 else None
-        )
+        # Verified tokens by SHA-256 (no token kept in the clear), oldest first: a plain
+        # dict, since an entry needs no time limit of its own (every use re-checks it) and
+        # a TTL cache's bookkeeping cost more than the lookup. verify may run on the event
+        # loop and in worker threads: the lock serialises the changes (a lookup is one
+        # atomic dict operation).
+        self._cache_size = cache_size
+        self._verified: dict[bytes, _Verified] = {}
         self._lock = threading.Lock()
 
     def _ring(self) -> KeyRing:
@@ -175,14 +175,16 @@ class TokenSigner:
         signature was checked with.
         """
         ring = self._ring()
-        if self._verified is None:
+        if self._cache_size <= 0:
             return self._decode(token, now, ring).claims
         digest = hashlib.sha256(token.encode()).digest()
-        with self._lock:
-            known = self._verified.get(digest)
+        known = self._verified.get(digest)
         if known is None or known.ring is not ring:
             known = self._decode(token, now, ring)
             with self._lock:
+                self._verified.pop(digest, None)
+                while len(self._verified) >= self._cache_size:
+                    del self._verified[next(iter(self._verified))]  # the oldest goes
                 self._verified[digest] = known
             return known.claims
         ring.verifying_secret(known.kid, now)  # Unauthenticated once past its grace
