@@ -4,12 +4,13 @@ Starts a real `thingwire serve` (SQLite in a temp dir) and calls GetCurrentUser
 (`GET /auth/user/`) with each credential kind, over REST through Envoy, gRPC through Envoy
 and gRPC straight to the server, side by side in one run. Loopback only; bounded counts.
 
-    .venv/bin/python -m bench.auth_paths [--calls 2000] [--threads 8]
+    .venv/bin/python -m bench.auth_paths [--calls 2000] [--threads 8] [--quick]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import tempfile
 import time
@@ -53,7 +54,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--calls", type=int, default=2000)
     parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument("--quick", action="store_true", help="500 calls per face")
     args = parser.parse_args()
+    if args.quick:
+        args.calls = 500
     with tempfile.TemporaryDirectory() as tmp:
         stack = Stack(workdir=Path(tmp), db_url=f"sqlite:///{tmp}/bench.db")
         stack.start()
@@ -112,6 +116,21 @@ def main() -> None:
         f"\nPOST /auth/login/ (argon2 verify), {LOGIN_CALLS} sequential: "
         f"p50 {statistics.median(login_ms):.1f} ms, max {login_ms[-1]:.1f} ms"
     )
+    figures: list[dict[str, object]] = []
+    for label, face, p50, _p99, rate in rows:
+        figures.append(
+            {"name": f"GetCurrentUser p50, {label}, {face}", "value": round(p50, 3), "unit": "ms"}
+        )
+        figures.append(
+            {
+                "name": f"GetCurrentUser, {label}, {face}, {args.threads} threads",
+                "value": round(rate, 1),
+                "unit": "calls/s",
+            }
+        )
+    for figure in figures:
+        figure["target"] = None
+    print(json.dumps({"bench": "auth_paths", "figures": figures}))
 
 
 if __name__ == "__main__":

@@ -138,6 +138,27 @@ class Authenticates(Protocol):
 Admission = Callable[[GuardedContext], Awaitable[Principal | None]]
 
 
+class WrappedHandlers:
+    """An interceptor's wrapped handler of each method, built on the method's first call.
+
+    grpc hands an interceptor the same handler object for a method on every call, so its
+    guarded copy is built once, not per call; a different handler (never seen in practice)
+    is wrapped anew. Only served methods get here: the table holds one entry per rpc.
+    """
+
+    def __init__(self) -> None:
+        self._by_method: dict[str, tuple[grpc.RpcMethodHandler, Any]] = {}
+
+    def get(self, method: str, handler: grpc.RpcMethodHandler, wrap: Callable[[], Any]) -> Any:
+        """The wrapped copy of `handler` for `method`, from `wrap` the first time."""
+        known = self._by_method.get(method)
+        if known is not None and known[0] is handler:
+            return known[1]
+        wrapped = wrap()
+        self._by_method[method] = (handler, wrapped)
+        return wrapped
+
+
 class ServerInterceptor(grpc.aio.ServerInterceptor):
     """Admits every call by its method's access level and guards it (see the module doc).
 
@@ -155,6 +176,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
         self._authenticator = authenticator
         self._levels = levels
         self._open = frozenset(open_services)
+        self._wrapped = WrappedHandlers()
 
     async def intercept_service(
         self,
@@ -165,7 +187,9 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
         if handler is None:  # no such method: grpc answers UNIMPLEMENTED
             return None
         method: str = handler_call_details.method
-        return _wrap(handler, method, self._admission(method))
+        return self._wrapped.get(
+            method, handler, lambda: _wrap(handler, method, self._admission(method))
+        )
 
     def _admission(self, method: str) -> Admission:
         access = self._levels.get(method)

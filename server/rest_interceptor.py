@@ -15,6 +15,7 @@ the query (however its name is percent-encoded) nor the JSON body can change it.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -25,8 +26,11 @@ from google.protobuf import descriptor, message
 from thingwire.options.v1 import options_pb2
 
 from gateway.http_rules import PathTemplate, bindings
+from server.interceptors import WrappedHandlers
 from server.rest_errors import HTTP_STATUS_KEY, current_family
 
+#: How many REST paths' bound values are remembered (`path_values`).
+PATH_CACHE_SIZE = 4096
 #: Where Envoy's transcoder keeps the REST path after rewriting `:path` to the gRPC one.
 ORIGINAL_PATH_KEY = "x-envoy-original-path"
 
@@ -86,12 +90,19 @@ def bind_path(
     path = next((value for key, value in metadata if key == ORIGINAL_PATH_KEY), None)
     if not isinstance(path, str):
         return
-    for template in options.paths:
+    for field, value in path_values(options.paths, path.split("?", 1)[0]):
+        _assign(request, field, value)
+
+
+@functools.lru_cache(maxsize=PATH_CACHE_SIZE)
+def path_values(paths: tuple[PathTemplate, ...], path: str) -> tuple[tuple[str, str], ...]:
+    """The fields the first of `paths` that matches `path` binds, with their values (none
+    when no template matches). Remembered per path: a device's calls repeat theirs."""
+    for template in paths:
         values = template.bind(path)
         if values is not None:
-            for field, value in values.items():
-                _assign(request, field, value)
-            return
+            return tuple(values.items())
+    return ()
 
 
 def _assign(request: message.Message, dotted: str, value: str) -> None:
@@ -128,6 +139,7 @@ class RestInterceptor(grpc.aio.ServerInterceptor):
 
     def __init__(self, options: dict[str, RestOptions]) -> None:
         self._options = options
+        self._wrapped = WrappedHandlers()
 
     async def intercept_service(
         self,
@@ -138,7 +150,9 @@ class RestInterceptor(grpc.aio.ServerInterceptor):
         options = self._options.get(handler_call_details.method)
         if handler is None or options is None or not (options.family or options.paths):
             return handler
-        return _wrap(handler, options)
+        return self._wrapped.get(
+            handler_call_details.method, handler, lambda: _wrap(handler, options)
+        )
 
 
 def _wrap(handler: grpc.RpcMethodHandler, options: RestOptions) -> Any:

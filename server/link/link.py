@@ -180,17 +180,21 @@ class Link:
                 RETRY_AFTER_SECONDS,
             )
         call_id = self._last_call_id = next(self._call_ids)
-        answer: asyncio.Future[agent_pb2.Result] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[agent_pb2.Result] = loop.create_future()
         self._pending[call_id] = answer
         invoke = agent_pb2.Invoke(
             call_id=call_id, resource=resource, deadline_ms=max(1, int(seconds * 1000))
         )
         if value is not None:
             invoke.input.CopyFrom(value)
+        # The deadline is a timer that fails the answer's future: no task and no second
+        # future per call, as asyncio.wait_for would make.
+        timer = loop.call_later(seconds, _time_out, answer)
         try:
             self._send(agent_pb2.ConnectResponse(invoke=invoke))
             try:
-                result = await asyncio.wait_for(answer, seconds)
+                result = await answer
             except TimeoutError:
                 self._cancel_on_device(call_id)
                 raise errors.DeadlineExceeded(
@@ -200,6 +204,7 @@ class Link:
                 self._cancel_on_device(call_id)
                 raise
         finally:
+            timer.cancel()
             self._pending.pop(call_id, None)
             answer.cancel()  # a no-op once answered
         if result.WhichOneof("outcome") == "error":
@@ -263,6 +268,12 @@ class Link:
 
     def _cancel_on_device(self, call_id: int) -> None:
         self._send(agent_pb2.ConnectResponse(cancel=agent_pb2.Cancel(call_id=call_id)))
+
+
+def _time_out(answer: asyncio.Future[agent_pb2.Result]) -> None:
+    """A call's deadline came before its Result."""
+    if not answer.done():
+        answer.set_exception(TimeoutError())
 
 
 def is_json(value: struct_pb2.Value) -> bool:

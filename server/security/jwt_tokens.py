@@ -14,10 +14,20 @@ Tokens are told apart by their claims, so a refresh token never passes as an acc
 and an access token never refreshes. All are HS256, signed with the current key of the key
 file (`server/security/keys.py`, never the database), whose ``kid`` is in the header; a
 token is verified with the key its ``kid`` names, while that key is current or in its grace.
+
+A signer remembers the tokens it has verified (the latest `VERIFIED_CACHE_SIZE`, keyed by
+the token's SHA-256): a token seen again skips the base64, JSON and HMAC work, never the
+decision. Each use still checks its expiry against the clock and that the key named by its
+``kid`` still verifies in the key ring the signature was checked with; a changed key file
+(a rotation, a removed key) gives a new ring and so a full verification again. What the
+token grants beyond its claims (a revocable token's row, its user's existence) is the
+caller's to check, on every call (`server/auth/authenticator.py`).
 """
 
 from __future__ import annotations
 
+import hashlib
+import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -31,6 +41,10 @@ ALGORITHM = "HS256"
 ACCESS_TOKEN_LIFETIME = timedelta(hours=2)
 REFRESH_TOKEN_LIFETIME = timedelta(days=60)
 USER_TOKEN_TYPE = "user"  # noqa: S105 - a claim value, not a secret
+#: How many verified tokens a signer remembers (the oldest is forgotten first). Only memory
+#: is bounded by it: a remembered token is refused at once when it expires or its key stops
+#: verifying, as an unremembered one is.
+VERIFIED_CACHE_SIZE = 10_000
 
 
 @dataclass(frozen=True)
@@ -57,11 +71,28 @@ def _claim_time(value: object) -> datetime:
     return datetime.fromtimestamp(value, tz=UTC)
 
 
+@dataclass(frozen=True)
+class _Verified:
+    """A token whose signature was checked: what it says, and with which ring and key."""
+
+    claims: Claims
+    ring: KeyRing
+    kid: str | None
+
+
 class TokenSigner:
     """Signs with the current key, verifies with the key a token's ``kid`` names."""
 
-    def __init__(self, keys: KeyRing | KeyFile) -> None:
+    def __init__(self, keys: KeyRing | KeyFile, cache_size: int = VERIFIED_CACHE_SIZE) -> None:
         self._keys = keys
+        # Verified tokens by SHA-256 (no token kept in the clear), oldest first: a plain
+        # dict, since an entry needs no time limit of its own (every use re-checks it) and
+        # a TTL cache's bookkeeping cost more than the lookup. verify may run on the event
+        # loop and in worker threads: the lock serialises the changes (a lookup is one
+        # atomic dict operation).
+        self._cache_size = cache_size
+        self._verified: dict[bytes, _Verified] = {}
+        self._lock = threading.Lock()
 
     def _ring(self) -> KeyRing:
         return self._keys if isinstance(self._keys, KeyRing) else self._keys.ring()
@@ -137,12 +168,36 @@ class TokenSigner:
         return token, key.kid
 
     def verify(self, token: str, now: datetime) -> Claims:
-        """Check signature and expiry; raise Unauthenticated with a generic message otherwise."""
+        """Check signature and expiry; raise Unauthenticated with a generic message otherwise.
+
+        A token verified before is not decoded again (see the module doc): its expiry and
+        its key's grace are checked against `now`, and the key ring must be the one its
+        signature was checked with.
+        """
+        ring = self._ring()
+        if self._cache_size <= 0:
+            return self._decode(token, now, ring).claims
+        digest = hashlib.sha256(token.encode()).digest()
+        known = self._verified.get(digest)
+        if known is None or known.ring is not ring:
+            known = self._decode(token, now, ring)
+            with self._lock:
+                self._verified.pop(digest, None)
+                while len(self._verified) >= self._cache_size:
+                    del self._verified[next(iter(self._verified))]  # the oldest goes
+                self._verified[digest] = known
+            return known.claims
+        ring.verifying_secret(known.kid, now)  # Unauthenticated once past its grace
+        _check_expiry(known.claims, now)
+        return known.claims
+
+    def _decode(self, token: str, now: datetime, ring: KeyRing) -> _Verified:
+        """The full check: header, key, signature, claims."""
         try:
             kid = jwt.get_unverified_header(token).get("kid")
             if kid is not None and not isinstance(kid, str):
                 raise Unauthenticated("invalid token")
-            secret = self._ring().verifying_secret(kid, now)
+            secret = ring.verifying_secret(kid, now)
             payload = jwt.decode(
                 token,
                 secret,
@@ -173,7 +228,7 @@ class TokenSigner:
             raise Unauthenticated("invalid token")
         username = payload.get("usr")
         jti = payload.get("jti")
-        return Claims(
+        claims = Claims(
             username=username if isinstance(username, str) else None,
             jti=jti if isinstance(jti, str) else None,
             token_type=token_type if isinstance(token_type, str) else None,
@@ -183,6 +238,13 @@ class TokenSigner:
             resources=_resources_claim(payload.get("res")),
             link=link is True,
         )
+        return _Verified(claims, ring, kid)
+
+
+def _check_expiry(claims: Claims, now: datetime) -> None:
+    """Unauthenticated once the token's ``exp`` has come."""
+    if claims.expire_time is not None and claims.expire_time <= now:
+        raise Unauthenticated("token expired")
 
 
 def _resources_claim(value: object) -> tuple[str, ...] | None:

@@ -17,7 +17,6 @@ from thingwire.resources.v1 import resources_pb2, resources_pb2_grpc
 from server import errors
 from server.auth.principal import Action, UserPrincipal, require_device_access, require_user
 from server.link.link import DeviceKey, Resource
-from server.request_origin import metadata_of
 from server.rest_interceptor import ORIGINAL_PATH_KEY
 from server.state import AppState
 
@@ -89,6 +88,11 @@ def input_of(
     return None
 
 
+def _through_rest(context: grpc.aio.ServicerContext) -> bool:
+    """Whether the call came through the gateway's transcoder (a REST call)."""
+    return any(key == ORIGINAL_PATH_KEY for key, _value in context.invocation_metadata() or ())
+
+
 def describe(resource: Resource) -> struct_pb2.Value:
     """One resource as Thinger's device API describes it, with our kind and description."""
     entry = struct_pb2.Value()
@@ -134,8 +138,7 @@ class ResourceService(resources_pb2_grpc.ResourceServiceServicer):
         key = authorize(
             require_user(), request.user_id, request.device_id, Action.CALL, request.resource
         )
-        rest = ORIGINAL_PATH_KEY in metadata_of(context)
-        value = input_of(request, rest=rest)
+        value = input_of(request, rest=_through_rest(context))
         out = await self._invoke(key, request.resource, value, context)
         return resources_pb2.CallResourceResponse(out=out)
 

@@ -10,8 +10,10 @@ seen (`PasswordLogins.check`, `authenticate_password`); no function here commits
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
@@ -22,11 +24,14 @@ from server.errors import AlreadyExists, InvalidArgument, NotFound, Unauthentica
 from server.security.hashing import hash_password, needs_rehash, verify_password
 from server.storage import login_throttle
 from server.storage.db import Database
-from server.storage.models import User
+from server.storage.models import Device, User
 
 __all__ = [
+    "PROFILE",
     "USERNAME_RE",
     "LoginAttempt",
+    "Profile",
+    "ProfileDevice",
     "authenticate_password",
     "begin_login",
     "create_user",
@@ -34,6 +39,8 @@ __all__ = [
     "get_user",
     "get_user_by_login",
     "get_user_by_username",
+    "profile_of",
+    "read_profile",
 ]
 
 USERNAME_RE = re.compile(r"[a-zA-Z0-9_]{1,32}")
@@ -111,6 +118,60 @@ def get_user(s: Session, user_id: int) -> User:
     if user is None:
         raise NotFound(f"user {user_id} not found")
     return user
+
+
+@dataclass(frozen=True)
+class ProfileDevice:
+    """One device as the user's profile lists it."""
+
+    device_id: str
+    unit_id: str
+    description: str
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A user and its devices (ordered by device id): what `GET /auth/user/` shows."""
+
+    id: int
+    username: str
+    email: str
+    timezone: str
+    devices: tuple[ProfileDevice, ...]
+
+
+#: The user and its devices in one statement, a row per device (one row of NULL device
+#: columns when it has none): one round trip, no ORM objects. Its columns are integers and
+#: text, which need no conversion, so `LoopReads` may run it on the driver directly.
+PROFILE = (
+    sa.select(
+        User.id,
+        User.username,
+        User.email,
+        User.timezone,
+        Device.device_id,
+        Device.unit_id,
+        Device.description,
+    )
+    .select_from(User)
+    .outerjoin(Device, Device.user_id == User.id)
+    .where(User.id == sa.bindparam("user_id"))
+    .order_by(Device.device_id)
+)
+
+
+def profile_of(rows: Sequence[Sequence[Any]], user_id: int) -> Profile:
+    """The profile in the rows of `PROFILE`, or NotFound when there are none."""
+    if not rows:
+        raise NotFound(f"user {user_id} not found")
+    pk, username, email, timezone = rows[0][:4]
+    devices = tuple(ProfileDevice(*row[4:]) for row in rows if row[4] is not None)
+    return Profile(pk, username, email, timezone, devices)
+
+
+def read_profile(connection: sa.Connection | Session, user_id: int) -> Profile:
+    """The user with this primary key and its devices, or NotFound."""
+    return profile_of(connection.execute(PROFILE, {"user_id": user_id}).all(), user_id)
 
 
 def get_user_by_username(s: Session, username: str) -> User | None:

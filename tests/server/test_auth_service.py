@@ -133,6 +133,29 @@ def test_access_token_expires_after_two_hours(srv: ServerUnderTest) -> None:
     assert "expired" in details
 
 
+def test_a_token_in_use_still_expires_on_time(srv: ServerUnderTest) -> None:
+    token = login(srv)
+    for _ in range(2):  # verified once, then taken from the signer's memory
+        srv.auth.GetCurrentUser(auth_pb2.GetCurrentUserRequest(), metadata=bearer(token))
+    srv.clock.advance(hours=2)
+    code, details = code_of(
+        srv.auth.GetCurrentUser, auth_pb2.GetCurrentUserRequest(), metadata=bearer(token)
+    )
+    assert code == grpc.StatusCode.UNAUTHENTICATED
+    assert "expired" in details
+
+
+def test_a_token_in_use_with_one_byte_changed_is_refused(srv: ServerUnderTest) -> None:
+    token = login(srv)
+    srv.auth.GetCurrentUser(auth_pb2.GetCurrentUserRequest(), metadata=bearer(token))
+    head, body, signature = token.split(".")
+    forged = f"{head}.{body[:-1]}{'A' if body[-1] != 'A' else 'B'}.{signature}"
+    code, _ = code_of(
+        srv.auth.GetCurrentUser, auth_pb2.GetCurrentUserRequest(), metadata=bearer(forged)
+    )
+    assert code == grpc.StatusCode.UNAUTHENTICATED
+
+
 def test_token_signed_with_another_key_is_refused(srv: ServerUnderTest) -> None:
     forged = jwt.encode({"usr": USERNAME, "iat": 1, "exp": 4102444800}, "x" * 32, "HS256")
     code, _ = code_of(

@@ -7,9 +7,12 @@ checked with every kind of error at both points.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
+from types import SimpleNamespace
+from typing import Any
 
 import grpc
 import pytest
@@ -18,7 +21,12 @@ from google.protobuf import wrappers_pb2
 from server import errors
 from server.auth.authenticator import Access
 from server.auth.principal import UserPrincipal, current_principal
-from server.interceptors import INTERNAL_ERROR, MALFORMED_REQUEST, ServerInterceptor
+from server.interceptors import (
+    INTERNAL_ERROR,
+    MALFORMED_REQUEST,
+    ServerInterceptor,
+    WrappedHandlers,
+)
 from tests.support import serving
 
 SERVICE = "test.v1.Probe"
@@ -303,3 +311,52 @@ def test_well_formed_protobuf_still_parses(channel: grpc.Channel) -> None:
     assert channel.unary_unary(f"/{SERVICE}/Parse")(body, metadata=AUTHORIZED) == b"hello"
     stream = channel.stream_unary(f"/{SERVICE}/ParseStream")
     assert stream(iter([body, body]), metadata=AUTHORIZED) == b"hello,hello"
+
+
+# --- Wrapped handlers, built once per method ------------------------------------------------
+
+
+async def _answer(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+    return request
+
+
+def test_a_methods_wrapped_handler_is_built_on_its_first_call_only() -> None:
+    table = WrappedHandlers()
+    handler = grpc.unary_unary_rpc_method_handler(_answer)
+    built: list[object] = []
+
+    def wrap() -> object:
+        built.append(object())
+        return built[-1]
+
+    first = table.get("/a.v1.S/M", handler, wrap)
+    assert table.get("/a.v1.S/M", handler, wrap) is first
+    assert table.get("/a.v1.S/Other", handler, wrap) is not first
+    assert len(built) == 2
+
+
+def test_a_new_handler_for_a_method_is_wrapped_anew() -> None:
+    table = WrappedHandlers()
+    first = table.get("/a.v1.S/M", grpc.unary_unary_rpc_method_handler(_answer), object)
+    second = table.get("/a.v1.S/M", grpc.unary_unary_rpc_method_handler(_answer), object)
+    assert second is not first
+
+
+def test_the_interceptor_hands_out_one_guarded_handler_per_method() -> None:
+    interceptor = ServerInterceptor(FakeAuthenticator(), {"/a.v1.S/M": 0})
+    handler = grpc.unary_unary_rpc_method_handler(_answer)
+
+    async def continuation(details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler:
+        return handler
+
+    details = SimpleNamespace(method="/a.v1.S/M", invocation_metadata=())
+
+    async def twice() -> tuple[Any, Any]:
+        return (
+            await interceptor.intercept_service(continuation, details),
+            await interceptor.intercept_service(continuation, details),
+        )
+
+    first, second = asyncio.run(twice())
+    assert first is second
+    assert first is not handler

@@ -13,12 +13,19 @@ from google.api import annotations_pb2
 from thingwire.auth.v1 import auth_pb2
 from thingwire.options.v1 import options_pb2
 
+from gateway.http_rules import PathTemplate
 from server import errors
 from server.app import SERVICES
 from server.auth.principal import UserPrincipal
 from server.interceptors import MALFORMED_REQUEST, ServerInterceptor
 from server.rest_errors import ERROR_BODY_KEY, HTTP_STATUS_KEY
-from server.rest_interceptor import RestInterceptor, RestOptions, bind_path, rest_options_of
+from server.rest_interceptor import (
+    RestInterceptor,
+    RestOptions,
+    bind_path,
+    path_values,
+    rest_options_of,
+)
 from server.storage import users
 from tests.server.conftest import ServerUnderTest
 from tests.support import serving
@@ -194,3 +201,24 @@ def test_a_malformed_request_with_a_rest_path_is_invalid_argument(
         call(b"\x0f", metadata=metadata, timeout=5)
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert info.value.details() == MALFORMED_REQUEST
+
+
+def test_path_values_are_remembered_per_path_and_ignore_the_query() -> None:
+    path_values.cache_clear()
+    paths = (PathTemplate("/v1/users/{user_id}/devices/{device_id}"),)
+    first = path_values(paths, "/v1/users/ada/devices/car")
+    assert first == (("user_id", "ada"), ("device_id", "car"))
+    assert path_values(paths, "/v1/users/ada/devices/car") is first
+    assert path_values.cache_info().hits == 1
+    assert path_values(paths, "/v1/users/bob/devices/car%201") == (
+        ("user_id", "bob"),
+        ("device_id", "car 1"),
+    )
+    assert path_values(paths, "/v1/other") == ()
+
+
+def test_bind_path_binds_the_path_not_its_query() -> None:
+    request = auth_pb2.DeleteApiTokenRequest()
+    options = RestOptions(paths=(PathTemplate("/auth/api_tokens/{id}"),))
+    bind_path(request, (("x-envoy-original-path", "/auth/api_tokens/5?id=11"),), options)
+    assert request.id == 5
