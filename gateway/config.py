@@ -685,7 +685,15 @@ def _virtual_host(spec: GatewaySpec) -> dict[str, Any]:
         host["retry_policy"] = {
             "retry_on": "connect-failure,refused-stream,reset-before-request",
             "num_retries": len(spec.more_upstream_sockets),
-            "retry_host_predicate": [{"name": "envoy.retry_host_predicates.previous_hosts"}],
+            "retry_host_predicate": [
+                {
+                    "name": "envoy.retry_host_predicates.previous_hosts",
+                    "typed_config": {
+                        "@type": "type.googleapis.com/envoy.extensions.retry.host."
+                        "previous_hosts.v3.PreviousHostsPredicate"
+                    },
+                }
+            ],
             "host_selection_retry_max_attempts": 3,
         }
     return host
