@@ -13,6 +13,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -239,9 +240,9 @@ def test_a_killed_replica_is_restarted_and_its_devices_answer_from_the_other(
         before = agent.connections()
         victim = replica_pids(stack)[index]
         subprocess.run(["kill", "-KILL", str(victim)], check=True)
-        eventually(lambda i=index, v=victim: _restarted(stack, i, v))
+        eventually(partial(_restarted, stack, index, victim))
         for other in range(REPLICAS):
-            eventually(lambda o=other: temperature_on(stack, o, token, "survivor"))
+            eventually(partial(temperature_on, stack, other, token, "survivor"))
         answer = eventually(lambda: _ok(rest_temperature(stack, token, "survivor")))
         assert isinstance(answer["out"], float)
         print(f"replica {index} killed: the agent opened {agent.connections() - before} links")
@@ -278,7 +279,7 @@ def test_nats_down_gives_clear_errors_and_recovers(
     finally:
         nats.start()
     for index in range(REPLICAS):
-        eventually(lambda i=index: temperature_on(stack, i, token, "brokerless"))
+        eventually(partial(temperature_on, stack, index, token, "brokerless"))
     assert _ok(rest_temperature(stack, token, "brokerless")) is not None
 
 
