@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import secrets
 from collections.abc import AsyncIterator, Sequence
 
@@ -26,6 +27,8 @@ from server.link import nats_wire as wire
 from server.link.link import DeviceKey, LinkFigures, Resource
 from server.link.nats_links import BROKER_DOWN, FIGURES_TIMEOUT_S, NatsLinks
 from server.link.router import OFFLINE, LocalRouter
+
+log = logging.getLogger(__name__)
 
 #: How much longer than the call's deadline the caller waits for the holder's answer.
 TRANSIT_MARGIN_S = 1.0
@@ -112,7 +115,12 @@ class NatsRouter:
         headers = {"Op": wire.OP_CLOSE, "Reason": reason}
         if link_token_id is not None:
             headers["Token"] = link_token_id
-        await self._links.nc.publish(wire.device_subject(key), b"", headers=headers)
+        try:
+            await self._links.nc.publish(wire.device_subject(key), b"", headers=headers)
+        except (errors.Unavailable, nats.errors.Error):
+            # What was deleted stays deleted: a link elsewhere ends when its device next
+            # opens one, its Hello refused (docs/device-link.md, "Not yet").
+            log.warning("could not tell the other replicas to close %s: NATS is away", key)
 
     @contextlib.asynccontextmanager
     async def watching(self, key: DeviceKey) -> AsyncIterator[None]:
