@@ -202,12 +202,18 @@ def print_report(
         f"{args.rate}/s and {args.saturation_seconds:g} s with {args.concurrency} callers per "
         f"side and round; medians; {wall_s:.0f} s in all"
     )
-    print("| side | achieved/s | p50 ms | p99 ms | errors | calls/s at saturation | p50 ms there |")
+    print(
+        "| side | achieved/s | p50 ms | p99 ms | failed calls | calls/s at saturation | p50 ms there |"
+    )
     print("|---|---:|---:|---:|---|---:|---:|")
     figures: list[dict[str, Any]] = []
     for side in SIDES:
         rated, closed = results[side]["rate"], results[side]["closed"]
-        failures = sum(sum(r["errors"].values()) for r in rated + closed)
+        failed: dict[str, int] = {}
+        for r in rated + closed:
+            for what, count in r["errors"].items():
+                failed[what] = failed.get(what, 0) + count
+        failures = ", ".join(f"{count} {what}" for what, count in failed.items()) or "0"
         print(
             f"| {LABELS[side]} | {median(rated, 'achieved'):.0f} | {median(rated, 'p50'):.2f} "
             f"| {median(rated, 'p99'):.2f} | {failures} | {median(closed, 'achieved'):.0f} "

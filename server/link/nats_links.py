@@ -60,6 +60,8 @@ STATS_MIN_INTERVAL_S = 0.25
 CONNECT_RETRY_S = 1.0
 #: How long a figures request waits (the holder answers from memory).
 FIGURES_TIMEOUT_S = 2.0
+#: The longest a new link waits for NATS to confirm its subscription before its Welcome.
+PUBLISH_WAIT_S = 1.0
 #: Devices checked at once by the start-up sweep.
 SWEEP_CONCURRENCY = 64
 
@@ -189,6 +191,27 @@ class NatsLinks(LinkRegistry):
         super().attach(link)
         self._reconcile(link.key)
         self._announce(link, connected=True)
+
+    async def published(self, link: Link) -> None:
+        """Until NATS has the device's subscription, so that a call from any replica that
+        follows the Welcome finds it (at most `PUBLISH_WAIT_S`; at once while NATS is away:
+        the link works here meanwhile, and is subscribed when NATS returns)."""
+        nc = self._nc
+        if nc is None or not nc.is_connected:
+            return
+        queued: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        async def reached() -> None:
+            if not queued.done():
+                queued.set_result(None)
+
+        self._queue(reached)  # after the reconcile that attach queued
+        try:
+            async with asyncio.timeout(PUBLISH_WAIT_S):
+                await asyncio.shield(queued)
+                await nc.flush()  # a PING answered: NATS has seen the SUB
+        except (TimeoutError, nats.errors.Error):
+            log.debug("subscription of %s not confirmed in time", link.key)
 
     def detach(self, link: Link) -> bool:
         was_live = super().detach(link)

@@ -11,17 +11,20 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TypeVar
 
 import grpc
 import pytest
+import sqlalchemy as sa
 
 from device_agent.agent import Agent, LinkRefused
 from device_agent.resources import from_value, to_value
 from server import errors
 from server.app import RunningServer, create_server
+from server.config import ConfigError, Settings
 from server.link.link import DeviceKey, LinkLimits
-from server.link.nats_links import NatsLinks
+from server.link.nats_links import BROKER_DOWN, NatsLinks
 from server.link.nats_router import NatsRouter
 from server.link.registry import REPLACED
 from server.security.keys import KeyRing
@@ -321,3 +324,67 @@ def test_without_nats_calls_to_other_replicas_are_unavailable_and_recover(
     message, local, back = replicas.run(scenario)
     assert "NATS" in message
     assert local == back == 21.5
+
+
+def test_the_start_up_sweep_resets_only_devices_no_replica_holds(replicas: Replicas) -> None:
+    """A row left connected by a dead replica is reset; one whose link is live is not."""
+
+    async def scenario() -> tuple[bool, bool, int]:
+        agent = replicas.agent(replicas.a)
+        task = await connected(agent)
+        try:
+            await asyncio.sleep(0.5)  # the open is written
+            with replicas.database.session() as s:
+                devices.create_device(s, replicas.key.user_id, "orphan", "orphan-credentials")
+                s.execute(
+                    sa.update(Device)
+                    .where(Device.device_id == "orphan")
+                    .values(connected=True, connected_time=datetime.now(UTC))
+                )
+            router = replicas.router_b
+            reset = await links(replicas.b).sweep_unheld(
+                replicas.database, lambda: datetime.now(UTC), router.held_anywhere
+            )
+            with replicas.database.session() as s:
+                rows = dict(s.execute(sa.select(Device.device_id, Device.connected)).all())
+        finally:
+            await stopped(task)
+        return rows[DEVICE], rows["orphan"], reset
+
+    assert replicas.run(scenario) == (True, False, 1)
+
+
+def test_a_replica_started_while_nats_is_down_serves_and_joins_when_it_comes(
+    database: Database, nats_process: NatsProcess
+) -> None:
+    loop = LoopThread()
+    nats_process.stop()
+
+    async def scenario() -> tuple[str, bool]:
+        running = await create_server(database, keys=KeyRing.generate(), nats_url=nats_process.url)
+        try:
+            with pytest.raises(errors.Unavailable) as down:
+                await running.state.router.invoke(DeviceKey(1, "any"), "x", None, 1)
+            nats_process.start()
+            await asyncio.wait_for(links(running).ready.wait(), 20)
+            with pytest.raises(errors.NotFound):  # offline now, not "broker away"
+                await running.state.router.invoke(DeviceKey(1, "any"), "x", None, 1)
+            return down.value.message, links(running).nc_connected
+        finally:
+            await running.stop(0)
+
+    try:
+        message, joined = loop.run(scenario, timeout=60)
+    finally:
+        loop.close()
+    assert message == BROKER_DOWN
+    assert joined
+
+
+def test_the_nats_url_setting() -> None:
+    assert Settings.from_env({}).nats_url is None
+    both = {"THINGWIRE_NATS_URL": "nats://a:4222, nats://b:4222"}
+    assert Settings.from_env(both).nats_url == "nats://a:4222,nats://b:4222"
+    for bad in ("", "127.0.0.1:4222", "http://x"):
+        with pytest.raises(ConfigError, match="THINGWIRE_NATS_URL"):
+            Settings.from_env({"THINGWIRE_NATS_URL": bad})
