@@ -202,9 +202,7 @@ def print_report(
         f"{args.rate}/s and {args.saturation_seconds:g} s with {args.concurrency} callers per "
         f"side and round; medians; {wall_s:.0f} s in all"
     )
-    print(
-        "| side | achieved/s | p50 ms | p99 ms | failed calls | calls/s at saturation | p50 ms there |"
-    )
+    print("| side | achieved/s | p50 ms | p99 ms | failed | calls/s at saturation | p50 ms there |")
     print("|---|---:|---:|---:|---|---:|---:|")
     figures: list[dict[str, Any]] = []
     for side in SIDES:
