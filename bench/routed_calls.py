@@ -23,21 +23,29 @@ import json
 import os
 import secrets
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import psycopg
 from psycopg import sql
 
-from bench.resource_calls import CREDENTIALS, DEVICE, PASSWORD, USER, bearer_token
+from bench.link_memory import child_pids, envoy_pid
+from bench.resource_calls import (
+    CREDENTIALS,
+    DEVICE,
+    PASSWORD,
+    USER,
+    LoadGenerator,
+    Processes,
+    bearer_token,
+)
 from tests.integration.agents import AgentProcess
 from tests.integration.stack import Stack
 from tests.nats_process import NatsProcess
-from tests.support import free_port
+from tests.support import consecutive_free_ports
 
 PG_DSN = os.environ.get(
     "THINGWIRE_TEST_PG_DSN", "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
@@ -47,62 +55,33 @@ LABELS = {"local": "local replica", "routed": "routed through NATS"}
 WARMUP = {"mode": "rate", "rate": 100, "duration": 2.0}
 
 
-class Generator:
-    """One `bench.resource_load` process calling one replica's gRPC port."""
+@dataclass
+class ReplicaProcesses(Processes):
+    """`server` is replica 0 (it holds the link); `other` is replica 1."""
 
-    def __init__(self, stack: Stack, token: str, target: str) -> None:
-        self.process = subprocess.Popen(  # noqa: S603 - our own module, fixed arguments
-            [
-                sys.executable,
-                *("-m", "bench.resource_load"),
-                *("--rest-url", stack.base_url, "--grpc-envoy", stack.grpc_target),
-                *("--grpc-direct", target, "--token", token, "--user", USER, "--device", DEVICE),
-            ],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        self._expect("ready")
-
-    def _expect(self, word: str) -> None:
-        assert self.process.stdout is not None
-        line = self.process.stdout.readline().strip()
-        if line != word:
-            raise RuntimeError(f"load generator said {line!r} instead of {word!r}")
-
-    def run(self, phase: dict[str, Any]) -> dict[str, Any]:
-        assert self.process.stdin is not None
-        assert self.process.stdout is not None
-        self.process.stdin.write(json.dumps({"face": "grpc-direct", **phase}) + "\n")
-        self.process.stdin.flush()
-        self._expect("start")
-        result: dict[str, Any] = json.loads(self.process.stdout.readline())
-        return result
-
-    def close(self) -> None:
-        if self.process.stdin is not None:
-            self.process.stdin.close()
-        try:
-            self.process.wait(15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+    other: int
 
 
-def consecutive_ports(count: int) -> int:
-    """A port p with p .. p+count-1 free now (the replicas' gRPC ports)."""
-    import socket
+def cpu_us_per_call(result: dict[str, Any]) -> str:
+    """CPU µs per call of each process: replica 0 / replica 1 / Envoy / agent / client."""
+    calls = max(1, result["ok"])
+    cpu = result["cpu"]
+    names = ("server", "other", "envoy", "agent", "load")
+    return " / ".join(f"{cpu[name] / calls * 1e6:.0f}" for name in names)
 
-    for _ in range(50):
-        first = free_port()
-        try:
-            for offset in range(1, count):
-                with socket.socket() as probe:
-                    probe.bind(("127.0.0.1", first + offset))
-        except OSError:
-            continue
-        return first
-    raise RuntimeError("no run of free ports")
+
+def run(generator: LoadGenerator, phase: dict[str, Any], processes: Processes) -> dict[str, Any]:
+    return generator.run({"face": "grpc-direct", **phase}, processes)
+
+
+def replica_pids(supervisor: int) -> dict[int, int]:
+    """The replicas' pids by index (children of `serve --replicas`)."""
+    pids = {}
+    for child in child_pids(supervisor):
+        args = Path(f"/proc/{child}/cmdline").read_text().split("\0")
+        if "--replica-index" in args:
+            pids[int(args[args.index("--replica-index") + 1])] = child
+    return pids
 
 
 def median(results: list[dict[str, Any]], key: str) -> float:
@@ -117,17 +96,30 @@ def measure(args: argparse.Namespace, stack: Stack) -> dict[str, dict[str, list[
     agent = AgentProcess(
         stack, USER, DEVICE, CREDENTIALS, simulate=True, server=f"127.0.0.1:{stack.grpc_port}"
     )
-    generators: dict[str, Generator] = {}
+    generators: dict[str, LoadGenerator] = {}
     try:
         agent.start()
         agent.wait_connected()
         token = bearer_token(stack)
         generators = {
-            side: Generator(stack, token, f"127.0.0.1:{stack.grpc_port + index}")
+            side: LoadGenerator(stack, token, f"127.0.0.1:{stack.grpc_port + index}")
             for index, side in enumerate(SIDES)
         }
+        assert stack.process is not None
+        assert agent.process is not None
+        replicas = replica_pids(stack.process.pid)
+        pids = {
+            side: ReplicaProcesses(
+                server=replicas[0],
+                envoy=envoy_pid(stack.process.pid),
+                agent=agent.process.pid,
+                load=generator.process.pid,
+                other=replicas[1],
+            )
+            for side, generator in generators.items()
+        }
         for side, generator in generators.items():
-            warm = generator.run(WARMUP)
+            warm = run(generator, WARMUP, pids[side])
             if warm["errors"]:
                 raise RuntimeError(f"warm-up of the {side} side failed: {warm['errors']}")
         results: dict[str, dict[str, list[dict[str, Any]]]] = {
@@ -137,14 +129,14 @@ def measure(args: argparse.Namespace, stack: Stack) -> dict[str, dict[str, list[
             order = SIDES if round_number % 2 == 0 else SIDES[::-1]
             for side in order:
                 phase = {"mode": "rate", "rate": args.rate, "duration": args.duration}
-                results[side]["rate"].append(generators[side].run(phase))
+                results[side]["rate"].append(run(generators[side], phase, pids[side]))
             for side in order:
                 phase = {
                     "mode": "closed",
                     "concurrency": args.concurrency,
                     "duration": args.saturation_seconds,
                 }
-                results[side]["closed"].append(generators[side].run(phase))
+                results[side]["closed"].append(run(generators[side], phase, pids[side]))
         return results
     finally:
         for generator in generators.values():
@@ -175,7 +167,7 @@ def main() -> None:
         stack = Stack(
             workdir=Path(tmp) / "stack",
             db_url=f"postgresql://{info.user}@{info.host}:{info.port}/{name}",
-            grpc_port=consecutive_ports(len(SIDES)),
+            grpc_port=consecutive_free_ports(len(SIDES)),
             serve_args=("--replicas", str(len(SIDES))),
             extra_env={"THINGWIRE_NATS_URL": nats.url},
         )
@@ -215,7 +207,7 @@ def print_report(
         print(
             f"| {LABELS[side]} | {median(rated, 'achieved'):.0f} | {median(rated, 'p50'):.2f} "
             f"| {median(rated, 'p99'):.2f} | {failures} | {median(closed, 'achieved'):.0f} "
-            f"| {median(closed, 'p50'):.2f} |"
+            f"| {median(closed, 'p50'):.2f} | {cpu_us_per_call(rated[len(rated) // 2])} |"
         )
     local = "resource call, local replica"
     routed = "resource call, routed through NATS"

@@ -9,7 +9,6 @@ device has one link, so one of the two answers only through NATS, and both must 
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -27,26 +26,12 @@ from tests.conftest import PostgresAdmin
 from tests.integration.agents import AgentProcess
 from tests.integration.stack import PASSWORD, THINGWIRE, Stack, read_frames
 from tests.nats_process import NatsProcess
-from tests.support import free_port
+from tests.support import consecutive_free_ports, free_port
 
 pytestmark = pytest.mark.integration
 
 REPLICAS = 2
 WAIT_S = 30.0
-
-
-def consecutive_free_ports(count: int) -> int:
-    """A port p such that p .. p+count-1 are free now (the replicas' gRPC ports)."""
-    for _ in range(50):
-        first = free_port()
-        try:
-            for offset in range(1, count):
-                with socket.socket() as probe:
-                    probe.bind(("127.0.0.1", first + offset))
-        except OSError:
-            continue
-        return first
-    raise RuntimeError("no run of free ports")
 
 
 @pytest.fixture(scope="module")
