@@ -28,7 +28,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from datetime import datetime
 from typing import Any
 
@@ -100,11 +100,12 @@ class NatsLinks(LinkRegistry):
         self._watching: dict[DeviceKey, tuple[int, asyncio.Task[None]]] = {}
         self._runner: asyncio.Task[None] | None = None
         self._connector: asyncio.Task[None] | None = None
-        self._sweep: Callable[[], Awaitable[None]] | None = None
+        self._sweep: Callable[[], Coroutine[Any, Any, None]] | None = None
+        self._sweeping: asyncio.Task[None] | None = None
 
     # -- the connection ------------------------------------------------------------------
 
-    def start(self, sweep: Callable[[], Awaitable[None]] | None = None) -> None:
+    def start(self, sweep: Callable[[], Coroutine[Any, Any, None]] | None = None) -> None:
         """Connect in the background (the server serves meanwhile); `sweep` runs once the
         broker answers, to reset devices that no replica holds."""
         self._sweep = sweep
@@ -140,7 +141,7 @@ class NatsLinks(LinkRegistry):
             self._announce(self._links[key], connected=True)
         self.ready.set()
         if self._sweep is not None:
-            self._spawn(self._sweep())
+            self._sweeping = asyncio.create_task(self._sweep())
 
     async def _disconnected(self) -> None:
         log.warning(
@@ -170,7 +171,12 @@ class NatsLinks(LinkRegistry):
         return nc
 
     async def stop(self) -> None:
-        """Announce what is left, then close the connection (after the server stopped)."""
+        """Announce what is left, then close the connection (after the server stopped).
+
+        A sweep under way is let finish: cancelled, its database work would go on in its
+        thread without anyone to return the connection to the pool."""
+        if self._sweeping is not None:
+            await asyncio.wait({self._sweeping}, timeout=10)
         for task in (self._connector, *self._calls.values(), *self._tasks):
             if task is not None:
                 task.cancel()

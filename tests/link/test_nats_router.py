@@ -31,7 +31,7 @@ from server.security.keys import KeyRing
 from server.storage import devices, users
 from server.storage.db import Database
 from server.storage.models import Device
-from tests.link.conftest import CREDENTIALS, DEVICE, FAST, USER, connected, stopped
+from tests.link.conftest import CREDENTIALS, DEVICE, USER, agent_for, connected, stopped
 from tests.link.test_link import Stuck, declare_examples
 from tests.nats_process import NatsProcess, nats_process
 from tests.support import LoopThread
@@ -52,14 +52,7 @@ class Replicas:
     nats: NatsProcess
 
     def agent(self, server: RunningServer) -> Agent:
-        target = f"127.0.0.1:{server.port}"
-        return Agent(
-            lambda: grpc.aio.insecure_channel(target),
-            user=USER,
-            device=DEVICE,
-            credentials=CREDENTIALS,
-            backoff=FAST,
-        )
+        return agent_for(f"127.0.0.1:{server.port}")
 
     @property
     def router_b(self) -> NatsRouter:
