@@ -23,6 +23,7 @@ import json
 import os
 import secrets
 import statistics
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -120,7 +121,9 @@ def measure(args: argparse.Namespace, stack: Stack) -> dict[str, dict[str, list[
         }
         for side, generator in generators.items():
             warm = run(generator, WARMUP, pids[side])
-            if warm["errors"]:
+            # Throttling (429) is load, when a shared machine stalls the holder; anything
+            # else, or no answer at all, means the stack is not right.
+            if not warm["ok"] or set(warm["errors"]) - {"RESOURCE_EXHAUSTED"}:
                 raise RuntimeError(f"warm-up of the {side} side failed: {warm['errors']}")
         results: dict[str, dict[str, list[dict[str, Any]]]] = {
             side: {"rate": [], "closed": []} for side in SIDES
@@ -174,6 +177,10 @@ def main() -> None:
         try:
             stack.start()
             results = measure(args, stack)
+        except Exception:
+            if (stack.workdir / "serve.err").exists():
+                print(stack.logs()[-3000:], file=sys.stderr)
+            raise
         finally:
             if stack.process is not None:
                 stack.stop()
