@@ -62,6 +62,8 @@ CONNECT_RETRY_S = 1.0
 FIGURES_TIMEOUT_S = 2.0
 #: The longest a new link waits for NATS to confirm its subscription before its Welcome.
 PUBLISH_WAIT_S = 1.0
+#: The longest a subscription's drain (or the last announcements at stop) may take.
+RETIRE_WAIT_S = 2.0
 #: Devices checked at once by the start-up sweep.
 SWEEP_CONCURRENCY = 64
 
@@ -182,7 +184,8 @@ class NatsLinks(LinkRegistry):
                 task.cancel()
         for _count, task in self._watching.values():
             task.cancel()
-        await self._ops.join()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._ops.join(), RETIRE_WAIT_S)
         if self._runner is not None:
             self._runner.cancel()
             await asyncio.gather(self._runner, return_exceptions=True)
@@ -267,11 +270,18 @@ class NatsLinks(LinkRegistry):
             elif not held and sub is not None:
                 del self._subs[key]
                 self._watched.pop(key, None)
-                # Drain, not unsubscribe: requests NATS delivered before it saw the UNSUB
-                # are still answered (NotFound) instead of dropped (a caller's timeout).
-                await sub.drain()
+                self._spawn(self._retire(sub))  # a round trip: off the ordered queue
 
         self._queue(reconcile)
+
+    async def _retire(self, sub: Subscription) -> None:
+        """Drain, not unsubscribe: requests NATS delivered before it saw the UNSUB are still
+        answered (NotFound) instead of dropped (a caller's timeout). While NATS is away the
+        drain cannot complete: the UNSUB is sent when it returns, and nothing waits."""
+        try:
+            await asyncio.wait_for(sub.drain(), RETIRE_WAIT_S)
+        except (TimeoutError, nats.errors.Error):
+            log.debug("draining %s did not finish", sub.subject, exc_info=True)
 
     def _announce(self, link: Link, *, connected: bool) -> None:
         if self._nc is None:
