@@ -104,14 +104,15 @@ class Processes:
 class LoadGenerator:
     """The `bench.resource_load` process, driven one phase at a time over its stdin."""
 
-    def __init__(self, stack: Stack, token: str) -> None:
+    def __init__(self, stack: Stack, token: str, grpc_direct: str | None = None) -> None:
+        """``grpc_direct``: where the `grpc-direct` face calls (default: the server's port)."""
         command = [
             sys.executable,
             "-m",
             "bench.resource_load",
             *("--rest-url", stack.base_url),
             *("--grpc-envoy", stack.grpc_target),
-            *("--grpc-direct", f"127.0.0.1:{stack.grpc_port}"),
+            *("--grpc-direct", grpc_direct or f"127.0.0.1:{stack.grpc_port}"),
             *("--token", token, "--user", USER, "--device", DEVICE),
         ]
         self.process = subprocess.Popen(  # noqa: S603 - our own module, fixed arguments

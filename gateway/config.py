@@ -119,6 +119,10 @@ class GatewaySpec:
     #: When set, Envoy reaches the upstream over this Unix socket instead of host:port; the
     #: server believes x-forwarded-for only on calls that arrive there.
     upstream_socket: Path | None = None
+    #: Further upstreams beside `upstream_socket`: the other replicas of `thingwire serve
+    #: --replicas N` (docs/architecture.md, "Scale-out"). Envoy balances calls over all of
+    #: them and retries a connection one refuses on another.
+    more_upstream_sockets: tuple[Path, ...] = ()
     max_request_body_bytes: int = 8 * MIB
     max_response_body_bytes: int = 64 * MIB
     #: Request line plus headers; more is a 431 here rather than the server's 429.
@@ -624,7 +628,7 @@ def _http_connection_manager(spec: GatewaySpec) -> dict[str, Any]:
         ),
         "route_config": {
             "name": "thingwire",
-            "virtual_hosts": [{"name": "all", "domains": ["*"], "routes": _routes(spec)}],
+            "virtual_hosts": [_virtual_host(spec)],
             "request_headers_to_add": [CLIENT_ADDRESS_HEADER],
             "request_headers_to_remove": [PROTOCOL_HEADER],
         },
@@ -665,22 +669,59 @@ def _keepalive(spec: GatewaySpec) -> dict[str, Any]:
     }
 
 
-def _upstream_address(spec: GatewaySpec) -> dict[str, Any]:
+def _upstream_addresses(spec: GatewaySpec) -> list[dict[str, Any]]:
     if spec.upstream_socket is not None:
-        return {"pipe": {"path": str(spec.upstream_socket)}}
-    return _socket(spec.upstream_host, spec.upstream_port)
+        sockets = (spec.upstream_socket, *spec.more_upstream_sockets)
+        return [{"pipe": {"path": str(path)}} for path in sockets]
+    return [_socket(spec.upstream_host, spec.upstream_port)]
+
+
+def _virtual_host(spec: GatewaySpec) -> dict[str, Any]:
+    """The listener's one virtual host. With several upstreams a request that could not be
+    sent to one (its replica is down or restarting) is sent to another: only failures
+    before anything reached the server are retried, so no call runs twice."""
+    host: dict[str, Any] = {"name": "all", "domains": ["*"], "routes": _routes(spec)}
+    if spec.more_upstream_sockets:
+        host["retry_policy"] = {
+            "retry_on": "connect-failure,refused-stream,reset-before-request",
+            "num_retries": len(spec.more_upstream_sockets),
+            "retry_host_predicate": [
+                {
+                    "name": "envoy.retry_host_predicates.previous_hosts",
+                    "typed_config": {
+                        "@type": "type.googleapis.com/envoy.extensions.retry.host."
+                        "previous_hosts.v3.PreviousHostsPredicate"
+                    },
+                }
+            ],
+            "host_selection_retry_max_attempts": 3,
+        }
+    return host
+
+
+def _outlier_detection() -> dict[str, Any]:
+    """Take a replica that refuses connections out of the balance for a few seconds, so
+    that while it restarts calls go straight to the others."""
+    return {
+        "split_external_local_origin_errors": True,
+        "consecutive_local_origin_failure": 1,
+        "enforcing_consecutive_local_origin_failure": 100,
+        "interval": "1s",
+        "base_ejection_time": "2s",
+        "max_ejection_percent": 100,
+    }
 
 
 def _cluster(spec: GatewaySpec) -> dict[str, Any]:
-    endpoint = {"endpoint": {"address": _upstream_address(spec)}}
+    endpoints = [{"endpoint": {"address": address}} for address in _upstream_addresses(spec)]
     limit = 1_000_000  # one stream per device: Envoy's default of 1024 requests is too few
-    return {
+    cluster: dict[str, Any] = {
         "name": UPSTREAM_CLUSTER,
         "type": "STATIC",
         "connect_timeout": _duration(spec.connect_timeout_s),
         "load_assignment": {
             "cluster_name": UPSTREAM_CLUSTER,
-            "endpoints": [{"lb_endpoints": [endpoint]}],
+            "endpoints": [{"lb_endpoints": endpoints}],
         },
         "typed_extension_protocol_options": {
             "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
@@ -702,6 +743,9 @@ def _cluster(spec: GatewaySpec) -> dict[str, Any]:
             ]
         },
     }
+    if spec.more_upstream_sockets:
+        cluster["outlier_detection"] = _outlier_detection()
+    return cluster
 
 
 def render_config(spec: GatewaySpec) -> dict[str, Any]:

@@ -32,6 +32,8 @@ from server.gateway_socket import grpc_address as gateway_socket_address
 from server.gateway_socket import restrict as restrict_gateway_socket
 from server.interceptors import ServerInterceptor, access_levels
 from server.link.link import LinkLimits
+from server.link.nats_links import NatsLinks
+from server.link.nats_router import NatsRouter
 from server.rest_interceptor import RestInterceptor, rest_options_of
 from server.security.keys import KeyFile, KeyRing
 from server.services.agent_service import AgentService
@@ -177,6 +179,8 @@ class RunningServer:
         self.state.links.close_watchers()
         self.state.links.go_away_all(self.state.link_limits.go_away_window_s)
         await self.server.stop(grace)
+        if isinstance(self.state.links, NatsLinks):
+            await self.state.links.stop()
         await self.state.link_stats.stop()
         await self.state.telemetry.stop()
         self.maintenance.cancel()
@@ -196,6 +200,7 @@ async def create_server(
     max_devices_per_user: int = DEFAULT_MAX_DEVICES_PER_USER,
     retention: Retention | None = None,
     telemetry_limits: TelemetryLimits | None = None,
+    nats_url: str | None = None,
 ) -> RunningServer:
     """Start a server on `address` (port 0 picks a free one) over a migrated database.
 
@@ -206,6 +211,8 @@ async def create_server(
     ``max_devices_per_user`` is `Settings.max_devices_per_user`; ``retention`` applies
     `Settings.telemetry_retention_days` (None: telemetry is kept forever);
     ``telemetry_limits`` are the `Settings.telemetry_*` bounds of ingest.
+    ``nats_url`` makes the server a replica: device calls and presence go through NATS
+    (docs/architecture.md, "Scale-out"); None is one process on its own.
     """
     gateway_address = gateway_socket_address(gateway_socket) if gateway_socket else None
     state = await AppState.open(
@@ -216,10 +223,12 @@ async def create_server(
         max_devices_per_user,
         retention=retention,
         telemetry_limits=telemetry_limits,
+        links=NatsLinks(nats_url) if nats_url else None,
     )
-    # No link is live before this server serves: a device still marked connected was left
-    # so by a process that died (docs/device-link.md, "What survives a restart").
-    await state.link_stats.sweep()
+    if not isinstance(state.links, NatsLinks):
+        # No link is live before this server serves: a device still marked connected was
+        # left so by a process that died (docs/device-link.md, "What survives a restart").
+        await state.link_stats.sweep()
     authenticator = Authenticator(database, state.signer, clock)
     server = grpc.aio.server(
         interceptors=[
@@ -255,6 +264,8 @@ async def create_server(
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     log.info("gRPC server listening on %s (port %d)", address, port)
     state.link_stats.start()
+    if isinstance(state.links, NatsLinks):
+        start_replica(state, state.links)
     return RunningServer(
         server=server,
         port=port,
@@ -263,6 +274,22 @@ async def create_server(
         maintenance=asyncio.create_task(_maintain(state)),
         gateway_socket=gateway_socket,
     )
+
+
+def start_replica(state: AppState, links: NatsLinks) -> None:
+    """Connect to NATS in the background; once it answers, reset the devices that the row
+    says are connected but no replica holds (their replica died)."""
+    router = state.router
+    assert isinstance(router, NatsRouter)
+    links.on_replaced = state.link_stats.forget
+    links.start(lambda: _sweep_unheld(state, links, router))
+
+
+async def _sweep_unheld(state: AppState, links: NatsLinks, router: NatsRouter) -> None:
+    try:
+        await links.sweep_unheld(state.database, state.clock, router.held_anywhere)
+    except Exception:  # the database may be away: the next replica start tries again
+        log.exception("the sweep of devices no replica holds failed")
 
 
 def _listen(server: grpc.aio.Server, address: str, state: AppState) -> int:

@@ -173,7 +173,17 @@ def key_rotate(settings: Settings, a: argparse.Namespace) -> dict[str, Any]:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="thingwire", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("serve", help="run the server and the cloud gateway (foreground)")
+    serve = commands.add_parser("serve", help="run the server and the cloud gateway (foreground)")
+    serve.add_argument(
+        "--replicas",
+        type=int,
+        default=1,
+        metavar="N",
+        help="run N server processes behind the gateway, on PostgreSQL, routing device calls"
+        " through NATS (THINGWIRE_NATS_URL); default 1: one process",
+    )
+    # How the supervisor of --replicas starts each replica; not for operators.
+    serve.add_argument("--replica-index", type=int, default=None, help=argparse.SUPPRESS)
     status = commands.add_parser("status", help="health-check a running stack over gRPC")
     status.add_argument(
         "--target", help="HOST:PORT to probe (default: the gateway, 127.0.0.1:THINGWIRE_HTTP_PORT)"
@@ -297,6 +307,23 @@ def run_management(settings: Settings, command: Command, args: argparse.Namespac
     return 0
 
 
+def run_serve(settings: Settings, args: argparse.Namespace) -> int:
+    """`thingwire serve`: one process, N replicas (`--replicas`), or one replica (the
+    supervisor's child, `--replica-index`)."""
+    from server import replicas
+    from server.serve import banner, serve
+
+    if args.replica_index is not None:
+        return asyncio.run(replicas.run_replica(settings, args.replica_index))
+    if args.replicas != 1:
+        try:
+            return asyncio.run(replicas.serve_replicas(settings, args.replicas, banner(settings)))
+        except replicas.ReplicaError as error:
+            print(f"thingwire: error: {error}", file=sys.stderr)
+            return 1
+    return asyncio.run(serve(settings))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "agent":  # the device side: its own settings and logging
@@ -312,9 +339,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "status":
             return run_status(settings, args)
         if args.command == "serve":
-            from server.serve import serve
-
-            return asyncio.run(serve(settings))
+            return run_serve(settings, args)
         if args.command == "key":
             result = args.run_keys(settings, args)
             sys.stdout.write(orjson.dumps(result).decode() + "\n")

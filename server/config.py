@@ -117,6 +117,19 @@ def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str,
     return raw.upper()
 
 
+def _nats_url(env: Mapping[str, str]) -> str | None:
+    """THINGWIRE_NATS_URL: unset is None (no broker); otherwise one or more nats:// URLs."""
+    raw = env.get("THINGWIRE_NATS_URL")
+    if raw is None:
+        return None
+    urls = [url.strip() for url in raw.split(",")]
+    if not all(url.startswith(("nats://", "tls://")) and len(url) > 7 for url in urls):
+        raise ConfigError(
+            f"THINGWIRE_NATS_URL={raw!r} is not a nats:// URL (or a comma-separated list of them)"
+        )
+    return ",".join(urls)
+
+
 @dataclass(frozen=True)
 class Settings:
     """What `thingwire serve` needs to run the server and the cloud gateway.
@@ -166,6 +179,10 @@ class Settings:
     link_max_upload_bytes: int = 1024 * 1024
     link_max_upload_records: int = 10_000
     link_max_uploads_in_flight: int = 4
+    # Replicas (docs/architecture.md, "Scale-out"): unset, one process routes device calls
+    # over its own links; set, every replica connects to this NATS server and calls reach a
+    # device whichever replica holds its stream.
+    nats_url: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -247,4 +264,5 @@ class Settings:
                 minimum=1,
                 maximum=64,
             ),
+            nats_url=_nats_url(env),
         )

@@ -14,13 +14,14 @@ import signal
 import sys
 from pathlib import Path
 
-from gateway.config import cloud_spec
+from gateway.config import GatewaySpec, cloud_spec
 from gateway.launcher import Envoy, check_port_free
-from server.app import create_server
+from server.app import RunningServer, create_server
 from server.config import Settings
 from server.link.link import LinkLimits
 from server.security.keys import KeyFile
 from server.state import open_database
+from server.storage.db import Database
 from server.telemetry.limits import TelemetryLimits
 from server.telemetry.retention import Retention
 
@@ -52,6 +53,42 @@ def banner(settings: Settings) -> str:
     )
 
 
+async def start_server(
+    settings: Settings, database: Database, grpc_port: int, gateway_socket: Path
+) -> RunningServer:
+    """The gRPC server as `thingwire serve` configures it, on `grpc_port` and on the
+    gateway's socket; a replica (NATS) when `THINGWIRE_NATS_URL` is set."""
+    return await create_server(
+        database,
+        f"127.0.0.1:{grpc_port}",
+        keys=KeyFile(settings.jwt_key_file),
+        # A REST body grows when transcoded (an array of records roughly doubles as
+        # protobuf): accept what the gateway lets through, with room to spare.
+        max_message_bytes=4 * settings.max_body_bytes,
+        gateway_socket=gateway_socket,
+        max_devices_per_user=settings.max_devices_per_user,
+        link_limits=link_limits(settings),
+        retention=Retention(days=settings.telemetry_retention_days),
+        telemetry_limits=TelemetryLimits.from_settings(settings),
+        nats_url=settings.nats_url,
+    )
+
+
+def gateway_spec(settings: Settings, sockets: list[Path]) -> GatewaySpec:
+    """The cloud gateway in front of the server's (or the replicas') gateway sockets."""
+    return cloud_spec(
+        http_port=settings.http_port,
+        grpc_port=settings.grpc_port,
+        admin_port=settings.envoy_admin_port,
+        descriptor=DESCRIPTOR_PATH,
+        max_request_body_bytes=settings.max_body_bytes,
+        upstream_socket=sockets[0],
+        more_upstream_sockets=tuple(sockets[1:]),
+        keepalive_interval_s=settings.link_keepalive_s,
+        keepalive_timeout_s=settings.link_keepalive_timeout_s,
+    )
+
+
 def link_limits(settings: Settings) -> LinkLimits:
     """The THINGWIRE_LINK_* settings and the resource call deadline, as the server's limits
     for every device link."""
@@ -74,36 +111,14 @@ async def serve(settings: Settings) -> int:
     # tell the server a client's address; the TCP port stays for direct gRPC and `status`.
     gateway_socket = (settings.state_dir / GATEWAY_SOCKET).absolute()
     envoy = Envoy(
-        cloud_spec(
-            http_port=settings.http_port,
-            grpc_port=settings.grpc_port,
-            admin_port=settings.envoy_admin_port,
-            descriptor=DESCRIPTOR_PATH,
-            max_request_body_bytes=settings.max_body_bytes,
-            upstream_socket=gateway_socket,
-            keepalive_interval_s=settings.link_keepalive_s,
-            keepalive_timeout_s=settings.link_keepalive_timeout_s,
-        ),
-        state_dir=settings.state_dir / "gateway",
+        gateway_spec(settings, [gateway_socket]), state_dir=settings.state_dir / "gateway"
     )
     # Every port is checked before anything starts, so a clash is one clear message rather
     # than half a stack (or, on the gRPC port, two servers silently sharing it).
     check_port_free(settings.grpc_port, "127.0.0.1", "gRPC server port")
     envoy.check_ports()
     database = await asyncio.to_thread(open_database, settings)
-    running = await create_server(
-        database,
-        f"127.0.0.1:{settings.grpc_port}",
-        keys=KeyFile(settings.jwt_key_file),
-        # A REST body grows when transcoded (an array of records roughly doubles as
-        # protobuf): accept what the gateway lets through, with room to spare.
-        max_message_bytes=4 * settings.max_body_bytes,
-        gateway_socket=gateway_socket,
-        max_devices_per_user=settings.max_devices_per_user,
-        link_limits=link_limits(settings),
-        retention=Retention(days=settings.telemetry_retention_days),
-        telemetry_limits=TelemetryLimits.from_settings(settings),
-    )
+    running = await start_server(settings, database, settings.grpc_port, gateway_socket)
     try:
         await envoy.start()
         await envoy.wait_ready(timeout=30)

@@ -12,6 +12,8 @@ from server.auth.passwords import PasswordLogins
 from server.clock import Clock, utc_now
 from server.config import DEFAULT_MAX_DEVICES_PER_USER, Settings
 from server.link.link import LinkLimits
+from server.link.nats_links import NatsLinks
+from server.link.nats_router import NatsRouter
 from server.link.registry import LinkRegistry
 from server.link.router import DeviceRouter, LocalRouter
 from server.link.stats_store import StatsStore
@@ -57,7 +59,10 @@ class AppState:
 
     @cached_property
     def router(self) -> DeviceRouter:
-        """The one way to call a device: over this process's links for now."""
+        """The one way to call a device: over this process's links, or, for a replica
+        (`links` shared through NATS), over NATS for devices held elsewhere."""
+        if isinstance(self.links, NatsLinks):
+            return NatsRouter(self.links)
         return LocalRouter(self.links)
 
     @cached_property
@@ -85,6 +90,7 @@ class AppState:
         max_devices_per_user: int = DEFAULT_MAX_DEVICES_PER_USER,
         retention: Retention | None = None,
         telemetry_limits: TelemetryLimits | None = None,
+        links: LinkRegistry | None = None,
     ) -> AppState:
         """The state over ``database``, signing with ``keys``.
 
@@ -102,4 +108,5 @@ class AppState:
             max_devices_per_user=max_devices_per_user,
             retention=retention or Retention(days=0),
             telemetry_limits=telemetry_limits or TelemetryLimits(),
+            links=links if links is not None else LinkRegistry(),
         )

@@ -31,6 +31,21 @@ def free_ports(count: int) -> list[int]:
         return ports
 
 
+def consecutive_free_ports(count: int) -> int:
+    """A port p such that p .. p+count-1 are all free on 127.0.0.1 now (the gRPC ports of
+    `thingwire serve --replicas N` are THINGWIRE_GRPC_PORT + I)."""
+    for _ in range(50):
+        first = free_port()
+        try:
+            for offset in range(1, count):
+                with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+                    probe.bind(("127.0.0.1", first + offset))
+        except OSError:
+            continue
+        return first
+    raise RuntimeError(f"no run of {count} free ports found")
+
+
 def free_port() -> int:
     """One TCP port that is free on 127.0.0.1 right now."""
     return free_ports(1)[0]
@@ -77,7 +92,7 @@ async def _call(work: Awaitable[T] | Callable[[], Awaitable[T]]) -> T:
     return await work()
 
 
-__all__ = ["LoopThread", "ManualClock", "free_port", "free_ports"]
+__all__ = ["LoopThread", "ManualClock", "consecutive_free_ports", "free_port", "free_ports"]
 
 
 @contextlib.contextmanager

@@ -39,6 +39,11 @@ class LinkRegistry:
             old.close(errors.FailedPrecondition(REPLACED))
         self.notify(link.key)
 
+    async def published(self, link: Link) -> None:
+        """Until every process that routes calls can reach `link` (the agent service waits
+        for it before the Welcome). At once here; a replica's registry waits until its
+        subject is subscribed (`server/link/nats_links.py`)."""
+
     def detach(self, link: Link) -> bool:
         """Forget `link`, unless a newer link of its device has replaced it already; True if
         it was the device's live link."""

@@ -128,6 +128,12 @@ class StatsStore:
         )
         self._soon.set()
 
+    def forget(self, link: Link) -> None:
+        """The link moved to another replica, which writes its device's row from now on:
+        nothing of this link is written any more."""
+        if self._live.get(link.device_pk) is link:
+            del self._live[link.device_pk]
+
     def unwritten(self, device_pk: int) -> LinkFigures | None:
         """The final figures of a closed link not written yet (readers prefer them)."""
         return self._final.get(device_pk) or self._final_writing.get(device_pk)

@@ -75,6 +75,7 @@ class AgentService:
         link.received(first)
         links.attach(link)
         stats.attached(link)
+        await links.published(link)  # with replicas: reachable from all before the Welcome
         uploads = Uploads(
             link,
             self._state.telemetry,

@@ -21,7 +21,7 @@ from thingwire.devices.v1 import devices_pb2, devices_pb2_grpc
 
 from server.auth.device_tokens import sign_stored
 from server.auth.principal import Action, require_path_user, require_self, require_user
-from server.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, Unavailable
+from server.errors import AlreadyExists, InvalidArgument, NotFound, Unavailable
 from server.link.link import DeviceKey
 from server.services.convert import epoch_ms, epoch_ms_or_none, json_sent
 from server.state import AppState
@@ -98,9 +98,9 @@ class DeviceService(devices_pb2_grpc.DeviceServiceServicer):
         principal = require_user()
         require_self(principal, request.user_id)
         device_id = request.device_id
-        link = self._state.links.get(DeviceKey(principal.user_id, device_id))
-        if link is not None and link.closed is None:
-            # Live here, even if its row does not say so yet (docs/device-link.md).
+        if await self._state.router.figures(DeviceKey(principal.user_id, device_id)):
+            # Live here or on another replica, even if its row does not say so yet
+            # (docs/device-link.md).
             raise devices.device_connected(device_id)
         row = await self._state.database.run(
             lambda s: devices.get_device(s, principal.user_id, device_id)
@@ -118,9 +118,7 @@ class DeviceService(devices_pb2_grpc.DeviceServiceServicer):
         # A link whose Hello was checked just before the row went may have attached while
         # it was deleted: it must not go on serving a device that no longer exists (nor,
         # once the id is used again, the new device of that id).
-        late = self._state.links.get(DeviceKey(principal.user_id, device_id))
-        if late is not None:
-            late.close(FailedPrecondition(DEVICE_DELETED))
+        await self._state.router.close(DeviceKey(principal.user_id, device_id), DEVICE_DELETED)
         return devices_pb2.DeleteDeviceResponse()
 
     async def ListDeviceTokens(
@@ -188,7 +186,7 @@ class DeviceService(devices_pb2_grpc.DeviceServiceServicer):
         )
         # Revoking a link token must end the link it opened (say, a leaked token's), not
         # only refuse the next Hello.
-        live = self._state.links.get(DeviceKey(principal.user_id, request.device_id))
-        if live is not None and live.link_token_id == request.token_id:
-            live.close(FailedPrecondition(LINK_TOKEN_DELETED))
+        await self._state.router.close(
+            DeviceKey(principal.user_id, request.device_id), LINK_TOKEN_DELETED, request.token_id
+        )
         return devices_pb2.DeleteDeviceTokenResponse()

@@ -1,6 +1,7 @@
 """Thinger's "Get Device Stats", as JSON and as Server-Sent Events (docs/device-link.md).
 
-The figures come from the device's live link when this process holds it, else from the
+The figures come from the device's live link wherever it is held (the router asks the
+replica that holds it), else from the
 final figures of a link that closed and are not written yet, else from the devices table
 (`server/link/stats_store.py`). The event stream waits on the link registry's change
 events, so it reads the database only when something changed, never on a timer.
@@ -86,9 +87,9 @@ class DeviceFigures:
         self.key = DeviceKey(principal.user_id, device_id)
 
     async def read(self) -> LinkFigures:
-        link = self._state.links.get(self.key)
-        if link is not None and link.closed is None:
-            return link.figures()
+        live = await self._state.router.figures(self.key)  # wherever the link is held
+        if live is not None:
+            return live
         # The row answers NotFound for an unknown device, so it is read even when a closed
         # link's unwritten figures are about to replace it.
         pk, stored = await self._state.database.run(
@@ -116,9 +117,8 @@ class DeviceStatsService:
 class DeviceStatsStreamService:
     """Servicer of `thingwire.devices.v1.DeviceStatsStreamService`.
 
-    Only changes made by this process's links wake a stream: a device whose link another
-    replica holds shows the figures stored when the stream began, and again whenever this
-    process sees the device change (docs/device-link.md, "Statistics").
+    A change wakes a stream whichever replica holds the device's link: the router's
+    `watching` has the holder tell this process (docs/device-link.md, "Statistics").
     """
 
     def __init__(self, state: AppState) -> None:
@@ -144,18 +144,19 @@ class DeviceStatsStreamService:
         device = DeviceFigures(self._state, principal, request.device_id)
         links = self._state.links
         last: LinkFigures | None = None
-        while not links.closing:
-            change = links.next_change(device.key)  # before reading: no change is missed
-            figures = await device.read()
-            if figures != last and last is not None:
-                await self._still_allowed(request, context)
-            if figures != last:
-                last = figures
-                response = fill(stats_pb2.StreamDeviceStatsResponse(), figures)
-                assert isinstance(response, stats_pb2.StreamDeviceStatsResponse)
-                yield response
-            await change.wait()
-            await asyncio.sleep(MIN_FRAME_INTERVAL_S)
+        async with self._state.router.watching(device.key):
+            while not links.closing:
+                change = links.next_change(device.key)  # before reading: no change is missed
+                figures = await device.read()
+                if figures != last and last is not None:
+                    await self._still_allowed(request, context)
+                if figures != last:
+                    last = figures
+                    response = fill(stats_pb2.StreamDeviceStatsResponse(), figures)
+                    assert isinstance(response, stats_pb2.StreamDeviceStatsResponse)
+                    yield response
+                await change.wait()
+                await asyncio.sleep(MIN_FRAME_INTERVAL_S)
 
 
 __all__ = ["DeviceStatsService", "DeviceStatsStreamService", "authorize"]

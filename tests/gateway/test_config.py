@@ -392,3 +392,30 @@ def test_a_path_template_binds_its_variables_percent_decoded() -> None:
     }
     assert template.bind("/v1/users/alice/tokens") is None
     assert PathTemplate("/auth/api_tokens/{id}").bind("/auth/api_tokens/5?id=11") == {"id": "5"}
+
+
+def test_replicas_are_one_cluster_with_an_endpoint_each_and_retries_before_sending() -> None:
+    sockets = [Path(f"/run/tw/gateway-{i}.sock") for i in range(3)]
+    replicas = cloud_spec(
+        8080, 50051, 9901, DESCRIPTOR, upstream_socket=sockets[0],
+        more_upstream_sockets=tuple(sockets[1:]),
+    )  # fmt: skip
+    config = render_config(replicas)
+    cluster = config["static_resources"]["clusters"][0]
+    endpoints = cluster["load_assignment"]["endpoints"][0]["lb_endpoints"]
+    assert [e["endpoint"]["address"]["pipe"]["path"] for e in endpoints] == [
+        str(path) for path in sockets
+    ]
+    assert cluster["outlier_detection"]["consecutive_local_origin_failure"] == 1
+    retry = _hcm(config)["route_config"]["virtual_hosts"][0]["retry_policy"]
+    # Only failures before the request reached a server: no call runs twice.
+    assert set(retry["retry_on"].split(",")) == {
+        "connect-failure",
+        "refused-stream",
+        "reset-before-request",
+    }
+    assert retry["num_retries"] == 2
+    # One process: one endpoint, no retries, no ejection (the config as before).
+    single = render_config(cloud_spec(8080, 50051, 9901, DESCRIPTOR, upstream_socket=sockets[0]))
+    assert "retry_policy" not in _hcm(single)["route_config"]["virtual_hosts"][0]
+    assert "outlier_detection" not in single["static_resources"]["clusters"][0]

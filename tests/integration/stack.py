@@ -40,6 +40,8 @@ class Stack:
     process: subprocess.Popen | None = None
     #: More THINGWIRE_* settings for this stack (short link timings, say).
     extra_env: dict[str, str] = field(default_factory=dict)
+    #: Options of `thingwire serve` (`--replicas 2`, say).
+    serve_args: tuple[str, ...] = ()
 
     @property
     def env(self) -> dict[str, str]:
@@ -69,7 +71,11 @@ class Stack:
         ):
             # The child keeps its own copies of the descriptors.
             self.process = subprocess.Popen(
-                [self.executable, "serve"], cwd=self.workdir, env=self.env, stdout=out, stderr=err
+                [self.executable, "serve", *self.serve_args],
+                cwd=self.workdir,
+                env=self.env,
+                stdout=out,
+                stderr=err,
             )
         deadline = time.monotonic() + READY_TIMEOUT_SECONDS
         while time.monotonic() < deadline:

@@ -33,6 +33,17 @@ CREDENTIALS = "device-s3cret"
 FAST = Backoff(base_s=0.02, cap_s=0.1)
 
 
+def agent_for(target: str, credentials: str = CREDENTIALS, device: str = DEVICE) -> Agent:
+    """An agent of ada's device that connects to the server at `target` (HOST:PORT)."""
+    return Agent(
+        lambda: grpc.aio.insecure_channel(target),
+        user=USER,
+        device=device,
+        credentials=credentials,
+        backoff=FAST,
+    )
+
+
 @dataclass
 class LinkWorld:
     """The server under test, its device, and a way to make agents for it."""
@@ -48,14 +59,7 @@ class LinkWorld:
         return f"127.0.0.1:{self.running.port}"
 
     def agent(self, credentials: str = CREDENTIALS, device: str = DEVICE) -> Agent:
-        target = self.target
-        return Agent(
-            lambda: grpc.aio.insecure_channel(target),
-            user=USER,
-            device=device,
-            credentials=credentials,
-            backoff=FAST,
-        )
+        return agent_for(self.target, credentials, device)
 
     def run(self, scenario: Callable[[], Awaitable[T]]) -> T:
         return self.loop.run(scenario, timeout=60)
