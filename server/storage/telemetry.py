@@ -152,6 +152,25 @@ def parse_timestamp(value: object) -> int | None:
     return iso_to_epoch_us(value)
 
 
+#: ``@t`` values already found printable and short enough (types repeat in every batch).
+_GOOD_TYPES: set[str] = set()
+_GOOD_TYPES_KEPT = 4096
+
+
+def _good_type(record_type: object) -> bool:
+    """``@t`` is 1 to MAX_RECORD_TYPE_LENGTH printable characters."""
+    if not isinstance(record_type, str):
+        return False
+    if record_type in _GOOD_TYPES:
+        return True
+    if not _RECORD_TYPE_RE.fullmatch(record_type):
+        return False
+    if len(_GOOD_TYPES) >= _GOOD_TYPES_KEPT:
+        _GOOD_TYPES.clear()
+    _GOOD_TYPES.add(record_type)
+    return True
+
+
 def _check(record: object) -> UsableRecord | str:
     """The usable form of one record, or the reason it cannot be stored."""
     if not isinstance(record, dict):
@@ -159,14 +178,16 @@ def _check(record: object) -> UsableRecord | str:
     if "@t" not in record:
         return "missing @t"
     record_type = record["@t"]
-    if not isinstance(record_type, str) or not _RECORD_TYPE_RE.fullmatch(record_type):
+    if not _good_type(record_type):
         return f"bad @t: must be a string of 1 to {MAX_RECORD_TYPE_LENGTH} printable characters"
     if "@ts" not in record:
         return "missing @ts"
     ts = parse_timestamp(record["@ts"])
     if ts is None:
         return "bad @ts: must be an ISO-8601 date and time, such as 2024-01-01T12:00:00Z"
-    fields = {k: v for k, v in record.items() if k != "@t" and k != "@ts"}
+    # A copy in C less two keys: half the time of a comprehension rebuilding the dict.
+    fields = record.copy()
+    del fields["@t"], fields["@ts"]
     try:
         text = orjson.dumps(fields).decode()
     except (TypeError, orjson.JSONEncodeError):  # values no JSON parser would have made
