@@ -23,6 +23,7 @@ from typing import Any, NamedTuple
 
 import orjson
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from server.storage._common import insert_ignore
@@ -253,7 +254,7 @@ def _sqlite_insert(device_pk: int) -> str:
 
 
 def store_records(
-    session: Session, device_pk: int, records: Sequence[UsableRecord]
+    session: Session | Connection, device_pk: int, records: Sequence[UsableRecord]
 ) -> StoredCounts:
     """Insert ``records`` of one device in one statement; repeats are ignored, not errors.
 
@@ -266,7 +267,7 @@ def store_records(
     # Core on the session's connection: the ORM's bulk path would build objects per row and
     # hide the row count; ``preserve_rowcount`` keeps the count of an INSERT, which
     # SQLAlchemy otherwise reports only for UPDATE and DELETE.
-    connection = session.connection()
+    connection = session if isinstance(session, Connection) else session.connection()
     dialect = connection.dialect.name
     if dialect == "postgresql":
         result = connection.execute(_POSTGRES_INSERT, _postgres_params(device_pk, records))
@@ -301,7 +302,7 @@ def _reject_text(record: object) -> str:
 
 
 def store_rejects(
-    session: Session,
+    session: Session | Connection,
     device_pk: int,
     source: str,
     rejected: Sequence[Rejected],
@@ -333,7 +334,9 @@ def store_rejects(
     return insert_ignore(session, _REJECTS, rows)
 
 
-def claim_batch(session: Session, device_pk: int, batch_id: str, received_ts: int) -> bool:
+def claim_batch(
+    session: Session | Connection, device_pk: int, batch_id: str, received_ts: int
+) -> bool:
     """Record that ``batch_id`` of the device is being stored; False when it was before.
 
     Call it in the unit of work that stores the batch's records: both commit or neither, so

@@ -32,7 +32,6 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 from sqlalchemy.engine import Connection
-from sqlalchemy.orm import Session
 
 from server.clock import Clock, utc_now
 from server.config import DEFAULT_TELEMETRY_QUEUE_BATCHES, SQLITE_SYNCHRONOUS_MODES
@@ -105,15 +104,17 @@ def _rows(item: _Pending) -> int:
     return len(item.split.usable) + kept
 
 
-def _store(session: Session, item: _Pending) -> WriteOutcome:
+def _store(connection: Connection, item: _Pending) -> WriteOutcome:
     """Write one batch inside the group's transaction."""
     split = item.split
     if item.batch_id is not None and not telemetry.claim_batch(
-        session, item.device_pk, item.batch_id, item.received_ts
+        connection, item.device_pk, item.batch_id, item.received_ts
     ):
         return WriteOutcome(0, len(split.usable), len(split.rejected), batch_repeat=True)
-    counts = telemetry.store_records(session, item.device_pk, split.usable)
-    telemetry.store_rejects(session, item.device_pk, item.source, split.rejected, item.received_ts)
+    counts = telemetry.store_records(connection, item.device_pk, split.usable)
+    telemetry.store_rejects(
+        connection, item.device_pk, item.source, split.rejected, item.received_ts
+    )
     return WriteOutcome(counts.new, counts.repeats, len(split.rejected))
 
 
@@ -267,9 +268,10 @@ class TelemetryWriter:
         so the next starts clean (a database that restarted, a broken socket)."""
         connection = self.connection or self._connect()
         try:
-            with Session(bind=connection) as session:
-                outcomes = [_store(session, item) for item in group]
-                session.commit()
+            # The Core connection's own transaction: an ORM session per group costs more
+            # than a one-record batch's insert (about 40 µs a group), and holds no objects.
+            with connection.begin():
+                outcomes = [_store(connection, item) for item in group]
         except Exception:
             self._close()
             raise
