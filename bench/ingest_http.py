@@ -408,42 +408,74 @@ def print_comparisons(sides: list[Side], sizes: list[int]) -> list[dict[str, Any
 
 
 def growth(args: Any) -> list[dict[str, Any]]:
-    """Records/s of 100-record posts slice by slice of one long run on one SQLite stack,
-    with the rows and the database's size after each slice: how the rate changes as the
-    database grows."""
-    figures: list[dict[str, Any]] = []
+    """Records/s of 100-record posts slice by slice of one long run on one SQLite stack, as
+    the database grows: after each slice the guide's receiver runs for a fifth of a slice,
+    so that each slice's ratio to it shows the trend apart from the machine's other load
+    (this machine is shared); the rows and the database's size are read after each."""
+    slices: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         with thingwire_side("SQLite", "sqlite", workdir, None) as (side, stack):
-            print(f"{'minute':>6} {'records/s':>10} {'rows':>12} {'database MB':>12}")
-            rows = 0
-            started = time.monotonic()
-            while time.monotonic() - started < args.growth:
-                result = run_wrk(side.target, workdir, side.tokens, 100, args.slice, 16)
-                rate = acknowledged_rate(result, 100)
-                rows = count_rows(stack.db_url)
-                size = sum(f.stat().st_size for f in workdir.glob("bench.db*")) / 1e6
-                minute = (time.monotonic() - started) / 60
-                print(f"{minute:>6.1f} {rate:>10,.0f} {rows:>12,} {size:>12,.0f}", flush=True)
-                figures.append({"minute": round(minute, 2), "rate": rate, "rows": rows})
-    first, last = figures[0]["rate"], figures[-1]["rate"]
+            with express_receiver(side.tokens[0]) as receiver_url:
+                reference = Target(receiver_url, "/", "Bearer")
+                print(
+                    f"{'minute':>6} {'records/s':>10} {'reference':>10} {'ratio':>6} "
+                    f"{'rows':>12} {'database MB':>12}"
+                )
+                started = time.monotonic()
+                rows = 0
+                while time.monotonic() - started < args.growth:
+                    result = run_wrk(side.target, workdir, side.tokens, 100, args.slice, 16)
+                    rate = acknowledged_rate(result, 100)
+                    rows += result["requests"] - result["status_errors"]
+                    theirs = run_wrk(reference, workdir, side.tokens[:1], 100, args.slice / 5, 16)
+                    their_rate = acknowledged_rate(theirs, 100)
+                    size = sum(f.stat().st_size for f in workdir.glob("bench.db*")) / 1e6
+                    minute = (time.monotonic() - started) / 60
+                    print(
+                        f"{minute:>6.1f} {rate:>10,.0f} {their_rate:>10,.0f} "
+                        f"{rate / their_rate:>6.3f} {rows * 100:>12,} {size:>12,.0f}",
+                        flush=True,
+                    )
+                    slices.append({"rate": rate, "ratio": rate / their_rate, "rows": rows * 100})
+            stored = count_rows(stack.db_url)
+            if stored < slices[-1]["rows"]:
+                raise RuntimeError(f"{stored} rows stored for {slices[-1]['rows']} acknowledged")
+    third = max(len(slices) // 3, 1)
+    first, last = slices[:third], slices[-third:]
+
+    def median(part: list[dict[str, Any]], key: str) -> float:
+        return round(statistics.median(item[key] for item in part), 3)
+
     return [
         {
-            "name": "growth: first slice",
-            "value": round(first, 1),
+            "name": "growth: first third, records/s",
+            "value": median(first, "rate"),
             "unit": "records/s",
             "target": None,
         },
         {
-            "name": "growth: last slice",
-            "value": round(last, 1),
+            "name": "growth: last third, records/s",
+            "value": median(last, "rate"),
             "unit": "records/s",
             "target": None,
-            "ratio_to": "growth: first slice",
+            "ratio_to": "growth: first third, records/s",
+        },
+        {
+            "name": "growth: first third, ratio to reference",
+            "value": median(first, "ratio"),
+            "unit": "x",
+            "target": None,
+        },
+        {
+            "name": "growth: last third, ratio to reference",
+            "value": median(last, "ratio"),
+            "unit": "x",
+            "target": None,
         },
         {
             "name": "growth: rows at the end",
-            "value": figures[-1]["rows"],
+            "value": slices[-1]["rows"],
             "unit": "rows",
             "target": None,
         },
