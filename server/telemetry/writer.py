@@ -150,7 +150,7 @@ class TelemetryWriter:
         #: Each writer thread's own connection, by thread id, kept between groups.
         self._connections: dict[int, Connection] = {}
         #: Transactions committed so far, and batches stored in them: their ratio is the
-        #: group size (read by tests and benchmarks; written by the writer thread only).
+        #: group size (read by tests and benchmarks; written by the writer threads, under the lock).
         self.commits = 0
         self.batches = 0
 
@@ -188,7 +188,7 @@ class TelemetryWriter:
         return await future
 
     async def stop(self) -> None:
-        """Refuse new batches, store every batch already queued, then end the thread."""
+        """Refuse new batches, store every batch already queued, then end the threads."""
         with self._ready:
             self._stopping = True
             self._ready.notify_all()
@@ -196,7 +196,7 @@ class TelemetryWriter:
         for thread in threads:
             await asyncio.to_thread(thread.join)
 
-    # The writer thread.
+    # The writer threads.
 
     def _run(self) -> None:
         try:
