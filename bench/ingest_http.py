@@ -11,7 +11,10 @@ After each phase the rows stored are counted and checked against the 2xx answers
 
     .venv/bin/python -m bench.ingest_http [--duration 10] [--connections 16]
         [--synchronous FULL,NORMAL] [--postgres] [--sizes 100,1]
-    .venv/bin/python -m bench.ingest_http --reference 5   # against the guide's receiver
+    .venv/bin/python -m bench.ingest_http --reference 5 [--postgres]   # against the guide's
+        [--baseline ../main/.venv/bin/thingwire]   # receiver; and the code before, side by side
+    .venv/bin/python -m bench.ingest_http --quick --postgres   # the same, about 2 minutes
+    .venv/bin/python -m bench.ingest_http --growth 600 --slice 30   # the rate as the database grows
 
 wrk comes from Debian's packages: `apt-get install -y wrk`.
 """
@@ -19,6 +22,7 @@ wrk comes from Debian's packages: `apt-get install -y wrk`.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import re
 import secrets
@@ -27,6 +31,7 @@ import statistics
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -283,16 +288,13 @@ def run_stack(kind: str, synchronous: str, args: Any) -> list[Phase]:
 
 
 @dataclass
-class Comparison:
-    """Records/s of thingwire and of the guide's receiver, measured in alternate runs."""
+class Side:
+    """One thing wrk posts to in a comparison: the guide's receiver, or a thingwire stack."""
 
-    size: int
-    ours: list[float]
-    theirs: list[float]
-
-    @property
-    def ratio(self) -> float:
-        return statistics.median(self.ours) / statistics.median(self.theirs)
+    name: str
+    target: Target
+    tokens: list[str]
+    rates: dict[int, list[float]]
 
 
 def acknowledged_rate(figures: dict[str, Any], size: int) -> float:
@@ -300,53 +302,184 @@ def acknowledged_rate(figures: dict[str, Any], size: int) -> float:
     return (figures["requests"] - figures["status_errors"]) * size / (figures["duration_us"] / 1e6)
 
 
-def compare_with_reference(args: Any) -> list[Comparison]:
-    """thingwire (SQLite, the writer at its default durability) against the guide's Express
-    receiver on the same machine, alternating which goes first in each round, so that drift
-    of the machine falls on both; both take `POST /` with `Authorization: Bearer`."""
-    comparisons = []
+KIND_NAMES = {"sqlite": "SQLite", "postgresql": "PostgreSQL"}
+REFERENCE = "reference receiver"
+
+
+def figure_name(side: str, size: int) -> str:
+    """A figure's stable name: ``HTTP ingest, 100 records/post, SQLite``."""
+    per_post = f"{size} record{'s' if size != 1 else ''}/post"
+    if side == REFERENCE:
+        return f"{REFERENCE}, {per_post}"
+    before, _, kind = side.rpartition(" ")
+    return f"{before + ': ' if before else ''}HTTP ingest, {per_post}, {kind}"
+
+
+def target_of(side: str, size: int) -> str | None:
+    """The issue's target of a figure of ours, as text (None for the others)."""
+    if side.startswith("before") or side == REFERENCE:
+        return None
+    if size == 1:
+        return ">= 0.4x reference" if side == "SQLite" else None
+    return ">= 0.3x reference (aim 0.5x)" if side == "SQLite" else ">= 0.2x reference"
+
+
+@contextlib.contextmanager
+def thingwire_side(
+    name: str, kind: str, workdir: Path, executable: Path | None
+) -> Iterator[tuple[Side, Stack]]:
+    """A fresh stack (``executable`` is another checkout's `thingwire`, for "before") with
+    its devices, as a side of the comparison; stopped and its database dropped after."""
+    database = database_for(kind, workdir)
+    stack = Stack(workdir=workdir / "stack", db_url=database.url)
+    if executable is not None:
+        stack.executable = executable
+    try:
+        stack.start()
+        tokens = make_devices(database.url)
+        yield Side(name, Target(stack.base_url, "/", "Bearer"), tokens, {}), stack
+    finally:
+        if stack.process is not None:
+            stack.stop()
+            print(f"{name}: {group_commits(stack.logs())}")
+        drop(database)
+
+
+def compare_with_reference(args: Any) -> list[Side]:
+    """thingwire (each database asked for, the writer at its default durability; with
+    ``--baseline`` also another checkout's server on each) against the guide's Express
+    receiver on the same machine. Every round runs every side once, the order rotating
+    from round to round, so that drift of the machine falls on all; all take `POST /` with
+    `Authorization: Bearer`."""
+    kinds = ["sqlite", "postgresql"] if args.postgres else ["sqlite"]
+    plan: list[tuple[str, str, Path | None]] = [(KIND_NAMES[kind], kind, None) for kind in kinds]
+    if args.baseline:
+        plan += [(f"before {KIND_NAMES[kind]}", kind, Path(args.baseline)) for kind in kinds]
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as running:
+        workdir = Path(tmp)
+        sides = []
+        for index, (name, kind, executable) in enumerate(plan):
+            side, _ = running.enter_context(
+                thingwire_side(name, kind, workdir / f"side{index}", executable)
+            )
+            sides.append(side)
+        tokens = sides[0].tokens
+        receiver_url = running.enter_context(express_receiver(tokens[0]))
+        sides.insert(0, Side(REFERENCE, Target(receiver_url, "/", "Bearer"), tokens[:1], {}))
+        for size in args.sizes:
+            for side in sides:  # warm every side up
+                run_wrk(side.target, workdir, side.tokens, size, WARMUP_SECONDS, args.connections)
+                side.rates[size] = []
+            for round_ in range(args.reference):
+                shift = round_ % len(sides)
+                for side in sides[shift:] + sides[:shift]:
+                    figures = run_wrk(
+                        side.target, workdir, side.tokens, size, args.duration, args.connections
+                    )
+                    if figures["status_errors"] or figures["socket_errors"]:
+                        raise RuntimeError(f"{side.name}, {size}/post: errors {figures}")
+                    side.rates[size].append(acknowledged_rate(figures, size))
+    return sides
+
+
+def print_comparisons(sides: list[Side], sizes: list[int]) -> list[dict[str, Any]]:
+    """The table of medians and ratios; the figures of the JSON line."""
+    reference = sides[0]
+    figures: list[dict[str, Any]] = []
+    print(f"{'side':<22} {'records/post':>12} {'records/s':>10} {'ratio':>6} {'runs':>5}")
+    for size in sizes:
+        base = statistics.median(reference.rates[size])
+        for side in sides:
+            median = statistics.median(side.rates[size])
+            print(
+                f"{side.name:<22} {size:>12} {median:>10,.0f} {median / base:>6.2f} "
+                f"{len(side.rates[size]):>5}"
+            )
+            figure: dict[str, Any] = {
+                "name": figure_name(side.name, size),
+                "value": round(median, 1),
+                "unit": "records/s",
+                "target": target_of(side.name, size),
+            }
+            if side is not reference:
+                figure["ratio_to"] = figure_name(REFERENCE, size)
+            figures.append(figure)
+    return figures
+
+
+def growth(args: Any) -> list[dict[str, Any]]:
+    """Records/s of 100-record posts slice by slice of one long run on one SQLite stack, as
+    the database grows: after each slice the guide's receiver runs for a fifth of a slice,
+    so that each slice's ratio to it shows the trend apart from the machine's other load
+    (this machine is shared); the rows and the database's size are read after each."""
+    slices: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
-        database = database_for("sqlite", workdir)
-        stack = Stack(workdir=workdir / "stack", db_url=database.url)
-        try:
-            stack.start()
-            tokens = make_devices(database.url)
-            with express_receiver(tokens[0]) as receiver_url:
-                ours = Target(stack.base_url, "/", "Bearer")
-                theirs = Target(receiver_url, "/", "Bearer")
-                sides = {"ours": (ours, tokens), "theirs": (theirs, tokens[:1])}
-                for size in args.sizes:
-                    rates: dict[str, list[float]] = {"ours": [], "theirs": []}
-                    for target, keys in sides.values():  # warm both up
-                        run_wrk(target, workdir, keys, size, WARMUP_SECONDS, args.connections)
-                    for round_ in range(args.reference):
-                        order = ["theirs", "ours"] if round_ % 2 == 0 else ["ours", "theirs"]
-                        for side in order:
-                            target, keys = sides[side]
-                            figures = run_wrk(
-                                target, workdir, keys, size, args.duration, args.connections
-                            )
-                            if figures["status_errors"] or figures["socket_errors"]:
-                                raise RuntimeError(f"{side}, {size}/post: errors {figures}")
-                            rates[side].append(acknowledged_rate(figures, size))
-                    comparisons.append(Comparison(size, rates["ours"], rates["theirs"]))
-        finally:
-            if stack.process is not None:
-                stack.stop()
-    return comparisons
+        with thingwire_side("SQLite", "sqlite", workdir, None) as (side, stack):
+            with express_receiver(side.tokens[0]) as receiver_url:
+                reference = Target(receiver_url, "/", "Bearer")
+                print(
+                    f"{'minute':>6} {'records/s':>10} {'reference':>10} {'ratio':>6} "
+                    f"{'rows':>12} {'database MB':>12}"
+                )
+                started = time.monotonic()
+                rows = 0
+                while time.monotonic() - started < args.growth:
+                    result = run_wrk(side.target, workdir, side.tokens, 100, args.slice, 16)
+                    rate = acknowledged_rate(result, 100)
+                    rows += result["requests"] - result["status_errors"]
+                    theirs = run_wrk(reference, workdir, side.tokens[:1], 100, args.slice / 5, 16)
+                    their_rate = acknowledged_rate(theirs, 100)
+                    size = sum(f.stat().st_size for f in workdir.glob("bench.db*")) / 1e6
+                    minute = (time.monotonic() - started) / 60
+                    print(
+                        f"{minute:>6.1f} {rate:>10,.0f} {their_rate:>10,.0f} "
+                        f"{rate / their_rate:>6.3f} {rows * 100:>12,} {size:>12,.0f}",
+                        flush=True,
+                    )
+                    slices.append({"rate": rate, "ratio": rate / their_rate, "rows": rows * 100})
+            stored = count_rows(stack.db_url)
+            if stored < slices[-1]["rows"]:
+                raise RuntimeError(f"{stored} rows stored for {slices[-1]['rows']} acknowledged")
+    third = max(len(slices) // 3, 1)
+    first, last = slices[:third], slices[-third:]
 
+    def median(part: list[dict[str, Any]], key: str) -> float:
+        return round(statistics.median(item[key] for item in part), 3)
 
-def print_comparisons(comparisons: list[Comparison]) -> None:
-    print(
-        f"{'records/post':>12} {'guide receiver rec/s':>21} {'thingwire rec/s':>16} "
-        f"{'ratio':>6} {'runs':>5}"
-    )
-    for c in comparisons:
-        print(
-            f"{c.size:>12} {statistics.median(c.theirs):>21,.0f} "
-            f"{statistics.median(c.ours):>16,.0f} {c.ratio:>6.2f} {len(c.ours):>5}"
-        )
+    return [
+        {
+            "name": "growth: first third, records/s",
+            "value": median(first, "rate"),
+            "unit": "records/s",
+            "target": None,
+        },
+        {
+            "name": "growth: last third, records/s",
+            "value": median(last, "rate"),
+            "unit": "records/s",
+            "target": None,
+            "ratio_to": "growth: first third, records/s",
+        },
+        {
+            "name": "growth: first third, ratio to reference",
+            "value": median(first, "ratio"),
+            "unit": "x",
+            "target": None,
+        },
+        {
+            "name": "growth: last third, ratio to reference",
+            "value": median(last, "ratio"),
+            "unit": "x",
+            "target": None,
+        },
+        {
+            "name": "growth: rows at the end",
+            "value": slices[-1]["rows"],
+            "unit": "rows",
+            "target": None,
+        },
+    ]
 
 
 def main() -> None:
@@ -363,14 +496,33 @@ def main() -> None:
         type=int,
         default=0,
         metavar="ROUNDS",
-        help="instead: ROUNDS alternating runs against the guide's Express receiver",
+        help="instead: ROUNDS rotating runs against the guide's Express receiver",
+    )
+    parser.add_argument(
+        "--baseline",
+        metavar="THINGWIRE",
+        help="with --reference: also another checkout's `thingwire` (the code before)",
+    )
+    parser.add_argument(
+        "--growth", type=float, default=0, metavar="SECONDS", help="instead: one long run"
+    )
+    parser.add_argument("--slice", type=float, default=30, help="--growth: seconds per slice")
+    parser.add_argument(
+        "--quick", action="store_true", help="--reference 3 --duration 4 (about 2 minutes)"
     )
     args = parser.parse_args()
     if WRK is None:
         raise SystemExit(INSTALL_WRK)
     args.sizes = [int(size) for size in args.sizes.split(",")]
+    if args.quick:
+        args.reference, args.duration = args.reference or 3, 4.0
+    if args.growth:
+        print(json.dumps({"bench": "ingest_http", "figures": growth(args)}))
+        return
     if args.reference:
-        print_comparisons(compare_with_reference(args))
+        sides = compare_with_reference(args)
+        figures = print_comparisons(sides, args.sizes)
+        print(json.dumps({"bench": "ingest_http", "figures": figures}))
         return
     phases: list[Phase] = []
     for synchronous in args.synchronous.upper().split(","):
@@ -386,6 +538,16 @@ def main() -> None:
             f"{p.label:<36} {p.records_per_s:>10,.0f} {p.acknowledged / p.seconds:>8,.0f} "
             f"{p.p50_ms:>7.1f} {p.p99_ms:>7.1f} {p.status_errors:>7} {p.socket_errors:>10}"
         )
+    figures = [
+        {
+            "name": f"phase {p.label}",
+            "value": round(p.records_per_s, 1),
+            "unit": "records/s",
+            "target": None,
+        }
+        for p in phases
+    ]
+    print(json.dumps({"bench": "ingest_http", "figures": figures}))
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import DeclarativeBase, InstrumentedAttribute, Session
 
 from server.clock import utc_now
@@ -42,7 +43,7 @@ def validate_name(name: str, what: str, max_length: int) -> str:
 
 
 def insert_ignore(
-    s: Session,
+    s: Session | Connection,
     model: type[DeclarativeBase] | sa.Table,
     values: dict[str, Any] | Sequence[dict[str, Any]],
 ) -> int:
@@ -55,7 +56,7 @@ def insert_ignore(
     callers pass at most a batch's bounded rejects); ``preserve_rowcount`` keeps its count,
     which SQLAlchemy otherwise reports only for UPDATE and DELETE.
     """
-    dialect = s.get_bind().dialect.name
+    dialect = (s.dialect if isinstance(s, Connection) else s.get_bind().dialect).name
     module: Any
     if dialect == "sqlite":
         module = sqlite

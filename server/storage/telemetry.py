@@ -23,6 +23,7 @@ from typing import Any, NamedTuple
 
 import orjson
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from server.storage._common import insert_ignore
@@ -152,6 +153,25 @@ def parse_timestamp(value: object) -> int | None:
     return iso_to_epoch_us(value)
 
 
+#: ``@t`` values already found printable and short enough (types repeat in every batch).
+_GOOD_TYPES: set[str] = set()
+_GOOD_TYPES_KEPT = 4096
+
+
+def _good_type(record_type: object) -> bool:
+    """``@t`` is 1 to MAX_RECORD_TYPE_LENGTH printable characters."""
+    if not isinstance(record_type, str):
+        return False
+    if record_type in _GOOD_TYPES:
+        return True
+    if not _RECORD_TYPE_RE.fullmatch(record_type):
+        return False
+    if len(_GOOD_TYPES) >= _GOOD_TYPES_KEPT:
+        _GOOD_TYPES.clear()
+    _GOOD_TYPES.add(record_type)
+    return True
+
+
 def _check(record: object) -> UsableRecord | str:
     """The usable form of one record, or the reason it cannot be stored."""
     if not isinstance(record, dict):
@@ -159,14 +179,16 @@ def _check(record: object) -> UsableRecord | str:
     if "@t" not in record:
         return "missing @t"
     record_type = record["@t"]
-    if not isinstance(record_type, str) or not _RECORD_TYPE_RE.fullmatch(record_type):
+    if not _good_type(record_type):
         return f"bad @t: must be a string of 1 to {MAX_RECORD_TYPE_LENGTH} printable characters"
     if "@ts" not in record:
         return "missing @ts"
     ts = parse_timestamp(record["@ts"])
     if ts is None:
         return "bad @ts: must be an ISO-8601 date and time, such as 2024-01-01T12:00:00Z"
-    fields = {k: v for k, v in record.items() if k != "@t" and k != "@ts"}
+    # A copy in C less two keys: half the time of a comprehension rebuilding the dict.
+    fields = record.copy()
+    del fields["@t"], fields["@ts"]
     try:
         text = orjson.dumps(fields).decode()
     except (TypeError, orjson.JSONEncodeError):  # values no JSON parser would have made
@@ -232,7 +254,7 @@ def _sqlite_insert(device_pk: int) -> str:
 
 
 def store_records(
-    session: Session, device_pk: int, records: Sequence[UsableRecord]
+    session: Session | Connection, device_pk: int, records: Sequence[UsableRecord]
 ) -> StoredCounts:
     """Insert ``records`` of one device in one statement; repeats are ignored, not errors.
 
@@ -245,7 +267,7 @@ def store_records(
     # Core on the session's connection: the ORM's bulk path would build objects per row and
     # hide the row count; ``preserve_rowcount`` keeps the count of an INSERT, which
     # SQLAlchemy otherwise reports only for UPDATE and DELETE.
-    connection = session.connection()
+    connection = session if isinstance(session, Connection) else session.connection()
     dialect = connection.dialect.name
     if dialect == "postgresql":
         result = connection.execute(_POSTGRES_INSERT, _postgres_params(device_pk, records))
@@ -280,7 +302,7 @@ def _reject_text(record: object) -> str:
 
 
 def store_rejects(
-    session: Session,
+    session: Session | Connection,
     device_pk: int,
     source: str,
     rejected: Sequence[Rejected],
@@ -312,7 +334,9 @@ def store_rejects(
     return insert_ignore(session, _REJECTS, rows)
 
 
-def claim_batch(session: Session, device_pk: int, batch_id: str, received_ts: int) -> bool:
+def claim_batch(
+    session: Session | Connection, device_pk: int, batch_id: str, received_ts: int
+) -> bool:
     """Record that ``batch_id`` of the device is being stored; False when it was before.
 
     Call it in the unit of work that stores the batch's records: both commit or neither, so

@@ -91,7 +91,7 @@ def run(coroutine: Callable[[], Awaitable[Any]]) -> Any:
 
 def test_batches_waiting_together_share_one_commit(database: Database, car: Device) -> None:  # noqa: F811
     async def scenario() -> list[WriteOutcome]:
-        writer = TelemetryWriter(database)
+        writer = TelemetryWriter(database, writers=1)
         try:
             with records_locked(database) as release:
                 first = await held(writer, car.id, 0)
@@ -119,7 +119,7 @@ def test_a_failing_batch_fails_alone_and_the_others_are_stored(
     car: Device,  # noqa: F811
 ) -> None:
     async def scenario() -> list[WriteOutcome | BaseException]:
-        writer = TelemetryWriter(database)
+        writer = TelemetryWriter(database, writers=1)
         try:
             with records_locked(database) as release:
                 first = await held(writer, car.id, 0)
@@ -145,7 +145,7 @@ def test_a_failing_batch_fails_alone_and_the_others_are_stored(
 
 def test_a_full_queue_refuses_at_once(database: Database, car: Device) -> None:  # noqa: F811
     async def scenario() -> None:
-        writer = TelemetryWriter(database, max_queued=2)
+        writer = TelemetryWriter(database, max_queued=2, writers=1)
         try:
             with records_locked(database) as release:
                 taken = await held(writer, car.id, 0)
@@ -198,8 +198,7 @@ def test_the_writer_commits_with_the_chosen_sqlite_durability(
         try:
             await writer.write(car.id, split_batch(batch(len(mode))), "http")
             # The writer is idle between batches: its connection may be read here.
-            connection = writer._connection
-            assert connection is not None
+            [connection] = writer.connections
             return int(connection.exec_driver_sql("PRAGMA synchronous").scalar_one())
         finally:
             await writer.stop()
@@ -239,7 +238,7 @@ def test_a_group_is_bounded_by_the_rejects_it_keeps_too(database: Database, car:
         return list(range(index * 1000, (index + 1) * 1000))  # distinct: none is a repeat
 
     async def scenario() -> None:
-        writer = TelemetryWriter(database)
+        writer = TelemetryWriter(database, writers=1)
         try:
             with records_locked(database) as release:
                 first = await held(writer, car.id, 0)
@@ -257,3 +256,57 @@ def test_a_group_is_bounded_by_the_rejects_it_keeps_too(database: Database, car:
             await writer.stop()
 
     run(scenario)
+
+
+@pytest.mark.parametrize("database", ["postgresql"], indirect=True)  # several writers
+def test_postgres_writers_commit_groups_side_by_side(database: Database, car: Device) -> None:  # noqa: F811
+    # Each writer waits on the lock in its own transaction: three batches are taken by
+    # three writers (none waits in the queue), and all are stored once released.
+    async def scenario() -> list[WriteOutcome]:
+        writer = TelemetryWriter(database, writers=3)
+        try:
+            with records_locked(database) as release:
+                taken = [await held(writer, car.id, i) for i in range(3)]
+                await until(lambda: len(writer.connections) == 3)
+                release()
+                return await asyncio.gather(*taken)
+        finally:
+            await writer.stop()
+
+    assert run(scenario) == [WriteOutcome(3, 0, 0)] * 3
+    assert count(database) == 9
+
+
+@pytest.mark.parametrize("database", ["postgresql"], indirect=True)  # several writers
+def test_postgres_writers_store_each_record_once_whatever_the_race(
+    database: Database,
+    car: Device,  # noqa: F811
+) -> None:
+    # Every batch is sent four times at once (a device retrying while its first copies are
+    # still being stored): the writers race on the same keys, and each record is stored
+    # once, counted new once and a repeat three times.
+    async def scenario() -> list[WriteOutcome]:
+        writer = TelemetryWriter(database, writers=3)
+        try:
+            writes = [
+                writer.write(car.id, split_batch(batch(i, size=20)), "http")
+                for i in range(BATCHES)
+                for _copy in range(4)
+            ]
+            return await asyncio.gather(*writes)
+        finally:
+            await writer.stop()
+
+    outcomes = run(scenario)
+    assert sum(o.new for o in outcomes) == 20 * BATCHES
+    assert sum(o.repeats for o in outcomes) == 3 * 20 * BATCHES
+    assert count(database) == 20 * BATCHES
+
+
+def test_sqlite_has_one_writer(tmp_path: Any) -> None:
+    database = Database(f"sqlite:///{tmp_path}/one.db")
+    try:
+        with pytest.raises(ValueError, match="1 on SQLite"):
+            TelemetryWriter(database, writers=2)
+    finally:
+        database.dispose()
