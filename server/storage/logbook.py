@@ -28,6 +28,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
+from server.storage import rollups
 from server.storage.devices import DEVICE_ID_RE
 from server.storage.models import Device, TelemetryRecord
 from server.storage.series import Aggregation, Window, aggregated_select
@@ -311,15 +312,22 @@ def read_aggregated(
     if not field_type.numeric:
         raise ValueError("only numeric fields aggregate")
     extraction, where, dialect = _field(session, device_pk, splits, field_type)
-    statement = aggregated_select(
-        ts=_TABLE.c.ts,
-        value=extraction.value,
-        where=where,
-        function=function,
-        window=window,
-        dialect=dialect,
-        limit=limit,
-    )
+    spans = rollups.record_spans(window)
+    statement: sa.Select[Any]
+    if spans is None:  # buckets that cut minutes: every sample is read
+        statement = aggregated_select(
+            ts=_TABLE.c.ts,
+            value=extraction.value,
+            where=where,
+            function=function,
+            window=window,
+            dialect=dialect,
+            limit=limit,
+        )
+    else:
+        statement = _rollup_select(
+            device_pk, splits, field_type, function, window, spans, extraction, dialect
+        ).limit(limit)
     whole = function is Aggregation.COUNT or (
         field_type is FieldType.LONG and function is not Aggregation.AVG
     )
@@ -327,6 +335,35 @@ def read_aggregated(
         Bucket(int(row.first_ts), int(row.last_ts), int(row.value) if whole else float(row.value))
         for row in session.execute(statement)
     ]
+
+
+def _rollup_select(
+    device_pk: int,
+    splits: Sequence[tuple[str, str]],
+    field_type: FieldType,
+    function: Aggregation,
+    window: Window,
+    spans: tuple[int, int],
+    extraction: _Field,
+    dialect: str,
+) -> sa.Select[Any]:
+    """The aggregated read from rollups where they are clean and raw samples elsewhere
+    (docs/telemetry-reads.md, "Rollups"): the buckets and values of the raw read."""
+
+    def key_matches(rt: sa.ColumnElement[str], key: sa.ColumnElement[str]) -> Any:
+        return sa.or_(*(sa.and_(rt == t, key == k) for t, k in splits))
+
+    parts = rollups.record_parts(
+        device_pk=device_pk,
+        record_type=_chosen_type(device_pk, splits),
+        key_matches=key_matches,
+        value=extraction.value,
+        present=extraction.present,
+        long=field_type is FieldType.LONG,
+        window=window,
+        spans=spans,
+    )
+    return rollups.combined_select(parts, {"value": function.value}, dialect)
 
 
 def explain(session: Session, statement: sa.Executable) -> str:
