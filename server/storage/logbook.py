@@ -313,8 +313,12 @@ def read_aggregated(
         raise ValueError("only numeric fields aggregate")
     extraction, where, dialect = _field(session, device_pk, splits, field_type)
     spans = rollups.record_spans(window)
+    if spans is not None and rollups.mostly_dirty(
+        session, device_pk, _chosen_type(device_pk, splits), spans
+    ):
+        spans = None
     statement: sa.Select[Any]
-    if spans is None:  # buckets that cut minutes: every sample is read
+    if spans is None:  # buckets that cut minutes, or most minutes dirty: samples are read
         statement = aggregated_select(
             ts=_TABLE.c.ts,
             value=extraction.value,
@@ -331,9 +335,11 @@ def read_aggregated(
     whole = function is Aggregation.COUNT or (
         field_type is FieldType.LONG and function is not Aggregation.AVG
     )
+    # Fetched at once: row by row, psycopg's fetchone cost a third of a 1,440-bucket read.
+    convert = int if whole else float
     return [
-        Bucket(int(row.first_ts), int(row.last_ts), int(row.value) if whole else float(row.value))
-        for row in session.execute(statement)
+        Bucket(int(first), int(last), convert(value))
+        for _, first, last, value in session.execute(statement).all()
     ]
 
 

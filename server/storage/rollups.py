@@ -30,7 +30,9 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.selectable import Join
 
 from server.storage.models import (
     InputData,
@@ -281,6 +283,27 @@ def fold_input_data(
 # --- Reads -------------------------------------------------------------------------------
 
 
+class _CrossJoin(Join):
+    """``left CROSS JOIN right``, the conditions in WHERE: SQLite then keeps ``left`` as the
+    outer loop. The raw rows of dirty minutes must be found from the marks (a few index
+    ranges), never the marks from the rows: SQLite's planner otherwise walked every value
+    of the input and probed the marks for each (docs/benchmarks.md, "Datacooee statistics").
+    """
+
+    inherit_cache = True
+
+
+@compiles(_CrossJoin)
+def _cross_join(join: _CrossJoin, compiler: Any, **kw: Any) -> str:
+    kw["asfrom"] = True
+    left = join.left._compiler_dispatch(compiler, **kw)
+    return f"{left} CROSS JOIN {join.right._compiler_dispatch(compiler, **kw)}"
+
+
+def _marks_then_rows(marks: Any, rows: sa.Table) -> _CrossJoin:
+    return _CrossJoin(marks, rows, sa.true())
+
+
 def record_spans(window: Window) -> tuple[int, int] | None:
     """The whole minutes ``[first, end)`` of ``window`` that rollups may answer, or None.
 
@@ -293,6 +316,29 @@ def record_spans(window: Window) -> tuple[int, int] | None:
         return None
     first, end = _ceil(window.start_us, MINUTE_US), _floor(window.end_us, MINUTE_US)
     return (first, end) if first < end else None
+
+
+def mostly_dirty(
+    session: Session, device_pk: int, record_type: sa.ColumnElement[str], spans: tuple[int, int]
+) -> bool:
+    """True when at least half the minutes of ``spans`` are marked: the read then scans its
+    range as before rollups, since reaching each dirty minute through its mark costs more
+    per sample than one range scan (3x on PostgreSQL, docs/benchmarks.md, "Logbook reads").
+    One index range over the marks."""
+    first, end = spans
+    half = (end - first) // MINUTE_US // 2
+    marks = (
+        sa.select(_DIRTY.c.minute_ts)
+        .where(
+            _DIRTY.c.device_pk == device_pk,
+            _DIRTY.c.record_type == record_type,
+            _DIRTY.c.minute_ts >= first,
+            _DIRTY.c.minute_ts < end,
+        )
+        .limit(max(half, 1))
+        .subquery()
+    )
+    return (session.scalar(sa.select(sa.func.count()).select_from(marks)) or 0) >= max(half, 1)
 
 
 def input_spans(start: int | None, end: int | None) -> tuple[int | None, int | None] | None:
@@ -392,7 +438,7 @@ def record_parts(
     dirty = _DIRTY.alias("dirty")
     in_dirty = (
         sa.select(*raw)
-        .select_from(dirty.join(_RECORDS, sa.true()))
+        .select_from(_marks_then_rows(dirty, _RECORDS))
         .where(
             dirty.c.device_pk == device_pk,
             dirty.c.record_type == record_type,
@@ -465,7 +511,7 @@ def input_parts(
         hours.append(dirty.c.hour_ts < last)
     parts.append(
         sa.select(*raw)
-        .select_from(dirty.join(d, sa.true()))
+        .select_from(_marks_then_rows(dirty, d))
         .where(
             *hours,
             d.c.input_id == dirty.c.input_id,
