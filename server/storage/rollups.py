@@ -96,17 +96,27 @@ def _ceil(ts: int, unit: int) -> int:
 
 # --- Marks -------------------------------------------------------------------------------
 
-_MARK_MINUTE = sa.text(
+#: The marks' upserts, in each driver's own parameter style: they run in the writer's
+#: transaction, so they go straight to the driver (executemany of tuples), as the records'
+#: insert does; through the ORM session they cost more than the records (docs/benchmarks.md,
+#: "Logbook reads").
+_MARK_MINUTE = (
     "INSERT INTO telemetry_dirty_minutes (device_pk, record_type, minute_ts, version, "
-    "marked_ts) VALUES (:device_pk, :record_type, :minute_ts, 1, :now) "
+    "marked_ts) VALUES ({p}, {p}, {p}, 1, {p}) "
     "ON CONFLICT (device_pk, record_type, minute_ts) DO UPDATE SET "
     "version = telemetry_dirty_minutes.version + 1, marked_ts = excluded.marked_ts"
 )
-_MARK_HOUR = sa.text(
+_MARK_HOUR = (
     "INSERT INTO input_dirty_hours (input_id, hour_ts, version, marked_ts) "
-    "VALUES (:input_id, :hour_ts, 1, :now) ON CONFLICT (input_id, hour_ts) DO UPDATE SET "
+    "VALUES ({p}, {p}, 1, {p}) ON CONFLICT (input_id, hour_ts) DO UPDATE SET "
     "version = input_dirty_hours.version + 1, marked_ts = excluded.marked_ts"
 )
+_PARAMETER = {"sqlite": "?", "postgresql": "%s"}
+
+
+def _upsert(session: Session, statement: str, rows: list[tuple[Any, ...]]) -> None:
+    connection = session.connection()
+    connection.exec_driver_sql(statement.format(p=_PARAMETER[connection.dialect.name]), rows)
 
 
 def mark_records(session: Session, device_pk: int, records: Iterable[Sequence[Any]]) -> None:
@@ -119,10 +129,7 @@ def mark_records(session: Session, device_pk: int, records: Iterable[Sequence[An
     if not minutes:
         return
     now = _now_us()
-    rows = [
-        {"device_pk": device_pk, "record_type": t, "minute_ts": m, "now": now} for t, m in minutes
-    ]
-    session.execute(_MARK_MINUTE, rows)
+    _upsert(session, _MARK_MINUTE, [(device_pk, t, m, now) for t, m in minutes])
 
 
 def mark_input_times(session: Session, input_id: str, stamps: Iterable[int]) -> None:
@@ -132,7 +139,7 @@ def mark_input_times(session: Session, input_id: str, stamps: Iterable[int]) -> 
     if not hours:
         return
     now = _now_us()
-    session.execute(_MARK_HOUR, [{"input_id": input_id, "hour_ts": h, "now": now} for h in hours])
+    _upsert(session, _MARK_HOUR, [(input_id, h, now) for h in hours])
 
 
 def forget_records(session: Session, device_pk: int, record_type: str) -> None:
