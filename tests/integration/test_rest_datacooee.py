@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import statistics as py_stats
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -20,7 +19,6 @@ import grpc
 import httpx
 import orjson
 import pytest
-import sqlalchemy as sa
 from google.protobuf import duration_pb2, timestamp_pb2
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -31,6 +29,7 @@ from server.storage import input_data
 from server.storage.db import Database
 from server.storage.input_data import NewPoint
 from server.storage.models import InputDirtyHour
+from tests import support
 from tests.integration.stack import Stack
 
 pytestmark = pytest.mark.integration
@@ -916,19 +915,7 @@ def test_any_upload_gets_a_clean_answer(
 
 
 def wait_until_folded(stack: Stack) -> None:
-    """Until the server's rollup task has folded every dirty hour."""
-    database = Database(stack.db_url)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            with database.session() as s:
-                dirty = s.scalar(sa.select(sa.func.count()).select_from(InputDirtyHour))
-            if not dirty:
-                return
-            assert time.monotonic() < deadline, f"{dirty} hours still dirty"
-            time.sleep(0.2)
-    finally:
-        database.dispose()
+    support.wait_until_folded(stack.db_url, InputDirtyHour)
 
 
 def test_statistics_are_the_same_before_and_after_the_fold(

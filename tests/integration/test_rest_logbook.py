@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import random
 import statistics
-import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -24,6 +23,7 @@ from hypothesis import strategies as st
 from server.storage import telemetry
 from server.storage.db import Database
 from server.storage.models import Device, TelemetryDirtyMinute
+from tests import support
 from tests.integration.conftest import PASSWORD
 from tests.integration.stack import Stack
 
@@ -632,20 +632,7 @@ def test_odd_query_strings(client: httpx.Client, world: dict, query: str) -> Non
 
 
 def wait_until_folded(stack: Stack) -> None:
-    """Until the server's rollup task has folded every dirty minute (it runs every second
-    and waits for a minute to be quiet for two)."""
-    database = Database(stack.db_url)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            with database.session() as s:
-                dirty = s.scalar(sa.select(sa.func.count()).select_from(TelemetryDirtyMinute))
-            if not dirty:
-                return
-            assert time.monotonic() < deadline, f"{dirty} minutes still dirty"
-            time.sleep(0.2)
-    finally:
-        database.dispose()
+    support.wait_until_folded(stack.db_url, TelemetryDirtyMinute)
 
 
 @pytest.mark.parametrize("function", ["avg", "min", "max", "sum", "count"])
