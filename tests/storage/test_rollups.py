@@ -119,7 +119,7 @@ def windows(rng: random.Random, start: int, span: int) -> list[Window]:
         Window(start, start + span, 90_000_000),  # width cuts minutes
         Window(start, start + span - 1, 30_000_000),
     ]
-    for _ in range(2):
+    for _ in range(1):
         a = start + rng.randrange(span)
         b = a + 1 + rng.randrange(span)
         chosen.append(Window(a, b, rng.choice([MINUTE, 3 * MINUTE, HOUR, b - a, 45_000_000])))
