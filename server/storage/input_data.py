@@ -289,7 +289,9 @@ def statistics(
         start = window.start
         end = None if window.end is None else window.end + 1  # half-open from here on
         spans = rollups.input_spans(start, end)
-        if spans is not None:  # whole hours from rollups, the ends and dirty hours raw
+        if spans is not None and not rollups.inputs_mostly_dirty(
+            s, list(answer), spans
+        ):  # whole hours from rollups, the ends and dirty hours raw
             parts = rollups.input_parts(list(answer), start, end, spans)
             functions = {name: name for name in names}
             dialect = s.connection().dialect.name
