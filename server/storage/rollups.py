@@ -48,15 +48,21 @@ __all__ = [
     "DEFAULT_FOLD_LIMIT",
     "HOUR_US",
     "MINUTE_US",
+    "MAX_KEY_LENGTH",
     "QUIET_US",
     "combined_select",
     "fold_input_data",
     "fold_records",
     "forget_input_data",
     "forget_records",
+    "input_parts",
     "input_spans",
+    "inputs_mostly_dirty",
     "mark_input_times",
     "mark_records",
+    "mostly_dirty",
+    "partial_row",
+    "record_parts",
     "record_spans",
 ]
 
@@ -65,9 +71,9 @@ HOUR_US = 3_600_000_000
 #: A dirty minute is folded once nobody marked it for this long: a minute being filled
 #: would otherwise be recomputed at every pass while its batches arrive.
 QUIET_US = 2_000_000
-#: Dirty minutes (hours) one fold pass recomputes. A pass holds SQLite's write lock while
-#: it reads its minutes' records: 50 minutes of a device sending 12 records a second are
-#: ~35,000 records, ~0.1 s of lock on this machine, so ingest is never held up for long.
+#: Dirty minutes (hours) one fold pass recomputes: 50 minutes of a device sending 12
+#: records a second are ~35,000 records to read, ~0.1 s here, then 50 minutes' rollups
+#: written in one short write transaction (ingest waits only for that part).
 DEFAULT_FOLD_LIMIT = 50
 #: The longest key a logbook field can name (docs/telemetry-reads.md, "Parameters"),
 #: written as such into the fold's statements: longer keys are not rolled up.

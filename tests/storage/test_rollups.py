@@ -301,6 +301,8 @@ def test_keys_too_long_to_read_are_not_rolled_up(database: Database, ada: User) 
     fold(database)
     with database.session() as s:
         assert list(s.scalars(sa.select(TelemetryRollup.key))) == ["voltage"]
+    for statement in rollups._RECOMPUTE_MINUTE.values():  # the limit, written in the SQL
+        assert f"length(j.key) <= {rollups.MAX_KEY_LENGTH} " in statement.text
 
 
 def test_the_fold_task_folds_everything(database: Database, ada: User) -> None:
