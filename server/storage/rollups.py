@@ -47,8 +47,8 @@ from server.storage.series import Aggregation, Window, aggregate, bucket_number
 __all__ = [
     "DEFAULT_FOLD_LIMIT",
     "HOUR_US",
-    "MINUTE_US",
     "MAX_KEY_LENGTH",
+    "MINUTE_US",
     "QUIET_US",
     "combined_select",
     "fold_input_data",
