@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from functools import partial
+
+from sqlalchemy.orm import Session
 
 from server.storage import rollups
 from server.storage.db import Database
@@ -26,6 +29,18 @@ FOLD_INTERVAL_S = 1.0
 _PAUSE_S = 0.02
 
 
+async def _to_the_end(database: Database, fn: Callable[[Session], int]) -> int:
+    """``database.run(fn)``, except that a cancellation (the server stopping) waits for the
+    worker thread's call to end, which nothing can interrupt: the database is then never
+    disposed under a pass that still holds a connection. A pass is bounded (``limit``)."""
+    call = asyncio.ensure_future(database.run(fn))
+    try:
+        return await asyncio.shield(call)
+    except asyncio.CancelledError:
+        await asyncio.gather(call, return_exceptions=True)
+        raise
+
+
 async def fold_all(
     database: Database,
     *,
@@ -37,7 +52,7 @@ async def fold_all(
     total = 0
     for fold in (rollups.fold_records, rollups.fold_input_data):
         while True:
-            done = await database.run(partial(fold, limit=limit, quiet_us=quiet_us))
+            done = await _to_the_end(database, partial(fold, limit=limit, quiet_us=quiet_us))
             total += done
             if done < limit:
                 break
@@ -49,6 +64,7 @@ async def keep_folding(database: Database, interval_s: float = FOLD_INTERVAL_S) 
     """Fold forever, every ``interval_s``; a failed pass (the database briefly away) is
     logged and tried again, the marks it did not clear stay."""
     while True:
+        await asyncio.sleep(interval_s)
         try:
             folded = await fold_all(database)
         except Exception:
@@ -56,4 +72,3 @@ async def keep_folding(database: Database, interval_s: float = FOLD_INTERVAL_S) 
         else:
             if folded:
                 log.debug("folded %d dirty minutes and hours", folded)
-        await asyncio.sleep(interval_s)
