@@ -1,14 +1,23 @@
 """Datacooee statistics (min, max, avg) over one input of a million values.
 
-Loads `--points` values of one input in bulk (one executemany per chunk), then times
-`get_statistics_inputdata_by_inputs` with `aggregation_func=min,max,avg` over all of them:
-the storage query alone (`server.storage.input_data.statistics`, one SQL statement), and the
-whole request through a real `thingwire serve` (Envoy, the server, the database). Reports
-the median of `--runs` runs of each, on SQLite and on PostgreSQL (a throwaway database on
-the server `--postgres` names; `--postgres ""` skips it).
+Loads `--points` values of one input in bulk (one executemany per chunk, one value a
+second), then times `get_statistics_inputdata_by_inputs` with `aggregation_func=min,max,avg`
+over all of them, as the storage query alone (`server.storage.input_data.statistics`, one
+SQL statement):
+
+- **freshly loaded**: every hour still marked dirty (the worst case: every value is read
+  raw, through the marks);
+- then the time to fold every hour into rollups;
+- then, alternating round by round on the same data, the **raw path** (rollups switched
+  off: the read before rollups) and the read **with rollups up to date**;
+
+and the whole request through a real `thingwire serve` (Envoy, the server, the database),
+rollups up to date. Medians of `--runs` runs, on SQLite and on PostgreSQL (a throwaway
+database on the server `--postgres` names; `--postgres ""` skips it). The last line of
+output is the JSON of the `make bench` contract.
 
     .venv/bin/python -m bench.datacooee_statistics [--points 1000000] [--runs 5]
-        [--postgres postgresql://postgres@127.0.0.1:5432/postgres]
+        [--postgres postgresql://postgres@127.0.0.1:5432/postgres] [--quick]
 """
 
 from __future__ import annotations
@@ -27,7 +36,8 @@ import httpx
 import psycopg
 from psycopg import sql
 
-from server.storage import input_data
+from server.security.hashing import configure_argon2
+from server.storage import input_data, orgs, rollups
 from server.storage.db import Database
 from server.storage.input_data import NewPoint, Window
 from tests.integration.stack import Stack
@@ -46,50 +56,82 @@ def _median_ms(call: Callable[[], object], runs: int) -> float:
     return statistics.median(times)
 
 
-def _load(stack: Stack, points: int) -> tuple[dict[str, str], str, float]:
+def _load(database: Database, points: int) -> tuple[dict[str, str], str, float]:
     """An organisation with one input holding `points` values; (headers, input id, load s)."""
-    org = stack.cli_json("org", "create", "--name", "bench")
-    input_id = stack.cli_json("input", "create", "--org", org["id"], "--name", "bench")["id"]
-    database = Database(stack.db_url)
+    with database.session() as s:
+        org, api_key = orgs.create_org(s, "bench")
+        input_id = orgs.create_input(s, org.id, "bench").id
+        org_id = org.id
     start = time.perf_counter()
-    try:
-        for first in range(0, points, CHUNK):
-            with database.session() as s:
-                input_data.insert_points(
-                    s,
-                    input_id,
-                    (
-                        NewPoint(n * 1_000_000, str(n % 1000), float(n % 1000))
-                        for n in range(first, min(points, first + CHUNK))
-                    ),
-                )
-        if database.url.get_backend_name() == "postgresql":
-            with database.engine.connect() as connection:
-                connection.exec_driver_sql("ANALYZE input_data")
-                connection.commit()
-    finally:
-        database.dispose()
-    headers = {"organization-id": org["id"], "organization-api-key": org["api_key"]}
+    for first in range(0, points, CHUNK):
+        with database.session() as s:
+            input_data.insert_points(
+                s,
+                input_id,
+                (
+                    NewPoint(n * 1_000_000, str(n % 1000), float(n % 1000))
+                    for n in range(first, min(points, first + CHUNK))
+                ),
+            )
+    if database.url.get_backend_name() == "postgresql":
+        with database.engine.connect() as connection:
+            connection.exec_driver_sql("ANALYZE input_data")
+            connection.commit()
+    headers = {"organization-id": org_id, "organization-api-key": api_key}
     return headers, input_id, time.perf_counter() - start
 
 
+@contextmanager
+def _raw_reads() -> Iterator[None]:
+    """Statistics as before rollups: every value in the window is read."""
+    saved = rollups.input_spans
+    rollups.input_spans = lambda start, end: None
+    try:
+        yield
+    finally:
+        rollups.input_spans = saved
+
+
+def _storage(database: Database, input_id: str, runs: int) -> dict[str, float]:
+    def query() -> object:
+        with database.session() as s:
+            figures = input_data.statistics(s, [input_id], Window(), AGGREGATES)
+        assert figures[input_id]["max"] == 999.0, figures
+        return figures
+
+    def before() -> object:
+        with _raw_reads():
+            return query()
+
+    fresh_ms = _median_ms(query, runs)
+    started = time.perf_counter()
+    while database.call(lambda s: rollups.fold_input_data(s, quiet_us=0)):
+        pass
+    fold_s = time.perf_counter() - started
+    assert query() == before(), "rollups and the raw path disagree"
+    rounds: dict[str, list[float]] = {"before": [], "after": []}
+    for _ in range(runs):
+        rounds["before"].append(_median_ms(before, 1))
+        rounds["after"].append(_median_ms(query, 1))
+    return {
+        "fresh_ms": round(fresh_ms, 1),
+        "fold_s": round(fold_s, 1),
+        "raw_path_ms": round(statistics.median(rounds["before"]), 1),
+        "query_ms": round(statistics.median(rounds["after"]), 1),
+    }
+
+
 def _bench(db_url: str, workdir: Path, points: int, runs: int) -> dict[str, float | str]:
+    database = Database(db_url)
+    try:
+        database.migrate()
+        headers, input_id, load_s = _load(database, points)
+        figures = _storage(database, input_id, runs)
+    finally:
+        database.dispose()
     stack = Stack(workdir=workdir, db_url=db_url)
     stack.start()
     try:
-        headers, input_id, load_s = _load(stack, points)
-        database = Database(db_url)
-        try:
-
-            def query() -> object:
-                with database.session() as s:
-                    figures = input_data.statistics(s, [input_id], Window(), AGGREGATES)
-                assert figures[input_id]["max"] == 999.0, figures
-                return figures
-
-            query_ms = _median_ms(query, runs)
-        finally:
-            database.dispose()
         url = (
             f'/api/external/v1/get_statistics_inputdata_by_inputs/?inputs_ids="{input_id}"'
             '&aggregation_func="min,max,avg"'
@@ -108,7 +150,7 @@ def _bench(db_url: str, workdir: Path, points: int, runs: int) -> dict[str, floa
         "database": db_url.split(":", 1)[0],
         "points": points,
         "load_s": round(load_s, 1),
-        "query_ms": round(query_ms, 1),
+        **figures,
         "gateway_ms": round(gateway_ms, 1),
     }
 
@@ -137,7 +179,11 @@ def main() -> None:
         default="postgresql://postgres@127.0.0.1:5432/postgres",
         help='the PostgreSQL server to use (an admin URL); "" for SQLite only',
     )
+    parser.add_argument("--quick", action="store_true", help="200,000 values, 3 runs")
     args = parser.parse_args()
+    if args.quick:
+        args.points, args.runs = 200_000, 3
+    configure_argon2(time_cost=1, memory_cost=8, parallelism=1)  # setup only
     with tempfile.TemporaryDirectory() as tmp:
         results = [
             _bench(f"sqlite:///{tmp}/bench.db", Path(tmp) / "sqlite", args.points, args.runs)
@@ -145,8 +191,39 @@ def main() -> None:
         if args.postgres:
             with _postgres(args.postgres) as url:
                 results.append(_bench(url, Path(tmp) / "postgresql", args.points, args.runs))
+    figures: list[dict[str, object]] = []
     for result in results:
         print(json.dumps(result))
+        name = "SQLite" if result["database"] == "sqlite" else "PostgreSQL"
+        what = f"Datacooee statistics over {result['points']} values, {name}"
+        figures += [
+            {
+                "name": f"{what}, raw path",
+                "value": result["raw_path_ms"],
+                "unit": "ms",
+                "target": None,
+            },
+            {
+                "name": f"{what}, rollups",
+                "value": result["query_ms"],
+                "unit": "ms",
+                "target": "<= 100 ms",
+                "ratio_to": f"{what}, raw path",
+            },
+            {
+                "name": f"{what}, freshly loaded (unfolded)",
+                "value": result["fresh_ms"],
+                "unit": "ms",
+                "target": None,
+            },
+            {
+                "name": f"{what}, REST through Envoy (rollups)",
+                "value": result["gateway_ms"],
+                "unit": "ms",
+                "target": "<= 100 ms",
+            },
+        ]
+    print(json.dumps({"bench": "datacooee_statistics", "figures": figures}))
 
 
 if __name__ == "__main__":

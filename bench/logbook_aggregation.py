@@ -5,25 +5,34 @@ records spread evenly over one day (the seed's record shape, bulk-inserted with 
 own batch insert), then:
 
 - the aggregated read of that day into 1-minute buckets (1,440 buckets, every point in
-  range), timed as the storage call alone (one SQL statement) and as the documented REST
-  request through a real ``thingwire serve`` (Envoy + server) on the same database;
+  range) as the storage call (one SQL statement): first **freshly ingested**, every minute
+  still marked dirty (the worst case: the read takes every sample raw, through the marks);
+  then the time to fold the whole day into rollups; then, alternating round by round on the
+  same data, the **raw path** (rollups switched off: the read before rollups) and the read
+  **with rollups up to date**;
+- the same aggregated read as the documented REST request through a real ``thingwire
+  serve`` (Envoy + server) on the same database, rollups up to date;
 - a raw read of ``--size`` items (storage call and REST).
 
-Each timing is the median of ``--runs`` runs after one warm-up run.
+Each timing is the median of ``--runs`` runs (after one warm-up run, except the
+alternating rounds). The last line of output is the JSON of the ``make bench`` contract.
 
     .venv/bin/python -m bench.logbook_aggregation [--points 1000000] [--runs 7] \
-        [--size 10000] [--databases sqlite,postgresql]
+        [--size 10000] [--databases sqlite,postgresql] [--quick]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import math
 import os
 import secrets
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -31,10 +40,10 @@ import psycopg
 from psycopg import sql
 
 from server.security.hashing import configure_argon2
-from server.storage import devices, logbook, users
+from server.storage import devices, logbook, rollups, users
 from server.storage.db import Database
 from server.storage.logbook import FieldType
-from server.storage.series import Aggregation, Window, aggregated_select
+from server.storage.series import Aggregation, Window
 from server.storage.telemetry import store_records
 from tests.integration.stack import Stack
 
@@ -91,7 +100,39 @@ def fill(database: Database, points: int) -> tuple[int, float]:
     return pk, elapsed
 
 
+@contextmanager
+def raw_reads() -> Iterator[None]:
+    """Reads as before rollups: every aggregated read scans its samples."""
+    saved = rollups.record_spans
+    rollups.record_spans = lambda window: None
+    try:
+        yield
+    finally:
+        rollups.record_spans = saved
+
+
+def check_same(got: object, want: object) -> None:
+    """The same buckets and times; the averages equal up to the rounding of the order in
+    which the database summed (PostgreSQL's raw path sums in parallel, in heap order)."""
+    assert isinstance(got, list)
+    assert isinstance(want, list)
+    assert [(b.first_ts, b.last_ts) for b in got] == [(b.first_ts, b.last_ts) for b in want]
+    for g, w in zip(got, want, strict=True):
+        assert math.isclose(g.value, w.value, rel_tol=1e-12), (g, w)
+
+
+def fold_everything(database: Database) -> float:
+    """Seconds to fold every dirty minute (what the server's task does in the background)."""
+    started = time.perf_counter()
+    while database.call(lambda s: rollups.fold_records(s, quiet_us=0)):
+        pass
+    return time.perf_counter() - started
+
+
 def storage_figures(database: Database, pk: int, runs: int, size: int) -> dict[str, float | str]:
+    """The aggregated read three ways, on the same data in one run: freshly ingested (every
+    minute dirty, read raw through the marks), then with rollups folded, alternating with
+    the raw path (rollups off) round by round; and the raw read of ``size`` items."""
     splits = logbook.field_splits("obd.bat.voltage")
     assert splits is not None
     window = Window(DAY_START_US, DAY_START_US + DAY_US, MINUTE_US)
@@ -112,15 +153,28 @@ def storage_figures(database: Database, pk: int, runs: int, size: int) -> dict[s
         assert len(samples) == size
         return samples
 
+    def before() -> object:
+        with raw_reads():
+            return aggregated()
+
+    fresh_ms = median_ms(aggregated, runs)
+    fold_s = fold_everything(database)
+    check_same(aggregated(), before())
+    rounds: dict[str, list[float]] = {"before": [], "after": []}
+    for _ in range(runs):
+        rounds["before"].append(median_ms(before, 1))
+        rounds["after"].append(median_ms(aggregated, 1))
     with database.session() as s:
-        extraction, where, dialect = logbook._field(s, pk, splits, FieldType.FLOAT)
-        statement = aggregated_select(
-            ts=logbook._TABLE.c.ts,
-            value=extraction.value,
-            where=where,
-            function=Aggregation.AVG,
-            window=window,
-            dialect=dialect,
+        extraction, _, dialect = logbook._field(s, pk, splits, FieldType.FLOAT)
+        statement = logbook._rollup_select(
+            pk,
+            splits,
+            FieldType.FLOAT,
+            Aggregation.AVG,
+            window,
+            (window.start_us, window.end_us),
+            extraction,
+            dialect,
         )
         compiled = str(
             statement.compile(
@@ -133,7 +187,10 @@ def storage_figures(database: Database, pk: int, runs: int, size: int) -> dict[s
             rows = s.connection().exec_driver_sql("EXPLAIN (ANALYZE, BUFFERS) " + compiled).all()
             plan = "\n".join(row[0] for row in rows)
     return {
-        "aggregated_ms": median_ms(aggregated, runs),
+        "raw_path_ms": statistics.median(rounds["before"]),
+        "aggregated_ms": statistics.median(rounds["after"]),
+        "fresh_ms": fresh_ms,
+        "fold_s": fold_s,
         "raw_ms": median_ms(raw, runs),
         "plan": plan,
     }
@@ -218,24 +275,55 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--size", type=int, default=10_000)
     parser.add_argument("--databases", default="sqlite,postgresql")
+    parser.add_argument("--quick", action="store_true", help="200,000 points, 3 runs")
     args = parser.parse_args()
+    if args.quick:
+        args.points, args.runs = 200_000, 3
     configure_argon2(time_cost=1, memory_cost=8, parallelism=1)  # setup only
     print(f"{args.points} points over one day; median of {args.runs} runs after a warm-up")
     print(
-        "| database | insert s | 1 day → 1 min buckets: storage ms | REST ms "
+        "| database | insert s | fold s | 1 day → 1 min buckets, ms: raw path (before) "
+        "| rollups (after) | fresh, unfolded | REST (rollups) "
         f"| raw {args.size}: storage ms | REST ms |"
     )
-    print("|---|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     plans = []
+    figures: list[dict[str, object]] = []
     for kind in args.databases.split(","):
         f = bench(kind, args.points, args.runs, args.size)
         print(
-            f"| {kind} | {f['insert_s']:.1f} | {f['aggregated_ms']:.0f} | "
-            f"{f['rest_aggregated_ms']:.0f} | {f['raw_ms']:.0f} | {f['rest_raw_ms']:.0f} |",
+            f"| {kind} | {f['insert_s']:.1f} | {f['fold_s']:.1f} | {f['raw_path_ms']:.0f} "
+            f"| {f['aggregated_ms']:.1f} | {f['fresh_ms']:.0f} | {f['rest_aggregated_ms']:.1f} "
+            f"| {f['raw_ms']:.0f} | {f['rest_raw_ms']:.0f} |",
             flush=True,
         )
         plans.append(f"{kind}:\n{f['plan']}")
+        name = "SQLite" if kind == "sqlite" else "PostgreSQL"
+        day = f"logbook 1 day into 1-minute buckets, {name}"
+        figures += [
+            {"name": f"{day}, raw path", "value": f["raw_path_ms"], "unit": "ms", "target": None},
+            {
+                "name": f"{day}, rollups",
+                "value": f["aggregated_ms"],
+                "unit": "ms",
+                "target": "<= 100 ms",
+                "ratio_to": f"{day}, raw path",
+            },
+            {
+                "name": f"{day}, freshly ingested (unfolded)",
+                "value": f["fresh_ms"],
+                "unit": "ms",
+                "target": None,
+            },
+            {
+                "name": f"{day}, REST through Envoy (rollups)",
+                "value": f["rest_aggregated_ms"],
+                "unit": "ms",
+                "target": "<= 100 ms",
+            },
+        ]
     print("\n\n".join(plans))
+    print(json.dumps({"bench": "logbook_aggregation", "figures": figures}))
 
 
 if __name__ == "__main__":

@@ -51,6 +51,7 @@ from server.services.telemetry_push_service import (
 from server.state import AppState, utc_now
 from server.storage import login_throttle
 from server.storage.db import Database
+from server.telemetry import rollups
 from server.telemetry.limits import TelemetryLimits
 from server.telemetry.retention import Retention
 
@@ -305,8 +306,18 @@ def _listen(server: grpc.aio.Server, address: str, state: AppState) -> int:
 
 
 async def _maintain(state: AppState) -> None:
-    """Housekeeping every few minutes: drop login-throttle rows that no longer matter, and
-    remove telemetry past its retention (in bounded batches, docs/telemetry-reads.md)."""
+    """Housekeeping: fold dirty rollups every second (their own task), and every few
+    minutes drop login-throttle rows that no longer matter and remove telemetry past its
+    retention (in bounded batches, docs/telemetry-reads.md)."""
+    folding = asyncio.create_task(rollups.keep_folding(state.database))
+    try:
+        await _housekeep(state)
+    finally:
+        folding.cancel()
+        await asyncio.gather(folding, return_exceptions=True)
+
+
+async def _housekeep(state: AppState) -> None:
     while True:
         await asyncio.sleep(MAINTENANCE_INTERVAL_SECONDS)
         try:

@@ -1,4 +1,5 @@
-"""Helpers shared by the suites: free ports, a manual clock, an asyncio loop on a side thread."""
+"""Helpers shared by the suites: free ports, a manual clock, an asyncio loop on a side thread,
+waiting for the server's rollup task."""
 
 from __future__ import annotations
 
@@ -7,12 +8,14 @@ import contextlib
 import inspect
 import socket
 import threading
+import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from concurrent.futures import Future
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import grpc
+import sqlalchemy as sa
 
 T = TypeVar("T")
 
@@ -119,3 +122,22 @@ def serving(
     finally:
         loop.run(lambda: server.stop(0))
         loop.close()
+
+
+def wait_until_folded(db_url: str, marks: Any, timeout_s: float = 30.0) -> None:
+    """Until the table of dirty marks ``marks`` (a model) is empty: the running server's
+    rollup task (every second, a mark quiet for 2 s) has folded everything."""
+    from server.storage.db import Database
+
+    database = Database(db_url)
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            with database.session() as s:
+                dirty = s.scalar(sa.select(sa.func.count()).select_from(marks))
+            if not dirty:
+                return
+            assert time.monotonic() < deadline, f"{dirty} marks still dirty"
+            time.sleep(0.2)
+    finally:
+        database.dispose()

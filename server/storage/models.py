@@ -26,13 +26,17 @@ __all__ = [
     "DeviceToken",
     "Input",
     "InputData",
+    "InputDirtyHour",
+    "InputRollup",
     "JSONText",
     "LoginThrottle",
     "Organization",
     "RefreshToken",
     "TelemetryBatch",
+    "TelemetryDirtyMinute",
     "TelemetryRecord",
     "TelemetryReject",
+    "TelemetryRollup",
     "UTCDateTime",
     "User",
     "asset_inputs",
@@ -365,3 +369,83 @@ class InputData(Base):
     #: ``metadata`` is reserved by SQLAlchemy's declarative base; the column keeps the name.
     meta: Mapped[str | None] = mapped_column("metadata", sa.Text)
     x_axis_value: Mapped[str | None] = mapped_column(sa.Text)
+
+
+#: A whole number on SQLite (its ``CAST … AS BIGINT`` of a long field), a double on
+#: PostgreSQL (``trunc`` of a double): the type a long field's value has in each database.
+LongValue = sa.Float().with_variant(sa.BigInteger(), "sqlite")
+
+
+class TelemetryRollup(Base):
+    """The numeric values of one key of one (device, record type) over one UTC minute.
+
+    Derived from ``telemetry_records`` by the rollup fold (server/storage/rollups.py): the
+    count, sum, min and max of the key's JSON numbers, read as doubles (``float``) and
+    truncated toward zero (``long``), and the times of the minute's first and last such
+    sample. A minute with a row in ``telemetry_dirty_minutes`` is not trusted: reads take
+    its raw records instead (docs/telemetry-reads.md, "Rollups").
+    """
+
+    __tablename__ = "telemetry_rollups"
+    __table_args__ = ({"sqlite_with_rowid": False},)
+
+    device_pk: Mapped[int] = mapped_column(_fk("devices.id"), primary_key=True)
+    record_type: Mapped[str] = mapped_column(sa.String(128), primary_key=True)
+    #: The minute's first microsecond (epoch µs, a multiple of 60,000,000).
+    minute_ts: Mapped[int] = mapped_column(sa.BigInteger, primary_key=True, autoincrement=False)
+    key: Mapped[str] = mapped_column(sa.String(255), primary_key=True)
+    count: Mapped[int] = mapped_column(sa.BigInteger)
+    sum_float: Mapped[float] = mapped_column(sa.Float)
+    min_float: Mapped[float] = mapped_column(sa.Float)
+    max_float: Mapped[float] = mapped_column(sa.Float)
+    sum_long: Mapped[float] = mapped_column(sa.Float)
+    min_long: Mapped[float] = mapped_column(LongValue)
+    max_long: Mapped[float] = mapped_column(LongValue)
+    first_ts: Mapped[int] = mapped_column(sa.BigInteger)
+    last_ts: Mapped[int] = mapped_column(sa.BigInteger)
+
+
+class TelemetryDirtyMinute(Base):
+    """A (device, record type, minute) whose records changed since its rollups were made.
+
+    Written in the transaction that stores (or deletes) the records; ``version`` grows at
+    each mark, so the fold removes a mark only if nobody marked it again meanwhile.
+    """
+
+    __tablename__ = "telemetry_dirty_minutes"
+    __table_args__ = ({"sqlite_with_rowid": False},)
+
+    device_pk: Mapped[int] = mapped_column(_fk("devices.id"), primary_key=True)
+    record_type: Mapped[str] = mapped_column(sa.String(128), primary_key=True)
+    minute_ts: Mapped[int] = mapped_column(sa.BigInteger, primary_key=True, autoincrement=False)
+    version: Mapped[int] = mapped_column(sa.BigInteger)
+    #: When it was last marked, epoch µs: the fold waits until a minute is quiet.
+    marked_ts: Mapped[int] = mapped_column(sa.BigInteger)
+
+
+class InputRollup(Base):
+    """The count, sum, min and max of one Datacooee input's numeric values over one UTC hour."""
+
+    __tablename__ = "input_rollups"
+    __table_args__ = ({"sqlite_with_rowid": False},)
+
+    input_id: Mapped[str] = mapped_column(sa.String(13), _fk("inputs.id"), primary_key=True)
+    #: The hour's first microsecond (epoch µs, a multiple of 3,600,000,000).
+    hour_ts: Mapped[int] = mapped_column(sa.BigInteger, primary_key=True, autoincrement=False)
+    count: Mapped[int] = mapped_column(sa.BigInteger)
+    sum: Mapped[float] = mapped_column(sa.Float)
+    min: Mapped[float] = mapped_column(sa.Float)
+    max: Mapped[float] = mapped_column(sa.Float)
+
+
+class InputDirtyHour(Base):
+    """An (input, hour) whose values changed since its rollup was made (as
+    ``TelemetryDirtyMinute``)."""
+
+    __tablename__ = "input_dirty_hours"
+    __table_args__ = ({"sqlite_with_rowid": False},)
+
+    input_id: Mapped[str] = mapped_column(sa.String(13), _fk("inputs.id"), primary_key=True)
+    hour_ts: Mapped[int] = mapped_column(sa.BigInteger, primary_key=True, autoincrement=False)
+    version: Mapped[int] = mapped_column(sa.BigInteger)
+    marked_ts: Mapped[int] = mapped_column(sa.BigInteger)

@@ -19,6 +19,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from server.storage import rollups
 from server.storage.models import (
     Device,
     Input,
@@ -123,7 +124,10 @@ def delete_records(
         _RECORDS.c.ts < cutoff_us,
     )
     statement = _delete_range(_RECORDS, _RECORDS.c.ts, where, limit)
-    return int(session.execute(statement).rowcount)  # type: ignore[attr-defined]
+    deleted = int(session.execute(statement).rowcount)  # type: ignore[attr-defined]
+    if deleted:
+        rollups.forget_records(session, device_pk, record_type)
+    return deleted
 
 
 def delete_rejects(session: Session, cutoff_us: int, limit: int) -> int:
@@ -147,4 +151,7 @@ def delete_input_data(session: Session, input_id: str, cutoff_us: int, limit: in
     """Delete up to ``limit`` of the input's oldest values older than ``cutoff_us``."""
     where = (_INPUT_DATA.c.input_id == input_id, _INPUT_DATA.c.ts < cutoff_us)
     statement = _delete_range(_INPUT_DATA, _INPUT_DATA.c.ts, where, limit)
-    return int(session.execute(statement).rowcount)  # type: ignore[attr-defined]
+    deleted = int(session.execute(statement).rowcount)  # type: ignore[attr-defined]
+    if deleted:
+        rollups.forget_input_data(session, input_id)
+    return deleted

@@ -26,6 +26,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
+from server.storage import rollups
 from server.storage._common import insert_ignore
 from server.storage.models import TelemetryBatch, TelemetryRecord, TelemetryReject
 
@@ -280,6 +281,8 @@ def store_records(
     else:  # pragma: no cover - only the two supported backends
         raise NotImplementedError(dialect)
     new = int(result.rowcount)
+    if new:
+        rollups.mark_records(session, device_pk, records)  # their minutes' rollups are stale
     return StoredCounts(new, len(records) - new)
 
 

@@ -28,6 +28,8 @@ from thingwire.inputs.v1 import input_data_pb2_grpc
 from server.storage import input_data
 from server.storage.db import Database
 from server.storage.input_data import NewPoint
+from server.storage.models import InputDirtyHour
+from tests import support
 from tests.integration.stack import Stack
 
 pytestmark = pytest.mark.integration
@@ -907,3 +909,68 @@ def test_any_upload_gets_a_clean_answer(
     assert_clean(answer)
     if answer.status_code == 201:
         assert answer.json()["data"]["attributes"]["value"] is not None
+
+
+# --- rollups ------------------------------------------------------------------------------
+
+
+def wait_until_folded(stack: Stack) -> None:
+    support.wait_until_folded(stack.db_url, InputDirtyHour)
+
+
+def test_statistics_are_the_same_before_and_after_the_fold(
+    stack: Stack, http: httpx.Client
+) -> None:
+    """Whole hours come from rollups once folded; a late upload counts at once."""
+    org = make_org(stack, "rollups", [("temp", "C")], ["temp"])
+    temp = org.inputs["temp"]
+    start = datetime(2021, 3, 1, tzinfo=UTC)
+    points = {
+        start + timedelta(minutes=7 * i, seconds=i % 60): (i * 37) % 101 - 50 for i in range(60)
+    }
+    for moment, number in points.items():
+        assert upload(http, org, temp, document(temp, str(number), iso(moment))).status_code == 201
+    url = f"{API}/get_statistics_inputdata_by_inputs/?input_ids={temp}"
+    windows = [
+        "",
+        '&timeperiod_start="2021-03-01 01:00:00"&timeperiod_finish="2021-03-01 05:00:00"',
+        '&timeperiod_start="2021-03-01 00:13:20"&timeperiod_finish="2021-03-01 06:41:09"',
+        '&timeperiod_start="2021-03-01 02:00:00"',
+    ]
+    bounds = [
+        (None, None),
+        (start + timedelta(hours=1), start + timedelta(hours=5)),
+        (
+            start + timedelta(minutes=13, seconds=20),
+            start + timedelta(hours=6, minutes=41, seconds=9),
+        ),
+        (start + timedelta(hours=2), None),
+    ]
+
+    def expected() -> list[dict[str, float]]:
+        answers = []
+        for low, high in bounds:
+            kept = [
+                n
+                for t, n in points.items()
+                if (low is None or t >= low) and (high is None or t <= high)
+            ]
+            answers.append({"min": min(kept), "max": max(kept), "avg": py_stats.fmean(kept)})
+        return answers
+
+    def answers() -> list[dict[str, float]]:
+        return [ok(get(http, org, url + window))[0]["inputdata"][0] for window in windows]
+
+    def check() -> None:
+        for got, want in zip(answers(), expected(), strict=True):
+            assert got == {k: pytest.approx(v) for k, v in want.items()}
+
+    check()
+    wait_until_folded(stack)
+    check()
+    late = start + timedelta(hours=3, minutes=1)
+    points[late] = 1000
+    assert upload(http, org, temp, document(temp, "1000", iso(late))).status_code == 201
+    check()
+    wait_until_folded(stack)
+    check()

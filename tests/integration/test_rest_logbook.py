@@ -16,12 +16,14 @@ import grpc
 import httpx
 import orjson
 import pytest
+import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from server.storage import telemetry
 from server.storage.db import Database
-from server.storage.models import Device
+from server.storage.models import Device, TelemetryDirtyMinute
+from tests import support
 from tests.integration.conftest import PASSWORD
 from tests.integration.stack import Stack
 
@@ -624,3 +626,77 @@ def test_odd_query_strings(client: httpx.Client, world: dict, query: str) -> Non
     assert answer.headers["content-type"].startswith("application/json")
     body = answer.json()
     assert isinstance(body, list) or list(body) == ["detail"], body
+
+
+# --- rollups ------------------------------------------------------------------------------
+
+
+def wait_until_folded(stack: Stack) -> None:
+    support.wait_until_folded(stack.db_url, TelemetryDirtyMinute)
+
+
+@pytest.mark.parametrize("function", ["avg", "min", "max", "sum", "count"])
+def test_folded_rollups_answer_as_the_samples_do(
+    stack: Stack, client: httpx.Client, world: dict, function: str
+) -> None:
+    wait_until_folded(stack)
+    for interval, width in (
+        ("1m", MINUTE),
+        ("10m", 10 * MINUTE),
+        ("7m", 7 * MINUTE),
+        ("30s", MINUTE // 2),
+        (None, END - START),
+    ):
+        extra = {} if interval is None else {"interval": interval}
+        answer = read(
+            client, world, field="obd.bat.voltage", aggregation=function, **extra, **HOUR_RANGE
+        )
+        assert answer.status_code == 200, answer.text
+        want = expected_buckets(VOLTAGES, START, END, width, function)
+        assert_buckets(answer.json(), want)
+    ragged = {"from_utc": iso(START + 1_234_567), "to_utc": iso(END - 7_654_321)}
+    answer = read(client, world, field="obd.bat.voltage", aggregation=function, **ragged)
+    assert answer.status_code == 200, answer.text
+    want = expected_buckets(VOLTAGES, START + 1_234_567, END - 7_654_321, HOUR, function)
+    assert_buckets(answer.json(), want)
+
+
+def test_a_late_record_counts_at_once_and_after_the_fold(
+    stack: Stack, client: httpx.Client
+) -> None:
+    """An agent's outbox after an outage: a record older than what is folded already."""
+    device = stack.cli_json(
+        "device", "create", "--user", "ada", "--device", "latecar", "--credentials", "c"
+    )
+    with stack.http() as http:
+        login = http.post("/auth/login/", json={"email": "ada@example.com", "password": PASSWORD})
+    headers = {"Authorization": f"Bearer {login.json()['token']}"}
+    database = Database(stack.db_url)
+    query = {
+        "device_id": device["unit_id"],
+        "field": "obd.bat.voltage",
+        "aggregation": "sum",
+        "interval": "1m",
+        **HOUR_RANGE,
+    }
+
+    def store(rows: list[tuple[int, float]]) -> None:
+        with database.session() as s:
+            pk = s.scalar(sa.select(Device.id).where(Device.device_id == "latecar"))
+            assert pk is not None
+            records = [("obd.bat", t, orjson.dumps({"voltage": v}).decode()) for t, v in rows]
+            telemetry.store_records(s, pk, records)
+
+    try:
+        store([(START + 10_000_000, 1.0), (START + 70_000_000, 2.0)])
+        wait_until_folded(stack)
+        first = client.get(PATH, params=query, headers=headers).json()
+        assert [b["value"] for b in first] == [1.0, 2.0]
+        store([(START + 5_000_000, 0.5), (START + 10_000_000, 100.0)])  # late, and a repeat
+        late = client.get(PATH, params=query, headers=headers).json()
+        assert [b["value"] for b in late] == [1.5, 2.0]
+        assert late[0]["ts"] == iso(START + 5_000_000)
+        wait_until_folded(stack)
+        assert client.get(PATH, params=query, headers=headers).json() == late
+    finally:
+        database.dispose()

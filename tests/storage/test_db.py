@@ -35,6 +35,10 @@ TABLES = {
     "telemetry_rejects",
     "telemetry_batches",
     "input_data",
+    "telemetry_rollups",
+    "telemetry_dirty_minutes",
+    "input_rollups",
+    "input_dirty_hours",
 }
 
 
@@ -111,7 +115,7 @@ def test_migrate_creates_every_table_and_is_idempotent(database_url: str) -> Non
         tables = set(sa.inspect(db.engine).get_table_names())
         assert tables >= TABLES | {"alembic_version"}
         with db.engine.connect() as conn:
-            assert conn.scalar(sa.text("SELECT version_num FROM alembic_version")) == "0007"
+            assert conn.scalar(sa.text("SELECT version_num FROM alembic_version")) == "0008"
     finally:
         db.dispose()
 
