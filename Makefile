@@ -56,7 +56,7 @@ test: setup lint breaking
 # its own stack on free ports; `make bench BENCHES=resource_calls` runs one,
 # `make bench BENCH_ARGS=--quick` a short version of each.
 BENCHES ?= unary_http auth_paths resource_calls routed_calls ingest_http link_ingest \
-	logbook_aggregation datacooee_statistics link_memory reconnect_storm
+	logbook_aggregation datacooee_statistics rollup_marks link_memory reconnect_storm
 BENCH_RUNS ?= 3
 bench: setup
 	$(PY) -m bench.suite --runs $(BENCH_RUNS) --benches "$(BENCHES)" $(BENCH_ARGS)

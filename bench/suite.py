@@ -41,6 +41,7 @@ DEFAULT_BENCHES = (
     "link_ingest",
     "logbook_aggregation",
     "datacooee_statistics",
+    "rollup_marks",
     "link_memory",
     "reconnect_storm",
 )
