@@ -239,7 +239,7 @@ class Rest:
         """Call device `n`'s resource; its latency in seconds, or CallError."""
         path = f"/v2/users/{USER}/devices/{DEVICE.format(n=n)}/{RESOURCE}"
         started = time.monotonic()
-        status, body = await self.pool.request(http_request("GET", self.host, path, self.bearer))
+        status, body = await self._request(http_request("GET", self.host, path, self.bearer))
         took = time.monotonic() - started
         if status != 200 or json.loads(body).get("out") != n:
             raise CallError(status, body)
@@ -248,11 +248,17 @@ class Rest:
     async def current_user(self) -> float:
         """`GET /auth/user/`; its latency in seconds, or CallError."""
         started = time.monotonic()
-        status, body = await self.pool.request(self._user)
+        status, body = await self._request(self._user)
         took = time.monotonic() - started
         if status != 200:
             raise CallError(status, body)
         return took
+
+    async def _request(self, raw: bytes) -> tuple[int, bytes]:
+        # Connections the server closed (a restart) stay in the pool's idle list, where a
+        # request would wait for an answer that never comes: drop them first.
+        self.pool.idle = [c for c in self.pool.idle if c.reusable]
+        return await self.pool.request(raw)
 
     def close(self) -> None:
         self.pool.close()
