@@ -169,7 +169,7 @@ class Fleet:
                 "--user", USER, "--first", str(first), "--links", str(count),
                 "--channels", str(channels), "--open-rate", str(open_rate / self.processes),
             ]  # fmt: skip
-            process = subprocess.Popen(  # noqa: S603 - our own module, fixed arguments
+            process = subprocess.Popen(  # noqa: S603, ASYNC220 - our own module; returns at once
                 command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
             )
             generator = Generator(process, count)
@@ -229,7 +229,8 @@ class Rest:
 
     def __init__(self, base_url: str, token: str, connections: int = REST_CONNECTIONS) -> None:
         url = urlsplit(base_url)
-        assert url.hostname is not None and url.port is not None
+        assert url.hostname is not None
+        assert url.port is not None
         self.host = f"{url.hostname}:{url.port}"
         self.bearer = f"Bearer {token}"
         self.pool = HttpPool(url.hostname, url.port, connections)
@@ -322,8 +323,11 @@ class Poller:
 
     async def _run(self) -> None:
         tick = time.monotonic()
+        polls: set[asyncio.Task[None]] = set()
         while True:
-            asyncio.create_task(self._one(tick))
+            poll = asyncio.create_task(self._one(tick))
+            polls.add(poll)
+            poll.add_done_callback(polls.discard)
             tick += self.period_s
             await asyncio.sleep(max(0.0, tick - time.monotonic()))
 

@@ -36,7 +36,7 @@ from device_agent.channel import keepalive_options
 #: Device ids and link secrets follow one pattern, which the drivers write.
 DEVICE = "bench{n}"
 SECRET = "bench-link-secret-{n}"  # noqa: S105 - throwaway devices in a temp database
-CREDENTIALS = "bench-device-credentials"  # noqa: S105 - the same throwaway devices
+CREDENTIALS = "bench-device-credentials"
 RESOURCE = "ping"
 REPORT_S = 0.1
 #: How fast a shared connection retries while the gateway is away: a real device opens a
@@ -62,7 +62,10 @@ class SharedChannel:
         return self.channel
 
     async def __aexit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         return None
 
@@ -70,7 +73,9 @@ class SharedChannel:
 def fleet_agent(target: SharedChannel, user: str, n: int) -> Agent:
     """Device `n`'s agent, opening with the link secret the driver stored for it."""
     agent = Agent(
-        cast(ChannelFactory, lambda: target), user=user, device=DEVICE.format(n=n),
+        cast(ChannelFactory, lambda: target),
+        user=user,
+        device=DEVICE.format(n=n),
         credentials=CREDENTIALS,
     )
     agent.link_secret = SECRET.format(n=n)
@@ -119,7 +124,9 @@ async def main(args: argparse.Namespace) -> None:
     raise_open_files_limit()
     channels = [SharedChannel(args.target) for _ in range(args.channels)]
     numbers = range(args.first, args.first + args.links)
-    agents = {n: fleet_agent(channels[i % len(channels)], args.user, n) for i, n in enumerate(numbers)}
+    agents = {
+        n: fleet_agent(channels[i % len(channels)], args.user, n) for i, n in enumerate(numbers)
+    }
     started = time.monotonic()
     spread = args.links / args.open_rate if args.open_rate > 0 else 0.0
     tasks = [

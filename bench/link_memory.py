@@ -24,7 +24,20 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.fleet import Fleet, Rest, bearer_token, envoy_pid, latency_summary, rss_kib, start_stack, sweep
+from bench.fleet import (
+    Fleet,
+    Rest,
+    bearer_token,
+    create_devices,
+    envoy_pid,
+    latency_summary,
+    rss_kib,
+    start_stack,
+    sweep,
+)
+
+#: link_ingest.py and resource_calls.py take these from here.
+__all__ = ["create_devices", "envoy_pid", "main"]
 
 #: Links opened and closed before the baseline, so that what the first link of any run
 #: brings (database connections, code paths run once) is in the baseline, not per link.
@@ -88,8 +101,8 @@ async def run(links: int, processes: int, rate: float, open_rate: float) -> dict
 
 
 def figures(result: dict[str, object]) -> list[dict[str, object]]:
-    links = result["links"]
-    answered = 100.0 * int(result["calls_ok"]) / int(links) - 100.0 * int(result["calls_over_1s"]) / int(links)  # type: ignore[call-overload]
+    links, ok, late = (int(str(result[k])) for k in ("links", "calls_ok", "calls_over_1s"))
+    answered = 100.0 * (ok - late) / links
     return [
         {"name": f"server memory per link, {links} links answering calls", "unit": "KiB/link",
          "value": result["server_kib_per_link_after_calls"], "target": MEMORY_TARGET},

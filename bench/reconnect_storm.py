@@ -27,7 +27,9 @@ from bench.storm import restart
 TARGET_S = 60.0
 
 
-async def run(links: int, processes: int, signals: list[int], open_rate: float) -> list[dict]:
+async def run(
+    links: int, processes: int, signals: list[signal.Signals], open_rate: float
+) -> list[dict]:
     with tempfile.TemporaryDirectory() as tmp:
         stack = start_stack(Path(tmp), links)
         rounds = []

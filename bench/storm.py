@@ -76,7 +76,7 @@ async def restart(
         await asyncio.to_thread(stack.start)
         up = time.monotonic()
         deadline = storm.started + timeout_s
-        while not storm.done and time.monotonic() < deadline:
+        while not storm.done and time.monotonic() < deadline:  # noqa: ASYNC110 - a deadline too
             await asyncio.sleep(0.05)
         finished = time.monotonic()
         await asyncio.sleep(1.0)  # and a second after
@@ -99,7 +99,9 @@ async def restart(
         "answering": len(storm.answered),
         "call_failures": storm.call_failures,
         "rest_polls_while_storm": len(during),
-        "rest_failures_while_storm": sum(1 for sent, _ in poller.failures if up <= sent <= finished),
+        "rest_failures_while_storm": sum(
+            1 for sent, _ in poller.failures if up <= sent <= finished
+        ),
         "rest_failures_while_down": sum(1 for sent, _ in poller.failures if sent < up),
         "rest_failures_before_stop": sum(1 for sent, _ in poller.failures if sent < t0),
         "rest_failure_examples": sorted({why for sent, why in poller.failures if sent >= up})[:3],

@@ -233,7 +233,7 @@ class Link:
         """Close once: fail every pending call with `reason` now and stop the writer."""
         if self.closed is not None:
             return
-        self.closed = reason
+        self.closed = without_traceback(reason)
         failure = errors.Unavailable(f"device disconnected: {reason.message}")
         for answer in self._pending.values():
             if not answer.done():
@@ -287,6 +287,18 @@ def check_input(resource: Resource, value: struct_pb2.Value | None) -> None:
         raise errors.InvalidArgument(f"resource {resource.name!r} takes an input value")
     if resource.kind not in TAKES_INPUT and value is not None:
         raise errors.InvalidArgument(f"resource {resource.name!r} takes no input value")
+
+
+def without_traceback(error: errors.ThingwireError) -> errors.ThingwireError:
+    """A copy of `error` with no traceback. A link keeps why it closed and its stream
+    raises it: an error carrying a traceback of a frame that holds the link would tie the
+    two in a reference cycle, which keeps the closed link (its stream's generators, tasks
+    and messages) in memory until the collector's next full pass, slow with 10,000 links
+    (docs/device-link.md, "Many devices at once")."""
+    fresh = type(error).__new__(type(error))
+    fresh.args = error.args
+    fresh.__dict__.update(error.__dict__)
+    return fresh
 
 
 class LinkClosed(errors.Unavailable):

@@ -17,12 +17,22 @@ from thingwire.agent.v1 import agent_pb2
 
 from server import errors
 from server.auth.device_tokens import open_link_with_token
-from server.link.link import DeviceKey, Link, LinkClosed, LinkLimits, Resource, is_json
+from server.link.link import (
+    DeviceKey,
+    Link,
+    LinkClosed,
+    LinkLimits,
+    Resource,
+    is_json,
+)
+from server.interceptors import bounded, status_for
+from server.link.secret_checks import LinkSecretChecks
 from server.link.uploads import Uploads
 from server.request_origin import client_of
 from server.state import AppState
 from server.storage import link_secrets
 from server.storage.devices import INVALID_DEVICE
+from server.storage.link_secrets import LinkDevice
 from server.storage.models import Device
 
 log = logging.getLogger(__name__)
@@ -44,6 +54,7 @@ class AgentService:
 
     def __init__(self, state: AppState) -> None:
         self._state = state
+        self._link_secrets = LinkSecretChecks(state.database)
 
     async def Connect(
         self, requests: AsyncIterator[agent_pb2.ConnectRequest], context: grpc.aio.ServicerContext
@@ -65,7 +76,7 @@ class AgentService:
             DeviceKey(device.user_id, device.device_id),
             resources,
             limits.max_calls_in_flight,
-            device_pk=device.id,
+            device_pk=device.pk,
             # Through the gateway, the device's address (x-forwarded-for), not Envoy's.
             ip_address=client_of(context),
             connected_time=self._state.clock(),
@@ -104,15 +115,24 @@ class AgentService:
                 stats.detached(link)
             links.detach(link)
             await uploads.finish()
-        if link.closed is not None and not isinstance(link.closed, LinkClosed):
-            raise link.closed
+        closed = link.closed
+        if closed is not None and not isinstance(closed, LinkClosed):
+            # The stream ends with the status set, not raised: an abort leaves a reference
+            # cycle in grpc (its error holds the call, which holds the error), and at a
+            # restart 10,000 of those kept every ended stream alive until the event loop
+            # closed their generators one by one (docs/device-link.md, "Many devices at
+            # once").
+            context.set_code(status_for(closed))
+            context.set_details(bounded(closed.message))
 
     def _changed(self, link: Link) -> None:
         """A link's byte counts moved: written with the next round, and watchers woken."""
         self._state.link_stats.changed(link)
         self._state.links.notify(link.key)
 
-    async def _open(self, hello: agent_pb2.Hello, client: str) -> tuple[Device, str, str | None]:
+    async def _open(
+        self, hello: agent_pb2.Hello, client: str
+    ) -> tuple[LinkDevice, str, str | None]:
         """The device, its new link secret ("" unless it opened with its credentials) and
         the id of the link token it opened with (None for other secrets), or
         Unauthenticated. A link token opens the link without a link secret: checking it
@@ -132,14 +152,11 @@ class AgentService:
                 raise errors.Unauthenticated(INVALID_DEVICE)
             pk = found[0]
             device, secret = await database.run(lambda s: link_secrets.issue_link_secret(s, pk))
-            return device, secret, None
+            return _link_device(device), secret, None
         if which == "link_secret":
-            device = await database.run(
-                lambda s: link_secrets.open_with_link_secret(
-                    s, hello.user, hello.device, hello.link_secret
-                )
-            )
-            return device, "", None
+            # A reconnecting fleet's Hellos share their queries (server/link/secret_checks.py).
+            opened = await self._link_secrets.check(hello.user, hello.device, hello.link_secret)
+            return opened, "", None
         if which == "device_token":
             signer, now = self._state.signer, self._state.clock()
             device, token_id = await database.run(
@@ -147,8 +164,12 @@ class AgentService:
                     s, signer, hello.user, hello.device, hello.device_token, now
                 )
             )
-            return device, "", token_id
+            return _link_device(device), "", token_id
         raise errors.Unauthenticated("the Hello carries no credentials")
+
+
+def _link_device(device: Device) -> LinkDevice:
+    return LinkDevice(device.id, device.user_id, device.device_id)
 
 
 def declared_resources(
