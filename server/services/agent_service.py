@@ -17,6 +17,7 @@ from thingwire.agent.v1 import agent_pb2
 
 from server import errors
 from server.auth.device_tokens import open_link_with_token
+from server.interceptors import bounded, status_for
 from server.link.link import (
     DeviceKey,
     Link,
@@ -25,7 +26,6 @@ from server.link.link import (
     Resource,
     is_json,
 )
-from server.interceptors import bounded, status_for
 from server.link.secret_checks import LinkSecretChecks
 from server.link.uploads import Uploads
 from server.request_origin import client_of

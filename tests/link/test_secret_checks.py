@@ -138,7 +138,7 @@ def test_a_database_failure_fails_its_batch_and_the_next_one_works(
 ) -> None:
     counting = CountingDatabase(database)
 
-    async def scenario() -> tuple[list[object], LinkDevice]:
+    async def scenario() -> tuple[list[LinkDevice | BaseException], LinkDevice]:
         checker = checks(counting)
         counting.failing = True
         failed = await asyncio.gather(
