@@ -56,10 +56,16 @@ def envoy_pid(server_pid: int) -> int:
     raise RuntimeError("no Envoy under the server")
 
 
-def start_stack(workdir: Path, devices: int, **extra_env: str) -> Stack:
+def start_stack(
+    workdir: Path, devices: int, server_checkout: Path | None = None, **extra_env: str
+) -> Stack:
     """A started stack (SQLite in `workdir`) with the user and `devices` devices whose link
-    secrets the load generators know."""
+    secrets the load generators know. With `server_checkout` (another checkout of the
+    project, such as a worktree of an older commit) the server runs that code, for
+    before/after figures from one run."""
     raise_open_files_limit()  # the server and Envoy inherit it
+    if server_checkout is not None:
+        extra_env = {"PYTHONPATH": str(server_checkout.absolute()), **extra_env}
     stack = Stack(
         workdir=workdir,
         db_url=f"sqlite:///{workdir}/bench.db",

@@ -47,9 +47,11 @@ LINKS_TARGET = "10,000 links"
 MEMORY_TARGET = "<= 50 KB/link"
 
 
-async def run(links: int, processes: int, rate: float, open_rate: float) -> dict[str, object]:
+async def run(
+    links: int, processes: int, rate: float, open_rate: float, server_checkout: Path | None = None
+) -> dict[str, object]:
     with tempfile.TemporaryDirectory() as tmp:
-        stack = start_stack(Path(tmp), links)
+        stack = start_stack(Path(tmp), links, server_checkout)
         try:
             assert stack.process is not None
             server, envoy = stack.process.pid, envoy_pid(stack.process.pid)
@@ -126,10 +128,15 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=500, help="REST calls a second in the sweep")
     parser.add_argument("--open-rate", type=float, default=2000, help="links opened a second")
     parser.add_argument("--quick", action="store_true", help="2,000 links")
+    parser.add_argument(
+        "--server-checkout",
+        type=Path,
+        help="run the server from this checkout (a worktree of another commit): before/after",
+    )
     args = parser.parse_args()
     links = 2000 if args.quick else args.links
     processes = args.processes or max(1, round(links / 2500))
-    result = asyncio.run(run(links, processes, args.rate, args.open_rate))
+    result = asyncio.run(run(links, processes, args.rate, args.open_rate, args.server_checkout))
     print(json.dumps(result), flush=True)
     print(json.dumps({"bench": "link_memory", "figures": figures(result)}), flush=True)
 

@@ -28,10 +28,14 @@ TARGET_S = 60.0
 
 
 async def run(
-    links: int, processes: int, signals: list[signal.Signals], open_rate: float
+    links: int,
+    processes: int,
+    signals: list[signal.Signals],
+    open_rate: float,
+    server_checkout: Path | None = None,
 ) -> list[dict]:
     with tempfile.TemporaryDirectory() as tmp:
-        stack = start_stack(Path(tmp), links)
+        stack = start_stack(Path(tmp), links, server_checkout)
         rounds = []
         try:
             token = bearer_token(stack)
@@ -79,11 +83,16 @@ def main() -> None:
     parser.add_argument("--signals", default="TERM,KILL", help="how the server is stopped, in turn")
     parser.add_argument("--open-rate", type=float, default=2000, help="links opened a second")
     parser.add_argument("--quick", action="store_true", help="2,000 links")
+    parser.add_argument(
+        "--server-checkout",
+        type=Path,
+        help="run the server from this checkout (a worktree of another commit): before/after",
+    )
     args = parser.parse_args()
     links = 2000 if args.quick else args.links
     processes = args.processes or max(1, round(links / 2500))
     signals = [signal.Signals[f"SIG{name.strip()}"] for name in args.signals.split(",")]
-    rounds = asyncio.run(run(links, processes, signals, args.open_rate))
+    rounds = asyncio.run(run(links, processes, signals, args.open_rate, args.server_checkout))
     print(json.dumps({"bench": "reconnect_storm", "figures": figures(rounds)}), flush=True)
 
 

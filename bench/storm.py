@@ -20,6 +20,8 @@ from tests.integration.stack import Stack
 
 #: Calls in flight at once to the devices that came back.
 CALLERS = 32
+#: How long a stopping server may take before it is killed (and the round fails).
+STOP_TIMEOUT_S = 120.0
 #: A device that did not answer is called again this much later.
 RETRY_S = 0.5
 
@@ -71,7 +73,7 @@ async def restart(
     try:
         await asyncio.sleep(1.0)  # a second of the server answering before the stop
         storm.started = time.monotonic()
-        await asyncio.to_thread(stack.stop, sig)
+        await asyncio.to_thread(stack.stop, sig, STOP_TIMEOUT_S)
         stopped = time.monotonic()
         await asyncio.to_thread(stack.start)
         up = time.monotonic()

@@ -100,14 +100,15 @@ def test_a_wrong_secret_fails_alone(
 ) -> None:
     """In the same batch as good Hellos, a bad one is refused and the others open."""
 
-    async def scenario() -> list[object]:
+    async def scenario() -> list[LinkDevice | BaseException]:
         checker = checks(CountingDatabase(database))
-        return await asyncio.gather(
+        outcomes = await asyncio.gather(
             checker.check("ada", "d0", "secret-0"),
             checker.check(user, device, secret),
             checker.check("ada", "d3", "secret-3"),
             return_exceptions=True,
         )
+        return list(outcomes)
 
     first, bad, last = asyncio.run(scenario())
     assert isinstance(first, LinkDevice)
