@@ -32,6 +32,10 @@ from server.storage.models import Device
 from tests.integration.stack import Stack
 
 USER = "bench"
+#: A second user, with no devices, whose REST calls show how the server answers others
+#: meanwhile (`GET /auth/user/` lists the caller's devices: the fleet's owner would make
+#: the poll measure a 10,000-row read instead).
+WATCHER = "watcher"
 PASSWORD = "bench-password-1"  # noqa: S105 - a throwaway account in a temp database
 #: Streams per shared connection: well under Envoy's 1,024 per HTTP/2 connection.
 LINKS_PER_CHANNEL = 640
@@ -73,10 +77,11 @@ def start_stack(
     )
     stack.start()
     try:
-        stack.cli(
-            "user", "create", "--email", "b@example.com", "--password", PASSWORD,
-            "--username", USER,
-        )  # fmt: skip
+        for n, username in enumerate((USER, WATCHER)):
+            stack.cli(
+                "user", "create", "--email", f"b{n}@example.com", "--password", PASSWORD,
+                "--username", username,
+            )  # fmt: skip
         create_devices(stack.db_url, devices)
     except BaseException:
         stack.stop()
@@ -113,11 +118,12 @@ def create_devices(db_url: str, count: int) -> None:
         database.dispose()
 
 
-def bearer_token(stack: Stack) -> str:
-    """A Thinger access token (a JWT) of the bench user, from the password grant."""
+def bearer_token(stack: Stack, username: str = USER) -> str:
+    """A Thinger access token (a JWT) of a bench user, from the password grant."""
     with stack.http() as http:
         answer = http.post(
-            "/oauth/token", data={"grant_type": "password", "username": USER, "password": PASSWORD}
+            "/oauth/token",
+            data={"grant_type": "password", "username": username, "password": PASSWORD},
         )
         answer.raise_for_status()
         return str(answer.json()["access_token"])

@@ -21,7 +21,7 @@ import signal
 import tempfile
 from pathlib import Path
 
-from bench.fleet import Fleet, Rest, bearer_token, start_stack
+from bench.fleet import WATCHER, Fleet, Rest, bearer_token, start_stack
 from bench.storm import restart
 
 TARGET_S = 60.0
@@ -38,8 +38,8 @@ async def run(
         stack = start_stack(Path(tmp), links, server_checkout)
         rounds = []
         try:
-            token = bearer_token(stack)
-            rest, poller_rest = Rest(stack.base_url, token), Rest(stack.base_url, token, 4)
+            rest = Rest(stack.base_url, bearer_token(stack))
+            poller_rest = Rest(stack.base_url, bearer_token(stack, WATCHER), 4)
             fleet = Fleet(stack.grpc_target, links, processes)
             await fleet.start(open_rate)
             try:

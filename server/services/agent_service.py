@@ -46,6 +46,8 @@ MAX_EXAMPLE_BYTES = 4096
 NO_HELLO = "the first message must be a Hello"
 ONE_HELLO = "only the first message may be a Hello"
 NO_HELLO_IN_TIME = "no Hello within {seconds:g} s"
+TOO_MANY_OPENING = "too many devices are connecting at once; retry later"
+RETRY_OPENING_S = 1
 KINDS = frozenset(agent_pb2.ResourceKind.values()) - {agent_pb2.RESOURCE_KIND_UNSPECIFIED}
 
 
@@ -55,22 +57,27 @@ class AgentService:
     def __init__(self, state: AppState) -> None:
         self._state = state
         self._link_secrets = LinkSecretChecks(state.database)
+        #: Streams between their start and their Welcome (LinkLimits.max_links_opening).
+        self._opening = 0
 
     async def Connect(
         self, requests: AsyncIterator[agent_pb2.ConnectRequest], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[agent_pb2.ConnectResponse]:
         limits: LinkLimits = self._state.link_limits
+        if self._opening >= limits.max_links_opening:
+            # Refused before anything is read: a fleet coming back faster than links can
+            # be opened is turned away at once, to retry with its backoff, rather than
+            # every Hello waiting in a queue until it times out (docs/device-link.md,
+            # "Many devices at once").
+            raise errors.Throttled(TOO_MANY_OPENING, RETRY_OPENING_S)
+        self._opening += 1
         try:
-            first = await asyncio.wait_for(anext(aiter(requests), None), limits.hello_timeout_s)
-        except TimeoutError:
-            raise errors.DeadlineExceeded(
-                NO_HELLO_IN_TIME.format(seconds=limits.hello_timeout_s)
-            ) from None
-        if first is None or first.WhichOneof("kind") != "hello":
-            raise errors.InvalidArgument(NO_HELLO)
-        hello = first.hello
-        resources = declared_resources(hello.resources)
-        device, secret, link_token_id = await self._open(hello, client_of(context))
+            first = await self._hello(requests, limits.hello_timeout_s)
+            hello = first.hello
+            resources = declared_resources(hello.resources)
+            device, secret, link_token_id = await self._open(hello, client_of(context))
+        finally:
+            self._opening -= 1
         links, stats = self._state.links, self._state.link_stats
         link = Link(
             DeviceKey(device.user_id, device.device_id),
@@ -124,6 +131,19 @@ class AgentService:
             # once").
             context.set_code(status_for(closed))
             context.set_details(bounded(closed.message))
+
+    @staticmethod
+    async def _hello(
+        requests: AsyncIterator[agent_pb2.ConnectRequest], timeout_s: float
+    ) -> agent_pb2.ConnectRequest:
+        """The stream's first message, a Hello; DeadlineExceeded or InvalidArgument."""
+        try:
+            first = await asyncio.wait_for(anext(aiter(requests), None), timeout_s)
+        except TimeoutError:
+            raise errors.DeadlineExceeded(NO_HELLO_IN_TIME.format(seconds=timeout_s)) from None
+        if first is None or first.WhichOneof("kind") != "hello":
+            raise errors.InvalidArgument(NO_HELLO)
+        return first
 
     def _changed(self, link: Link) -> None:
         """A link's byte counts moved: written with the next round, and watchers woken."""
