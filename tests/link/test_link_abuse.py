@@ -305,3 +305,43 @@ def test_a_device_that_does_not_read_its_answers_has_its_link_closed_not_a_backl
     assert isinstance(closed, errors.Unavailable)
     assert closed.message == NOT_READING
     assert sent == []  # what it did not read is dropped, so its stream ends at once
+
+
+def test_streams_past_the_opening_limit_are_refused_at_once_and_the_slot_comes_back(
+    make_world: Callable[[LinkLimits], LinkWorld],
+) -> None:
+    """Two streams hold both opening slots without a Hello: a third stream is refused
+    RESOURCE_EXHAUSTED before anything is read; once the slots are free, a device opens."""
+    world = make_world(LinkLimits(max_links_opening=2, hello_timeout_s=1.0))
+
+    async def silent() -> AsyncIterator[agent_pb2.ConnectRequest]:
+        await asyncio.Event().wait()  # holds the stream open, sends nothing
+        yield agent_pb2.ConnectRequest()  # pragma: no cover
+
+    async def scenario() -> tuple[grpc.aio.AioRpcError, float, int]:
+        async with grpc.aio.insecure_channel(world.target) as channel:
+            stub = agent_pb2_grpc.AgentServiceStub(channel)
+            holders = [stub.Connect(silent(), timeout=30) for _ in range(2)]
+            for holder in holders:
+                await holder.wait_for_connection()
+            await asyncio.sleep(0.2)  # both are in the servicer, waiting for a Hello
+            started = time.monotonic()
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                async for _ in stub.Connect(iter([agent_pb2.ConnectRequest(hello=hello_with())])):
+                    pass
+            took = time.monotonic() - started
+            for holder in holders:  # their Hello timeout frees the slots
+                with pytest.raises(grpc.aio.AioRpcError):
+                    async for _ in holder:
+                        pass
+                holder.cancel()  # its request iterator still waits
+        agent = world.agent()
+        await stopped(await connected(agent))
+        return info.value, took, agent.connections
+
+    error, took, connections = world.run(scenario)
+    assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert error.details() == agent_service.TOO_MANY_OPENING
+    assert dict(error.trailing_metadata() or ()).get("retry-after") == "1"
+    assert took < 0.9  # refused at once, not after the Hello timeout
+    assert connections == 1
