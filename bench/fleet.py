@@ -230,7 +230,11 @@ class Fleet:
                 await asyncio.to_thread(g.process.wait, 30)
             except subprocess.TimeoutExpired:
                 g.process.kill()
+                await asyncio.to_thread(g.process.wait)
         await asyncio.gather(*self._readers, return_exceptions=True)
+        for g in self.generators:
+            if g.process.stdout is not None:
+                g.process.stdout.close()
 
 
 # -- REST callers -------------------------------------------------------------------------

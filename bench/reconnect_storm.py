@@ -48,7 +48,11 @@ async def run(
                     result = await restart(stack, fleet, rest, poller_rest, sig, 2 * TARGET_S)
                     print(json.dumps(result), flush=True)
                     rounds.append(result)
-                    await fleet.wait_up(60)
+                    try:
+                        await fleet.wait_up(2 * TARGET_S)
+                    except TimeoutError:
+                        print(f"only {fleet.up} links up: no further round", flush=True)
+                        break
             finally:
                 await fleet.stop()
                 rest.close()
@@ -65,7 +69,9 @@ def figures(rounds: list[dict]) -> list[dict[str, object]]:
         back = r["all_answering_s"]
         out += [
             {"name": f"all back and answering after a restart, {what}", "unit": "s",
-             "value": back if back is not None else float("inf"), "target": f"<= {TARGET_S:g} s"},
+             "value": back if back is not None else 2 * TARGET_S, "target": f"<= {TARGET_S:g} s"},
+            {"name": f"devices answering at the end of the round, {what}", "unit": "devices",
+             "value": r["answering"], "target": str(r["links"])},
             {"name": f"server up again after the stop, {what}", "unit": "s",
              "value": r["server_up_s"], "target": None},
             {"name": f"REST failures while the links come back, {what}", "unit": "calls",
