@@ -39,6 +39,8 @@ WATCHER = "watcher"
 PASSWORD = "bench-password-1"  # noqa: S105 - a throwaway account in a temp database
 #: Streams per shared connection: well under Envoy's 1,024 per HTTP/2 connection.
 LINKS_PER_CHANNEL = 640
+#: How long a server holding (or just left by) 10,000 links may take to stop.
+STOP_TIMEOUT_S = 120.0
 #: REST connections of the callers (HTTP/1.1: one request at a time on each).
 REST_CONNECTIONS = 32
 

@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 from bench.fleet import (
+    STOP_TIMEOUT_S,
     Fleet,
     Rest,
     bearer_token,
@@ -81,7 +82,7 @@ async def run(
                 await fleet.stop()
                 rest.close()
         finally:
-            stack.stop()
+            stack.stop(timeout=STOP_TIMEOUT_S)
     return {
         "links": links,
         "open_s": round(open_s, 1),

@@ -21,7 +21,7 @@ import signal
 import tempfile
 from pathlib import Path
 
-from bench.fleet import WATCHER, Fleet, Rest, bearer_token, start_stack
+from bench.fleet import STOP_TIMEOUT_S, WATCHER, Fleet, Rest, bearer_token, start_stack
 from bench.storm import restart
 
 TARGET_S = 60.0
@@ -58,7 +58,7 @@ async def run(
                 rest.close()
                 poller_rest.close()
         finally:
-            stack.stop()
+            stack.stop(timeout=STOP_TIMEOUT_S)
     return rounds
 
 

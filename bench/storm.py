@@ -15,13 +15,11 @@ import signal
 import time
 from dataclasses import dataclass, field
 
-from bench.fleet import CallError, Fleet, Poller, Rest, latency_summary
+from bench.fleet import STOP_TIMEOUT_S, CallError, Fleet, Poller, Rest, latency_summary
 from tests.integration.stack import Stack
 
 #: Calls in flight at once to the devices that came back.
 CALLERS = 32
-#: How long a stopping server may take before it is killed (and the round fails).
-STOP_TIMEOUT_S = 120.0
 #: A poll sent this long before the stop has been answered by then.
 IN_FLIGHT_S = 0.5
 #: A device that did not answer is called again this much later.

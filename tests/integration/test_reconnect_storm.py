@@ -9,7 +9,7 @@ import asyncio
 import signal
 from pathlib import Path
 
-from bench.fleet import WATCHER, Fleet, Rest, bearer_token, start_stack, sweep
+from bench.fleet import STOP_TIMEOUT_S, WATCHER, Fleet, Rest, bearer_token, start_stack, sweep
 from bench.storm import restart
 
 LINKS = 500
@@ -36,7 +36,7 @@ def test_every_link_comes_back_and_answers_after_a_restart(tmp_path: Path) -> No
             await fleet.stop()
             rest.close()
             poller_rest.close()
-            stack.stop()
+            stack.stop(timeout=STOP_TIMEOUT_S)
         return rounds
 
     rounds = asyncio.run(scenario())
