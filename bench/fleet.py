@@ -8,6 +8,7 @@ Used by `bench/link_memory.py` (memory and call latency of N live links),
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import math
@@ -37,12 +38,33 @@ USER = "bench"
 #: the poll measure a 10,000-row read instead).
 WATCHER = "watcher"
 PASSWORD = "bench-password-1"  # noqa: S105 - a throwaway account in a temp database
+QUICK_LINKS = 2000
+LINKS_PER_PROCESS = 2500
 #: Streams per shared connection: well under Envoy's 1,024 per HTTP/2 connection.
 LINKS_PER_CHANNEL = 640
 #: How long a server holding (or just left by) 10,000 links may take to stop.
 STOP_TIMEOUT_S = 120.0
 #: REST connections of the callers (HTTP/1.1: one request at a time on each).
 REST_CONNECTIONS = 32
+
+
+def add_fleet_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options every fleet benchmark takes."""
+    parser.add_argument("--links", type=int, default=10_000)
+    parser.add_argument("--processes", type=int, default=0, help="load generators (0: 1 per 2,500)")
+    parser.add_argument("--open-rate", type=float, default=2000, help="links opened a second")
+    parser.add_argument("--quick", action="store_true", help="2,000 links")
+    parser.add_argument(
+        "--server-checkout",
+        type=Path,
+        help="run the server from this checkout (a worktree of another commit): before/after",
+    )
+
+
+def fleet_size(args: argparse.Namespace) -> tuple[int, int]:
+    """The links and the load-generator processes the options ask for."""
+    links = QUICK_LINKS if args.quick else int(args.links)
+    return links, int(args.processes) or max(1, round(links / LINKS_PER_PROCESS))
 
 
 def rss_kib(pid: int) -> int:

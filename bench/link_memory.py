@@ -28,9 +28,11 @@ from bench.fleet import (
     STOP_TIMEOUT_S,
     Fleet,
     Rest,
+    add_fleet_arguments,
     bearer_token,
     create_devices,
     envoy_pid,
+    fleet_size,
     latency_summary,
     rss_kib,
     start_stack,
@@ -124,19 +126,10 @@ def figures(result: dict[str, object]) -> list[dict[str, object]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--links", type=int, default=10_000)
-    parser.add_argument("--processes", type=int, default=0, help="load generators (0: 1 per 2,500)")
-    parser.add_argument("--rate", type=float, default=500, help="REST calls a second in the sweep")
-    parser.add_argument("--open-rate", type=float, default=2000, help="links opened a second")
-    parser.add_argument("--quick", action="store_true", help="2,000 links")
-    parser.add_argument(
-        "--server-checkout",
-        type=Path,
-        help="run the server from this checkout (a worktree of another commit): before/after",
-    )
+    add_fleet_arguments(parser)
+    parser.add_argument("--rate", type=float, default=200, help="REST calls a second in the sweep")
     args = parser.parse_args()
-    links = 2000 if args.quick else args.links
-    processes = args.processes or max(1, round(links / 2500))
+    links, processes = fleet_size(args)
     result = asyncio.run(run(links, processes, args.rate, args.open_rate, args.server_checkout))
     print(json.dumps(result), flush=True)
     print(json.dumps({"bench": "link_memory", "figures": figures(result)}), flush=True)

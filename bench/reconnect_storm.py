@@ -21,7 +21,16 @@ import signal
 import tempfile
 from pathlib import Path
 
-from bench.fleet import STOP_TIMEOUT_S, WATCHER, Fleet, Rest, bearer_token, start_stack
+from bench.fleet import (
+    STOP_TIMEOUT_S,
+    WATCHER,
+    Fleet,
+    Rest,
+    add_fleet_arguments,
+    bearer_token,
+    fleet_size,
+    start_stack,
+)
 from bench.storm import restart
 
 TARGET_S = 60.0
@@ -84,19 +93,10 @@ def figures(rounds: list[dict]) -> list[dict[str, object]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--links", type=int, default=10_000)
-    parser.add_argument("--processes", type=int, default=0, help="load generators (0: 1 per 2,500)")
+    add_fleet_arguments(parser)
     parser.add_argument("--signals", default="TERM,KILL", help="how the server is stopped, in turn")
-    parser.add_argument("--open-rate", type=float, default=2000, help="links opened a second")
-    parser.add_argument("--quick", action="store_true", help="2,000 links")
-    parser.add_argument(
-        "--server-checkout",
-        type=Path,
-        help="run the server from this checkout (a worktree of another commit): before/after",
-    )
     args = parser.parse_args()
-    links = 2000 if args.quick else args.links
-    processes = args.processes or max(1, round(links / 2500))
+    links, processes = fleet_size(args)
     signals = [signal.Signals[f"SIG{name.strip()}"] for name in args.signals.split(",")]
     rounds = asyncio.run(run(links, processes, signals, args.open_rate, args.server_checkout))
     print(json.dumps({"bench": "reconnect_storm", "figures": figures(rounds)}), flush=True)
