@@ -290,8 +290,8 @@ def check_input(resource: Resource, value: struct_pb2.Value | None) -> None:
 
 
 def without_traceback(error: errors.ThingwireError) -> errors.ThingwireError:
-    """A copy of `error` with no traceback. A link keeps why it closed and its stream
-    raises it: an error carrying a traceback of a frame that holds the link would tie the
+    """A copy of `error` with no traceback. A link keeps why it closed, and its stream ends
+    with it: an error carrying a traceback of a frame that holds the link would tie the
     two in a reference cycle, which keeps the closed link (its stream's generators, tasks
     and messages) in memory until the collector's next full pass, slow with 10,000 links
     (docs/device-link.md, "Many devices at once")."""

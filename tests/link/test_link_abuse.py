@@ -345,3 +345,20 @@ def test_streams_past_the_opening_limit_are_refused_at_once_and_the_slot_comes_b
     assert dict(error.trailing_metadata() or ()).get("retry-after") == "1"
     assert took < 0.9  # refused at once, not after the Hello timeout
     assert connections == 1
+
+
+def test_a_closed_link_keeps_its_reason_without_the_traceback() -> None:
+    """The reason's traceback would reference the frames that hold the link: a cycle that
+    keeps every closed link alive until a full collection."""
+    link = Link(DeviceKey(1, "d"), {}, 4)
+    with pytest.raises(errors.InvalidArgument) as raised:
+        raise errors.InvalidArgument("no call 9 was made on this link")
+    assert raised.value.__traceback__ is not None
+    link.close(raised.value)
+    assert isinstance(link.closed, errors.InvalidArgument)
+    assert link.closed.message == "no call 9 was made on this link"
+    assert link.closed.__traceback__ is None
+    throttled = Link(DeviceKey(1, "e"), {}, 4)
+    throttled.close(errors.Throttled("busy", 3))  # a subclass with its own constructor
+    assert isinstance(throttled.closed, errors.Throttled)
+    assert throttled.closed.retry_after == 3
