@@ -238,7 +238,7 @@ class Link:
         """Close once: fail every pending call with `reason` now and stop the writer."""
         if self.closed is not None:
             return
-        self.closed = reason
+        self.closed = without_traceback(reason)
         failure = errors.Unavailable(f"device disconnected: {reason.message}")
         for answer in self._pending.values():
             if not answer.done():
@@ -300,6 +300,18 @@ def check_input(resource: Resource, value: struct_pb2.Value | None) -> None:
         raise errors.InvalidArgument(f"resource {resource.name!r} takes no input value")
 
 
+def without_traceback(error: errors.ThingwireError) -> errors.ThingwireError:
+    """A copy of `error` with no traceback. A link keeps why it closed, and its stream ends
+    with it: an error carrying a traceback of a frame that holds the link would tie the
+    two in a reference cycle, which keeps the closed link (its stream's generators, tasks
+    and messages) in memory until the collector's next full pass, slow with 10,000 links
+    (docs/device-link.md, "Many devices at once")."""
+    fresh = type(error).__new__(type(error))
+    fresh.args = error.args
+    fresh.__dict__.update(error.__dict__)
+    return fresh
+
+
 class LinkClosed(errors.Unavailable):
     """The device ended its stream itself: the stream ends with OK, its calls fail."""
 
@@ -326,6 +338,9 @@ class LinkLimits:
     #: How long a new stream may take to send its Hello. Until then it is nobody's, and
     #: without a bound anyone could hold streams open without credentials.
     hello_timeout_s: float = 10.0
+    #: Links being opened at once (from the stream's start to its Welcome); a stream past
+    #: it is refused at once, RESOURCE_EXHAUSTED, and the device retries with its backoff.
+    max_links_opening: int = 256
     #: Telemetry uploads (docs/device-link.md, "Telemetry uploads"), told in the Welcome:
     #: the largest batch in bytes and in records, and how many batches of one link are
     #: stored at once (past it, UploadFailed BUSY).

@@ -17,12 +17,22 @@ from thingwire.agent.v1 import agent_pb2
 
 from server import errors
 from server.auth.device_tokens import open_link_with_token
-from server.link.link import DeviceKey, Link, LinkClosed, LinkLimits, Resource, is_json
+from server.interceptors import bounded, status_for
+from server.link.link import (
+    DeviceKey,
+    Link,
+    LinkClosed,
+    LinkLimits,
+    Resource,
+    is_json,
+)
+from server.link.secret_checks import LinkSecretChecks
 from server.link.uploads import Uploads
 from server.request_origin import client_of
 from server.state import AppState
 from server.storage import link_secrets
 from server.storage.devices import INVALID_DEVICE
+from server.storage.link_secrets import LinkDevice
 from server.storage.models import Device
 
 log = logging.getLogger(__name__)
@@ -36,6 +46,8 @@ MAX_EXAMPLE_BYTES = 4096
 NO_HELLO = "the first message must be a Hello"
 ONE_HELLO = "only the first message may be a Hello"
 NO_HELLO_IN_TIME = "no Hello within {seconds:g} s"
+TOO_MANY_OPENING = "too many devices are connecting at once; retry later"
+RETRY_OPENING_S = 1
 KINDS = frozenset(agent_pb2.ResourceKind.values()) - {agent_pb2.RESOURCE_KIND_UNSPECIFIED}
 
 
@@ -44,28 +56,34 @@ class AgentService:
 
     def __init__(self, state: AppState) -> None:
         self._state = state
+        self._link_secrets = LinkSecretChecks(state.database)
+        #: Streams between their start and their Welcome (LinkLimits.max_links_opening).
+        self._opening = 0
 
     async def Connect(
         self, requests: AsyncIterator[agent_pb2.ConnectRequest], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[agent_pb2.ConnectResponse]:
         limits: LinkLimits = self._state.link_limits
+        if self._opening >= limits.max_links_opening:
+            # Refused before anything is read: a fleet coming back faster than links can
+            # be opened is turned away at once, to retry with its backoff, rather than
+            # every Hello waiting in a queue until it times out (docs/device-link.md,
+            # "Many devices at once").
+            raise errors.Throttled(TOO_MANY_OPENING, RETRY_OPENING_S)
+        self._opening += 1
         try:
-            first = await asyncio.wait_for(anext(aiter(requests), None), limits.hello_timeout_s)
-        except TimeoutError:
-            raise errors.DeadlineExceeded(
-                NO_HELLO_IN_TIME.format(seconds=limits.hello_timeout_s)
-            ) from None
-        if first is None or first.WhichOneof("kind") != "hello":
-            raise errors.InvalidArgument(NO_HELLO)
-        hello = first.hello
-        resources = declared_resources(hello.resources)
-        device, secret, link_token_id = await self._open(hello, client_of(context))
+            first = await self._hello(requests, limits.hello_timeout_s)
+            hello = first.hello
+            resources = declared_resources(hello.resources)
+            device, secret, link_token_id = await self._open(hello, client_of(context))
+        finally:
+            self._opening -= 1
         links, stats = self._state.links, self._state.link_stats
         link = Link(
             DeviceKey(device.user_id, device.device_id),
             resources,
             limits.max_calls_in_flight,
-            device_pk=device.id,
+            device_pk=device.pk,
             # Through the gateway, the device's address (x-forwarded-for), not Envoy's.
             ip_address=client_of(context),
             connected_time=self._state.clock(),
@@ -105,15 +123,37 @@ class AgentService:
                 stats.detached(link)
             links.detach(link)
             await uploads.finish()
-        if link.closed is not None and not isinstance(link.closed, LinkClosed):
-            raise link.closed
+        closed = link.closed
+        if closed is not None and not isinstance(closed, LinkClosed):
+            # The stream ends with the status set, not raised: an abort leaves a reference
+            # cycle in grpc (its error holds the call, which holds the error), and at a
+            # restart 10,000 of those kept every ended stream alive until the event loop
+            # closed their generators one by one (docs/device-link.md, "Many devices at
+            # once").
+            context.set_code(status_for(closed))
+            context.set_details(bounded(closed.message))
+
+    @staticmethod
+    async def _hello(
+        requests: AsyncIterator[agent_pb2.ConnectRequest], timeout_s: float
+    ) -> agent_pb2.ConnectRequest:
+        """The stream's first message, a Hello; DeadlineExceeded or InvalidArgument."""
+        try:
+            first = await asyncio.wait_for(anext(aiter(requests), None), timeout_s)
+        except TimeoutError:
+            raise errors.DeadlineExceeded(NO_HELLO_IN_TIME.format(seconds=timeout_s)) from None
+        if first is None or first.WhichOneof("kind") != "hello":
+            raise errors.InvalidArgument(NO_HELLO)
+        return first
 
     def _changed(self, link: Link) -> None:
         """A link's byte counts moved: written with the next round, and watchers woken."""
         self._state.link_stats.changed(link)
         self._state.links.notify(link.key)
 
-    async def _open(self, hello: agent_pb2.Hello, client: str) -> tuple[Device, str, str | None]:
+    async def _open(
+        self, hello: agent_pb2.Hello, client: str
+    ) -> tuple[LinkDevice, str, str | None]:
         """The device, its new link secret ("" unless it opened with its credentials) and
         the id of the link token it opened with (None for other secrets), or
         Unauthenticated. A link token opens the link without a link secret: checking it
@@ -133,14 +173,11 @@ class AgentService:
                 raise errors.Unauthenticated(INVALID_DEVICE)
             pk = found[0]
             device, secret = await database.run(lambda s: link_secrets.issue_link_secret(s, pk))
-            return device, secret, None
+            return _link_device(device), secret, None
         if which == "link_secret":
-            device = await database.run(
-                lambda s: link_secrets.open_with_link_secret(
-                    s, hello.user, hello.device, hello.link_secret
-                )
-            )
-            return device, "", None
+            # A reconnecting fleet's Hellos share their queries (server/link/secret_checks.py).
+            opened = await self._link_secrets.check(hello.user, hello.device, hello.link_secret)
+            return opened, "", None
         if which == "device_token":
             signer, now = self._state.signer, self._state.clock()
             device, token_id = await database.run(
@@ -148,8 +185,12 @@ class AgentService:
                     s, signer, hello.user, hello.device, hello.device_token, now
                 )
             )
-            return device, "", token_id
+            return _link_device(device), "", token_id
         raise errors.Unauthenticated("the Hello carries no credentials")
+
+
+def _link_device(device: Device) -> LinkDevice:
+    return LinkDevice(device.id, device.user_id, device.device_id)
 
 
 def declared_resources(

@@ -8,6 +8,9 @@ clears it, and the device must then open with its credentials again.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
@@ -18,8 +21,10 @@ from server.storage.models import Device, User
 from server.storage.users import get_user_by_username
 
 __all__ = [
+    "LinkDevice",
     "credentials_of",
     "issue_link_secret",
+    "open_many_with_link_secrets",
     "open_with_credentials",
     "open_with_link_secret",
     "revoke_link_secret",
@@ -92,6 +97,43 @@ def open_with_link_secret(s: Session, username: str, device_id: str, secret: str
     if device is None or stored is None or not secrets_equal(stored, hash_secret(secret)):
         raise Unauthenticated(INVALID_DEVICE)
     return device
+
+
+@dataclass(frozen=True)
+class LinkDevice:
+    """What a link needs of its device: its row id, its owner and its id."""
+
+    pk: int
+    user_id: int
+    device_id: str
+
+
+def open_many_with_link_secrets(
+    s: Session, hellos: Sequence[tuple[str, str, str]]
+) -> list[LinkDevice | None]:
+    """For each (user name, device id, link secret), the device if the secret is its
+    current link secret, else None: one query for them all, so that a fleet reconnecting
+    at once costs one database round trip per batch instead of one per device."""
+    wanted = {(user, device) for user, device, _ in hellos if _possible(user, device)}
+    found: dict[tuple[str, str], tuple[LinkDevice, str | None]] = {}
+    if wanted:
+        rows = s.execute(
+            sa.select(
+                User.username, Device.device_id, Device.id, Device.user_id, Device.link_secret_hash
+            )
+            .join(User, User.id == Device.user_id)
+            .where(sa.tuple_(User.username, Device.device_id).in_(sorted(wanted)))
+        )
+        for username, device_id, pk, user_id, stored in rows:
+            found[(username, device_id)] = (LinkDevice(pk, user_id, device_id), stored)
+    opened: list[LinkDevice | None] = []
+    for user, device, secret in hellos:
+        device_row, stored = found.get((user, device), (None, None))
+        if stored is not None and secrets_equal(stored, hash_secret(secret)):
+            opened.append(device_row)
+        else:
+            opened.append(None)
+    return opened
 
 
 def revoke_link_secret(s: Session, device_pk: int) -> None:

@@ -305,3 +305,60 @@ def test_a_device_that_does_not_read_its_answers_has_its_link_closed_not_a_backl
     assert isinstance(closed, errors.Unavailable)
     assert closed.message == NOT_READING
     assert sent == []  # what it did not read is dropped, so its stream ends at once
+
+
+def test_streams_past_the_opening_limit_are_refused_at_once_and_the_slot_comes_back(
+    make_world: Callable[[LinkLimits], LinkWorld],
+) -> None:
+    """Two streams hold both opening slots without a Hello: a third stream is refused
+    RESOURCE_EXHAUSTED before anything is read; once the slots are free, a device opens."""
+    world = make_world(LinkLimits(max_links_opening=2, hello_timeout_s=1.0))
+
+    async def silent() -> AsyncIterator[agent_pb2.ConnectRequest]:
+        await asyncio.Event().wait()  # holds the stream open, sends nothing
+        yield agent_pb2.ConnectRequest()  # pragma: no cover
+
+    async def scenario() -> tuple[grpc.aio.AioRpcError, float, int]:
+        async with grpc.aio.insecure_channel(world.target) as channel:
+            stub = agent_pb2_grpc.AgentServiceStub(channel)
+            holders = [stub.Connect(silent(), timeout=30) for _ in range(2)]
+            for holder in holders:
+                await holder.wait_for_connection()
+            await asyncio.sleep(0.2)  # both are in the servicer, waiting for a Hello
+            started = time.monotonic()
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                async for _ in stub.Connect(iter([agent_pb2.ConnectRequest(hello=hello_with())])):
+                    pass
+            took = time.monotonic() - started
+            for holder in holders:  # their Hello timeout frees the slots
+                with pytest.raises(grpc.aio.AioRpcError):
+                    async for _ in holder:
+                        pass
+                holder.cancel()  # its request iterator still waits
+        agent = world.agent()
+        await stopped(await connected(agent))
+        return info.value, took, agent.connections
+
+    error, took, connections = world.run(scenario)
+    assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert error.details() == agent_service.TOO_MANY_OPENING
+    assert dict(error.trailing_metadata() or ()).get("retry-after") == "1"
+    assert took < 0.9  # refused at once, not after the Hello timeout
+    assert connections == 1
+
+
+def test_a_closed_link_keeps_its_reason_without_the_traceback() -> None:
+    """The reason's traceback would reference the frames that hold the link: a cycle that
+    keeps every closed link alive until a full collection."""
+    link = Link(DeviceKey(1, "d"), {}, 4)
+    with pytest.raises(errors.InvalidArgument) as raised:
+        raise errors.InvalidArgument("no call 9 was made on this link")
+    assert raised.value.__traceback__ is not None
+    link.close(raised.value)
+    assert isinstance(link.closed, errors.InvalidArgument)
+    assert link.closed.message == "no call 9 was made on this link"
+    assert link.closed.__traceback__ is None
+    throttled = Link(DeviceKey(1, "e"), {}, 4)
+    throttled.close(errors.Throttled("busy", 3))  # a subclass with its own constructor
+    assert isinstance(throttled.closed, errors.Throttled)
+    assert throttled.closed.retry_after == 3
