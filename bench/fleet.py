@@ -75,10 +75,14 @@ def rss_kib(pid: int) -> int:
     raise RuntimeError(f"no VmRSS for {pid}")
 
 
+def child_pids(pid: int) -> list[int]:
+    """The process's children (from /proc)."""
+    return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
 def envoy_pid(server_pid: int) -> int:
     """The Envoy that `thingwire serve` runs as its child."""
-    children = Path(f"/proc/{server_pid}/task/{server_pid}/children").read_text().split()
-    for child in map(int, children):
+    for child in child_pids(server_pid):
         if "envoy" in Path(f"/proc/{child}/cmdline").read_text():
             return child
     raise RuntimeError("no Envoy under the server")

@@ -33,7 +33,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from bench.link_memory import child_pids, envoy_pid
+from bench.fleet import child_pids, envoy_pid
 from bench.resource_calls import (
     CREDENTIALS,
     DEVICE,

@@ -30,6 +30,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.selectable import Join
@@ -125,12 +126,14 @@ _MARK_HOUR = (
 _PARAMETER = {"sqlite": "?", "postgresql": "%s"}
 
 
-def _upsert(session: Session, statement: str, rows: list[tuple[Any, ...]]) -> None:
-    connection = session.connection()
+def _upsert(session: Session | Connection, statement: str, rows: list[tuple[Any, ...]]) -> None:
+    connection = session if isinstance(session, Connection) else session.connection()
     connection.exec_driver_sql(statement.format(p=_PARAMETER[connection.dialect.name]), rows)
 
 
-def mark_records(session: Session, device_pk: int, records: Iterable[Sequence[Any]]) -> None:
+def mark_records(
+    session: Session | Connection, device_pk: int, records: Iterable[Sequence[Any]]
+) -> None:
     """Mark the minutes of ``records`` (``(record type, ts, …)``) of one device dirty.
 
     Call it in the transaction that stores them. One upsert per distinct (type, minute),
