@@ -18,15 +18,14 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.ingest_http import INSTALL_WRK, WRK, Target, count_rows, make_devices, run_wrk
+from bench.ingest_http import Target, count_rows, make_devices, run_wrk
 from bench.link_memory import envoy_pid
-from bench.unary_http import process_cpu
+from bench.unary_http import comparison_args, process_cpu, started, tree_env
 from tests.integration.stack import Stack
 
 WARMUP_SECONDS = 1.0
@@ -48,10 +47,7 @@ class Side:
 
 
 def start(side: Side, workdir: Path) -> None:
-    env = {}
-    if side.tree is not None:
-        tree = side.tree.resolve()
-        env["PYTHONPATH"] = f"{tree}:{tree / 'generated'}"
+    env = tree_env(side.tree)
     db_url = f"sqlite:///{workdir}/bench.db"
     side.stack = Stack(workdir=workdir / "stack", db_url=db_url, extra_env=env)
     side.stack.start()
@@ -127,33 +123,14 @@ def report(sides: list[Side], args: Any) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--duration", type=float, default=5.0, help="seconds per wrk run")
-    parser.add_argument("--rounds", type=int, default=5, help="alternating rounds")
-    parser.add_argument("--connections", type=int, default=16, help="wrk connections")
     parser.add_argument("--sizes", default="1,100", help="records per post, one phase each")
-    parser.add_argument("--quick", action="store_true", help="3 rounds of 3 s")
-    parser.add_argument(
-        "--before", type=Path, default=None, metavar="TREE", help="also run TREE's code"
-    )
-    args = parser.parse_args()
-    if WRK is None:
-        raise SystemExit(INSTALL_WRK)
+    args = comparison_args(parser)
     args.sizes = [int(size) for size in args.sizes.split(",")]
-    if args.quick:
-        args.duration, args.rounds = 3.0, 3
     sides = [Side("this", None)]
     if args.before is not None:
         sides.append(Side("before", args.before))
-    with tempfile.TemporaryDirectory() as tmp:
-        try:
-            for i, side in enumerate(sides):
-                (Path(tmp) / str(i)).mkdir()
-                start(side, Path(tmp) / str(i))
-            measure(sides, Path(tmp), args)
-        finally:
-            for side in sides:
-                if side.stack is not None and side.stack.process is not None:
-                    side.stack.stop()
+    with started(sides, start) as workdir:
+        measure(sides, workdir, args)
     print(json.dumps(report(sides, args)))
 
 
