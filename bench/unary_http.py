@@ -22,11 +22,13 @@ wrk comes from Debian's packages: `apt-get install -y wrk`.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import shutil
 import statistics
 import subprocess
 import tempfile
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -133,11 +135,31 @@ def run_wrk(base_url: str, workdir: Path, header: str, seconds: float, connectio
     return figures
 
 
+def tree_env(tree: Path | None) -> dict[str, str]:
+    """The environment that makes a stack run another checkout's code (None: this one's)."""
+    if tree is None:
+        return {}
+    tree = tree.resolve()
+    return {"PYTHONPATH": f"{tree}:{tree / 'generated'}"}
+
+
+@contextlib.contextmanager
+def started(sides: Sequence[Any], start: Callable[[Any, Path], None]) -> Iterator[Path]:
+    """Each side started by `start` in a temp directory of its own; all stopped after."""
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            for i, side in enumerate(sides):
+                (Path(tmp) / str(i)).mkdir()
+                start(side, Path(tmp) / str(i))
+            yield Path(tmp)
+        finally:
+            for side in sides:
+                if side.stack is not None and side.stack.process is not None:
+                    side.stack.stop()
+
+
 def start(side: Side, workdir: Path) -> None:
-    env = {}
-    if side.tree is not None:
-        tree = side.tree.resolve()
-        env["PYTHONPATH"] = f"{tree}:{tree / 'generated'}"
+    env = tree_env(side.tree)
     db_url = f"sqlite:///{workdir}/bench.db"
     side.stack = Stack(workdir=workdir / "stack", db_url=db_url, extra_env=env)
     side.stack.start()
@@ -235,8 +257,9 @@ def report(sides: list[Side], args: Any) -> dict[str, Any]:
     return {"bench": "unary_http", "figures": figures}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+def comparison_args(parser: argparse.ArgumentParser) -> argparse.Namespace:
+    """The options of a side-by-side wrk benchmark added to `parser`, parsed; --quick
+    applied. Exits when wrk is missing."""
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per wrk run")
     parser.add_argument("--rounds", type=int, default=5, help="alternating rounds")
     parser.add_argument("--connections", type=int, default=16, help="wrk connections")
@@ -249,19 +272,16 @@ def main() -> None:
         raise SystemExit(INSTALL_WRK)
     if args.quick:
         args.duration, args.rounds = 3.0, 3
+    return args
+
+
+def main() -> None:
+    args = comparison_args(argparse.ArgumentParser(description=__doc__))
     sides = [Side("this", None)]
     if args.before is not None:
         sides.append(Side("before", args.before))
-    with tempfile.TemporaryDirectory() as tmp:
-        try:
-            for i, side in enumerate(sides):
-                (Path(tmp) / str(i)).mkdir()
-                start(side, Path(tmp) / str(i))
-            measure(sides, Path(tmp), args)
-        finally:
-            for side in sides:
-                if side.stack is not None and side.stack.process is not None:
-                    side.stack.stop()
+    with started(sides, start) as workdir:
+        measure(sides, workdir, args)
     print(json.dumps(report(sides, args)))
 
 
