@@ -55,7 +55,7 @@ test: setup lint breaking
 # the other, BENCH_RUNS runs each, one table of medians; not part of `make test`. Each starts
 # its own stack on free ports; `make bench BENCHES=resource_calls` runs one,
 # `make bench BENCH_ARGS=--quick` a short version of each.
-BENCHES ?= unary_http auth_paths resource_calls routed_calls ingest_http link_ingest \
+BENCHES ?= unary_http auth_paths resource_calls routed_calls ingest_http push_cpu link_ingest \
 	logbook_aggregation datacooee_statistics rollup_marks link_memory reconnect_storm
 BENCH_RUNS ?= 3
 bench: setup

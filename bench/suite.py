@@ -38,6 +38,7 @@ DEFAULT_BENCHES = (
     "resource_calls",
     "routed_calls",
     "ingest_http",
+    "push_cpu",
     "link_ingest",
     "logbook_aggregation",
     "datacooee_statistics",
