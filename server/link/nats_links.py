@@ -382,7 +382,9 @@ class NatsLinks(LinkRegistry):
             link = self.held(key)
             seconds = int(headers.get("Deadline-Ms", "0")) / 1000
             value = wire.decode_value(msg.data, headers.get("Value"))
-            output = await link.invoke(headers.get("Resource", ""), value, seconds)
+            output = await link.invoke(
+                wire.decode_name(headers.get("Resource", "")), value, seconds
+            )
         except errors.ThingwireError as error:
             await self._answer(msg, b"", wire.error_headers(error))
             return
@@ -400,6 +402,9 @@ class NatsLinks(LinkRegistry):
     async def watching(self, key: DeviceKey) -> AsyncIterator[None]:
         """While an event stream here watches `key`: its holder, wherever it is, tells this
         replica when the figures change (and `next_change` wakes)."""
+        if not wire.routable(key):  # no device has this id: nothing to watch anywhere
+            yield
+            return
         count, task = self._watching.get(key, (0, None))
         if task is None:
             task = asyncio.create_task(self._keep_watch(key))
