@@ -392,9 +392,18 @@ class NatsLinks(LinkRegistry):
         await self._answer(msg, data, {"Status": wire.OK, "Value": present})
 
     async def _answer(self, msg: Msg, data: bytes, headers: dict[str, str]) -> None:
-        if msg.reply and self._nc is not None:
+        nc = self._nc
+        if msg.reply and nc is not None:
             with contextlib.suppress(nats.errors.Error):
-                await self._nc.publish(msg.reply, data, headers=headers)
+                try:
+                    await nc.publish(msg.reply, data, headers=headers)
+                except nats.errors.MaxPayloadError:
+                    message = wire.TOO_LARGE.format(
+                        what="answer", size=len(data), limit=nc.max_payload
+                    )
+                    await nc.publish(
+                        msg.reply, b"", headers=wire.error_headers(errors.PayloadTooLarge(message))
+                    )
 
     # -- watching devices held elsewhere -------------------------------------------------
 

@@ -67,6 +67,9 @@ class NatsRouter:
             if not nc.is_connected:
                 raise errors.Unavailable(BROKER_DOWN) from None
             raise errors.DeadlineExceeded(NO_ANSWER.format(device=key.device_id)) from None
+        except nats.errors.MaxPayloadError:
+            message = wire.TOO_LARGE.format(what="call", size=len(data), limit=nc.max_payload)
+            raise errors.PayloadTooLarge(message) from None
         except nats.errors.Error:
             raise errors.Unavailable(BROKER_DOWN) from None
         wire.raise_if_error(answer.headers)

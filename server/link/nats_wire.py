@@ -50,8 +50,12 @@ _ERRORS: Mapping[str, type[errors.ThingwireError]] = {
         errors.Unavailable,
         errors.DeadlineExceeded,
         errors.PermissionDenied,
+        errors.PayloadTooLarge,
     )
 }
+#: A call or an answer larger than one NATS message (nats-server's ``max_payload``, 1 MiB
+#: unless configured): it cannot cross between replicas, and the caller hears so at once.
+TOO_LARGE = "the {what} ({size} bytes) is larger than replicas can pass on ({limit} bytes)"
 
 
 def routable(key: DeviceKey) -> bool:

@@ -231,6 +231,37 @@ def test_a_resource_name_arrives_as_it_was_asked_for(replicas: Replicas) -> None
     ]
 
 
+def test_an_answer_larger_than_a_nats_message_is_refused_at_once(replicas: Replicas) -> None:
+    # nats-server takes 1 MiB per message by default: a larger answer cannot cross, and
+    # the caller must hear so at once rather than wait out its deadline.
+    async def scenario() -> tuple[str, str, float]:
+        agent = replicas.agent(replicas.a)
+
+        @agent.output("big")
+        def big() -> str:
+            return "y" * 1_200_000
+
+        task = await connected(agent)
+        try:
+            here = await replicas.a.state.router.invoke(replicas.key, "big", None, 10)
+            assert len(str(from_value(here))) == 1_200_000  # on the holder, it is answered
+            started = time.monotonic()
+            with pytest.raises(errors.PayloadTooLarge) as answer:
+                await replicas.router_b.invoke(replicas.key, "big", None, 10)
+            with pytest.raises(errors.PayloadTooLarge) as call:
+                await replicas.router_b.invoke(replicas.key, "echo", to_value("y" * 1_200_000), 10)
+            return answer.value.message, call.value.message, time.monotonic() - started
+        finally:
+            await stopped(task)
+
+    answer, call, took = replicas.run(scenario)
+    assert took < 5
+    assert answer.startswith("the answer (")
+    assert answer.endswith("(1048576 bytes)")
+    assert call.startswith("the call (")
+    assert call.endswith("(1048576 bytes)")
+
+
 def test_the_in_flight_limit_and_the_deadline_hold_across_replicas(replicas: Replicas) -> None:
     async def scenario() -> tuple[errors.Throttled, errors.DeadlineExceeded, float, bool]:
         router = replicas.router_b
