@@ -203,7 +203,7 @@ def test_records_stored_before_rollups_read_the_same_after_the_upgrade(
         assert splits is not None
         window = Window(-2 * minute, 120 * minute, 60 * minute)
 
-        def read() -> list[object]:
+        def read() -> list[tuple[int, object]]:
             with db.session() as s:
                 return [
                     (b.first_ts, b.value)
