@@ -126,13 +126,18 @@ def test_migration_matches_the_models(database: Database) -> None:
         assert compare_metadata(context, Base.metadata) == []
 
 
+def upgrade_to(db: Database, revision: str) -> None:
+    """Bring `db`'s schema to `revision` (an older database, before `migrate`)."""
+    with db.engine.begin() as conn:
+        config = alembic_config(db.url)
+        config.attributes["connection"] = conn
+        command.upgrade(config, revision)
+
+
 def test_database_at_revision_0001_upgrades_keeping_its_data(database_url: str) -> None:
     db = Database(database_url)
     try:
-        with db.engine.begin() as conn:
-            config = alembic_config(db.url)
-            config.attributes["connection"] = conn
-            command.upgrade(config, "0001")
+        upgrade_to(db, "0001")
         with db.session() as s:
             s.add(org("survivor"))
         db.migrate()
@@ -185,10 +190,7 @@ def test_records_stored_before_rollups_read_the_same_after_the_upgrade(
     minute = 60_000_000
     db = Database(database_url)
     try:
-        with db.engine.begin() as conn:
-            config = alembic_config(db.url)
-            config.attributes["connection"] = conn
-            command.upgrade(config, "0007")
+        upgrade_to(db, "0007")
         with db.session() as s:
             ada = users.create_user(s, "ada@example.com", "s3cret-Passw0rd", "ada")
             car = devices.create_device(s, ada.id, "car", "device-credentials")[0].id
