@@ -31,6 +31,10 @@ from server.rest_errors import HTTP_STATUS_KEY, current_family
 
 #: How many REST paths' bound values are remembered (`path_values`).
 PATH_CACHE_SIZE = 4096
+#: The longest path remembered. The count alone bounds no memory: a path may have up to
+#: the gateway's URI limit (8 KiB), and any caller chooses it before it is authenticated;
+#: a device's calls, the paths that repeat, are far shorter.
+MAX_REMEMBERED_PATH = 256
 #: Where Envoy's transcoder keeps the REST path after rewriting `:path` to the gRPC one.
 ORIGINAL_PATH_KEY = "x-envoy-original-path"
 
@@ -90,7 +94,12 @@ def bind_path(
     path = next((value for key, value in metadata if key == ORIGINAL_PATH_KEY), None)
     if not isinstance(path, str):
         return
-    for field, value in path_values(options.paths, path.split("?", 1)[0]):
+    path = path.split("?", 1)[0]
+    if len(path) <= MAX_REMEMBERED_PATH:
+        values = path_values(options.paths, path)
+    else:
+        values = _bound_values(options.paths, path)
+    for field, value in values:
         _assign(request, field, value)
 
 
@@ -98,6 +107,10 @@ def bind_path(
 def path_values(paths: tuple[PathTemplate, ...], path: str) -> tuple[tuple[str, str], ...]:
     """The fields the first of `paths` that matches `path` binds, with their values (none
     when no template matches). Remembered per path: a device's calls repeat theirs."""
+    return _bound_values(paths, path)
+
+
+def _bound_values(paths: tuple[PathTemplate, ...], path: str) -> tuple[tuple[str, str], ...]:
     for template in paths:
         values = template.bind(path)
         if values is not None:

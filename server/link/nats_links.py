@@ -382,7 +382,9 @@ class NatsLinks(LinkRegistry):
             link = self.held(key)
             seconds = int(headers.get("Deadline-Ms", "0")) / 1000
             value = wire.decode_value(msg.data, headers.get("Value"))
-            output = await link.invoke(headers.get("Resource", ""), value, seconds)
+            output = await link.invoke(
+                wire.decode_name(headers.get("Resource", "")), value, seconds
+            )
         except errors.ThingwireError as error:
             await self._answer(msg, b"", wire.error_headers(error))
             return
@@ -390,9 +392,18 @@ class NatsLinks(LinkRegistry):
         await self._answer(msg, data, {"Status": wire.OK, "Value": present})
 
     async def _answer(self, msg: Msg, data: bytes, headers: dict[str, str]) -> None:
-        if msg.reply and self._nc is not None:
+        nc = self._nc
+        if msg.reply and nc is not None:
             with contextlib.suppress(nats.errors.Error):
-                await self._nc.publish(msg.reply, data, headers=headers)
+                try:
+                    await nc.publish(msg.reply, data, headers=headers)
+                except nats.errors.MaxPayloadError:
+                    message = wire.TOO_LARGE.format(
+                        what="answer", size=len(data), limit=nc.max_payload
+                    )
+                    await nc.publish(
+                        msg.reply, b"", headers=wire.error_headers(errors.PayloadTooLarge(message))
+                    )
 
     # -- watching devices held elsewhere -------------------------------------------------
 
@@ -400,6 +411,9 @@ class NatsLinks(LinkRegistry):
     async def watching(self, key: DeviceKey) -> AsyncIterator[None]:
         """While an event stream here watches `key`: its holder, wherever it is, tells this
         replica when the figures change (and `next_change` wakes)."""
+        if not wire.routable(key):  # no device has this id: nothing to watch anywhere
+            yield
+            return
         count, task = self._watching.get(key, (0, None))
         if task is None:
             task = asyncio.create_task(self._keep_watch(key))

@@ -54,6 +54,8 @@ class NatsRouter:
     ) -> Msg:
         """Ask the device's holder; NotFound when none answers, Unavailable without NATS,
         DeadlineExceeded when the holder stays silent past `wait_s`."""
+        if not wire.routable(key):  # no device has this id: offline, whoever asks
+            raise errors.NotFound(OFFLINE.format(device=key.device_id))
         nc = self._links.nc
         try:
             answer = await nc.request(
@@ -65,6 +67,9 @@ class NatsRouter:
             if not nc.is_connected:
                 raise errors.Unavailable(BROKER_DOWN) from None
             raise errors.DeadlineExceeded(NO_ANSWER.format(device=key.device_id)) from None
+        except nats.errors.MaxPayloadError:
+            message = wire.TOO_LARGE.format(what="call", size=len(data), limit=nc.max_payload)
+            raise errors.PayloadTooLarge(message) from None
         except nats.errors.Error:
             raise errors.Unavailable(BROKER_DOWN) from None
         wire.raise_if_error(answer.headers)
@@ -85,7 +90,7 @@ class NatsRouter:
         call = secrets.token_hex(8)
         headers = {
             "Op": wire.OP_INVOKE,
-            "Resource": resource,
+            "Resource": wire.encode_name(resource),
             "Deadline-Ms": str(max(1, int(seconds * 1000))),
             "Value": present,
             "Call": call,
@@ -112,6 +117,8 @@ class NatsRouter:
 
     async def close(self, key: DeviceKey, reason: str, link_token_id: str | None = None) -> None:
         await self._local.close(key, reason, link_token_id)
+        if not wire.routable(key):
+            return
         headers = {"Op": wire.OP_CLOSE, "Reason": reason}
         if link_token_id is not None:
             headers["Token"] = link_token_id

@@ -3,7 +3,11 @@ and figures are written (docs/architecture.md, "Scale-out: what NATS carries").
 
 One subject per device, `thingwire.device.<user pk>.<device id>`, is subscribed by the
 replica that holds the device's stream; an `Op` header says what a message asks. Device ids
-are `[a-zA-Z0-9_]{1,25}` and user ids integers, so both are safe subject tokens. Values
+are `[a-zA-Z0-9_]{1,25}` and user ids integers, so both are safe subject tokens; a caller
+may name any id, though, and the client writes a subject into the protocol line as it is
+(a space, a dot, a wildcard or a line break would change what is asked, or of whom), so
+no subject is made for an id no device can have (`routable`): such a device is offline
+everywhere. Values
 travel as serialized protobuf (`google.protobuf.Value`), never re-encoded as JSON, so what
 the device answers is what the caller gets.
 """
@@ -12,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+from urllib.parse import quote, unquote
 
 import orjson
 from google.protobuf import struct_pb2
@@ -19,6 +24,7 @@ from thingwire.agent.v1 import agent_pb2
 
 from server import errors
 from server.link.link import DeviceKey, LinkFigures, Resource
+from server.storage.devices import DEVICE_ID_RE
 
 PREFIX = "thingwire"
 #: Every replica subscribes this one wildcard: links opening and closing anywhere.
@@ -44,23 +50,42 @@ _ERRORS: Mapping[str, type[errors.ThingwireError]] = {
         errors.Unavailable,
         errors.DeadlineExceeded,
         errors.PermissionDenied,
+        errors.PayloadTooLarge,
     )
 }
+#: A call or an answer larger than one NATS message (nats-server's ``max_payload``, 1 MiB
+#: unless configured): it cannot cross between replicas, and the caller hears so at once.
+TOO_LARGE = "the {what} ({size} bytes) is larger than replicas can pass on ({limit} bytes)"
+
+
+def routable(key: DeviceKey) -> bool:
+    """Whether `key` could name a device, and so a subject of its own (see the module doc)."""
+    return (
+        isinstance(key.user_id, int)
+        and not isinstance(key.user_id, bool)
+        and DEVICE_ID_RE.fullmatch(key.device_id) is not None
+    )
+
+
+def _subject(kind: str, key: DeviceKey) -> str:
+    if not routable(key):
+        raise ValueError(f"no subject for device {key.device_id!r}")
+    return f"{PREFIX}.{kind}.{key.user_id}.{key.device_id}"
 
 
 def device_subject(key: DeviceKey) -> str:
     """The subject of one device, answered by the replica that holds its stream."""
-    return f"{PREFIX}.device.{key.user_id}.{key.device_id}"
+    return _subject("device", key)
 
 
 def presence_subject(key: DeviceKey) -> str:
     """Where a replica announces that a device's link opened or closed there."""
-    return f"{PREFIX}.presence.{key.user_id}.{key.device_id}"
+    return _subject("presence", key)
 
 
 def stats_subject(key: DeviceKey) -> str:
     """Where the holder says a watched device's figures changed (no payload)."""
-    return f"{PREFIX}.stats.{key.user_id}.{key.device_id}"
+    return _subject("stats", key)
 
 
 def key_of(subject: str) -> DeviceKey | None:
@@ -68,7 +93,19 @@ def key_of(subject: str) -> DeviceKey | None:
     parts = subject.split(".")
     if len(parts) != 4 or parts[0] != PREFIX or not parts[2].isdigit():
         return None
-    return DeviceKey(int(parts[2]), parts[3])
+    key = DeviceKey(int(parts[2]), parts[3])
+    return key if routable(key) else None
+
+
+def encode_name(name: str) -> str:
+    """A resource name as a header value: percent-encoded, since the client trims a value
+    and turns its line breaks into spaces (`"echo "` must not arrive as `"echo"`)."""
+    return quote(name, safe="")
+
+
+def decode_name(value: str) -> str:
+    """The resource name `encode_name` wrote."""
+    return unquote(value)
 
 
 # -- answers ---------------------------------------------------------------------------------

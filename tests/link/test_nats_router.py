@@ -162,6 +162,106 @@ def test_offline_and_unknown_resources_are_not_found_and_bad_input_is_invalid(
     )
 
 
+#: Device ids a caller may send that no device can have: each would change the subject's
+#: tokens, be a wildcard, or break the NATS protocol line the subject is written into.
+IMPOSSIBLE_IDS = ("a b", "a.b", "*", ">", "", "a\tb", "\u00e9t\u00e9", "x" * 26)
+
+
+def test_a_device_id_no_device_can_have_is_offline_and_never_reaches_nats(
+    replicas: Replicas,
+) -> None:
+    async def scenario() -> tuple[list[str], bool, bool]:
+        agent = replicas.agent(replicas.a)
+        declare_examples(agent)
+        task = await connected(agent)
+        router = replicas.router_b
+        user = replicas.key.user_id
+        # A call naming this id once wrote a second command into B's connection: here,
+        # one that closes the real device's link on A.
+        injected = (
+            f"x 0\r\n\r\nHPUB thingwire.device.{user}.{DEVICE} 36 36\r\n"
+            "NATS/1.0\r\nOp: close\r\nReason: x\r\n\r\n\r\nPUB y"
+        )
+        messages = []
+        try:
+            for device_id in (*IMPOSSIBLE_IDS, injected):
+                key = DeviceKey(user, device_id)
+                with pytest.raises(errors.NotFound) as offline:
+                    await router.invoke(key, "echo", None, 1)
+                messages.append(offline.value.message)
+                with pytest.raises(errors.NotFound):
+                    await router.resources(key)
+                assert await router.figures(key) is None
+                await router.close(key, "gone")
+                async with router.watching(key):
+                    await asyncio.sleep(0.05)
+            await asyncio.sleep(0.5)
+            link = links(replicas.a).get(replicas.key)
+            still_open = link is not None and link.closed is None
+            return messages, still_open, links(replicas.b).nc.is_connected
+        finally:
+            await stopped(task)
+
+    messages, still_open, connected_b = replicas.run(scenario)
+    assert all(m.endswith("is not connected") for m in messages)
+    assert still_open
+    assert connected_b
+
+
+def test_a_resource_name_arrives_as_it_was_asked_for(replicas: Replicas) -> None:
+    async def scenario() -> list[str]:
+        agent = replicas.agent(replicas.a)
+        declare_examples(agent)
+        task = await connected(agent)
+        messages = []
+        try:
+            for name in ("echo ", " echo", "echo\r\n", "ech%6F"):
+                with pytest.raises(errors.NotFound) as unknown:
+                    await replicas.router_b.invoke(replicas.key, name, None, 5)
+                messages.append(unknown.value.message)
+        finally:
+            await stopped(task)
+        return messages
+
+    assert replicas.run(scenario) == [
+        "resource 'echo ' not found",
+        "resource ' echo' not found",
+        "resource 'echo\\r\\n' not found",
+        "resource 'ech%6F' not found",
+    ]
+
+
+def test_an_answer_larger_than_a_nats_message_is_refused_at_once(replicas: Replicas) -> None:
+    # nats-server takes 1 MiB per message by default: a larger answer cannot cross, and
+    # the caller must hear so at once rather than wait out its deadline.
+    async def scenario() -> tuple[str, str, float]:
+        agent = replicas.agent(replicas.a)
+
+        @agent.output("big")
+        def big() -> str:
+            return "y" * 1_200_000
+
+        task = await connected(agent)
+        try:
+            here = await replicas.a.state.router.invoke(replicas.key, "big", None, 10)
+            assert len(str(from_value(here))) == 1_200_000  # on the holder, it is answered
+            started = time.monotonic()
+            with pytest.raises(errors.PayloadTooLarge) as answer:
+                await replicas.router_b.invoke(replicas.key, "big", None, 10)
+            with pytest.raises(errors.PayloadTooLarge) as call:
+                await replicas.router_b.invoke(replicas.key, "echo", to_value("y" * 1_200_000), 10)
+            return answer.value.message, call.value.message, time.monotonic() - started
+        finally:
+            await stopped(task)
+
+    answer, call, took = replicas.run(scenario)
+    assert took < 5
+    assert answer.startswith("the answer (")
+    assert answer.endswith("(1048576 bytes)")
+    assert call.startswith("the call (")
+    assert call.endswith("(1048576 bytes)")
+
+
 def test_the_in_flight_limit_and_the_deadline_hold_across_replicas(replicas: Replicas) -> None:
     async def scenario() -> tuple[errors.Throttled, errors.DeadlineExceeded, float, bool]:
         router = replicas.router_b

@@ -20,6 +20,7 @@ from server.auth.principal import UserPrincipal
 from server.interceptors import MALFORMED_REQUEST, ServerInterceptor
 from server.rest_errors import ERROR_BODY_KEY, HTTP_STATUS_KEY
 from server.rest_interceptor import (
+    MAX_REMEMBERED_PATH,
     RestInterceptor,
     RestOptions,
     bind_path,
@@ -222,3 +223,18 @@ def test_bind_path_binds_the_path_not_its_query() -> None:
     options = RestOptions(paths=(PathTemplate("/auth/api_tokens/{id}"),))
     bind_path(request, (("x-envoy-original-path", "/auth/api_tokens/5?id=11"),), options)
     assert request.id == 5
+
+
+def test_a_long_path_is_bound_but_not_remembered() -> None:
+    # The memory is bounded by count; a path may have up to the gateway's 8 KiB, so only
+    # short ones (a device's calls) are kept: 4096 long ones would hold tens of MB.
+    path_values.cache_clear()
+    request = auth_pb2.DeleteApiTokenRequest()
+    options = RestOptions(paths=(PathTemplate("/auth/api_tokens/{id}"),))
+    long_path = "/auth/api_tokens/" + "0" * (MAX_REMEMBERED_PATH + 1) + "7"
+    bind_path(request, (("x-envoy-original-path", long_path),), options)
+    assert request.id == 7
+    assert path_values.cache_info().currsize == 0
+    bind_path(request, (("x-envoy-original-path", "/auth/api_tokens/8"),), options)
+    assert request.id == 8
+    assert path_values.cache_info().currsize == 1

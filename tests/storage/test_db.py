@@ -126,13 +126,18 @@ def test_migration_matches_the_models(database: Database) -> None:
         assert compare_metadata(context, Base.metadata) == []
 
 
+def upgrade_to(db: Database, revision: str) -> None:
+    """Bring `db`'s schema to `revision` (an older database, before `migrate`)."""
+    with db.engine.begin() as conn:
+        config = alembic_config(db.url)
+        config.attributes["connection"] = conn
+        command.upgrade(config, revision)
+
+
 def test_database_at_revision_0001_upgrades_keeping_its_data(database_url: str) -> None:
     db = Database(database_url)
     try:
-        with db.engine.begin() as conn:
-            config = alembic_config(db.url)
-            config.attributes["connection"] = conn
-            command.upgrade(config, "0001")
+        upgrade_to(db, "0001")
         with db.session() as s:
             s.add(org("survivor"))
         db.migrate()
@@ -170,3 +175,55 @@ def test_only_the_unit_of_work_commits() -> None:
         if path.name != "db.py" and ".commit(" in path.read_text()
     )
     assert committing == []
+
+
+def test_records_stored_before_rollups_read_the_same_after_the_upgrade(
+    database_url: str,
+) -> None:
+    """Migration 0008 on a database with records: every minute holding one is marked, so
+    reads are raw until the fold, and the same after it (negative times included)."""
+    from server.storage import devices, logbook, rollups, users
+    from server.storage.logbook import FieldType
+    from server.storage.models import TelemetryDirtyMinute, TelemetryRecord, TelemetryRollup
+    from server.storage.series import Aggregation, Window
+
+    minute = 60_000_000
+    db = Database(database_url)
+    try:
+        upgrade_to(db, "0007")
+        with db.session() as s:
+            ada = users.create_user(s, "ada@example.com", "s3cret-Passw0rd", "ada")
+            car = devices.create_device(s, ada.id, "car", "device-credentials")[0].id
+            s.add_all(
+                TelemetryRecord(
+                    device_pk=car, record_type="obd.bat", ts=ts, fields=f'{{"voltage": {v}}}'
+                )
+                for ts, v in ((-minute - 1, 1), (-1, 2), (0, 4), (minute + 5, 8), (90 * minute, 16))
+            )
+        db.migrate()
+        splits = logbook.field_splits("obd.bat.voltage")
+        assert splits is not None
+        window = Window(-2 * minute, 120 * minute, 60 * minute)
+
+        def read() -> list[tuple[int, object]]:
+            with db.session() as s:
+                return [
+                    (b.first_ts, b.value)
+                    for b in logbook.read_aggregated(
+                        s, car, splits, FieldType.LONG, Aggregation.SUM, window, 100
+                    )
+                ]
+
+        with db.session() as s:
+            marked = sorted(s.scalars(sa.select(TelemetryDirtyMinute.minute_ts)))
+        assert marked == [-2 * minute, -minute, 0, minute, 90 * minute]
+        before = read()
+        assert [value for _, value in before] == [15, 16]
+        while db.call(lambda s: rollups.fold_records(s, limit=50, quiet_us=0)):
+            pass
+        with db.session() as s:
+            assert s.scalar(sa.select(sa.func.count()).select_from(TelemetryDirtyMinute)) == 0
+            assert s.scalar(sa.select(sa.func.count()).select_from(TelemetryRollup)) == 5
+        assert read() == before
+    finally:
+        db.dispose()

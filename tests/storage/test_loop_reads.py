@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from server.errors import NotFound
 from server.storage import devices, users
 from server.storage.db import Database
-from server.storage.loop_reads import LoopReads
+from server.storage.loop_reads import MAX_LOOP_ROWS, LoopReads
 
 PASSWORD = "s3cret-Passw0rd"
 
@@ -158,3 +158,24 @@ def test_a_locked_database_sends_the_read_to_a_worker_instead_of_waiting(
     finally:
         holder.close()
     assert profile.timezone == "Europe/Oslo"
+
+
+def test_a_read_of_many_rows_goes_to_a_worker(
+    sqlite_file: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A user may have a thousand devices (THINGWIRE_MAX_DEVICES_PER_USER): read on the
+    # loop, with long descriptions, that stalled every link and call for milliseconds.
+    database = sqlite_file
+    with database.session() as s:
+        ada = users.create_user(s, "ada@example.com", PASSWORD, "ada")
+        for i in range(MAX_LOOP_ROWS + 1):
+            devices.create_device(s, ada.id, f"car{i:04d}", "credentials")
+    reads = LoopReads(database)
+    workers = worker_runs(database, monkeypatch)
+    profile = users.profile_of(asyncio.run(reads.rows(users.PROFILE, {"user_id": ada.id})), ada.id)
+    assert len(profile.devices) == MAX_LOOP_ROWS + 1
+    assert len(workers) == 1
+    with database.session() as s:
+        devices.delete_device(s, ada.id, "car0000")
+    assert len(profile_now(reads, ada.id).devices) == MAX_LOOP_ROWS
+    assert len(workers) == 1  # as many rows as the loop may read: read there
