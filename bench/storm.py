@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from bench.fleet import STOP_TIMEOUT_S, CallError, Fleet, Poller, Rest, latency_summary
 from tests.integration.stack import Stack
 
-#: Calls in flight at once to the devices that came back.
+#: Calls in flight at once to the devices that came back (`--callers`).
 CALLERS = 32
 #: A poll sent this long before the stop has been answered by then.
 IN_FLIGHT_S = 0.5
@@ -62,7 +62,13 @@ class Storm:
 
 
 async def restart(
-    stack: Stack, fleet: Fleet, rest: Rest, poller_rest: Rest, sig: int, timeout_s: float
+    stack: Stack,
+    fleet: Fleet,
+    rest: Rest,
+    poller_rest: Rest,
+    sig: int,
+    timeout_s: float,
+    callers: int = CALLERS,
 ) -> dict[str, object]:
     """Stop the server with `sig`, start it again, and wait until every link is back and
     has answered a call (or `timeout_s`); the figures of the round."""
@@ -70,7 +76,7 @@ async def restart(
     fleet.on_welcome = storm.welcome
     poller = Poller(poller_rest)
     poller.start()
-    callers = [asyncio.create_task(storm.call(rest)) for _ in range(CALLERS)]
+    calling = [asyncio.create_task(storm.call(rest)) for _ in range(callers)]
     try:
         await asyncio.sleep(2.0)  # the server answering before the stop
         storm.started = time.monotonic()
@@ -87,9 +93,9 @@ async def restart(
         finished = time.monotonic()
         await asyncio.sleep(1.0)  # and a second after
     finally:
-        for task in callers:
+        for task in calling:
             task.cancel()
-        await asyncio.gather(*callers, return_exceptions=True)
+        await asyncio.gather(*calling, return_exceptions=True)
         await poller.stop()
         fleet.on_welcome = lambda n, when: None
     t0 = storm.started
