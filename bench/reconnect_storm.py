@@ -31,7 +31,7 @@ from bench.fleet import (
     fleet_size,
     start_stack,
 )
-from bench.storm import restart
+from bench.storm import CALLERS, restart
 
 TARGET_S = 60.0
 
@@ -42,19 +42,22 @@ async def run(
     signals: list[signal.Signals],
     open_rate: float,
     server_checkout: Path | None = None,
+    callers: int = CALLERS,
 ) -> list[dict]:
     with tempfile.TemporaryDirectory() as tmp:
         stack = start_stack(Path(tmp), links, server_checkout)
         rounds = []
         try:
-            rest = Rest(stack.base_url, bearer_token(stack))
+            rest = Rest(stack.base_url, bearer_token(stack), callers)
             poller_rest = Rest(stack.base_url, bearer_token(stack, WATCHER), 4)
             fleet = Fleet(stack.grpc_target, links, processes)
             await fleet.start(open_rate)
             try:
                 await fleet.wait_up(300)
                 for sig in signals:
-                    result = await restart(stack, fleet, rest, poller_rest, sig, 2 * TARGET_S)
+                    result = await restart(
+                        stack, fleet, rest, poller_rest, sig, 2 * TARGET_S, callers
+                    )
                     print(json.dumps(result), flush=True)
                     rounds.append(result)
                     try:
@@ -95,10 +98,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     add_fleet_arguments(parser)
     parser.add_argument("--signals", default="TERM,KILL", help="how the server is stopped, in turn")
+    parser.add_argument(
+        "--callers", type=int, default=CALLERS, help="REST calls in flight to the returning devices"
+    )
     args = parser.parse_args()
     links, processes = fleet_size(args)
     signals = [signal.Signals[f"SIG{name.strip()}"] for name in args.signals.split(",")]
-    rounds = asyncio.run(run(links, processes, signals, args.open_rate, args.server_checkout))
+    rounds = asyncio.run(
+        run(links, processes, signals, args.open_rate, args.server_checkout, args.callers)
+    )
     print(json.dumps({"bench": "reconnect_storm", "figures": figures(rounds)}), flush=True)
 
 

@@ -13,12 +13,13 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from bench.fleet import STOP_TIMEOUT_S, CallError, Fleet, Poller, Rest, latency_summary
 from tests.integration.stack import Stack
 
-#: Calls in flight at once to the devices that came back.
+#: Calls in flight at once to the devices that came back (`--callers`).
 CALLERS = 32
 #: A poll sent this long before the stop has been answered by then.
 IN_FLIGHT_S = 0.5
@@ -61,7 +62,13 @@ class Storm:
 
 
 async def restart(
-    stack: Stack, fleet: Fleet, rest: Rest, poller_rest: Rest, sig: int, timeout_s: float
+    stack: Stack,
+    fleet: Fleet,
+    rest: Rest,
+    poller_rest: Rest,
+    sig: int,
+    timeout_s: float,
+    callers: int = CALLERS,
 ) -> dict[str, object]:
     """Stop the server with `sig`, start it again, and wait until every link is back and
     has answered a call (or `timeout_s`); the figures of the round."""
@@ -69,12 +76,15 @@ async def restart(
     fleet.on_welcome = storm.welcome
     poller = Poller(poller_rest)
     poller.start()
-    callers = [asyncio.create_task(storm.call(rest)) for _ in range(CALLERS)]
+    calling = [asyncio.create_task(storm.call(rest)) for _ in range(callers)]
     try:
         await asyncio.sleep(2.0)  # the server answering before the stop
         storm.started = time.monotonic()
         await asyncio.to_thread(stack.stop, sig, STOP_TIMEOUT_S)
         stopped = time.monotonic()
+        # The server's own account of its stop (docs/benchmarks.md, "Reconnect storm"),
+        # read before the next start overwrites its log.
+        stop_log = [line for line in stack.logs().splitlines() if "stopped" in line]
         await asyncio.to_thread(stack.start)
         up = time.monotonic()
         deadline = storm.started + timeout_s
@@ -83,9 +93,9 @@ async def restart(
         finished = time.monotonic()
         await asyncio.sleep(1.0)  # and a second after
     finally:
-        for task in callers:
+        for task in calling:
             task.cancel()
-        await asyncio.gather(*callers, return_exceptions=True)
+        await asyncio.gather(*calling, return_exceptions=True)
         await poller.stop()
         fleet.on_welcome = lambda n, when: None
     t0 = storm.started
@@ -94,6 +104,7 @@ async def restart(
         "signal": signal.Signals(sig).name,
         "links": storm.links,
         "stop_s": round(stopped - t0, 2),
+        "stop_log": stop_log[-3:],
         "server_up_s": round(up - t0, 2),
         "all_back_s": round(max(storm.welcomed.values()) - t0, 2) if storm.welcomed else None,
         "back": len(storm.welcomed),
@@ -109,4 +120,15 @@ async def restart(
         "rest_failures_before_stop": sum(1 for t, _ in poller.failures if t < t0 - IN_FLIGHT_S),
         "rest_failure_examples": sorted({why for sent, why in poller.failures if sent >= up})[:3],
         **{f"rest_{k}": v for k, v in latency_summary(during).items()},
+        "welcomed_per_s": per_second(storm.welcomed.values(), t0),
     }
+
+
+def per_second(times: Iterable[float], t0: float) -> list[int]:
+    """How many of `times` fell in each second after `t0`: the links-opened curve."""
+    counts: list[int] = []
+    for when in times:
+        second = max(0, int(when - t0))
+        counts.extend([0] * (second + 1 - len(counts)))
+        counts[second] += 1
+    return counts

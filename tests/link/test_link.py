@@ -6,6 +6,7 @@ Every call goes through the server's `DeviceRouter` (`state.router`), as the res
 from __future__ import annotations
 
 import asyncio
+import gc
 import itertools
 import random
 import time
@@ -466,6 +467,40 @@ def test_a_graceful_stop_tells_each_device_when_to_come_back(
     assert 0 <= received[1].go_away.reconnect_after_ms <= 500
     assert received[1].go_away.reason == SHUTTING_DOWN
     assert error.code() == grpc.StatusCode.UNAVAILABLE
+
+
+def test_a_graceful_stop_keeps_live_objects_out_of_the_collector_until_it_ends(
+    make_world: Callable[[LinkLimits], LinkWorld], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While the links are sent away and their streams end, the objects alive at the stop
+    are frozen (no full collection walks them); afterwards the collector has them again."""
+    world = make_world(LinkLimits(go_away_window_s=0.5))
+    hello = agent_pb2.Hello(user=USER, device=DEVICE, credentials=CREDENTIALS)
+    frozen_while_sending_away: list[int] = []
+    go_away_all = world.running.state.links.go_away_all
+
+    def sending_away(window_s: float) -> list[int]:
+        frozen_while_sending_away.append(gc.get_freeze_count())
+        return go_away_all(window_s)
+
+    monkeypatch.setattr(world.running.state.links, "go_away_all", sending_away)
+
+    async def scenario() -> list[agent_pb2.ConnectResponse]:
+        async with grpc.aio.insecure_channel(world.target) as channel:
+            call = agent_pb2_grpc.AgentServiceStub(channel).Connect()
+            await call.write(agent_pb2.ConnectRequest(hello=hello))
+            received = [await call.read()]
+            await world.running.stop(1)
+            with pytest.raises(grpc.aio.AioRpcError):
+                await _read_to_the_end(call, received)
+            return received
+
+    before = gc.get_freeze_count()
+    received = world.run(scenario)
+    assert [m.WhichOneof("kind") for m in received] == ["welcome", "go_away"]
+    assert len(frozen_while_sending_away) == 1
+    assert frozen_while_sending_away[0] > before  # the live link among them
+    assert gc.get_freeze_count() == 0
 
 
 async def _read_to_the_end(call: Any, received: list[agent_pb2.ConnectResponse]) -> None:
