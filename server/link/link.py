@@ -338,8 +338,9 @@ class LinkLimits:
     #: How long a new stream may take to send its Hello. Until then it is nobody's, and
     #: without a bound anyone could hold streams open without credentials.
     hello_timeout_s: float = 10.0
-    #: Links being opened at once (from the stream's start to its Welcome); a stream past
+    #: Hellos being checked at once (from the Hello's arrival to the Welcome); a Hello past
     #: it is refused at once, RESOURCE_EXHAUSTED, and the device retries with its backoff.
+    #: A stream that sends nothing holds no slot.
     max_links_opening: int = 256
     #: Telemetry uploads (docs/device-link.md, "Telemetry uploads"), told in the Welcome:
     #: the largest batch in bytes and in records, and how many batches of one link are

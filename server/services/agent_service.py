@@ -57,24 +57,25 @@ class AgentService:
     def __init__(self, state: AppState) -> None:
         self._state = state
         self._link_secrets = LinkSecretChecks(state.database)
-        #: Streams between their start and their Welcome (LinkLimits.max_links_opening).
+        #: Hellos being checked, from their arrival to the Welcome (LinkLimits.max_links_opening).
         self._opening = 0
 
     async def Connect(
         self, requests: AsyncIterator[agent_pb2.ConnectRequest], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[agent_pb2.ConnectResponse]:
         limits: LinkLimits = self._state.link_limits
+        first = await self._hello(requests, limits.hello_timeout_s)
+        hello = first.hello
+        resources = declared_resources(hello.resources)
         if self._opening >= limits.max_links_opening:
-            # Refused before anything is read: a fleet coming back faster than links can
-            # be opened is turned away at once, to retry with its backoff, rather than
-            # every Hello waiting in a queue until it times out (docs/device-link.md,
-            # "Many devices at once").
+            # A fleet coming back faster than links can be opened is turned away at once,
+            # to retry with its backoff, rather than every Hello waiting in a queue until
+            # it times out. Only Hellos being checked hold a slot: a stream that sends
+            # nothing holds none, so silent streams cannot lock real devices out
+            # (docs/device-link.md, "Many devices at once").
             raise errors.Throttled(TOO_MANY_OPENING, RETRY_OPENING_S)
         self._opening += 1
         try:
-            first = await self._hello(requests, limits.hello_timeout_s)
-            hello = first.hello
-            resources = declared_resources(hello.resources)
             device, secret, link_token_id = await self._open(hello, client_of(context))
         finally:
             self._opening -= 1

@@ -307,34 +307,36 @@ def test_a_device_that_does_not_read_its_answers_has_its_link_closed_not_a_backl
     assert sent == []  # what it did not read is dropped, so its stream ends at once
 
 
-def test_streams_past_the_opening_limit_are_refused_at_once_and_the_slot_comes_back(
-    make_world: Callable[[LinkLimits], LinkWorld],
+def test_hellos_past_the_opening_limit_are_refused_at_once_and_the_slot_comes_back(
+    make_world: Callable[[LinkLimits], LinkWorld], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Two streams hold both opening slots without a Hello: a third stream is refused
-    RESOURCE_EXHAUSTED before anything is read; once the slots are free, a device opens."""
-    world = make_world(LinkLimits(max_links_opening=2, hello_timeout_s=1.0))
+    """One Hello is being checked (its check held back) and fills the only opening slot: a
+    second Hello is refused RESOURCE_EXHAUSTED at once, not after a wait; once the first
+    check ends, its device opens and the slot serves the next one."""
+    world = make_world(LinkLimits(max_links_opening=1, hello_timeout_s=5.0))
+    gate = asyncio.Event()
+    checking = asyncio.Event()
+    real_open = agent_service.AgentService._open
 
-    async def silent() -> AsyncIterator[agent_pb2.ConnectRequest]:
-        await asyncio.Event().wait()  # holds the stream open, sends nothing
-        yield agent_pb2.ConnectRequest()  # pragma: no cover
+    async def held_open(self: agent_service.AgentService, *args: object) -> object:
+        checking.set()
+        await gate.wait()
+        return await real_open(self, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(agent_service.AgentService, "_open", held_open)
 
     async def scenario() -> tuple[grpc.aio.AioRpcError, float, int]:
+        first = asyncio.create_task(connected(world.agent()))
+        await asyncio.wait_for(checking.wait(), 10)  # the first Hello holds the slot
+        started = time.monotonic()
         async with grpc.aio.insecure_channel(world.target) as channel:
             stub = agent_pb2_grpc.AgentServiceStub(channel)
-            holders = [stub.Connect(silent(), timeout=30) for _ in range(2)]
-            for holder in holders:
-                await holder.wait_for_connection()
-            await asyncio.sleep(0.2)  # both are in the servicer, waiting for a Hello
-            started = time.monotonic()
+            call = stub.Connect(iter([agent_pb2.ConnectRequest(hello=hello_with())]))
             with pytest.raises(grpc.aio.AioRpcError) as info:
-                async for _ in stub.Connect(iter([agent_pb2.ConnectRequest(hello=hello_with())])):
-                    pass
-            took = time.monotonic() - started
-            for holder in holders:  # their Hello timeout frees the slots
-                with pytest.raises(grpc.aio.AioRpcError):
-                    async for _ in holder:
-                        pass
-                holder.cancel()  # its request iterator still waits
+                await call.read()
+        took = time.monotonic() - started
+        gate.set()
+        await stopped(await first)
         agent = world.agent()
         await stopped(await connected(agent))
         return info.value, took, agent.connections
@@ -343,7 +345,38 @@ def test_streams_past_the_opening_limit_are_refused_at_once_and_the_slot_comes_b
     assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert error.details() == agent_service.TOO_MANY_OPENING
     assert dict(error.trailing_metadata() or ()).get("retry-after") == "1"
-    assert took < 0.9  # refused at once, not after the Hello timeout
+    assert took < 2  # refused at once, not after the Hello timeout or the check
+    assert connections == 1
+
+
+def test_silent_streams_hold_no_opening_slot(
+    make_world: Callable[[LinkLimits], LinkWorld],
+) -> None:
+    """Streams that never send a Hello, more of them than there are slots, do not keep a
+    device from opening its link: only a Hello being checked holds a slot."""
+    world = make_world(LinkLimits(max_links_opening=2, hello_timeout_s=5.0))
+
+    async def silent() -> AsyncIterator[agent_pb2.ConnectRequest]:
+        await asyncio.Event().wait()  # holds the stream open, sends nothing
+        yield agent_pb2.ConnectRequest()  # pragma: no cover
+
+    async def scenario() -> tuple[float, int]:
+        async with grpc.aio.insecure_channel(world.target) as channel:
+            stub = agent_pb2_grpc.AgentServiceStub(channel)
+            holders = [stub.Connect(silent(), timeout=30) for _ in range(5)]
+            for holder in holders:
+                await holder.wait_for_connection()
+            await asyncio.sleep(0.2)  # all five are in the servicer, waiting for a Hello
+            started = time.monotonic()
+            agent = world.agent()
+            await stopped(await connected(agent))
+            took = time.monotonic() - started
+            for holder in holders:
+                holder.cancel()
+        return took, agent.connections
+
+    took, connections = world.run(scenario)
+    assert took < 2.5  # at its first attempt, not after the silent streams' Hello timeout
     assert connections == 1
 
 
