@@ -131,6 +131,9 @@ def outbox_agent(world: LinkWorld, path: Path, **uploader: object) -> Agent:
 async def drained(agent: Agent) -> None:
     """Until the agent's outbox holds nothing: every record was acknowledged."""
     assert agent.outbox is not None
+    # Records appended but not yet on disk are in neither count below (a commit may be
+    # running in the outbox's thread): wait for them first.
+    await agent.outbox.flush()
     deadline = time.monotonic() + GENEROUS_S
     while agent.outbox.unbatched or await agent.outbox.batch_count():
         if time.monotonic() > deadline:
