@@ -161,7 +161,7 @@ def test_a_call_on_either_replica_reaches_the_device(
     for _ in range(6):
         answer = rest_temperature(stack, token, "routed")
         assert answer.status_code == 200, answer.text
-        assert isinstance(answer.json()["out"], float)
+        assert isinstance(answer.json()["out"], (int, float))  # 21.0 prints as 21
     # An offline device is 404 on both, as on one process.
     stack.cli("device", "create", "--user", "ada", "--device", "asleep", "--credentials", "x1")
     for index in range(REPLICAS):
@@ -229,7 +229,7 @@ def test_a_killed_replica_is_restarted_and_its_devices_answer_from_the_other(
         for other in range(REPLICAS):
             eventually(partial(temperature_on, stack, other, token, "survivor"))
         answer = eventually(lambda: _ok(rest_temperature(stack, token, "survivor")))
-        assert isinstance(answer["out"], float)
+        assert isinstance(answer["out"], (int, float))  # 21.0 prints as 21
         print(f"replica {index} killed: the agent opened {agent.connections() - before} links")
     assert agent.connections() >= 2  # the link moved at least once
     assert "replica 0 exited with status -9; starting it again" in stack.logs()
