@@ -35,6 +35,7 @@ from typing import Any
 
 import httpx
 
+from bench.ingest_http import WRK_DONE_LUA
 from bench.link_memory import envoy_pid
 from bench.resource_calls import cpu_seconds
 from server.storage import devices, users
@@ -57,14 +58,6 @@ LUA = r"""
 local header = HEADER
 function init(args)
   if header ~= "" then wrk.headers["Authorization"] = header end
-end
-function done(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format(
-    '{"requests":%d,"duration_us":%d,"status_errors":%d,"socket_errors":%d,' ..
-    '"p50_us":%d,"p99_us":%d}\n',
-    summary.requests, summary.duration, e.status, e.connect + e.read + e.write + e.timeout,
-    latency:percentile(50), latency:percentile(99)))
 end
 """
 
@@ -123,7 +116,7 @@ def run_wrk(base_url: str, workdir: Path, header: str, seconds: float, connectio
     """One wrk run; its done() figures."""
     assert WRK is not None
     script = workdir / f"unary-{abs(hash(header))}.lua"
-    script.write_text(LUA.replace("HEADER", json.dumps(header)))
+    script.write_text(LUA.replace("HEADER", json.dumps(header)) + WRK_DONE_LUA)
     command = [
         WRK,
         *("-t", str(THREADS), "-c", str(connections), "-d", f"{seconds:g}s"),
