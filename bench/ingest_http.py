@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import re
 import secrets
 import shutil
@@ -40,11 +41,14 @@ import psycopg
 import sqlalchemy as sa
 from psycopg import sql
 
+from bench.machine_cpu import MachineCpu
 from bench.reference_receiver import express_receiver
 from server.storage import devices, users
 from server.storage.db import Database
 from server.storage.models import TelemetryRecord
 from tests.integration.stack import Stack
+from tests.nats_process import NatsProcess
+from tests.support import consecutive_free_ports
 
 DEVICES = 20
 THREADS = 2
@@ -124,6 +128,9 @@ class Phase:
     p50_ms: float
     p99_ms: float
     rows: int
+    #: CPU µs per acknowledged post of the server, Envoy, PostgreSQL and wrk (`generator`).
+    cpu_us: dict[str, float]
+    idle_cores: float
 
     @property
     def acknowledged(self) -> int:
@@ -132,6 +139,13 @@ class Phase:
     @property
     def records_per_s(self) -> float:
         return self.acknowledged * self.size / self.seconds
+
+    @property
+    def ceiling_posts_per_s(self) -> float:
+        """The rate if every core of the machine worked for the post at today's CPU per
+        post of its parts: what no tuning of how the parts share the cores can beat."""
+        spent = sum(self.cpu_us.get(group, 0.0) for group in CPU_GROUPS)
+        return (os.cpu_count() or 1) * 1e6 / spent if spent else 0.0
 
 
 @dataclass(frozen=True)
@@ -215,7 +229,8 @@ def measure(
     run_wrk(target, workdir, tokens, size, WARMUP_SECONDS, args.connections)
     time.sleep(0.5)  # the warm-up's last posts, which wrk stopped waiting for, commit
     before = count_rows(stack.db_url)
-    figures = run_wrk(target, workdir, tokens, size, args.duration, args.connections)
+    with MachineCpu() as cpu:
+        figures = run_wrk(target, workdir, tokens, size, args.duration, args.connections)
     time.sleep(0.5)  # answers wrk stopped waiting for may still commit
     phase = Phase(
         label=label,
@@ -227,6 +242,8 @@ def measure(
         p50_ms=figures["p50_us"] / 1000,
         p99_ms=figures["p99_us"] / 1000,
         rows=count_rows(stack.db_url) - before,
+        cpu_us=cpu.per_event_us(max(figures["requests"] - figures["status_errors"], 1)),
+        idle_cores=cpu.idle_cores,
     )
     # Every 2xx was stored; at most one batch per connection more (cut off by wrk's end).
     expected = phase.acknowledged * size
@@ -307,6 +324,8 @@ def acknowledged_rate(figures: dict[str, Any], size: int) -> float:
 
 
 KIND_NAMES = {"sqlite": "SQLite", "postgresql": "PostgreSQL"}
+#: The parts of the machine that work for a post, as `MachineCpu` groups them.
+CPU_GROUPS = ("server", "Envoy", "PostgreSQL", "generator")
 REFERENCE = "reference receiver"
 
 
@@ -330,12 +349,21 @@ def target_of(side: str, size: int) -> str | None:
 
 @contextlib.contextmanager
 def thingwire_side(
-    name: str, kind: str, workdir: Path, executable: Path | None
+    name: str, kind: str, workdir: Path, executable: Path | None, replicas: int = 1
 ) -> Iterator[tuple[Side, Stack]]:
-    """A fresh stack (``executable`` is another checkout's `thingwire`, for "before") with
-    its devices, as a side of the comparison; stopped and its database dropped after."""
+    """A fresh stack (``executable`` is another checkout's `thingwire`, for "before";
+    ``replicas`` > 1: `serve --replicas` with a nats-server of its own) with its devices, as
+    a side of the comparison; stopped and its database dropped after."""
     database = database_for(kind, workdir)
     stack = Stack(workdir=workdir / "stack", db_url=database.url)
+    nats = None
+    if replicas > 1:
+        workdir.mkdir(parents=True, exist_ok=True)
+        nats = NatsProcess(workdir)
+        nats.start()
+        stack.grpc_port = consecutive_free_ports(replicas)
+        stack.serve_args = ("--replicas", str(replicas))
+        stack.extra_env = {"THINGWIRE_NATS_URL": nats.url}
     if executable is not None:
         stack.executable = executable
     try:
@@ -346,6 +374,8 @@ def thingwire_side(
         if stack.process is not None:
             stack.stop()
             print(f"{name}: {group_commits(stack.logs())}")
+        if nats is not None:
+            nats.stop()
         drop(database)
 
 
@@ -356,15 +386,19 @@ def compare_with_reference(args: Any) -> list[Side]:
     from round to round, so that drift of the machine falls on all; all take `POST /` with
     `Authorization: Bearer`."""
     kinds = ["sqlite", "postgresql"] if args.postgres else ["sqlite"]
-    plan: list[tuple[str, str, Path | None]] = [(KIND_NAMES[kind], kind, None) for kind in kinds]
+    plan: list[tuple[str, str, Path | None, int]] = [
+        (KIND_NAMES[kind], kind, None, 1) for kind in kinds
+    ]
+    if args.postgres and args.replicas > 1:
+        plan.append((f"{args.replicas}-replicas PostgreSQL", "postgresql", None, args.replicas))
     if args.baseline:
-        plan += [(f"before {KIND_NAMES[kind]}", kind, Path(args.baseline)) for kind in kinds]
+        plan += [(f"before {KIND_NAMES[kind]}", kind, Path(args.baseline), 1) for kind in kinds]
     with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as running:
         workdir = Path(tmp)
         sides = []
-        for index, (name, kind, executable) in enumerate(plan):
+        for index, (name, kind, executable, replicas) in enumerate(plan):
             side, _ = running.enter_context(
-                thingwire_side(name, kind, workdir / f"side{index}", executable)
+                thingwire_side(name, kind, workdir / f"side{index}", executable, replicas)
             )
             sides.append(side)
         tokens = sides[0].tokens
@@ -510,6 +544,13 @@ def main() -> None:
     parser.add_argument(
         "--growth", type=float, default=0, metavar="SECONDS", help="instead: one long run"
     )
+    parser.add_argument(
+        "--replicas",
+        type=int,
+        default=1,
+        metavar="N",
+        help="with --reference --postgres: also `serve --replicas N` on PostgreSQL",
+    )
     parser.add_argument("--slice", type=float, default=30, help="--growth: seconds per slice")
     parser.add_argument(
         "--quick", action="store_true", help="--reference 3 --duration 4 (about 2 minutes)"
@@ -542,10 +583,23 @@ def main() -> None:
             f"{p.label:<36} {p.records_per_s:>10,.0f} {p.acknowledged / p.seconds:>8,.0f} "
             f"{p.p50_ms:>7.1f} {p.p99_ms:>7.1f} {p.status_errors:>7} {p.socket_errors:>10}"
         )
+    print("\nCPU µs per post, cores idle, and the rate if every core worked at that cost:")
+    print(f"{'phase':<36} " + " ".join(f"{group:>10}" for group in CPU_GROUPS) + "  idle  ceiling")
+    for p in phases:
+        spent = " ".join(f"{p.cpu_us.get(group, 0.0):>10,.0f}" for group in CPU_GROUPS)
+        print(f"{p.label:<36} {spent} {p.idle_cores:>5.2f} {p.ceiling_posts_per_s:>8,.0f}")
     figures = [
         {
             "name": f"phase {p.label}",
             "value": round(p.records_per_s, 1),
+            "unit": "records/s",
+            "target": None,
+        }
+        for p in phases
+    ] + [
+        {
+            "name": f"ceiling of phase {p.label}",
+            "value": round(p.ceiling_posts_per_s * p.size, 1),
             "unit": "records/s",
             "target": None,
         }
