@@ -34,30 +34,34 @@ UPLOAD_FAILURE_BUSY: UploadFailure
 UPLOAD_FAILURE_TOO_LARGE: UploadFailure
 
 class ConnectRequest(_message.Message):
-    __slots__ = ("hello", "result", "upload")
+    __slots__ = ("hello", "result", "upload", "command_result")
     HELLO_FIELD_NUMBER: _ClassVar[int]
     RESULT_FIELD_NUMBER: _ClassVar[int]
     UPLOAD_FIELD_NUMBER: _ClassVar[int]
+    COMMAND_RESULT_FIELD_NUMBER: _ClassVar[int]
     hello: Hello
     result: Result
     upload: Upload
-    def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., result: _Optional[_Union[Result, _Mapping]] = ..., upload: _Optional[_Union[Upload, _Mapping]] = ...) -> None: ...
+    command_result: CommandResult
+    def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., result: _Optional[_Union[Result, _Mapping]] = ..., upload: _Optional[_Union[Upload, _Mapping]] = ..., command_result: _Optional[_Union[CommandResult, _Mapping]] = ...) -> None: ...
 
 class ConnectResponse(_message.Message):
-    __slots__ = ("welcome", "invoke", "cancel", "go_away", "upload_ack", "upload_failed")
+    __slots__ = ("welcome", "invoke", "cancel", "go_away", "upload_ack", "upload_failed", "command")
     WELCOME_FIELD_NUMBER: _ClassVar[int]
     INVOKE_FIELD_NUMBER: _ClassVar[int]
     CANCEL_FIELD_NUMBER: _ClassVar[int]
     GO_AWAY_FIELD_NUMBER: _ClassVar[int]
     UPLOAD_ACK_FIELD_NUMBER: _ClassVar[int]
     UPLOAD_FAILED_FIELD_NUMBER: _ClassVar[int]
+    COMMAND_FIELD_NUMBER: _ClassVar[int]
     welcome: Welcome
     invoke: Invoke
     cancel: Cancel
     go_away: GoAway
     upload_ack: UploadAck
     upload_failed: UploadFailed
-    def __init__(self, welcome: _Optional[_Union[Welcome, _Mapping]] = ..., invoke: _Optional[_Union[Invoke, _Mapping]] = ..., cancel: _Optional[_Union[Cancel, _Mapping]] = ..., go_away: _Optional[_Union[GoAway, _Mapping]] = ..., upload_ack: _Optional[_Union[UploadAck, _Mapping]] = ..., upload_failed: _Optional[_Union[UploadFailed, _Mapping]] = ...) -> None: ...
+    command: Command
+    def __init__(self, welcome: _Optional[_Union[Welcome, _Mapping]] = ..., invoke: _Optional[_Union[Invoke, _Mapping]] = ..., cancel: _Optional[_Union[Cancel, _Mapping]] = ..., go_away: _Optional[_Union[GoAway, _Mapping]] = ..., upload_ack: _Optional[_Union[UploadAck, _Mapping]] = ..., upload_failed: _Optional[_Union[UploadFailed, _Mapping]] = ..., command: _Optional[_Union[Command, _Mapping]] = ...) -> None: ...
 
 class Hello(_message.Message):
     __slots__ = ("user", "device", "credentials", "link_secret", "device_token", "resources")
@@ -122,6 +126,46 @@ class Result(_message.Message):
     output: _struct_pb2.Value
     error: str
     def __init__(self, call_id: _Optional[int] = ..., output: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ..., error: _Optional[str] = ...) -> None: ...
+
+class Command(_message.Message):
+    __slots__ = ("call_id", "structured", "raw_line", "deadline_ms")
+    CALL_ID_FIELD_NUMBER: _ClassVar[int]
+    STRUCTURED_FIELD_NUMBER: _ClassVar[int]
+    RAW_LINE_FIELD_NUMBER: _ClassVar[int]
+    DEADLINE_MS_FIELD_NUMBER: _ClassVar[int]
+    call_id: int
+    structured: StructuredCommand
+    raw_line: str
+    deadline_ms: int
+    def __init__(self, call_id: _Optional[int] = ..., structured: _Optional[_Union[StructuredCommand, _Mapping]] = ..., raw_line: _Optional[str] = ..., deadline_ms: _Optional[int] = ...) -> None: ...
+
+class StructuredCommand(_message.Message):
+    __slots__ = ("command", "args_json", "kwargs_json")
+    COMMAND_FIELD_NUMBER: _ClassVar[int]
+    ARGS_JSON_FIELD_NUMBER: _ClassVar[int]
+    KWARGS_JSON_FIELD_NUMBER: _ClassVar[int]
+    command: str
+    args_json: bytes
+    kwargs_json: bytes
+    def __init__(self, command: _Optional[str] = ..., args_json: _Optional[bytes] = ..., kwargs_json: _Optional[bytes] = ...) -> None: ...
+
+class CommandResult(_message.Message):
+    __slots__ = ("call_id", "result_json", "failure")
+    CALL_ID_FIELD_NUMBER: _ClassVar[int]
+    RESULT_JSON_FIELD_NUMBER: _ClassVar[int]
+    FAILURE_FIELD_NUMBER: _ClassVar[int]
+    call_id: int
+    result_json: bytes
+    failure: CommandFailure
+    def __init__(self, call_id: _Optional[int] = ..., result_json: _Optional[bytes] = ..., failure: _Optional[_Union[CommandFailure, _Mapping]] = ...) -> None: ...
+
+class CommandFailure(_message.Message):
+    __slots__ = ("status", "message")
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    status: int
+    message: str
+    def __init__(self, status: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...
 
 class Cancel(_message.Message):
     __slots__ = ("call_id",)

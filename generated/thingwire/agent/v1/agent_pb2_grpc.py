@@ -50,7 +50,8 @@ class AgentServiceServicer:
 
     def Connect(self, request_iterator, context):
         """Opens the device link. The first message must be a Hello; the server answers a Welcome,
-        then Invoke and Cancel messages, and the device answers every Invoke with a Result.
+        then Invoke, Command and Cancel messages, and the device answers every Invoke with a
+        Result and every Command with a CommandResult.
         The device uploads telemetry with Upload messages; the server answers each with an
         UploadAck once the batch is committed, or an UploadFailed.
         The rpc is public at the interceptor: it authenticates the Hello itself.
