@@ -1,4 +1,5 @@
-"""The agent: declares a device's resources, keeps its link open and answers calls.
+"""The agent: declares a device's resources, keeps its link open and answers calls and
+the commands the cloud relays (a `CommandRunner`, given at construction).
 
     agent = Agent(lambda: grpc.aio.insecure_channel("cloud:8080"),
                   user="ada", device="boiler", credentials="s3cret")
@@ -23,7 +24,10 @@ from typing import Any
 import grpc
 from thingwire.agent.v1 import agent_pb2, agent_pb2_grpc
 
+from device_agent import command_calls
 from device_agent.backoff import Backoff
+from device_agent.command_calls import NoCommands
+from device_agent.commands import CommandRunner
 from device_agent.outbox import Outbox
 from device_agent.resources import Handler, Kind, ResourceHandler
 from device_agent.uploader import Uploader
@@ -66,12 +70,15 @@ class Agent:
         backoff: Backoff | None = None,
         outbox: Outbox | None = None,
         uploader: Uploader | None = None,
+        commands: CommandRunner | None = None,
     ) -> None:
         """One of ``credentials`` (the device's) and ``device_token`` (a link token from
         `thingwire device token`) opens the link; ValueError unless exactly one is given.
 
         With an ``outbox`` the agent uploads its records over every link (with
-        ``uploader``'s settings, or the defaults)."""
+        ``uploader``'s settings, or the defaults). ``commands`` runs the salt-style
+        commands the cloud relays (docs/device-link.md, "Commands"); without one, every
+        command is refused with "commands are not available on this agent"."""
         if bool(credentials) == bool(device_token):
             raise ValueError(
                 "an agent opens its link with credentials or a link token: one of them"
@@ -87,6 +94,8 @@ class Agent:
         if uploader is None and outbox is not None:
             uploader = Uploader(outbox)
         self.uploader = uploader
+        #: Runs the commands the server sends; may be replaced before `serve`.
+        self.commands: CommandRunner = commands if commands is not None else NoCommands()
         #: Coroutines that run while `serve` does (record sources feeding the outbox).
         self._alongside: list[Callable[[], Awaitable[None]]] = []
         #: The link secret of the last Welcome. Kept in memory only: after a restart of the
@@ -207,6 +216,11 @@ class Agent:
                         task = asyncio.create_task(self._answer(message.invoke, to_send))
                         calls[call_id] = task
                         task.add_done_callback(_forget(calls, call_id))
+                    elif kind == "command":
+                        call_id = message.command.call_id
+                        task = asyncio.create_task(self._command(message.command, to_send))
+                        calls[call_id] = task
+                        task.add_done_callback(_forget(calls, call_id))
                     elif kind == "cancel":
                         cancelled = calls.pop(message.cancel.call_id, None)
                         if cancelled is not None:
@@ -278,6 +292,21 @@ class Agent:
             log.warning("resource %r failed: %r", invoke.resource, error)
             result.error = str(error) or type(error).__name__
         to_send.put_nowait(agent_pb2.ConnectRequest(result=result))
+
+    async def _command(
+        self, command: agent_pb2.Command, to_send: asyncio.Queue[agent_pb2.ConnectRequest | None]
+    ) -> None:
+        """Run one command and queue its CommandResult; a cancelled or late one answers
+        nothing (the server gave up on it already)."""
+        timer = asyncio.timeout(command.deadline_ms / 1000 if command.deadline_ms else None)
+        try:
+            async with timer:
+                result = await command_calls.answer(self.commands, command)
+        except TimeoutError:
+            if timer.expired():
+                return
+            result = command_calls.failure(command.call_id, 504, "the command timed out")
+        to_send.put_nowait(agent_pb2.ConnectRequest(command_result=result))
 
 
 def _forget(calls: dict[int, asyncio.Task[None]], call_id: int) -> Callable[[object], None]:

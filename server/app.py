@@ -23,7 +23,14 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from thingwire.agent.v1 import agent_pb2, agent_pb2_grpc
 from thingwire.auth.v1 import auth_pb2, auth_pb2_grpc
-from thingwire.devices.v1 import devices_pb2, devices_pb2_grpc, stats_pb2, stats_pb2_grpc
+from thingwire.devices.v1 import (
+    devices_pb2,
+    devices_pb2_grpc,
+    dongle_pb2,
+    dongle_pb2_grpc,
+    stats_pb2,
+    stats_pb2_grpc,
+)
 from thingwire.inputs.v1 import input_data_pb2, input_data_pb2_grpc, inputs_pb2, inputs_pb2_grpc
 from thingwire.resources.v1 import resources_pb2, resources_pb2_grpc
 from thingwire.telemetry.v1 import logbook_pb2, logbook_pb2_grpc, push_pb2, push_pb2_grpc
@@ -42,6 +49,7 @@ from server.services.agent_service import AgentService
 from server.services.auth_service import AuthService
 from server.services.device_service import DeviceService
 from server.services.device_stats_service import DeviceStatsService, DeviceStatsStreamService
+from server.services.dongle_service import DongleCommandService
 from server.services.input_data_service import InputDataService
 from server.services.inputs_service import InputService
 from server.services.logbook_service import LogbookReadService
@@ -113,6 +121,11 @@ SERVICES: tuple[Service, ...] = (
         stats_pb2.DESCRIPTOR.services_by_name["DeviceStatsStreamService"],
         DeviceStatsStreamService,
         stats_pb2_grpc.add_DeviceStatsStreamServiceServicer_to_server,
+    ),
+    Service(
+        dongle_pb2.DESCRIPTOR.services_by_name["DongleCommandService"],
+        DongleCommandService,
+        dongle_pb2_grpc.add_DongleCommandServiceServicer_to_server,
     ),
     Service(
         logbook_pb2.DESCRIPTOR.services_by_name["LogbookReadService"],

@@ -13,6 +13,7 @@ them to gRPC status codes; Envoy then turns those into the HTTP status noted on 
      ├── Throttled            -> RESOURCE_EXHAUSTED   -> 429
      ├── PayloadTooLarge      -> RESOURCE_EXHAUSTED   -> 413 (its own REST status)
      ├── Unavailable          -> UNAVAILABLE          -> 503
+     │    └── BadGateway      -> UNAVAILABLE          -> 502 (its own REST status)
      └── DeadlineExceeded     -> DEADLINE_EXCEEDED    -> 504
 """
 
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 __all__ = [
     "AlreadyExists",
+    "BadGateway",
     "DeadlineExceeded",
     "FailedPrecondition",
     "InvalidArgument",
@@ -91,6 +93,13 @@ class PayloadTooLarge(ThingwireError):
 
 class Unavailable(ThingwireError):
     """A dependency (device link, database) is unreachable right now; retryable (HTTP 503)."""
+
+
+class BadGateway(Unavailable):
+    """What the server relayed failed in a way its end did not foresee: a device's command
+    that crashed, an answer that is not what the protocol promises (HTTP 502)."""
+
+    http_status = 502
 
 
 class DeadlineExceeded(ThingwireError):

@@ -21,6 +21,7 @@ from thingwire.agent.v1 import agent_pb2
 
 from server import errors
 from server.clock import utc_now
+from server.link import commands
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,10 @@ MAX_INPUT_BYTES = 4 * 1024 * 1024 - 1024
 #: answer for each, without bound (docs/device-link.md, "Telemetry uploads").
 MAX_OUTGOING_BACKLOG = 4096
 NOT_READING = "the device does not read what the server sends it"
+#: A device's answer to one call: a Result answers an Invoke, a CommandResult a Command.
+Answer = agent_pb2.Result | agent_pb2.CommandResult
+#: What a caller is told when the device answered a call with the other kind of answer.
+WRONG_ANSWER = "the device answered the call with the wrong kind of answer"
 #: What a caller is told of a device's answer that JSON cannot carry.
 NOT_JSON_ANSWER = "the device reported an error: its answer is not JSON (NaN or infinity)"
 
@@ -117,7 +122,7 @@ class Link:
         self.rx_bytes = 0
         self.tx_bytes = 0
         self._on_change = on_change
-        self._pending: dict[int, asyncio.Future[agent_pb2.Result]] = {}
+        self._pending: dict[int, asyncio.Future[Answer]] = {}
         self._call_ids = itertools.count(1)
         #: The latest call id sent: a Result naming a later one answers no call ever made.
         self._last_call_id = 0
@@ -172,6 +177,54 @@ class Link:
             raise errors.InvalidArgument(
                 f"the input is larger than a device accepts ({MAX_INPUT_BYTES} bytes)"
             )
+        answer = await self._round_trip(
+            lambda call_id, deadline_ms: _invoke_message(call_id, resource, value, deadline_ms),
+            seconds,
+        )
+        if not isinstance(answer, agent_pb2.Result):
+            raise errors.BadGateway(WRONG_ANSWER)
+        if answer.WhichOneof("outcome") == "error":
+            raise errors.FailedPrecondition(f"the device reported an error: {answer.error}")
+        if not answer.HasField("output"):
+            return None
+        if not is_json(answer.output):
+            # REST callers would get the gateway's 502: it cannot print NaN or infinity.
+            raise errors.FailedPrecondition(NOT_JSON_ANSWER)
+        return answer.output
+
+    async def command(self, command: agent_pb2.Command, seconds: float) -> bytes:
+        """Run a salt-style command on the device and return its result: one JSON value,
+        the bytes the device wrote (docs/device-link.md, "Commands").
+
+        `command`'s call id and deadline are set here. PayloadTooLarge for a command larger
+        than a device accepts, Throttled past the in-flight limit (shared with resource
+        calls), DeadlineExceeded after `seconds`, Unavailable if the link closes first, and
+        the device's failure as `server.link.commands.failure_error` maps its status. A
+        caller that is cancelled cancels the command on the device.
+        """
+        if command.ByteSize() > MAX_INPUT_BYTES:
+            raise errors.PayloadTooLarge(
+                f"the command is larger than a device accepts ({MAX_INPUT_BYTES} bytes)"
+            )
+
+        def message(call_id: int, deadline_ms: int) -> agent_pb2.ConnectResponse:
+            sent = agent_pb2.Command()
+            sent.CopyFrom(command)
+            sent.call_id = call_id
+            sent.deadline_ms = deadline_ms
+            return agent_pb2.ConnectResponse(command=sent)
+
+        answer = await self._round_trip(message, seconds)
+        if not isinstance(answer, agent_pb2.CommandResult):
+            raise errors.BadGateway(WRONG_ANSWER)
+        return commands.outcome(answer)
+
+    async def _round_trip(
+        self, message_for: Callable[[int, int], agent_pb2.ConnectResponse], seconds: float
+    ) -> Answer:
+        """Send the message `message_for(call_id, deadline_ms)` builds and wait for the
+        device's answer to it: the one path of every call, so that the in-flight limit,
+        the deadline and cancelling mean the same for resource calls and commands."""
         if self.closed is not None:
             raise errors.Unavailable("device disconnected")
         if len(self._pending) >= self.max_calls_in_flight:
@@ -181,20 +234,16 @@ class Link:
             )
         call_id = self._last_call_id = next(self._call_ids)
         loop = asyncio.get_running_loop()
-        answer: asyncio.Future[agent_pb2.Result] = loop.create_future()
+        answer: asyncio.Future[Answer] = loop.create_future()
         self._pending[call_id] = answer
-        invoke = agent_pb2.Invoke(
-            call_id=call_id, resource=resource, deadline_ms=max(1, int(seconds * 1000))
-        )
-        if value is not None:
-            invoke.input.CopyFrom(value)
+        outgoing = message_for(call_id, max(1, int(seconds * 1000)))
         # The deadline is a timer that fails the answer's future: no task and no second
         # future per call, as asyncio.wait_for would make.
         timer = loop.call_later(seconds, _time_out, answer)
         try:
-            self._send(agent_pb2.ConnectResponse(invoke=invoke))
+            self._send(outgoing)
             try:
-                result = await answer
+                return await answer
             except TimeoutError:
                 self._cancel_on_device(call_id)
                 raise errors.DeadlineExceeded(
@@ -207,17 +256,10 @@ class Link:
             timer.cancel()
             self._pending.pop(call_id, None)
             answer.cancel()  # a no-op once answered
-        if result.WhichOneof("outcome") == "error":
-            raise errors.FailedPrecondition(f"the device reported an error: {result.error}")
-        if not result.HasField("output"):
-            return None
-        if not is_json(result.output):
-            # REST callers would get the gateway's 502: it cannot print NaN or infinity.
-            raise errors.FailedPrecondition(NOT_JSON_ANSWER)
-        return result.output
 
-    def deliver(self, result: agent_pb2.Result) -> None:
-        """Hand a device's Result to its caller; late ones (a call that ended) are dropped.
+    def deliver(self, result: Answer) -> None:
+        """Hand a device's Result or CommandResult to its caller; late ones (a call that
+        ended) are dropped.
 
         InvalidArgument for a Result naming a call never made: no device sends one, and a
         flood of them must not cost the server more than the one message.
@@ -270,7 +312,16 @@ class Link:
         self._send(agent_pb2.ConnectResponse(cancel=agent_pb2.Cancel(call_id=call_id)))
 
 
-def _time_out(answer: asyncio.Future[agent_pb2.Result]) -> None:
+def _invoke_message(
+    call_id: int, resource: str, value: struct_pb2.Value | None, deadline_ms: int
+) -> agent_pb2.ConnectResponse:
+    invoke = agent_pb2.Invoke(call_id=call_id, resource=resource, deadline_ms=deadline_ms)
+    if value is not None:
+        invoke.input.CopyFrom(value)
+    return agent_pb2.ConnectResponse(invoke=invoke)
+
+
+def _time_out(answer: asyncio.Future[Answer]) -> None:
     """A call's deadline came before its Result."""
     if not answer.done():
         answer.set_exception(TimeoutError())

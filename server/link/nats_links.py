@@ -339,9 +339,10 @@ class NatsLinks(LinkRegistry):
         op = headers.get("Op")
         if key is None:
             return
-        if op == wire.OP_INVOKE:
+        if op in (wire.OP_INVOKE, wire.OP_COMMAND):
             call = headers.get("Call", "")
-            task = asyncio.create_task(self._serve_invoke(key, msg, headers))
+            serve = self._serve_invoke if op == wire.OP_INVOKE else self._serve_command
+            task = asyncio.create_task(serve(key, msg, headers))
             self._calls[call] = task
             task.add_done_callback(lambda _t: self._calls.pop(call, None))
         elif op == wire.OP_CANCEL:
@@ -390,6 +391,16 @@ class NatsLinks(LinkRegistry):
             return
         data, present = wire.encode_value(output)
         await self._answer(msg, data, {"Status": wire.OK, "Value": present})
+
+    async def _serve_command(self, key: DeviceKey, msg: Msg, headers: dict[str, str]) -> None:
+        try:
+            link = self.held(key)
+            seconds = int(headers.get("Deadline-Ms", "0")) / 1000
+            result = await link.command(wire.decode_command(msg.data), seconds)
+        except errors.ThingwireError as error:
+            await self._answer(msg, b"", wire.error_headers(error))
+            return
+        await self._answer(msg, result, {"Status": wire.OK})
 
     async def _answer(self, msg: Msg, data: bytes, headers: dict[str, str]) -> None:
         nc = self._nc

@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator, Sequence
 import nats.errors
 from google.protobuf import struct_pb2
 from nats.aio.msg import Msg
+from thingwire.agent.v1 import agent_pb2
 
 from server import errors
 from server.link import nats_wire as wire
@@ -95,16 +96,36 @@ class NatsRouter:
             "Value": present,
             "Call": call,
         }
+        answer = await self._call(key, headers, data, seconds)
+        return wire.decode_value(answer.data, (answer.headers or {}).get("Value"))
+
+    async def command(self, key: DeviceKey, command: agent_pb2.Command, seconds: float) -> bytes:
+        if self._held_here(key):
+            return await self._local.command(key, command, seconds)
+        headers = {
+            "Op": wire.OP_COMMAND,
+            "Deadline-Ms": str(max(1, int(seconds * 1000))),
+            "Call": secrets.token_hex(8),
+        }
+        answer = await self._call(key, headers, wire.encode_command(command), seconds)
+        return bytes(answer.data)
+
+    async def _call(
+        self, key: DeviceKey, headers: dict[str, str], data: bytes, seconds: float
+    ) -> Msg:
+        """A call with a deadline to the device's holder (headers carry `Call`): waited for
+        a little past `seconds`; a caller that goes away tells the holder, which cancels
+        the call on the device."""
         try:
-            answer = await self._request(key, headers, data, seconds + TRANSIT_MARGIN_S)
+            return await self._request(key, headers, data, seconds + TRANSIT_MARGIN_S)
         except asyncio.CancelledError:
-            # The caller went away: the holder cancels the call on the device.
             with contextlib.suppress(Exception):
                 await self._links.nc.publish(
-                    wire.device_subject(key), b"", headers={"Op": wire.OP_CANCEL, "Call": call}
+                    wire.device_subject(key),
+                    b"",
+                    headers={"Op": wire.OP_CANCEL, "Call": headers["Call"]},
                 )
             raise
-        return wire.decode_value(answer.data, (answer.headers or {}).get("Value"))
 
     async def figures(self, key: DeviceKey) -> LinkFigures | None:
         if self._held_here(key):

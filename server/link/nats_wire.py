@@ -20,6 +20,7 @@ from urllib.parse import quote, unquote
 
 import orjson
 from google.protobuf import struct_pb2
+from google.protobuf.message import DecodeError
 from thingwire.agent.v1 import agent_pb2
 
 from server import errors
@@ -32,6 +33,9 @@ PRESENCE_ALL = f"{PREFIX}.presence.>"
 
 # The `Op` header of a message on a device's subject.
 OP_INVOKE = "invoke"
+#: A salt-style command: the payload is the serialized agent.v1.Command, the answer's
+#: payload the device's JSON result as it wrote it.
+OP_COMMAND = "command"
 OP_RESOURCES = "resources"
 OP_FIGURES = "figures"
 OP_CANCEL = "cancel"
@@ -46,6 +50,7 @@ _ERRORS: Mapping[str, type[errors.ThingwireError]] = {
     for cls in (
         errors.InvalidArgument,
         errors.NotFound,
+        errors.BadGateway,
         errors.FailedPrecondition,
         errors.Unavailable,
         errors.DeadlineExceeded,
@@ -143,6 +148,21 @@ def decode_value(data: bytes, present: str | None) -> struct_pb2.Value | None:
     value = struct_pb2.Value()
     value.ParseFromString(data)
     return value
+
+
+def encode_command(command: agent_pb2.Command) -> bytes:
+    """A command as a payload: its message, call id and deadline unset (headers carry those)."""
+    return command.SerializeToString()
+
+
+def decode_command(data: bytes) -> agent_pb2.Command:
+    """The command `encode_command` wrote; InvalidArgument for bytes that are not one."""
+    command = agent_pb2.Command()
+    try:
+        command.ParseFromString(data)
+    except DecodeError:
+        raise errors.InvalidArgument("the relayed command is not a Command message") from None
+    return command
 
 
 def encode_resources(resources: Sequence[Resource]) -> bytes:

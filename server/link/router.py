@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Protocol
 
 from google.protobuf import struct_pb2
+from thingwire.agent.v1 import agent_pb2
 
 from server import errors
 from server.link.link import DeviceKey, Link, LinkFigures, Resource
@@ -36,6 +37,11 @@ class DeviceRouter(Protocol):
 
         NotFound when the device is offline or lacks the resource.
         """
+        ...
+
+    async def command(self, key: DeviceKey, command: agent_pb2.Command, seconds: float) -> bytes:
+        """Run a salt-style command and return its JSON result (see
+        `server.link.link.Link.command`). NotFound when the device is offline."""
         ...
 
     async def figures(self, key: DeviceKey) -> LinkFigures | None:
@@ -72,6 +78,9 @@ class LocalRouter:
         self, key: DeviceKey, resource: str, value: struct_pb2.Value | None, seconds: float
     ) -> struct_pb2.Value | None:
         return await self._link(key).invoke(resource, value, seconds)
+
+    async def command(self, key: DeviceKey, command: agent_pb2.Command, seconds: float) -> bytes:
+        return await self._link(key).command(command, seconds)
 
     async def figures(self, key: DeviceKey) -> LinkFigures | None:
         link = self._registry.get(key)

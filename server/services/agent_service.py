@@ -228,14 +228,16 @@ def declared_resources(
 async def _read(
     requests: AsyncIterator[agent_pb2.ConnectRequest], link: Link, uploads: Uploads
 ) -> None:
-    """Hand each Result to its caller and each Upload to be stored; close the link when
-    the device stops or misbehaves."""
+    """Hand each Result and CommandResult to its caller and each Upload to be stored;
+    close the link when the device stops or misbehaves."""
     try:
         async for message in requests:
             link.received(message)
             kind = message.WhichOneof("kind")
             if kind == "result":
                 link.deliver(message.result)
+            elif kind == "command_result":
+                link.deliver(message.command_result)
             elif kind == "upload":
                 uploads.receive(message.upload)  # stored in a task: Results never wait
             else:

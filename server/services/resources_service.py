@@ -166,13 +166,27 @@ class ResourceService(resources_pb2_grpc.ResourceServiceServicer):
         A caller that goes away cancels this coroutine, and the link cancels the call on
         the device.
         """
-        seconds = self._state.link_limits.call_timeout_s
-        remaining = context.time_remaining()
-        if remaining is not None:
-            if remaining <= 0:
-                raise errors.DeadlineExceeded(DEADLINE_PASSED)
-            seconds = min(seconds, remaining)
+        seconds = call_deadline(self._state.link_limits.call_timeout_s, context)
         return await self._state.router.invoke(key, resource, value, seconds)
 
 
-__all__ = ["ResourceService", "authorize", "describe", "input_of", "parse_body", "unwrapped"]
+def call_deadline(default_s: float, context: grpc.aio.ServicerContext) -> float:
+    """Seconds a call to a device may take: the server's default, or the caller's deadline
+    if it is shorter; DeadlineExceeded when the caller's has passed already."""
+    remaining = context.time_remaining()
+    if remaining is None:
+        return default_s
+    if remaining <= 0:
+        raise errors.DeadlineExceeded(DEADLINE_PASSED)
+    return min(default_s, remaining)
+
+
+__all__ = [
+    "ResourceService",
+    "authorize",
+    "call_deadline",
+    "describe",
+    "input_of",
+    "parse_body",
+    "unwrapped",
+]

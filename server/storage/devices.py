@@ -125,6 +125,18 @@ def get_device(s: Session, user_id: int, device_id: str) -> Device:
     return device
 
 
+def find_by_unit_id(s: Session, user_id: int, unit_id: str) -> Device | None:
+    """The user's device with this unit id (a UUID, any case); None for anything else,
+    other users' devices included, so that the caller answers both alike (AIP-193)."""
+    try:
+        normalized = str(uuid.UUID(unit_id))
+    except (TypeError, ValueError):
+        return None
+    return s.scalar(
+        sa.select(Device).where(Device.user_id == user_id, Device.unit_id == normalized)
+    )
+
+
 def list_devices(s: Session, user_id: int, device_id: str | None = None) -> Sequence[Device]:
     """The user's devices, ordered by device id; only ``device_id`` when it is given.
 
