@@ -20,7 +20,7 @@ from device_agent.agent import Agent
 from device_agent.command_calls import NO_COMMANDS
 from device_agent.commands import CommandError, CommandTimeout, CommandUnavailable
 from server import errors
-from server.link.link import WRONG_ANSWER, LinkLimits
+from server.link.link import MAX_INPUT_BYTES, WRONG_ANSWER, LinkLimits
 from server.rest_errors import ERROR_BODY_KEY, HTTP_STATUS_KEY
 from server.services.dongle_service import DEVICE_NOT_FOUND
 from server.storage import devices, users
@@ -567,3 +567,18 @@ def test_odd_answers_of_a_device_are_bad_gateway_never_a_500(
             return await failed(call)
 
     assert world.run(scenario)[:3] == expected
+
+
+def test_a_command_larger_than_a_device_accepts_is_refused_at_once(world: LinkWorld) -> None:
+    unit_id = unit_id_of(world)
+    runner = FakeRunner()
+    big = {"command": "test.echo", "arg": ["x" * (MAX_INPUT_BYTES + 1)]}
+
+    async def scenario() -> tuple[Any, ...]:
+        async with linked(world, runner), stub_for(world) as stub:
+            return await failed(stub.ExecuteCommand(execute(unit_id, big), metadata=login(world)))
+
+    code, text, status, _ = world.run(scenario)
+    assert (code, status) == (grpc.StatusCode.RESOURCE_EXHAUSTED, "413")
+    assert text == f"the command is larger than a device accepts ({MAX_INPUT_BYTES} bytes)"
+    assert runner.calls == []
