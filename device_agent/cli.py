@@ -28,11 +28,22 @@ from collections.abc import Sequence
 from device_agent.agent import Agent, LinkRefused
 from device_agent.channel import insecure_channel_factory
 from device_agent.config import AgentConfigError, AgentSettings
+from device_agent.local_api import LocalApi
 from device_agent.outbox import Outbox
 from device_agent.simulated import simulate
 from device_agent.simulated_telemetry import produce
+from gateway.launcher import GatewayError
 
 log = logging.getLogger(__name__)
+
+
+class GatewayDied(Exception):
+    """The device gateway exited while the agent ran."""
+
+    def __init__(self, code: int) -> None:
+        super().__init__(f"exit code {code}")
+        self.code = code
+
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 #: The agent's log, as the Local API's `/download_log/?file=syslog` will serve it.
@@ -123,9 +134,36 @@ def configure_logging(settings: AgentSettings) -> None:
     root.setLevel(logging.INFO)
 
 
-async def run_agent(agent: Agent, target: str) -> int:
-    """Serve until a signal (0) or a refusal for good (1)."""
-    task = asyncio.create_task(agent.serve())
+async def _serve_beside(agent: Agent, local_api: LocalApi | None) -> None:
+    """The link, and the device gateway beside it: GatewayDied if the gateway exits first."""
+    link = asyncio.create_task(agent.serve())
+    if local_api is None:
+        await link
+        return
+    gateway = asyncio.create_task(local_api.wait_gateway())
+    try:
+        await asyncio.wait({link, gateway}, return_when=asyncio.FIRST_COMPLETED)
+        if link.done():
+            await link
+        raise GatewayDied(gateway.result())
+    finally:
+        for task in (link, gateway):
+            task.cancel()
+        await asyncio.gather(link, gateway, return_exceptions=True)
+
+
+async def run_agent(agent: Agent, target: str, local_api: LocalApi | None = None) -> int:
+    """Serve until a signal (0), a refusal for good or the device gateway's death (1).
+
+    The Local API starts first and answers whether or not the cloud does.
+    """
+    if local_api is not None:
+        try:
+            await local_api.start()
+        except (GatewayError, OSError) as error:
+            print(f"thingwire: error: the Local API cannot start: {error}", file=sys.stderr)
+            return 1
+    task = asyncio.create_task(_serve_beside(agent, local_api))
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, task.cancel)
@@ -136,6 +174,15 @@ async def run_agent(agent: Agent, target: str) -> int:
     except asyncio.CancelledError:
         log.info("stopped on signal; the link is closed")
         return 0
+    except GatewayDied as died:
+        log.error("the device gateway exited (code %s); stopping", died.code)
+        print(
+            f"thingwire: error: the device gateway (Envoy) exited unexpectedly (exit code "
+            f"{died.code}); the agent stopped",
+            file=sys.stderr,
+            flush=True,
+        )
+        return 1
     except LinkRefused as refused:
         log.error("the server refused the link for good: %s", refused)
         print(
@@ -148,6 +195,8 @@ async def run_agent(agent: Agent, target: str) -> int:
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
+        if local_api is not None:
+            await local_api.stop()
         if agent.outbox is not None:
             await agent.outbox.close()  # what was appended is committed before exiting
     return 0  # serve() returns only by raising; kept for the type checker
