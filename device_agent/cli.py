@@ -75,6 +75,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--token", help="a link token of the device (`thingwire device token`), not credentials"
     )
     parser.add_argument(
+        "--unit-id",
+        help="the cloud's unit id of the device (a UUID), for its Local API; kept in the "
+        "state directory (THINGWIRE_AGENT_UNIT_ID)",
+    )
+    parser.add_argument(
+        "--no-local-api",
+        action="store_true",
+        help="do not serve the Local API (the device gateway on THINGWIRE_LOCAL_PORT)",
+    )
+    parser.add_argument(
         "--simulate",
         action="store_true",
         help="declare the demo resources of Thinger's examples "

@@ -23,6 +23,13 @@ from pathlib import Path
 
 from device_agent.state_files import read_text, write_atomically
 
+
+def _stored(path: Path) -> str | None:
+    """A one-line state file's text without its line end (hand-written files have one)."""
+    text = read_text(path)
+    return None if text is None else text.strip()
+
+
 __all__ = ["LocalIdentity", "load_identity"]
 
 log = logging.getLogger(__name__)
@@ -67,10 +74,10 @@ def load_identity(state_dir: Path, unit_id: str | None) -> LocalIdentity:
     path = state_dir / UNIT_ID_FILE
     if unit_id:
         unit_id = _canonical_unit_id(unit_id)
-        if read_text(path) != unit_id:
+        if _stored(path) != unit_id:
             write_atomically(path, unit_id.encode(), mode=0o644)
     else:
-        stored = read_text(path)
+        stored = _stored(path)
         if stored is None:
             unit_id = str(uuid.uuid4())
             write_atomically(path, unit_id.encode(), mode=0o644)
@@ -82,7 +89,7 @@ def load_identity(state_dir: Path, unit_id: str | None) -> LocalIdentity:
         else:
             unit_id = _canonical_unit_id(stored)
     key_path = state_dir / KEY_FILE
-    key_text = read_text(key_path)
+    key_text = _stored(key_path)
     if key_text is None:
         key_text = secrets.token_hex(32)
         write_atomically(key_path, key_text.encode(), mode=0o600)
