@@ -24,7 +24,7 @@ from device_agent.commands.errors import CommandError, CommandTimeout
 from device_agent.commands.settings import CMD_RUN_VAR, CommandSettings
 from device_agent.commands.values import as_seconds, kind
 
-__all__ = ["CmdRun", "command_argv", "plan", "run"]
+__all__ = ["CmdRun", "Completed", "command_argv", "plan", "run"]
 
 log = logging.getLogger(__name__)
 
@@ -118,15 +118,29 @@ def plan(
     return CmdRun(argv=argv, cwd=cwd, timeout_s=timeout_s, rstrip=rstrip)
 
 
-async def run(job: CmdRun, output_limit_bytes: int) -> str:
-    """Run `job` and answer its merged output; CommandTimeout once it outlives its timeout."""
+@dataclass(frozen=True)
+class Completed:
+    """How a command ended: its pid, exit status and output (stderr empty when merged)."""
+
+    pid: int
+    retcode: int
+    stdout: str
+    stderr: str
+
+
+async def run(job: CmdRun, output_limit_bytes: int, merge_stderr: bool = True) -> Completed:
+    """Run `job` to its end; CommandTimeout once it outlives its timeout.
+
+    `merge_stderr` (cmd.run) sends stderr into stdout, as salt's cmd.run does; otherwise
+    (cmd.run_all) each is kept apart, each bounded by `output_limit_bytes`.
+    """
     program = job.argv[0]
     try:
         process = await asyncio.create_subprocess_exec(
             *job.argv,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
+            stderr=asyncio.subprocess.STDOUT if merge_stderr else asyncio.subprocess.PIPE,
             cwd=job.cwd,
             start_new_session=True,
         )
@@ -137,7 +151,7 @@ async def run(job: CmdRun, output_limit_bytes: int) -> str:
     except (OSError, ValueError) as exc:
         raise CommandError(f"Unable to run command {program!r}: {exc}") from None
     try:
-        kept, dropped = await asyncio.wait_for(
+        stdout, stderr = await asyncio.wait_for(
             _communicate(process, output_limit_bytes), job.timeout_s
         )
     except TimeoutError:
@@ -154,32 +168,49 @@ async def run(job: CmdRun, output_limit_bytes: int) -> str:
         with contextlib.suppress(BaseException):
             await asyncio.shield(process.wait())
         raise
-    output = kept.decode("utf-8", errors="replace")
-    if job.rstrip:
-        output = output.rstrip()
-    if dropped:
-        output += f"\n[output truncated: {dropped} more bytes were not kept]"
-    return output
+    assert process.returncode is not None
+    return Completed(
+        pid=process.pid,
+        retcode=process.returncode,
+        stdout=_text(stdout, job.rstrip),
+        stderr=_text(stderr, job.rstrip),
+    )
 
 
-async def _communicate(process: asyncio.subprocess.Process, limit: int) -> tuple[bytes, int]:
-    """The output, once the program has closed it and exited."""
-    output = await _read_all(process, limit)
+async def _communicate(
+    process: asyncio.subprocess.Process, limit: int
+) -> tuple[tuple[bytes, int], tuple[bytes, int]]:
+    """Both outputs, once the program has closed them and exited."""
+    outputs = await asyncio.gather(
+        _read_all(process.stdout, limit), _read_all(process.stderr, limit)
+    )
     await process.wait()
-    return output
+    return outputs[0], outputs[1]
 
 
-async def _read_all(process: asyncio.subprocess.Process, limit: int) -> tuple[bytes, int]:
-    """Read the merged output to its end, keeping the first `limit` bytes; the rest is read
-    and counted, so that a chatty program is not blocked on a full pipe."""
-    assert process.stdout is not None
+async def _read_all(stream: asyncio.StreamReader | None, limit: int) -> tuple[bytes, int]:
+    """Read a stream to its end, keeping the first `limit` bytes; the rest is read and
+    counted, so that a chatty program is not blocked on a full pipe. None: nothing."""
     kept = bytearray()
     dropped = 0
-    while chunk := await process.stdout.read(_READ_CHUNK):
+    if stream is None:
+        return b"", 0
+    while chunk := await stream.read(_READ_CHUNK):
         room = limit - len(kept)
         kept += chunk[:room]
         dropped += max(0, len(chunk) - room)
     return bytes(kept), dropped
+
+
+def _text(output: tuple[bytes, int], rstrip: bool) -> str:
+    """Bytes as text (undecodable bytes replaced), stripped as salt does, truncation noted."""
+    kept, dropped = output
+    text = kept.decode("utf-8", errors="replace")
+    if rstrip:
+        text = text.rstrip()
+    if dropped:
+        text += f"\n[output truncated: {dropped} more bytes were not kept]"
+    return text
 
 
 def _kill_group(process: asyncio.subprocess.Process) -> None:

@@ -53,7 +53,9 @@ class Commands:
         self.grains = grains.GrainStore(self.paths.state_dir)
         self._states = States(self.paths, self.settings, self.grains, self.apn)
         self._functions: dict[str, Function] = {
+            "cmd.retcode": self._cmd_retcode,
             "cmd.run": self._cmd_run,
+            "cmd.run_all": self._cmd_run_all,
             "grains.delkey": self._grains_delkey,
             "grains.delval": self._grains_delval,
             "grains.get": self._grains_get,
@@ -123,12 +125,60 @@ class Commands:
         python_shell: Any = False,
         rstrip: Any = True,
     ) -> str:
+        """salt's cmd.run: the output, stderr merged into stdout."""
         job = cmdrun.plan(
             self.settings, args, cmd=cmd, cwd=cwd, timeout=timeout,
             python_shell=python_shell, rstrip=rstrip,
         )  # fmt: skip
         log.info("cmd.run %s (timeout %g s)", job.argv[0], job.timeout_s)
-        return await cmdrun.run(job, self.settings.cmd_output_limit_bytes)
+        completed = await cmdrun.run(job, self.settings.cmd_output_limit_bytes)
+        return completed.stdout
+
+    async def _cmd_run_all(
+        self,
+        *args: Any,
+        cmd: Any = None,
+        cwd: Any = None,
+        timeout: Any = None,  # noqa: ASYNC109 - salt's kwarg name; cmdrun enforces it
+        python_shell: Any = False,
+        rstrip: Any = True,
+        redirect_stderr: Any = False,
+    ) -> dict[str, Any]:
+        """salt's cmd.run_all: ``{"pid", "retcode", "stdout", "stderr"}``."""
+        if not isinstance(redirect_stderr, bool):
+            raise CommandError(
+                f"cmd.run_all: redirect_stderr must be true or false, not {kind(redirect_stderr)}"
+            )
+        job = cmdrun.plan(
+            self.settings, args, cmd=cmd, cwd=cwd, timeout=timeout,
+            python_shell=python_shell, rstrip=rstrip,
+        )  # fmt: skip
+        log.info("cmd.run_all %s (timeout %g s)", job.argv[0], job.timeout_s)
+        completed = await cmdrun.run(
+            job, self.settings.cmd_output_limit_bytes, merge_stderr=redirect_stderr
+        )
+        return {
+            "pid": completed.pid,
+            "retcode": completed.retcode,
+            "stdout": completed.stdout,
+            "stderr": completed.stderr,
+        }
+
+    async def _cmd_retcode(
+        self,
+        *args: Any,
+        cmd: Any = None,
+        cwd: Any = None,
+        timeout: Any = None,  # noqa: ASYNC109 - salt's kwarg name; cmdrun enforces it
+        python_shell: Any = False,
+    ) -> int:
+        """salt's cmd.retcode: the exit status only."""
+        job = cmdrun.plan(
+            self.settings, args, cmd=cmd, cwd=cwd, timeout=timeout, python_shell=python_shell
+        )
+        log.info("cmd.retcode %s (timeout %g s)", job.argv[0], job.timeout_s)
+        completed = await cmdrun.run(job, self.settings.cmd_output_limit_bytes)
+        return completed.retcode
 
     # grains
 
@@ -219,7 +269,7 @@ class Commands:
 
 
 #: Commands whose raw form takes the rest of the line as one command line.
-RAW_LINE_COMMANDS = frozenset({"cmd.run"})
+RAW_LINE_COMMANDS = frozenset({"cmd.retcode", "cmd.run", "cmd.run_all"})
 
 
 def _arguments(

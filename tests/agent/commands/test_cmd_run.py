@@ -241,3 +241,42 @@ def test_environment_of_the_agent_is_inherited(
     monkeypatch.setenv("THINGWIRE_TEST_MARKER", "seen")
     assert execute(commands, "cmd.run", "printenv", "THINGWIRE_TEST_MARKER") == "seen"
     assert os.environ["THINGWIRE_TEST_MARKER"] == "seen"
+
+
+def test_run_all_keeps_stdout_and_stderr_apart(commands: Commands) -> None:
+    script = "echo out; echo err >&2; exit 3"
+    result = execute(commands, "cmd.run_all", "sh", "-c", script)
+    assert set(result) == {"pid", "retcode", "stdout", "stderr"}
+    assert result["retcode"] == 3
+    assert result["stdout"] == "out"
+    assert result["stderr"] == "err"
+    assert isinstance(result["pid"], int)
+
+
+def test_run_all_redirect_stderr(commands: Commands) -> None:
+    script = "echo out; echo err >&2"
+    result = execute(commands, "cmd.run_all", "sh", "-c", script, redirect_stderr=True)
+    assert result["stdout"] == "out\nerr"
+    assert result["stderr"] == ""
+
+
+def test_run_all_times_out_too(commands: Commands) -> None:
+    with pytest.raises(CommandTimeout):
+        execute(commands, "cmd.run_all", "sleep", "5", timeout=0.2)
+
+
+def test_retcode(commands: Commands) -> None:
+    assert execute(commands, "cmd.retcode", "true") == 0
+    assert execute(commands, "cmd.retcode", "sh -c 'exit 7'") == 7
+
+
+def test_run_all_and_retcode_follow_the_modes(state_dir: Path) -> None:
+    commands = Commands(state_dir, CommandSettings(cmd_run="disabled"))
+    for command in ("cmd.run_all", "cmd.retcode"):
+        with pytest.raises(CommandError, match="disabled"):
+            execute(commands, command, "true")
+    settings = CommandSettings(cmd_run="restricted", cmd_run_allowed=frozenset({"true"}))
+    commands = Commands(state_dir, settings)
+    assert execute(commands, "cmd.retcode", "true") == 0
+    with pytest.raises(CommandError, match="is not allowed"):
+        execute(commands, "cmd.run_all", "id")

@@ -160,3 +160,8 @@ def test_split_raw_keywords_and_positionals() -> None:
         ["a:b", "=x", "1=2"],
         {"default": "x y", "delimiter": ":", "a": "b=c"},
     )
+
+
+def test_raw_run_all_takes_the_rest_of_the_line(commands: Commands) -> None:
+    result = run(commands.execute_raw("cmd.run_all sh -c 'exit 4'"))
+    assert result["retcode"] == 4
