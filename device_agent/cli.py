@@ -27,8 +27,11 @@ from collections.abc import Sequence
 
 from device_agent.agent import Agent, LinkRefused
 from device_agent.channel import insecure_channel_factory
+from device_agent.commands import ApnSettings, Commands, CommandSettings
 from device_agent.config import AgentConfigError, AgentSettings
 from device_agent.local_api import LocalApi
+from device_agent.local_identity import load_identity
+from device_agent.local_service import LocalServicer
 from device_agent.outbox import Outbox
 from device_agent.simulated import simulate
 from device_agent.simulated_telemetry import produce
@@ -46,8 +49,11 @@ class GatewayDied(Exception):
 
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
-#: The agent's log, as the Local API's `/download_log/?file=syslog` will serve it.
+#: The agent's log and its command log, as the Local API's `/download_log/?file=` serves
+#: them (`syslog`, `salt/minion`).
 SYSLOG = "syslog"
+MINION_LOG = "salt/minion"
+COMMANDS_LOGGER = "device_agent.commands"
 
 
 def server_address(value: str) -> str:
@@ -126,6 +132,32 @@ def build_agent(args: argparse.Namespace, settings: AgentSettings | None = None)
     return agent
 
 
+def build_local_api(
+    args: argparse.Namespace, settings: AgentSettings, commands: Commands, apn: ApnSettings
+) -> LocalApi | None:
+    """The Local API the arguments and settings describe, or None with `--no-local-api`.
+
+    ValueError for a unit id that is not a UUID.
+    """
+    if args.no_local_api:
+        return None
+    identity = load_identity(settings.state_dir, args.unit_id or settings.unit_id)
+    servicer = LocalServicer(
+        identity,
+        log_dir=settings.log_dir,
+        commands=commands,
+        apn=apn,
+        password=settings.local_password,
+    )
+    return LocalApi(
+        servicer,
+        state_dir=settings.state_dir,
+        port=settings.local_port,
+        admin_port=settings.local_admin_port,
+        host=settings.local_host,
+    )
+
+
 def configure_logging(settings: AgentSettings) -> None:
     """INFO and above to stderr and to `<state dir>/log/syslog` (created if need be).
 
@@ -142,6 +174,11 @@ def configure_logging(settings: AgentSettings) -> None:
         handler.setFormatter(formatter)
         root.addHandler(handler)
     root.setLevel(logging.INFO)
+    # The command log, as salt keeps it: what ran, how it ended (never the arguments).
+    (settings.log_dir / "salt").mkdir(exist_ok=True, mode=0o750)
+    minion = logging.handlers.WatchedFileHandler(settings.log_dir / MINION_LOG, encoding="utf-8")
+    minion.setFormatter(formatter)
+    logging.getLogger(COMMANDS_LOGGER).addHandler(minion)
 
 
 async def _serve_beside(agent: Agent, local_api: LocalApi | None) -> None:
@@ -212,7 +249,7 @@ async def run_agent(agent: Agent, target: str, local_api: LocalApi | None = None
     return 0  # serve() returns only by raising; kept for the type checker
 
 
-def serve(agent: Agent, target: str) -> int:
+def serve(agent: Agent, target: str, local_api: LocalApi | None = None) -> int:
     """Log as `thingwire agent` does and run `agent` until a signal or a refusal.
 
     Its exit code; a program that declares resources of its own runs them this way.
@@ -227,21 +264,29 @@ def serve(agent: Agent, target: str) -> int:
     except OSError as error:
         print(f"thingwire: error: cannot write the agent's log: {error}", file=sys.stderr)
         return 1
-    return asyncio.run(run_agent(agent, target))
+    return asyncio.run(run_agent(agent, target, local_api))
 
 
 def run(args: argparse.Namespace) -> int:
     """`thingwire agent` with parsed arguments."""
     try:
         settings = AgentSettings.from_env()
+        command_settings = CommandSettings.from_env()
+    except (AgentConfigError, ValueError) as error:
+        print(f"thingwire: error: {error}", file=sys.stderr)
+        return 1
+    apn = ApnSettings(settings.state_dir)
+    commands = Commands(settings.state_dir, command_settings, apn)
+    try:
         agent = build_agent(args, settings)
-    except AgentConfigError as error:
+        local_api = build_local_api(args, settings, commands, apn)
+    except (AgentConfigError, ValueError) as error:
         print(f"thingwire: error: {error}", file=sys.stderr)
         return 1
     except (OSError, sqlite3.Error) as error:
-        print(f"thingwire: error: cannot open the agent's outbox: {error}", file=sys.stderr)
+        print(f"thingwire: error: cannot open the agent's state: {error}", file=sys.stderr)
         return 1
-    return serve(agent, args.server)
+    return serve(agent, args.server, local_api)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -9,6 +9,7 @@ status and the Local API's `{"error": "..."}` body, which the gateway copies as 
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import hmac
 import json
@@ -218,14 +219,16 @@ class LocalServicer(local_pb2_grpc.LocalServiceServicer):
         self, request: local_pb2.GetApnSettingsRequest, context: grpc.aio.ServicerContext
     ) -> local_pb2.ApnSettings:
         self._check_unit(request.unit_id)
-        return local_pb2.ApnSettings(**self._apn.get())
+        # The store reads and writes its file with fsync: off the loop.
+        return local_pb2.ApnSettings(**await asyncio.to_thread(self._apn.get))
 
     @_failing
     async def UpdateApnSettings(
         self, request: local_pb2.UpdateApnSettingsRequest, context: grpc.aio.ServicerContext
     ) -> local_pb2.ApnSettings:
         self._check_unit(request.unit_id)
-        return local_pb2.ApnSettings(**self._apn.put(_parsed(request.raw)))
+        body = _parsed(request.raw)
+        return local_pb2.ApnSettings(**await asyncio.to_thread(self._apn.put, body))
 
 
 def structured_command(body: Any) -> tuple[str, list[Any], dict[str, Any]]:
