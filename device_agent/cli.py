@@ -27,16 +27,33 @@ from collections.abc import Sequence
 
 from device_agent.agent import Agent, LinkRefused
 from device_agent.channel import insecure_channel_factory
+from device_agent.commands import ApnSettings, Commands, CommandSettings
 from device_agent.config import AgentConfigError, AgentSettings
+from device_agent.local_api import LocalApi
+from device_agent.local_identity import load_identity
+from device_agent.local_service import LocalServicer
 from device_agent.outbox import Outbox
 from device_agent.simulated import simulate
 from device_agent.simulated_telemetry import produce
+from gateway.launcher import GatewayError
 
 log = logging.getLogger(__name__)
 
+
+class GatewayDied(Exception):
+    """The device gateway exited while the agent ran."""
+
+    def __init__(self, code: int) -> None:
+        super().__init__(f"exit code {code}")
+        self.code = code
+
+
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
-#: The agent's log, as the Local API's `/download_log/?file=syslog` will serve it.
+#: The agent's log and its command log, as the Local API's `/download_log/?file=` serves
+#: them (`syslog`, `salt/minion`).
 SYSLOG = "syslog"
+MINION_LOG = "salt/minion"
+COMMANDS_LOGGER = "device_agent.commands"
 
 
 def server_address(value: str) -> str:
@@ -62,6 +79,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     secret.add_argument("--credentials", help="the device's credentials")
     secret.add_argument(
         "--token", help="a link token of the device (`thingwire device token`), not credentials"
+    )
+    parser.add_argument(
+        "--unit-id",
+        help="the cloud's unit id of the device (a UUID), for its Local API; kept in the "
+        "state directory (THINGWIRE_AGENT_UNIT_ID)",
+    )
+    parser.add_argument(
+        "--no-local-api",
+        action="store_true",
+        help="do not serve the Local API (the device gateway on THINGWIRE_LOCAL_PORT)",
     )
     parser.add_argument(
         "--simulate",
@@ -105,6 +132,32 @@ def build_agent(args: argparse.Namespace, settings: AgentSettings | None = None)
     return agent
 
 
+def build_local_api(
+    args: argparse.Namespace, settings: AgentSettings, commands: Commands, apn: ApnSettings
+) -> LocalApi | None:
+    """The Local API the arguments and settings describe, or None with `--no-local-api`.
+
+    ValueError for a unit id that is not a UUID.
+    """
+    if args.no_local_api:
+        return None
+    identity = load_identity(settings.state_dir, args.unit_id or settings.unit_id)
+    servicer = LocalServicer(
+        identity,
+        log_dir=settings.log_dir,
+        commands=commands,
+        apn=apn,
+        password=settings.local_password,
+    )
+    return LocalApi(
+        servicer,
+        state_dir=settings.state_dir,
+        port=settings.local_port,
+        admin_port=settings.local_admin_port,
+        host=settings.local_host,
+    )
+
+
 def configure_logging(settings: AgentSettings) -> None:
     """INFO and above to stderr and to `<state dir>/log/syslog` (created if need be).
 
@@ -121,11 +174,43 @@ def configure_logging(settings: AgentSettings) -> None:
         handler.setFormatter(formatter)
         root.addHandler(handler)
     root.setLevel(logging.INFO)
+    # The command log, as salt keeps it: what ran, how it ended (never the arguments).
+    (settings.log_dir / "salt").mkdir(exist_ok=True, mode=0o750)
+    minion = logging.handlers.WatchedFileHandler(settings.log_dir / MINION_LOG, encoding="utf-8")
+    minion.setFormatter(formatter)
+    logging.getLogger(COMMANDS_LOGGER).addHandler(minion)
 
 
-async def run_agent(agent: Agent, target: str) -> int:
-    """Serve until a signal (0) or a refusal for good (1)."""
-    task = asyncio.create_task(agent.serve())
+async def _serve_beside(agent: Agent, local_api: LocalApi | None) -> None:
+    """The link, and the device gateway beside it: GatewayDied if the gateway exits first."""
+    link = asyncio.create_task(agent.serve())
+    if local_api is None:
+        await link
+        return
+    gateway = asyncio.create_task(local_api.wait_gateway())
+    try:
+        await asyncio.wait({link, gateway}, return_when=asyncio.FIRST_COMPLETED)
+        if link.done():
+            await link
+        raise GatewayDied(gateway.result())
+    finally:
+        for task in (link, gateway):
+            task.cancel()
+        await asyncio.gather(link, gateway, return_exceptions=True)
+
+
+async def run_agent(agent: Agent, target: str, local_api: LocalApi | None = None) -> int:
+    """Serve until a signal (0), a refusal for good or the device gateway's death (1).
+
+    The Local API starts first and answers whether or not the cloud does.
+    """
+    if local_api is not None:
+        try:
+            await local_api.start()
+        except (GatewayError, OSError) as error:
+            print(f"thingwire: error: the Local API cannot start: {error}", file=sys.stderr)
+            return 1
+    task = asyncio.create_task(_serve_beside(agent, local_api))
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, task.cancel)
@@ -136,6 +221,15 @@ async def run_agent(agent: Agent, target: str) -> int:
     except asyncio.CancelledError:
         log.info("stopped on signal; the link is closed")
         return 0
+    except GatewayDied as died:
+        log.error("the device gateway exited (code %s); stopping", died.code)
+        print(
+            f"thingwire: error: the device gateway (Envoy) exited unexpectedly (exit code "
+            f"{died.code}); the agent stopped",
+            file=sys.stderr,
+            flush=True,
+        )
+        return 1
     except LinkRefused as refused:
         log.error("the server refused the link for good: %s", refused)
         print(
@@ -148,12 +242,14 @@ async def run_agent(agent: Agent, target: str) -> int:
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
+        if local_api is not None:
+            await local_api.stop()
         if agent.outbox is not None:
             await agent.outbox.close()  # what was appended is committed before exiting
     return 0  # serve() returns only by raising; kept for the type checker
 
 
-def serve(agent: Agent, target: str) -> int:
+def serve(agent: Agent, target: str, local_api: LocalApi | None = None) -> int:
     """Log as `thingwire agent` does and run `agent` until a signal or a refusal.
 
     Its exit code; a program that declares resources of its own runs them this way.
@@ -168,21 +264,29 @@ def serve(agent: Agent, target: str) -> int:
     except OSError as error:
         print(f"thingwire: error: cannot write the agent's log: {error}", file=sys.stderr)
         return 1
-    return asyncio.run(run_agent(agent, target))
+    return asyncio.run(run_agent(agent, target, local_api))
 
 
 def run(args: argparse.Namespace) -> int:
     """`thingwire agent` with parsed arguments."""
     try:
         settings = AgentSettings.from_env()
+        command_settings = CommandSettings.from_env()
+    except (AgentConfigError, ValueError) as error:
+        print(f"thingwire: error: {error}", file=sys.stderr)
+        return 1
+    apn = ApnSettings(settings.state_dir)
+    commands = Commands(settings.state_dir, command_settings, apn)
+    try:
         agent = build_agent(args, settings)
-    except AgentConfigError as error:
+        local_api = build_local_api(args, settings, commands, apn)
+    except (AgentConfigError, ValueError) as error:
         print(f"thingwire: error: {error}", file=sys.stderr)
         return 1
     except (OSError, sqlite3.Error) as error:
-        print(f"thingwire: error: cannot open the agent's outbox: {error}", file=sys.stderr)
+        print(f"thingwire: error: cannot open the agent's state: {error}", file=sys.stderr)
         return 1
-    return serve(agent, args.server)
+    return serve(agent, args.server, local_api)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

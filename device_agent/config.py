@@ -19,6 +19,13 @@ DEFAULT_STATE_DIR = Path("var") / "agent"
 DEFAULT_OUTBOX_MAX_BYTES = 64 * 1024 * 1024
 #: Below this an outbox could not hold one batch of records.
 MIN_OUTBOX_MAX_BYTES = 256 * 1024
+#: The Local API's port (THINGWIRE_LOCAL_PORT) and the device gateway's admin port
+#: (THINGWIRE_AGENT_ENVOY_ADMIN_PORT), as the operator contract fixes them.
+DEFAULT_LOCAL_PORT = 9000
+DEFAULT_AGENT_ENVOY_ADMIN_PORT = 9902
+#: Where the Local API listens (THINGWIRE_AGENT_LOCAL_HOST): this machine only, unless the
+#: operator opens it to the hotspot's interface.
+DEFAULT_LOCAL_HOST = "127.0.0.1"
 
 
 class AgentConfigError(ValueError):
@@ -31,6 +38,14 @@ class AgentSettings:
 
     state_dir: Path = DEFAULT_STATE_DIR
     outbox_max_bytes: int = DEFAULT_OUTBOX_MAX_BYTES
+    local_port: int = DEFAULT_LOCAL_PORT
+    local_admin_port: int = DEFAULT_AGENT_ENVOY_ADMIN_PORT
+    local_host: str = DEFAULT_LOCAL_HOST
+    #: THINGWIRE_AGENT_LOCAL_PASSWORD: when set, the Local API's login checks it and every
+    #: other endpoint wants the token (docs/device-side.md, "Access").
+    local_password: str | None = None
+    #: THINGWIRE_AGENT_UNIT_ID: the cloud's unit id of this device.
+    unit_id: str | None = None
 
     @property
     def outbox_path(self) -> Path:
@@ -50,7 +65,24 @@ class AgentSettings:
         return cls(
             state_dir=Path(state_dir) if state_dir else cls.state_dir,
             outbox_max_bytes=_outbox_max_bytes(env),
+            local_port=_port(env, "THINGWIRE_LOCAL_PORT", DEFAULT_LOCAL_PORT),
+            local_admin_port=_port(
+                env, "THINGWIRE_AGENT_ENVOY_ADMIN_PORT", DEFAULT_AGENT_ENVOY_ADMIN_PORT
+            ),
+            local_host=env.get("THINGWIRE_AGENT_LOCAL_HOST") or DEFAULT_LOCAL_HOST,
+            local_password=env.get("THINGWIRE_AGENT_LOCAL_PASSWORD") or None,
+            unit_id=env.get("THINGWIRE_AGENT_UNIT_ID") or None,
         )
+
+
+def _port(env: Mapping[str, str], name: str, default: int) -> int:
+    """A port from 1 to 65535 (never 0: the operator contract names every port)."""
+    raw = env.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit() or not 1 <= int(raw) <= 65535:
+        raise AgentConfigError(f"{name}={raw!r} is not a port from 1 to 65535")
+    return int(raw)
 
 
 def _outbox_max_bytes(env: Mapping[str, str]) -> int:

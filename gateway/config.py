@@ -215,7 +215,8 @@ def device_spec(
 ) -> GatewaySpec:
     """The device gateway: the AutoPi Local API (`{"error": "..."}`) in front of the agent.
 
-    Until the agent's LocalService has HTTP rules, it transcodes no service.
+    It transcodes the LocalService (`proto/thingwire/local/v1/local.proto`), which the agent
+    serves on a Unix socket (`upstream_socket`; docs/device-side.md).
     """
     defaults: dict[str, Any] = {
         "name": "device",

@@ -2,7 +2,21 @@
 `execute_raw/`, and behind the cloud's relay of the same requests over the link.
 
 The one interface both faces use is `CommandRunner`; what a command may fail with is in
-`device_agent.commands.errors`.
+`device_agent.commands.errors`. docs/device-commands.md lists the commands and their shapes.
+
+Wiring it in::
+
+    settings = CommandSettings.from_env()        # THINGWIRE_AGENT_CMD_RUN, _CMD_TIMEOUT,
+                                                 # _WIFI_COUNTRY; ValueError if one is bad
+    apn = ApnSettings(state_dir)                 # GET/PUT /settings/apn/: get(), put(body)
+    commands = Commands(state_dir, settings, apn)  # a CommandRunner
+    await commands.execute("grains.get", ["wpa_supplicant:networks"], {})
+    await commands.execute_raw("cmd.run ls -l")
+
+`Commands(state_dir: Path, settings: CommandSettings | None = None,
+apn: ApnSettings | None = None)`: `state_dir` is THINGWIRE_AGENT_STATE_DIR; its files are
+named by `StatePaths(state_dir)` (grains.json, settings/apn.json, rendered/). `ApnSettings`
+is synchronous (small fsynced files): on an event loop, call it through `asyncio.to_thread`.
 """
 
 from __future__ import annotations
@@ -12,7 +26,16 @@ from typing import Any, Protocol
 
 from device_agent.commands.errors import CommandError, CommandTimeout, CommandUnavailable
 
-__all__ = ["CommandError", "CommandRunner", "CommandTimeout", "CommandUnavailable"]
+__all__ = [
+    "ApnSettings",
+    "CommandError",
+    "CommandRunner",
+    "CommandSettings",
+    "CommandTimeout",
+    "CommandUnavailable",
+    "Commands",
+    "StatePaths",
+]
 
 
 class CommandRunner(Protocol):
@@ -25,3 +48,9 @@ class CommandRunner(Protocol):
     async def execute_raw(self, line: str) -> Any:
         """``"cmd.run ls -l"``: the command and its arguments in one shell-style line."""
         ...
+
+
+# After CommandRunner: the registry's modules import the errors from this package.
+from device_agent.commands.apn import ApnSettings  # noqa: E402
+from device_agent.commands.registry import Commands  # noqa: E402
+from device_agent.commands.settings import CommandSettings, StatePaths  # noqa: E402

@@ -337,7 +337,7 @@ def test_device_gateway_uses_the_local_api_family() -> None:
     spec = device_spec(9000, 50052, 9902, DESCRIPTOR)
     assert spec.default_family == options_pb2.API_FAMILY_LOCAL
     assert spec.error_rules == ()
-    assert spec.services == ()
+    assert spec.services == ("thingwire.local.v1.LocalService",)
     config = render_config(spec)
     assert not [name for name in _routes(config) if name.startswith("sse")]
     mappers = _hcm(config)["local_reply_config"]["mappers"]

@@ -29,6 +29,7 @@ from pathlib import Path
 from device_agent.outbox_store import OutboxStore
 from device_agent.records import encode
 from tests.integration.stack import ROOT, THINGWIRE, Stack, stop_process
+from tests.support import free_port
 
 #: What the agent logs each time a link is welcomed (device_agent/agent.py).
 LINK_OPEN = "link open as "
@@ -52,6 +53,15 @@ class AgentProcess:
     server: str | None = None
     #: Names its state directory (default: the device id); two agents of one device need two.
     name: str = ""
+    #: Run its Local API (the device gateway) on free ports; off (`--no-local-api`) unless a
+    #: test is about it, so that agents start fast and many run side by side.
+    local_api: bool = False
+    #: `--unit-id`: the cloud's unit id of the device, for the Local API.
+    unit_id: str | None = None
+    local_port: int = field(default_factory=free_port)
+    local_admin_port: int = field(default_factory=free_port)
+    #: More environment for the agent (THINGWIRE_AGENT_LOCAL_PASSWORD, say).
+    extra_env: dict[str, str] = field(default_factory=dict)
     process: subprocess.Popen | None = field(default=None, repr=False)
 
     @property
@@ -77,11 +87,24 @@ class AgentProcess:
             *("--server", self.server or self.stack.grpc_target),
             *("--user", self.user, "--device", self.device, "--credentials", self.credentials),
             *(["--simulate"] if self.simulate else []),
+            *([] if self.local_api else ["--no-local-api"]),
+            *(["--unit-id", self.unit_id] if self.unit_id else []),
         ]
+
+    @property
+    def local_url(self) -> str:
+        """Its Local API, when it runs one."""
+        return f"http://127.0.0.1:{self.local_port}"
 
     def start(self) -> AgentProcess:
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, "THINGWIRE_AGENT_STATE_DIR": str(self.state_dir)}
+        env = {
+            **os.environ,
+            "THINGWIRE_AGENT_STATE_DIR": str(self.state_dir),
+            "THINGWIRE_LOCAL_PORT": str(self.local_port),
+            "THINGWIRE_AGENT_ENVOY_ADMIN_PORT": str(self.local_admin_port),
+            **self.extra_env,
+        }
         if self.test_resources:  # the test program lives in the checkout, not in a package
             env["PYTHONPATH"] = str(ROOT)
         with self.stderr_path.open("wb") as err:

@@ -22,13 +22,60 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
+from google.api import httpbody_pb2 as google_dot_api_dot_httpbody__pb2
+from thingwire.options.v1 import options_pb2 as thingwire_dot_options_dot_v1_dot_options__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ethingwire/local/v1/local.proto\x12\x12thingwire.local.v1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ethingwire/local/v1/local.proto\x12\x12thingwire.local.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x19google/api/httpbody.proto\x1a\"thingwire/options/v1/options.proto\"1\n\x0cLoginRequest\x12!\n\x03raw\x18\x01 \x01(\x0b\x32\x14.google.api.HttpBody\"K\n\rLoginResponse\x12\r\n\x05token\x18\x01 \x01(\t\x12+\n\x04user\x18\x02 \x01(\x0b\x32\x1d.thingwire.local.v1.LocalUser\"\x94\x01\n\tLocalUser\x12\n\n\x02pk\x18\x01 \x01(\x05\x12\x10\n\x08username\x18\x02 \x01(\t\x12\x13\n\x0bhas_devices\x18\x03 \x01(\x08\x12\x10\n\x08is_local\x18\x04 \x01(\x08\x12\x30\n\x07\x64\x65vices\x18\x05 \x03(\x0b\x32\x1f.thingwire.local.v1.LocalDevice\x12\x10\n\x08timezone\x18\x06 \x01(\t\"/\n\x0bLocalDevice\x12\x0f\n\x07unit_id\x18\x01 \x01(\t\x12\x0f\n\x07\x64isplay\x18\x02 \x01(\t\"\x10\n\x0eGetUnitRequest\"\"\n\x0fGetUnitResponse\x12\x0f\n\x07unit_id\x18\x01 \x01(\t\"\x14\n\x12ListDevicesRequest\"\"\n\x12\x44ownloadLogRequest\x12\x0c\n\x04\x66ile\x18\x01 \x01(\t\"D\n\x0e\x45xecuteRequest\x12\x0f\n\x07unit_id\x18\x01 \x01(\t\x12!\n\x03raw\x18\x02 \x01(\x0b\x32\x14.google.api.HttpBody\"G\n\x11\x45xecuteRawRequest\x12\x0f\n\x07unit_id\x18\x01 \x01(\t\x12!\n\x03raw\x18\x02 \x01(\x0b\x32\x14.google.api.HttpBody\"(\n\x15GetApnSettingsRequest\x12\x0f\n\x07unit_id\x18\x01 \x01(\t\"N\n\x18UpdateApnSettingsRequest\x12\x0f\n\x07unit_id\x18\x01 \x01(\t\x12!\n\x03raw\x18\x02 \x01(\x0b\x32\x14.google.api.HttpBody\"P\n\x0b\x41pnSettings\x12\x0b\n\x03\x61pn\x18\x01 \x01(\t\x12\x0c\n\x04user\x18\x02 \x01(\t\x12\x0c\n\x04pass\x18\x03 \x01(\t\x12\x0b\n\x03pin\x18\x04 \x01(\t\x12\x0b\n\x03mtu\x18\x05 \x01(\x05\x32\xdc\x07\n\x0cLocalService\x12n\n\x05Login\x12 .thingwire.local.v1.LoginRequest\x1a!.thingwire.local.v1.LoginResponse\" \xc8\xf3\x18\x01\xd0\xf3\x18\x04\x82\xd3\xe4\x93\x02\x12\"\x0b/auth/login:\x03raw\x12\x65\n\x07GetUnit\x12\".thingwire.local.v1.GetUnitRequest\x1a#.thingwire.local.v1.GetUnitResponse\"\x11\xc8\xf3\x18\x02\xd0\xf3\x18\x04\x82\xd3\xe4\x93\x02\x03\x12\x01/\x12l\n\x0bListDevices\x12&.thingwire.local.v1.ListDevicesRequest\x1a\x14.google.api.HttpBody\"\x1f\xc8\xf3\x18\x02\xd0\xf3\x18\x04\x82\xd3\xe4\x93\x02\x11\x12\x0f/dongle/devices\x12j\n\x0b\x44ownloadLog\x12&.thingwire.local.v1.DownloadLogRequest\x1a\x14.google.api.HttpBody\"\x1d\xc8\xf3\x18\x02\xd0\xf3\x18\x04\x82\xd3\xe4\x93\x02\x0f\x12\r/download_log\x12s\n\x07\x45xecute\x12\".thingwire.local.v1.ExecuteRequest\x1a\x14.google.api.HttpBody\".\xc8\xf3\x18\x02\xd0\xf3\x18\x04\x82\xd3\xe4\x93\x02 \"\x19/dongle/{unit_id}/execute:\x03raw\x12}\n\nExecuteRaw\x12%.thingwire.local.v1.ExecuteRawRequest\x1a\x14.google.api.HttpBody\"2\xc8\xf3\x18\x02\xd0\xf3\x18\x04\x82\xd3\xe4\x93\x02$\"\x1d/dongle/{unit_id}/execute_raw:\x03raw\x12\x8c\x01\n\x0eGetApnSettings\x12).thingwire.local.v1.GetApnSettingsRequest\x1a\x1f.thingwire.local.v1.ApnSettings\".\xc8\xf3\x18\x02\xd0\xf3\x18\x04\x82\xd3\xe4\x93\x02 \x12\x1e/dongle/{unit_id}/settings/apn\x12\x97\x01\n\x11UpdateApnSettings\x12,.thingwire.local.v1.UpdateApnSettingsRequest\x1a\x1f.thingwire.local.v1.ApnSettings\"3\xc8\xf3\x18\x02\xd0\xf3\x18\x04\x82\xd3\xe4\x93\x02%\x1a\x1e/dongle/{unit_id}/settings/apn:\x03rawb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'thingwire.local.v1.local_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_LOCALSERVICE'].methods_by_name['Login']._loaded_options = None
+  _globals['_LOCALSERVICE'].methods_by_name['Login']._serialized_options = b'\310\363\030\001\320\363\030\004\202\323\344\223\002\022\"\013/auth/login:\003raw'
+  _globals['_LOCALSERVICE'].methods_by_name['GetUnit']._loaded_options = None
+  _globals['_LOCALSERVICE'].methods_by_name['GetUnit']._serialized_options = b'\310\363\030\002\320\363\030\004\202\323\344\223\002\003\022\001/'
+  _globals['_LOCALSERVICE'].methods_by_name['ListDevices']._loaded_options = None
+  _globals['_LOCALSERVICE'].methods_by_name['ListDevices']._serialized_options = b'\310\363\030\002\320\363\030\004\202\323\344\223\002\021\022\017/dongle/devices'
+  _globals['_LOCALSERVICE'].methods_by_name['DownloadLog']._loaded_options = None
+  _globals['_LOCALSERVICE'].methods_by_name['DownloadLog']._serialized_options = b'\310\363\030\002\320\363\030\004\202\323\344\223\002\017\022\r/download_log'
+  _globals['_LOCALSERVICE'].methods_by_name['Execute']._loaded_options = None
+  _globals['_LOCALSERVICE'].methods_by_name['Execute']._serialized_options = b'\310\363\030\002\320\363\030\004\202\323\344\223\002 \"\031/dongle/{unit_id}/execute:\003raw'
+  _globals['_LOCALSERVICE'].methods_by_name['ExecuteRaw']._loaded_options = None
+  _globals['_LOCALSERVICE'].methods_by_name['ExecuteRaw']._serialized_options = b'\310\363\030\002\320\363\030\004\202\323\344\223\002$\"\035/dongle/{unit_id}/execute_raw:\003raw'
+  _globals['_LOCALSERVICE'].methods_by_name['GetApnSettings']._loaded_options = None
+  _globals['_LOCALSERVICE'].methods_by_name['GetApnSettings']._serialized_options = b'\310\363\030\002\320\363\030\004\202\323\344\223\002 \022\036/dongle/{unit_id}/settings/apn'
+  _globals['_LOCALSERVICE'].methods_by_name['UpdateApnSettings']._loaded_options = None
+  _globals['_LOCALSERVICE'].methods_by_name['UpdateApnSettings']._serialized_options = b'\310\363\030\002\320\363\030\004\202\323\344\223\002%\032\036/dongle/{unit_id}/settings/apn:\003raw'
+  _globals['_LOGINREQUEST']._serialized_start=147
+  _globals['_LOGINREQUEST']._serialized_end=196
+  _globals['_LOGINRESPONSE']._serialized_start=198
+  _globals['_LOGINRESPONSE']._serialized_end=273
+  _globals['_LOCALUSER']._serialized_start=276
+  _globals['_LOCALUSER']._serialized_end=424
+  _globals['_LOCALDEVICE']._serialized_start=426
+  _globals['_LOCALDEVICE']._serialized_end=473
+  _globals['_GETUNITREQUEST']._serialized_start=475
+  _globals['_GETUNITREQUEST']._serialized_end=491
+  _globals['_GETUNITRESPONSE']._serialized_start=493
+  _globals['_GETUNITRESPONSE']._serialized_end=527
+  _globals['_LISTDEVICESREQUEST']._serialized_start=529
+  _globals['_LISTDEVICESREQUEST']._serialized_end=549
+  _globals['_DOWNLOADLOGREQUEST']._serialized_start=551
+  _globals['_DOWNLOADLOGREQUEST']._serialized_end=585
+  _globals['_EXECUTEREQUEST']._serialized_start=587
+  _globals['_EXECUTEREQUEST']._serialized_end=655
+  _globals['_EXECUTERAWREQUEST']._serialized_start=657
+  _globals['_EXECUTERAWREQUEST']._serialized_end=728
+  _globals['_GETAPNSETTINGSREQUEST']._serialized_start=730
+  _globals['_GETAPNSETTINGSREQUEST']._serialized_end=770
+  _globals['_UPDATEAPNSETTINGSREQUEST']._serialized_start=772
+  _globals['_UPDATEAPNSETTINGSREQUEST']._serialized_end=850
+  _globals['_APNSETTINGS']._serialized_start=852
+  _globals['_APNSETTINGS']._serialized_end=932
+  _globals['_LOCALSERVICE']._serialized_start=935
+  _globals['_LOCALSERVICE']._serialized_end=1923
 # @@protoc_insertion_point(module_scope)

@@ -3,6 +3,8 @@
 import grpc
 import warnings
 
+from google.api import httpbody_pb2 as google_dot_api_dot_httpbody__pb2
+from thingwire.local.v1 import local_pb2 as thingwire_dot_local_dot_v1_dot_local__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -22,3 +24,426 @@ if _version_not_supported:
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
     )
+
+
+class LocalServiceStub:
+    """LocalService is the device's own REST API, served by the agent behind the device's
+    gateway, and reachable while the cloud is not.
+
+    Errors common to the rpcs, each as {"error": "..."}: UNAUTHENTICATED (401) when the agent
+    has a Local API password and the call carries no valid token (every rpc but Login);
+    INVALID_ARGUMENT (400) for a malformed body or a unit id that is not this device's
+    ("unit_id does not match the id configured on this device").
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.Login = channel.unary_unary(
+                '/thingwire.local.v1.LocalService/Login',
+                request_serializer=thingwire_dot_local_dot_v1_dot_local__pb2.LoginRequest.SerializeToString,
+                response_deserializer=thingwire_dot_local_dot_v1_dot_local__pb2.LoginResponse.FromString,
+                _registered_method=True)
+        self.GetUnit = channel.unary_unary(
+                '/thingwire.local.v1.LocalService/GetUnit',
+                request_serializer=thingwire_dot_local_dot_v1_dot_local__pb2.GetUnitRequest.SerializeToString,
+                response_deserializer=thingwire_dot_local_dot_v1_dot_local__pb2.GetUnitResponse.FromString,
+                _registered_method=True)
+        self.ListDevices = channel.unary_unary(
+                '/thingwire.local.v1.LocalService/ListDevices',
+                request_serializer=thingwire_dot_local_dot_v1_dot_local__pb2.ListDevicesRequest.SerializeToString,
+                response_deserializer=google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
+                _registered_method=True)
+        self.DownloadLog = channel.unary_unary(
+                '/thingwire.local.v1.LocalService/DownloadLog',
+                request_serializer=thingwire_dot_local_dot_v1_dot_local__pb2.DownloadLogRequest.SerializeToString,
+                response_deserializer=google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
+                _registered_method=True)
+        self.Execute = channel.unary_unary(
+                '/thingwire.local.v1.LocalService/Execute',
+                request_serializer=thingwire_dot_local_dot_v1_dot_local__pb2.ExecuteRequest.SerializeToString,
+                response_deserializer=google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
+                _registered_method=True)
+        self.ExecuteRaw = channel.unary_unary(
+                '/thingwire.local.v1.LocalService/ExecuteRaw',
+                request_serializer=thingwire_dot_local_dot_v1_dot_local__pb2.ExecuteRawRequest.SerializeToString,
+                response_deserializer=google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
+                _registered_method=True)
+        self.GetApnSettings = channel.unary_unary(
+                '/thingwire.local.v1.LocalService/GetApnSettings',
+                request_serializer=thingwire_dot_local_dot_v1_dot_local__pb2.GetApnSettingsRequest.SerializeToString,
+                response_deserializer=thingwire_dot_local_dot_v1_dot_local__pb2.ApnSettings.FromString,
+                _registered_method=True)
+        self.UpdateApnSettings = channel.unary_unary(
+                '/thingwire.local.v1.LocalService/UpdateApnSettings',
+                request_serializer=thingwire_dot_local_dot_v1_dot_local__pb2.UpdateApnSettingsRequest.SerializeToString,
+                response_deserializer=thingwire_dot_local_dot_v1_dot_local__pb2.ApnSettings.FromString,
+                _registered_method=True)
+
+
+class LocalServiceServicer:
+    """LocalService is the device's own REST API, served by the agent behind the device's
+    gateway, and reachable while the cloud is not.
+
+    Errors common to the rpcs, each as {"error": "..."}: UNAUTHENTICATED (401) when the agent
+    has a Local API password and the call carries no valid token (every rpc but Login);
+    INVALID_ARGUMENT (400) for a malformed body or a unit id that is not this device's
+    ("unit_id does not match the id configured on this device").
+    """
+
+    def Login(self, request, context):
+        """Returns a token and the local user with its device list and time zone. With a Local
+        API password configured, the body must be {"password": "..."}; returns
+        UNAUTHENTICATED for a wrong or missing password.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetUnit(self, request, context):
+        """Returns the device's unit id.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListDevices(self, request, context):
+        """Lists the local devices as a top-level JSON array: [{"unit_id", "display"}].
+        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DownloadLog(self, request, context):
+        """Downloads one of the agent's log files (`syslog`, `salt/minion`) as text. Returns
+        INVALID_ARGUMENT for a name that is empty or leaves the log directory (`..`, an
+        absolute path, a symbolic link); NOT_FOUND for a log that does not exist.
+        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Execute(self, request, context):
+        """Runs a salt-style command, {"command": "cmd.run", "arg": ["ls", "-l"], "kwarg": {}},
+        and answers its result as JSON. Returns INVALID_ARGUMENT for an unknown command or
+        arguments it cannot take; DEADLINE_EXCEEDED (504) for a command that outlived its
+        timeout.
+        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExecuteRaw(self, request, context):
+        """Runs a command written as one line, {"command": "cmd.run ls -l"}; answers as Execute.
+        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetApnSettings(self, request, context):
+        """Returns the modem's APN settings.
+        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateApnSettings(self, request, context):
+        """Replaces the APN settings and returns them; they persist across restarts. The body is
+        a JSON object with the keys `apn`, `user`, `pass`, `pin` and `mtu` only. Returns
+        INVALID_ARGUMENT for any other key or a value of the wrong type.
+        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_LocalServiceServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'Login': grpc.unary_unary_rpc_method_handler(
+                    servicer.Login,
+                    request_deserializer=thingwire_dot_local_dot_v1_dot_local__pb2.LoginRequest.FromString,
+                    response_serializer=thingwire_dot_local_dot_v1_dot_local__pb2.LoginResponse.SerializeToString,
+            ),
+            'GetUnit': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetUnit,
+                    request_deserializer=thingwire_dot_local_dot_v1_dot_local__pb2.GetUnitRequest.FromString,
+                    response_serializer=thingwire_dot_local_dot_v1_dot_local__pb2.GetUnitResponse.SerializeToString,
+            ),
+            'ListDevices': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListDevices,
+                    request_deserializer=thingwire_dot_local_dot_v1_dot_local__pb2.ListDevicesRequest.FromString,
+                    response_serializer=google_dot_api_dot_httpbody__pb2.HttpBody.SerializeToString,
+            ),
+            'DownloadLog': grpc.unary_unary_rpc_method_handler(
+                    servicer.DownloadLog,
+                    request_deserializer=thingwire_dot_local_dot_v1_dot_local__pb2.DownloadLogRequest.FromString,
+                    response_serializer=google_dot_api_dot_httpbody__pb2.HttpBody.SerializeToString,
+            ),
+            'Execute': grpc.unary_unary_rpc_method_handler(
+                    servicer.Execute,
+                    request_deserializer=thingwire_dot_local_dot_v1_dot_local__pb2.ExecuteRequest.FromString,
+                    response_serializer=google_dot_api_dot_httpbody__pb2.HttpBody.SerializeToString,
+            ),
+            'ExecuteRaw': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExecuteRaw,
+                    request_deserializer=thingwire_dot_local_dot_v1_dot_local__pb2.ExecuteRawRequest.FromString,
+                    response_serializer=google_dot_api_dot_httpbody__pb2.HttpBody.SerializeToString,
+            ),
+            'GetApnSettings': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetApnSettings,
+                    request_deserializer=thingwire_dot_local_dot_v1_dot_local__pb2.GetApnSettingsRequest.FromString,
+                    response_serializer=thingwire_dot_local_dot_v1_dot_local__pb2.ApnSettings.SerializeToString,
+            ),
+            'UpdateApnSettings': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateApnSettings,
+                    request_deserializer=thingwire_dot_local_dot_v1_dot_local__pb2.UpdateApnSettingsRequest.FromString,
+                    response_serializer=thingwire_dot_local_dot_v1_dot_local__pb2.ApnSettings.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'thingwire.local.v1.LocalService', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('thingwire.local.v1.LocalService', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class LocalService:
+    """LocalService is the device's own REST API, served by the agent behind the device's
+    gateway, and reachable while the cloud is not.
+
+    Errors common to the rpcs, each as {"error": "..."}: UNAUTHENTICATED (401) when the agent
+    has a Local API password and the call carries no valid token (every rpc but Login);
+    INVALID_ARGUMENT (400) for a malformed body or a unit id that is not this device's
+    ("unit_id does not match the id configured on this device").
+    """
+
+    @staticmethod
+    def Login(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/thingwire.local.v1.LocalService/Login',
+            thingwire_dot_local_dot_v1_dot_local__pb2.LoginRequest.SerializeToString,
+            thingwire_dot_local_dot_v1_dot_local__pb2.LoginResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetUnit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/thingwire.local.v1.LocalService/GetUnit',
+            thingwire_dot_local_dot_v1_dot_local__pb2.GetUnitRequest.SerializeToString,
+            thingwire_dot_local_dot_v1_dot_local__pb2.GetUnitResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListDevices(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/thingwire.local.v1.LocalService/ListDevices',
+            thingwire_dot_local_dot_v1_dot_local__pb2.ListDevicesRequest.SerializeToString,
+            google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DownloadLog(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/thingwire.local.v1.LocalService/DownloadLog',
+            thingwire_dot_local_dot_v1_dot_local__pb2.DownloadLogRequest.SerializeToString,
+            google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Execute(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/thingwire.local.v1.LocalService/Execute',
+            thingwire_dot_local_dot_v1_dot_local__pb2.ExecuteRequest.SerializeToString,
+            google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExecuteRaw(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/thingwire.local.v1.LocalService/ExecuteRaw',
+            thingwire_dot_local_dot_v1_dot_local__pb2.ExecuteRawRequest.SerializeToString,
+            google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetApnSettings(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/thingwire.local.v1.LocalService/GetApnSettings',
+            thingwire_dot_local_dot_v1_dot_local__pb2.GetApnSettingsRequest.SerializeToString,
+            thingwire_dot_local_dot_v1_dot_local__pb2.ApnSettings.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateApnSettings(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/thingwire.local.v1.LocalService/UpdateApnSettings',
+            thingwire_dot_local_dot_v1_dot_local__pb2.UpdateApnSettingsRequest.SerializeToString,
+            thingwire_dot_local_dot_v1_dot_local__pb2.ApnSettings.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)

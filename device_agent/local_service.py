@@ -1,0 +1,262 @@
+"""The AutoPi Local API's rpcs (`thingwire.local.v1.LocalService`), served by the agent.
+
+The device's gateway transcodes the documented REST paths onto these rpcs
+(docs/device-side.md). The servicer is thin: it checks the unit id in the path and the
+token, and hands the work to the command registry, the APN settings and the log reader.
+Every refusal is a `LocalError` with its HTTP status; `_failing` ends the call with the
+status and the Local API's `{"error": "..."}` body, which the gateway copies as it is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import hmac
+import json
+from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+import grpc
+from google.api import httpbody_pb2
+from thingwire.local.v1 import local_pb2, local_pb2_grpc
+from thingwire.options.v1 import options_pb2
+
+from device_agent.commands import CommandError, CommandRunner
+from device_agent.local_identity import LocalIdentity
+from device_agent.local_logs import BadLogName, LogNotFound, read_log
+from server.rest_errors import error_metadata
+
+__all__ = ["UNIT_MISMATCH", "ApnStore", "LocalError", "LocalServicer"]
+
+UNIT_MISMATCH = "unit_id does not match the id configured on this device"
+DISPLAY = "Local device"
+#: The most a request body may hold here; Envoy refuses larger ones first (413).
+MAX_BODY_BYTES = 1024 * 1024
+
+_CODES = {
+    400: grpc.StatusCode.INVALID_ARGUMENT,
+    401: grpc.StatusCode.UNAUTHENTICATED,
+    404: grpc.StatusCode.NOT_FOUND,
+    503: grpc.StatusCode.UNAVAILABLE,
+    504: grpc.StatusCode.DEADLINE_EXCEEDED,
+}
+
+Reply = TypeVar("Reply")
+
+
+class ApnStore(Protocol):
+    """The APN settings kept on the device (device_agent.commands)."""
+
+    def get(self) -> dict[str, Any]:
+        """The settings: apn, user, pass, pin, mtu."""
+        ...
+
+    def put(self, body: Any) -> dict[str, Any]:
+        """Replace them with ``body`` (checked; CommandError naming what is wrong)."""
+        ...
+
+
+class LocalError(Exception):
+    """A refusal with the HTTP status the Local API answers it with."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def _failing(
+    method: Callable[..., Awaitable[Reply]],
+) -> Callable[..., Awaitable[Reply]]:
+    """Run the rpc; a LocalError or CommandError ends it with its status and body."""
+
+    @functools.wraps(method)
+    async def guarded(
+        self: LocalServicer, request: Any, context: grpc.aio.ServicerContext
+    ) -> Reply:
+        try:
+            if method.__name__ != "Login":
+                self.check_token(context)
+            return await method(self, request, context)
+        except (LocalError, CommandError) as error:
+            status = error.status
+            message = str(error)
+        code = _CODES.get(status, grpc.StatusCode.INVALID_ARGUMENT)
+        trailers = error_metadata(options_pb2.API_FAMILY_LOCAL, code, message, status)
+        await context.abort(code, message, trailers)
+        raise AssertionError("unreachable: abort raises")  # pragma: no cover
+
+    return guarded
+
+
+def json_body(value: Any) -> httpbody_pb2.HttpBody:
+    """A JSON answer; any JSON value (a command's output is a string, a bool, an object)."""
+    data = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    return httpbody_pb2.HttpBody(content_type="application/json", data=data.encode())
+
+
+def _parsed(raw: httpbody_pb2.HttpBody) -> Any:
+    """The request body as JSON; LocalError 400 for anything else."""
+    if len(raw.data) > MAX_BODY_BYTES:
+        raise LocalError(400, f"the body is larger than {MAX_BODY_BYTES} bytes")
+    try:
+        return json.loads(raw.data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise LocalError(400, "the body must be valid JSON") from None
+
+
+class LocalServicer(local_pb2_grpc.LocalServiceServicer):
+    """The Local API of one device."""
+
+    def __init__(
+        self,
+        identity: LocalIdentity,
+        *,
+        log_dir: Path,
+        commands: CommandRunner,
+        apn: ApnStore,
+        password: str | None = None,
+        timezone: str = "UTC",
+    ) -> None:
+        self._identity = identity
+        self._log_dir = log_dir
+        self._commands = commands
+        self._apn = apn
+        self._password = password or None
+        self._timezone = timezone
+
+    def check_token(self, context: grpc.aio.ServicerContext) -> None:
+        """With a password set, every rpc but Login needs `Authorization: Bearer <token>`."""
+        if self._password is None:
+            return
+        metadata: Mapping[str, str | bytes] = dict(context.invocation_metadata() or ())
+        header = metadata.get("authorization", "")
+        text = header.decode("latin-1") if isinstance(header, bytes) else header
+        scheme, _, token = text.partition(" ")
+        if scheme.lower() not in ("bearer", "token") or not token:
+            raise LocalError(401, "authentication required: log in and send the token")
+        if not self._identity.token_matches(token.strip()):
+            raise LocalError(401, "the token is not valid on this device")
+
+    def _check_unit(self, unit_id: str) -> None:
+        if unit_id != self._identity.unit_id:
+            raise LocalError(400, UNIT_MISMATCH)
+
+    def _device(self) -> local_pb2.LocalDevice:
+        return local_pb2.LocalDevice(unit_id=self._identity.unit_id, display=DISPLAY)
+
+    @_failing
+    async def Login(
+        self, request: local_pb2.LoginRequest, context: grpc.aio.ServicerContext
+    ) -> local_pb2.LoginResponse:
+        if self._password is not None:
+            body = _parsed(request.raw) if request.raw.data.strip() else {}
+            password = body.get("password") if isinstance(body, dict) else None
+            if not isinstance(password, str) or not _same_text(password, self._password):
+                raise LocalError(401, "wrong password")
+        user = local_pb2.LocalUser(
+            pk=0,
+            username="local user",
+            has_devices=True,
+            is_local=True,
+            devices=[self._device()],
+            timezone=self._timezone,
+        )
+        return local_pb2.LoginResponse(token=self._identity.token, user=user)
+
+    @_failing
+    async def GetUnit(
+        self, request: local_pb2.GetUnitRequest, context: grpc.aio.ServicerContext
+    ) -> local_pb2.GetUnitResponse:
+        return local_pb2.GetUnitResponse(unit_id=self._identity.unit_id)
+
+    @_failing
+    async def ListDevices(
+        self, request: local_pb2.ListDevicesRequest, context: grpc.aio.ServicerContext
+    ) -> httpbody_pb2.HttpBody:
+        return json_body([{"unit_id": self._identity.unit_id, "display": DISPLAY}])
+
+    @_failing
+    async def DownloadLog(
+        self, request: local_pb2.DownloadLogRequest, context: grpc.aio.ServicerContext
+    ) -> httpbody_pb2.HttpBody:
+        try:
+            data = read_log(self._log_dir, request.file)
+        except BadLogName as error:
+            raise LocalError(400, str(error)) from None
+        except LogNotFound as error:
+            raise LocalError(404, str(error)) from None
+        filename = request.file.rsplit("/", 1)[-1]
+        await context.send_initial_metadata(
+            (("content-disposition", f'attachment; filename="{filename}"'),)
+        )
+        return httpbody_pb2.HttpBody(content_type="text/plain; charset=utf-8", data=data)
+
+    @_failing
+    async def Execute(
+        self, request: local_pb2.ExecuteRequest, context: grpc.aio.ServicerContext
+    ) -> httpbody_pb2.HttpBody:
+        self._check_unit(request.unit_id)
+        command, args, kwargs = structured_command(_parsed(request.raw))
+        return json_body(await self._commands.execute(command, args, kwargs))
+
+    @_failing
+    async def ExecuteRaw(
+        self, request: local_pb2.ExecuteRawRequest, context: grpc.aio.ServicerContext
+    ) -> httpbody_pb2.HttpBody:
+        self._check_unit(request.unit_id)
+        body = _parsed(request.raw)
+        if not isinstance(body, dict) or set(body) != {"command"}:
+            raise LocalError(400, 'the body must be {"command": "<command and arguments>"}')
+        line = body["command"]
+        if not isinstance(line, str) or not line.strip():
+            raise LocalError(400, "command must be a non-empty string")
+        return json_body(await self._commands.execute_raw(line))
+
+    @_failing
+    async def GetApnSettings(
+        self, request: local_pb2.GetApnSettingsRequest, context: grpc.aio.ServicerContext
+    ) -> local_pb2.ApnSettings:
+        self._check_unit(request.unit_id)
+        # The store reads and writes its file with fsync: off the loop.
+        return local_pb2.ApnSettings(**await asyncio.to_thread(self._apn.get))
+
+    @_failing
+    async def UpdateApnSettings(
+        self, request: local_pb2.UpdateApnSettingsRequest, context: grpc.aio.ServicerContext
+    ) -> local_pb2.ApnSettings:
+        self._check_unit(request.unit_id)
+        body = _parsed(request.raw)
+        return local_pb2.ApnSettings(**await asyncio.to_thread(self._apn.put, body))
+
+
+def structured_command(body: Any) -> tuple[str, list[Any], dict[str, Any]]:
+    """``{"command", "arg", "kwarg"}``, or a salt argument list ``["test.ping"]``, as
+    (command, args, kwargs); LocalError 400 for any other shape."""
+    if isinstance(body, list):
+        if not body or not isinstance(body[0], str):
+            raise LocalError(400, "a command list starts with the command's name")
+        return body[0], list(body[1:]), {}
+    if not isinstance(body, dict):
+        raise LocalError(400, 'the body must be {"command": ..., "arg": [...], "kwarg": {...}}')
+    unknown = sorted(set(body) - {"command", "arg", "kwarg"})
+    if unknown:
+        raise LocalError(400, f"unknown key {unknown[0]!r}: the keys are command, arg, kwarg")
+    command, args, kwargs = body.get("command"), body.get("arg", []), body.get("kwarg", {})
+    if not isinstance(command, str) or not command:
+        raise LocalError(400, "command must be a non-empty string")
+    if args is None:
+        args = []
+    if not isinstance(args, list):
+        args = [args]  # salt takes a lone argument as a list of one
+    if kwargs is None:
+        kwargs = {}
+    if not isinstance(kwargs, dict):
+        raise LocalError(400, "kwarg must be a JSON object")
+    return command, args, kwargs
+
+
+def _same_text(given: str, expected: str) -> bool:
+    """Constant-time comparison of two texts."""
+    return hmac.compare_digest(given.encode(), expected.encode())
