@@ -279,6 +279,7 @@ def run(args: argparse.Namespace) -> int:
     commands = Commands(settings.state_dir, command_settings, apn)
     try:
         agent = build_agent(args, settings)
+        agent.commands = commands  # the cloud's relay runs the same registry (device-link.md)
         local_api = build_local_api(args, settings, commands, apn)
     except (AgentConfigError, ValueError) as error:
         print(f"thingwire: error: {error}", file=sys.stderr)

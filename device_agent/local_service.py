@@ -22,7 +22,7 @@ from google.api import httpbody_pb2
 from thingwire.local.v1 import local_pb2, local_pb2_grpc
 from thingwire.options.v1 import options_pb2
 
-from device_agent.commands import CommandError, CommandRunner
+from device_agent.commands import CommandError, CommandRunner, bodies
 from device_agent.local_identity import LocalIdentity
 from device_agent.local_logs import BadLogName, LogNotFound, read_log
 from server.rest_errors import error_metadata
@@ -96,10 +96,16 @@ def json_body(value: Any) -> httpbody_pb2.HttpBody:
     return httpbody_pb2.HttpBody(content_type="application/json", data=data.encode())
 
 
-def _parsed(raw: httpbody_pb2.HttpBody) -> Any:
-    """The request body as JSON; LocalError 400 for anything else."""
+def _bounded(raw: httpbody_pb2.HttpBody) -> bytes:
+    """The request body's bytes; LocalError 400 past MAX_BODY_BYTES (Envoy's 413 comes first)."""
     if len(raw.data) > MAX_BODY_BYTES:
         raise LocalError(400, f"the body is larger than {MAX_BODY_BYTES} bytes")
+    return raw.data
+
+
+def _parsed(raw: httpbody_pb2.HttpBody) -> Any:
+    """The request body as JSON; LocalError 400 for anything else."""
+    _bounded(raw)
     try:
         return json.loads(raw.data.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError):
@@ -198,7 +204,7 @@ class LocalServicer(local_pb2_grpc.LocalServiceServicer):
         self, request: local_pb2.ExecuteRequest, context: grpc.aio.ServicerContext
     ) -> httpbody_pb2.HttpBody:
         self._check_unit(request.unit_id)
-        command, args, kwargs = structured_command(_parsed(request.raw))
+        command, args, kwargs = bodies.parse_execute(_bounded(request.raw))
         return json_body(await self._commands.execute(command, args, kwargs))
 
     @_failing
@@ -206,12 +212,7 @@ class LocalServicer(local_pb2_grpc.LocalServiceServicer):
         self, request: local_pb2.ExecuteRawRequest, context: grpc.aio.ServicerContext
     ) -> httpbody_pb2.HttpBody:
         self._check_unit(request.unit_id)
-        body = _parsed(request.raw)
-        if not isinstance(body, dict) or set(body) != {"command"}:
-            raise LocalError(400, 'the body must be {"command": "<command and arguments>"}')
-        line = body["command"]
-        if not isinstance(line, str) or not line.strip():
-            raise LocalError(400, "command must be a non-empty string")
+        line = bodies.parse_execute_raw(_bounded(request.raw))
         return json_body(await self._commands.execute_raw(line))
 
     @_failing
@@ -229,32 +230,6 @@ class LocalServicer(local_pb2_grpc.LocalServiceServicer):
         self._check_unit(request.unit_id)
         body = _parsed(request.raw)
         return local_pb2.ApnSettings(**await asyncio.to_thread(self._apn.put, body))
-
-
-def structured_command(body: Any) -> tuple[str, list[Any], dict[str, Any]]:
-    """``{"command", "arg", "kwarg"}``, or a salt argument list ``["test.ping"]``, as
-    (command, args, kwargs); LocalError 400 for any other shape."""
-    if isinstance(body, list):
-        if not body or not isinstance(body[0], str):
-            raise LocalError(400, "a command list starts with the command's name")
-        return body[0], list(body[1:]), {}
-    if not isinstance(body, dict):
-        raise LocalError(400, 'the body must be {"command": ..., "arg": [...], "kwarg": {...}}')
-    unknown = sorted(set(body) - {"command", "arg", "kwarg"})
-    if unknown:
-        raise LocalError(400, f"unknown key {unknown[0]!r}: the keys are command, arg, kwarg")
-    command, args, kwargs = body.get("command"), body.get("arg", []), body.get("kwarg", {})
-    if not isinstance(command, str) or not command:
-        raise LocalError(400, "command must be a non-empty string")
-    if args is None:
-        args = []
-    if not isinstance(args, list):
-        args = [args]  # salt takes a lone argument as a list of one
-    if kwargs is None:
-        kwargs = {}
-    if not isinstance(kwargs, dict):
-        raise LocalError(400, "kwarg must be a JSON object")
-    return command, args, kwargs
 
 
 def _same_text(given: str, expected: str) -> bool:

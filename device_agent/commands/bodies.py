@@ -1,0 +1,76 @@
+"""The bodies of the Local API's `execute/` and `execute_raw/`, read by one rule on both faces:
+the device's Local API and the cloud's relay of the same requests (docs/device-commands.md,
+"Request bodies").
+
+Checked strictly before anything runs, so that the caller learns which key is wrong:
+- `execute/` takes `{"command", "arg", "kwarg"}`. `arg` and `kwarg` may be left out or
+  null (no arguments); a lone `arg` that is not a list is a list of one, as salt takes it;
+  any other key is refused. It also takes a salt argument list, `["grains.get", "foo"]`.
+- `execute_raw/` takes `{"command": "<command and its arguments>"}` and nothing else.
+
+The JSON is strict: no NaN or Infinity, valid UTF-8. Every refusal is a CommandError (400).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from device_agent.commands.errors import CommandError
+
+__all__ = ["NOT_JSON", "parse_execute", "parse_execute_raw"]
+
+NOT_JSON = "the body must be valid JSON"
+EXECUTE_SHAPE = 'the body must be {"command": ..., "arg": [...], "kwarg": {...}}'
+RAW_SHAPE = 'the body must be {"command": "<command and its arguments>"}'
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _json(data: bytes) -> Any:
+    try:
+        return json.loads(data.decode("utf-8"), parse_constant=_refuse_constant)
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise CommandError(NOT_JSON) from None
+
+
+def _name(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise CommandError("command must be a non-empty string")
+    return value
+
+
+def parse_execute(data: bytes) -> tuple[str, list[Any], dict[str, Any]]:
+    """An `execute/` body as (command, args, kwargs)."""
+    body = _json(data)
+    if isinstance(body, list):
+        if not body:
+            raise CommandError("a command list starts with the command's name")
+        return _name(body[0]), list(body[1:]), {}
+    if not isinstance(body, dict):
+        raise CommandError(EXECUTE_SHAPE)
+    unknown = sorted(set(body) - {"command", "arg", "kwarg"})
+    if unknown:
+        raise CommandError(f"unknown key {unknown[0]!r}: the keys are command, arg, kwarg")
+    command = _name(body.get("command"))
+    args = body.get("arg")
+    if args is None:
+        args = []
+    elif not isinstance(args, list):
+        args = [args]
+    kwargs = body.get("kwarg")
+    if kwargs is None:
+        kwargs = {}
+    elif not isinstance(kwargs, dict):
+        raise CommandError("kwarg must be a JSON object")
+    return command, args, kwargs
+
+
+def parse_execute_raw(data: bytes) -> str:
+    """An `execute_raw/` body as its command line."""
+    body = _json(data)
+    if not isinstance(body, dict) or set(body) != {"command"}:
+        raise CommandError(RAW_SHAPE)
+    return _name(body["command"])
