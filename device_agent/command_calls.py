@@ -10,13 +10,13 @@ that a crash on the device never reaches a caller as a 500.
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
-import orjson
 from thingwire.agent.v1 import agent_pb2
 
-from device_agent.commands import CommandError, CommandRunner
+from device_agent.commands import CommandError, CommandRunner, bodies
 
 log = logging.getLogger(__name__)
 
@@ -48,9 +48,9 @@ async def run(runner: CommandRunner, command: agent_pb2.Command) -> Any:
         return await runner.execute_raw(command.raw_line)
     structured = command.structured
     try:
-        args = orjson.loads(structured.args_json) if structured.args_json else []
-        kwargs = orjson.loads(structured.kwargs_json) if structured.kwargs_json else {}
-    except orjson.JSONDecodeError:
+        args = json.loads(structured.args_json) if structured.args_json else []
+        kwargs = json.loads(structured.kwargs_json) if structured.kwargs_json else {}
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise CommandError("the command's arguments are not JSON") from None
     if not isinstance(args, list) or not isinstance(kwargs, dict):
         raise CommandError("the command's arguments must be an array and an object")
@@ -74,8 +74,8 @@ async def answer(runner: CommandRunner, command: agent_pb2.Command) -> agent_pb2
             call_id, UNFORESEEN_STATUS, f"the command failed on the device: {_describe(error)}"
         )
     try:
-        data = orjson.dumps(result)
-    except TypeError as error:
+        data = bodies.encode_result(result)
+    except (TypeError, ValueError) as error:
         return failure(
             call_id, UNFORESEEN_STATUS, f"the command's result is not JSON: {_describe(error)}"
         )

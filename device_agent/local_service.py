@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import hmac
-import json
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -38,6 +37,7 @@ _CODES = {
     400: grpc.StatusCode.INVALID_ARGUMENT,
     401: grpc.StatusCode.UNAUTHENTICATED,
     404: grpc.StatusCode.NOT_FOUND,
+    502: grpc.StatusCode.UNAVAILABLE,
     503: grpc.StatusCode.UNAVAILABLE,
     504: grpc.StatusCode.DEADLINE_EXCEEDED,
 }
@@ -91,9 +91,13 @@ def _failing(
 
 
 def json_body(value: Any) -> httpbody_pb2.HttpBody:
-    """A JSON answer; any JSON value (a command's output is a string, a bool, an object)."""
-    data = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-    return httpbody_pb2.HttpBody(content_type="application/json", data=data.encode())
+    """A JSON answer; any JSON value (a command's output is a string, a bool, an object).
+    LocalError 502 for a value JSON cannot carry: the registry's bug, not the caller's."""
+    try:
+        data = bodies.encode_result(value)
+    except (TypeError, ValueError) as error:
+        raise LocalError(502, f"the command's result is not JSON: {error}") from None
+    return httpbody_pb2.HttpBody(content_type="application/json", data=data)
 
 
 def _bounded(raw: httpbody_pb2.HttpBody) -> bytes:
@@ -104,12 +108,8 @@ def _bounded(raw: httpbody_pb2.HttpBody) -> bytes:
 
 
 def _parsed(raw: httpbody_pb2.HttpBody) -> Any:
-    """The request body as JSON; LocalError 400 for anything else."""
-    _bounded(raw)
-    try:
-        return json.loads(raw.data.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError):
-        raise LocalError(400, "the body must be valid JSON") from None
+    """The request body as strict JSON; CommandError 400 for anything else."""
+    return bodies.strict_json(_bounded(raw))
 
 
 class LocalServicer(local_pb2_grpc.LocalServiceServicer):

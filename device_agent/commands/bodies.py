@@ -18,7 +18,7 @@ from typing import Any
 
 from device_agent.commands.errors import CommandError
 
-__all__ = ["NOT_JSON", "parse_execute", "parse_execute_raw"]
+__all__ = ["NOT_JSON", "encode_result", "parse_execute", "parse_execute_raw", "strict_json"]
 
 NOT_JSON = "the body must be valid JSON"
 EXECUTE_SHAPE = 'the body must be {"command": ..., "arg": [...], "kwarg": {...}}'
@@ -29,7 +29,8 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
-def _json(data: bytes) -> Any:
+def strict_json(data: bytes) -> Any:
+    """``data`` as strict JSON (no NaN or Infinity, UTF-8); CommandError otherwise."""
     try:
         return json.loads(data.decode("utf-8"), parse_constant=_refuse_constant)
     except (UnicodeDecodeError, ValueError, RecursionError):
@@ -44,7 +45,7 @@ def _name(value: Any) -> str:
 
 def parse_execute(data: bytes) -> tuple[str, list[Any], dict[str, Any]]:
     """An `execute/` body as (command, args, kwargs)."""
-    body = _json(data)
+    body = strict_json(data)
     if isinstance(body, list):
         if not body:
             raise CommandError("a command list starts with the command's name")
@@ -70,7 +71,13 @@ def parse_execute(data: bytes) -> tuple[str, list[Any], dict[str, Any]]:
 
 def parse_execute_raw(data: bytes) -> str:
     """An `execute_raw/` body as its command line."""
-    body = _json(data)
+    body = strict_json(data)
     if not isinstance(body, dict) or set(body) != {"command"}:
         raise CommandError(RAW_SHAPE)
     return _name(body["command"])
+
+
+def encode_result(value: Any) -> bytes:
+    """A command's result as the JSON both faces answer (UTF-8, compact). TypeError or
+    ValueError for a value JSON cannot carry (NaN, an object): a registry bug, 502."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
