@@ -189,3 +189,34 @@ def test_bad_bodies_are_400_with_a_message(
     detail = answer.json()["detail"]
     assert detail.startswith(message), detail
     assert set(answer.json()) == {"detail"}
+
+
+def test_a_real_agent_answers_the_cloud_as_its_local_api_does(
+    stack: Stack, world: dict[str, str]
+) -> None:
+    """`thingwire agent` itself (its real registry): the same request through the cloud's
+    gateway and through the device's own Local API gives the same answer."""
+    unit = stack.cli_json(
+        "device", "create", "--user", "ada", "--device", "dongle", "--credentials", "dongle-c"
+    )["unit_id"]
+    agent = AgentProcess(stack, "ada", "dongle", "dongle-c", local_api=True, unit_id=unit)
+    requests = [
+        ("execute/", {"command": "test.ping"}),
+        ("execute/", {"command": "cmd.run", "arg": ["echo", "$(id); a  b"], "kwarg": {}}),
+        ("execute/", {"command": "grains.setval", "arg": ["relay:seen", 1]}),
+        ("execute/", {"command": "grains.get", "arg": ["relay:seen"]}),
+        ("execute_raw/", {"command": "cmd.run echo hello"}),
+        ("execute/", {"command": "nope.nothing"}),
+    ]
+    with agent:
+        agent.wait_connected()
+        with httpx.Client(base_url=agent.local_url, timeout=15) as local:
+            for suffix, body in requests:
+                cloud = post(stack, f"/dongle/{unit}/{suffix}", world["ada"], json=body)
+                device = local.post(f"/dongle/{unit}/{suffix}", json=body)
+                assert cloud.status_code == device.status_code, (body, cloud.text, device.text)
+                if device.status_code == 200:
+                    assert cloud.json() == device.json(), body
+                else:  # each face in its own family's shape, the same message
+                    assert cloud.json() == {"detail": device.json()["error"]}, body
+        assert agent.stop() == 0
