@@ -24,6 +24,7 @@ from thingwire.options.v1 import options_pb2
 from device_agent.commands import CommandError, CommandRunner, bodies
 from device_agent.local_identity import LocalIdentity
 from device_agent.local_logs import BadLogName, LogNotFound, read_log
+from device_agent.local_throttle import LoginThrottle
 from server.rest_errors import error_metadata
 
 __all__ = ["UNIT_MISMATCH", "ApnStore", "LocalError", "LocalServicer"]
@@ -36,6 +37,7 @@ MAX_BODY_BYTES = 1024 * 1024
 _CODES = {
     400: grpc.StatusCode.INVALID_ARGUMENT,
     401: grpc.StatusCode.UNAUTHENTICATED,
+    429: grpc.StatusCode.RESOURCE_EXHAUSTED,
     404: grpc.StatusCode.NOT_FOUND,
     502: grpc.StatusCode.UNAVAILABLE,
     503: grpc.StatusCode.UNAVAILABLE,
@@ -58,12 +60,14 @@ class ApnStore(Protocol):
 
 
 class LocalError(Exception):
-    """A refusal with the HTTP status the Local API answers it with."""
+    """A refusal with the HTTP status the Local API answers it with (and, for 429, the
+    seconds to wait, sent as `Retry-After`)."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, retry_after: int | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.retry_after = retry_after
 
 
 def _failing(
@@ -82,8 +86,11 @@ def _failing(
         except (LocalError, CommandError) as error:
             status = error.status
             message = str(error)
+            retry_after = getattr(error, "retry_after", None)
         code = _CODES.get(status, grpc.StatusCode.INVALID_ARGUMENT)
         trailers = error_metadata(options_pb2.API_FAMILY_LOCAL, code, message, status)
+        if retry_after is not None:
+            trailers = (*trailers, ("retry-after", str(retry_after)))
         await context.abort(code, message, trailers)
         raise AssertionError("unreachable: abort raises")  # pragma: no cover
 
@@ -131,6 +138,7 @@ class LocalServicer(local_pb2_grpc.LocalServiceServicer):
         self._apn = apn
         self._password = password or None
         self._timezone = timezone
+        self._throttle = LoginThrottle()
 
     def check_token(self, context: grpc.aio.ServicerContext) -> None:
         """With a password set, every rpc but Login needs `Authorization: Bearer <token>`."""
@@ -157,10 +165,16 @@ class LocalServicer(local_pb2_grpc.LocalServiceServicer):
         self, request: local_pb2.LoginRequest, context: grpc.aio.ServicerContext
     ) -> local_pb2.LoginResponse:
         if self._password is not None:
+            address = _client_address(context)
+            wait = self._throttle.retry_after(address)
+            if wait is not None:
+                raise LocalError(429, f"too many failed logins; retry in {wait} s", wait)
             body = _parsed(request.raw) if request.raw.data.strip() else {}
             password = body.get("password") if isinstance(body, dict) else None
             if not isinstance(password, str) or not _same_text(password, self._password):
+                self._throttle.failed(address)
                 raise LocalError(401, "wrong password")
+            self._throttle.succeeded(address)
         user = local_pb2.LocalUser(
             pk=0,
             username="local user",
@@ -230,6 +244,16 @@ class LocalServicer(local_pb2_grpc.LocalServiceServicer):
         self._check_unit(request.unit_id)
         body = _parsed(request.raw)
         return local_pb2.ApnSettings(**await asyncio.to_thread(self._apn.put, body))
+
+
+def _client_address(context: grpc.aio.ServicerContext) -> str:
+    """The caller's address: `x-forwarded-for`, which the device gateway sets to its peer
+    (nothing else can reach the service's socket), else the gRPC peer."""
+    for key, value in context.invocation_metadata() or ():
+        if key == "x-forwarded-for":
+            text = value.decode("latin-1") if isinstance(value, bytes) else value
+            return text.split(",")[0].strip()
+    return context.peer() or "unknown"
 
 
 def _same_text(given: str, expected: str) -> bool:
