@@ -193,6 +193,42 @@ def test_login_slows_down_or_refuses_after_many_wrong_passwords(
         loop_thread.run(running.api.stop())
 
 
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"host": "rebind.attacker.example:9000"},
+        {"origin": "http://attacker.example", "content-type": "text/plain"},
+    ],
+    ids=["dns-rebinding-host", "cross-site-text-plain"],
+)
+def test_requests_from_foreign_web_pages_do_not_reach_cmd_run(
+    client: httpx.Client, open_api: Running, headers: dict[str, str]
+) -> None:
+    """Any web page a browser on the device's network opens can drive `cmd.run`.
+
+    What: the device gateway (gateway/config.py device_spec, gateway/filters.lua) accepts
+    any Host header and any Origin, and the LocalService parses a `text/plain` body as
+    JSON. So (a) DNS rebinding: a page on attacker.example whose name re-resolves to the
+    device's address is same-origin with the Local API; it reads `GET /` (the unit id) and
+    then POSTs `execute/`; (b) a cross-site `fetch(..., {method: "POST", mode: "no-cors",
+    body: '{"command":"cmd.run",...}'})` is a CORS "simple request" (text/plain, no
+    preflight) that the browser sends as it is; only the unit id stands in the way.
+    Why it matters: with no password (the default) `cmd.run` is enabled and runs as the
+    agent's user (root on a dongle); a phone on the hotspot that opens a link is enough.
+    Expected: a Host that is not the device's address/name (or localhost), or a foreign
+    Origin, is refused (403/421) before any command runs.
+    Actual: 200, and the command ran (a marker file appears).
+    """
+    marker = open_api.state_dir / f"pwned-{len(headers)}-{sorted(headers)[0]}"
+    response = client.post(
+        f"/dongle/{UNIT_ID}/execute/",
+        content=f'{{"command": "cmd.run", "arg": ["touch", "{marker}"]}}',
+        headers=headers,
+    )
+    assert not marker.exists(), f"the command ran: {response.status_code} {response.text}"
+    assert response.status_code in (400, 403, 421), response.text
+
+
 # 2. Availability ------------------------------------------------------------------------
 
 
