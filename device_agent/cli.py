@@ -54,6 +54,7 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 SYSLOG = "syslog"
 MINION_LOG = "salt/minion"
 COMMANDS_LOGGER = "device_agent.commands"
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
 
 
 def server_address(value: str) -> str:
@@ -141,14 +142,23 @@ def build_local_api(
     """
     if args.no_local_api:
         return None
-    identity = load_identity(settings.state_dir, args.unit_id or settings.unit_id)
+    identity = load_identity(
+        settings.state_dir, args.unit_id or settings.unit_id, settings.local_password
+    )
     servicer = LocalServicer(
         identity,
         log_dir=settings.log_dir,
         commands=commands,
         apn=apn,
         password=settings.local_password,
+        hostnames=settings.local_hostnames,
     )
+    if settings.local_password is None and settings.local_host not in LOOPBACK_HOSTS:
+        log.warning(
+            "the Local API listens on %s without a password: anyone who reaches that address "
+            "can run commands (set THINGWIRE_AGENT_LOCAL_PASSWORD)",
+            settings.local_host,
+        )
     return LocalApi(
         servicer,
         state_dir=settings.state_dir,

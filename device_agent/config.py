@@ -46,6 +46,9 @@ class AgentSettings:
     local_password: str | None = None
     #: THINGWIRE_AGENT_UNIT_ID: the cloud's unit id of this device.
     unit_id: str | None = None
+    #: THINGWIRE_AGENT_LOCAL_HOSTNAMES: names (besides its addresses and `localhost`) by
+    #: which clients reach the Local API; any other Host is refused (DNS rebinding).
+    local_hostnames: frozenset[str] = frozenset()
 
     @property
     def outbox_path(self) -> Path:
@@ -72,6 +75,11 @@ class AgentSettings:
             local_host=env.get("THINGWIRE_AGENT_LOCAL_HOST") or DEFAULT_LOCAL_HOST,
             local_password=env.get("THINGWIRE_AGENT_LOCAL_PASSWORD") or None,
             unit_id=env.get("THINGWIRE_AGENT_UNIT_ID") or None,
+            local_hostnames=frozenset(
+                name.strip().lower()
+                for name in env.get("THINGWIRE_AGENT_LOCAL_HOSTNAMES", "").split(",")
+                if name.strip()
+            ),
         )
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import grpc
 from thingwire.local.v1 import local_pb2_grpc
 
+from device_agent.commands.settings import MAX_CMD_TIMEOUT_S
 from device_agent.local_service import LocalServicer
 from gateway.config import device_spec
 from gateway.launcher import Envoy
@@ -28,6 +29,8 @@ log = logging.getLogger(__name__)
 DESCRIPTOR_PATH = Path(str(importlib.resources.files("thingwire") / "thingwire.binpb"))
 SOCKET_NAME = "local.sock"
 STOP_GRACE_SECONDS = 2.0
+#: Seconds the gateway waits beyond the longest command timeout.
+GATEWAY_MARGIN_S = 30.0
 
 
 class LocalApi:
@@ -53,6 +56,10 @@ class LocalApi:
             upstream_socket=self._socket.absolute(),
             listen_host=host,
             max_request_body_bytes=1024 * 1024,
+            # A command may run for as long as cmd.run's longest timeout: the gateway must
+            # not cut it first (docs/device-side.md, "Processes and ports").
+            unary_timeout_s=MAX_CMD_TIMEOUT_S + GATEWAY_MARGIN_S,
+            rest_idle_timeout_s=MAX_CMD_TIMEOUT_S + GATEWAY_MARGIN_S,
         )
         self.envoy = Envoy(spec, state_dir=self._dir / "gateway")
         self._server: grpc.aio.Server | None = None

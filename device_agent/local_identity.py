@@ -6,9 +6,10 @@ the Local API answers it while the cloud is unreachable. Given once (`--unit-id`
 THINGWIRE_AGENT_UNIT_ID) it is written there; never given, the agent makes one and says so
 in its log (docs/device-side.md, "Identity").
 
-The token is static, as the document says of it: an HMAC of a fixed text under a random key
-kept in `<state dir>/local_api.key` (owner-only). The agent can check a token without
-storing it, and a new key (delete the file) withdraws every token handed out.
+The token is static, as the document says of it: an HMAC of a fixed text and the Local API's
+password under a random key kept in `<state dir>/local_api.key` (owner-only). The agent can
+check a token without storing it; a new key (delete the file) or a new password withdraws
+every token handed out.
 """
 
 from __future__ import annotations
@@ -37,15 +38,19 @@ log = logging.getLogger(__name__)
 UNIT_ID_FILE = "minion_id"
 KEY_FILE = "local_api.key"
 _TOKEN_TEXT = b"thingwire local api: local user"
+KEY_BYTES = 32
 
 
 class LocalIdentity:
     """The device's unit id, and the token that its Local API hands out and checks."""
 
-    def __init__(self, unit_id: str, key: bytes) -> None:
+    def __init__(self, unit_id: str, key: bytes, password: str | None = None) -> None:
         self.unit_id = unit_id
+        # The password is part of what is signed: setting or changing it withdraws every
+        # token handed out before (one given while the API was open included).
+        signed = _TOKEN_TEXT + b"\x00" + (password or "").encode()
         self._token = (
-            base64.urlsafe_b64encode(hmac.new(key, _TOKEN_TEXT, hashlib.sha256).digest())
+            base64.urlsafe_b64encode(hmac.new(key, signed, hashlib.sha256).digest())
             .decode("ascii")
             .rstrip("=")
         )
@@ -66,8 +71,11 @@ def _canonical_unit_id(text: str) -> str:
         raise ValueError(f"the unit id {text.strip()!r} is not a UUID") from None
 
 
-def load_identity(state_dir: Path, unit_id: str | None) -> LocalIdentity:
+def load_identity(
+    state_dir: Path, unit_id: str | None, password: str | None = None
+) -> LocalIdentity:
     """The identity kept in ``state_dir``; ``unit_id`` (if given) replaces the stored one.
+    ``password`` is the Local API's, if it has one: the token depends on it.
 
     ValueError for a unit id that is not a UUID (given, or found in the file).
     """
@@ -90,7 +98,17 @@ def load_identity(state_dir: Path, unit_id: str | None) -> LocalIdentity:
             unit_id = _canonical_unit_id(stored)
     key_path = state_dir / KEY_FILE
     key_text = _stored(key_path)
-    if key_text is None:
-        key_text = secrets.token_hex(32)
+    if key_text is None or not _usable_key(key_text):
+        if key_text is not None:
+            log.warning("%s holds no usable key (32 bytes as hex): made a new one", key_path)
+        key_text = secrets.token_hex(KEY_BYTES)
         write_atomically(key_path, key_text.encode(), mode=0o600)
-    return LocalIdentity(unit_id, bytes.fromhex(key_text))
+    return LocalIdentity(unit_id, bytes.fromhex(key_text), password)
+
+
+def _usable_key(text: str) -> bool:
+    """KEY_BYTES or more as hex: an empty or short file must not become a guessable key."""
+    try:
+        return len(bytes.fromhex(text)) >= KEY_BYTES
+    except ValueError:
+        return False

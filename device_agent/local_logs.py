@@ -53,7 +53,9 @@ def _open_inside(log_dir: Path, parts: list[str]) -> int:
             following = os.open(part, flags | os.O_DIRECTORY, dir_fd=current)
             os.close(current)
             current = following
-        return os.open(parts[-1], flags, dir_fd=current)
+        # O_NONBLOCK: opening a FIFO or a device must not wait for a writer; the caller
+        # refuses anything but a regular file (nonblocking changes nothing for those).
+        return os.open(parts[-1], flags | os.O_NONBLOCK, dir_fd=current)
     except FileNotFoundError as error:
         raise LogNotFound(f"no log named {'/'.join(parts)!r}") from error
     except OSError as error:  # ELOOP: a symbolic link; ENOTDIR: a file on the way

@@ -12,6 +12,9 @@ from __future__ import annotations
 import asyncio
 import functools
 import hmac
+import ipaddress
+import urllib.parse
+import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -25,6 +28,7 @@ from device_agent.commands import CommandError, CommandRunner, bodies
 from device_agent.local_identity import LocalIdentity
 from device_agent.local_logs import BadLogName, LogNotFound, read_log
 from device_agent.local_throttle import LoginThrottle
+from gateway.config import HOST_HEADER
 from server.rest_errors import error_metadata
 
 __all__ = ["UNIT_MISMATCH", "ApnStore", "LocalError", "LocalServicer"]
@@ -37,6 +41,8 @@ MAX_BODY_BYTES = 1024 * 1024
 _CODES = {
     400: grpc.StatusCode.INVALID_ARGUMENT,
     401: grpc.StatusCode.UNAUTHENTICATED,
+    403: grpc.StatusCode.PERMISSION_DENIED,
+    415: grpc.StatusCode.INVALID_ARGUMENT,
     429: grpc.StatusCode.RESOURCE_EXHAUSTED,
     404: grpc.StatusCode.NOT_FOUND,
     502: grpc.StatusCode.UNAVAILABLE,
@@ -80,6 +86,7 @@ def _failing(
         self: LocalServicer, request: Any, context: grpc.aio.ServicerContext
     ) -> Reply:
         try:
+            self.check_origin(context)
             if method.__name__ != "Login":
                 self.check_token(context)
             return await method(self, request, context)
@@ -108,9 +115,14 @@ def json_body(value: Any) -> httpbody_pb2.HttpBody:
 
 
 def _bounded(raw: httpbody_pb2.HttpBody) -> bytes:
-    """The request body's bytes; LocalError 400 past MAX_BODY_BYTES (Envoy's 413 comes first)."""
+    """The request body's bytes; LocalError 400 past MAX_BODY_BYTES (Envoy's 413 comes
+    first), 415 for a body not sent as JSON: a browser sends text/plain or a form across
+    sites without asking first, never application/json."""
     if len(raw.data) > MAX_BODY_BYTES:
         raise LocalError(400, f"the body is larger than {MAX_BODY_BYTES} bytes")
+    media_type = raw.content_type.split(";", 1)[0].strip().lower()
+    if raw.data and media_type != "application/json":
+        raise LocalError(415, "the body must be sent as Content-Type: application/json")
     return raw.data
 
 
@@ -131,6 +143,7 @@ class LocalServicer(local_pb2_grpc.LocalServiceServicer):
         apn: ApnStore,
         password: str | None = None,
         timezone: str = "UTC",
+        hostnames: frozenset[str] = frozenset(),
     ) -> None:
         self._identity = identity
         self._log_dir = log_dir
@@ -139,6 +152,7 @@ class LocalServicer(local_pb2_grpc.LocalServiceServicer):
         self._password = password or None
         self._timezone = timezone
         self._throttle = LoginThrottle()
+        self._hostnames = frozenset(name.lower() for name in hostnames) | {"localhost"}
 
     def check_token(self, context: grpc.aio.ServicerContext) -> None:
         """With a password set, every rpc but Login needs `Authorization: Bearer <token>`."""
@@ -153,8 +167,27 @@ class LocalServicer(local_pb2_grpc.LocalServiceServicer):
         if not self._identity.token_matches(token.strip()):
             raise LocalError(401, "the token is not valid on this device")
 
-    def _check_unit(self, unit_id: str) -> None:
-        if unit_id != self._identity.unit_id:
+    def check_origin(self, context: grpc.aio.ServicerContext) -> None:
+        """Refuse what a web page elsewhere could make a browser send (docs/device-side.md,
+        "Access"): a Host that is not an address or a name of this device (DNS rebinding),
+        and an Origin other than the Host itself (a cross-site request). Calls that did not
+        come through the device gateway carry no Host header and are not browsers'."""
+        metadata = _metadata(context)
+        host = metadata.get(HOST_HEADER)
+        if host is None:
+            return
+        if not _is_address(_hostname(host)) and _hostname(host) not in self._hostnames:
+            raise LocalError(
+                403, f"the Host {host!r} is not an address or a configured name of this device"
+            )
+        origin = metadata.get("origin")
+        if origin is not None and urllib.parse.urlsplit(origin).netloc.lower() != host.lower():
+            raise LocalError(403, "cross-origin requests are refused")
+
+    def _check_unit(self, unit_id: str, context: grpc.aio.ServicerContext) -> None:
+        """The unit id of the request's path (never a query parameter's) is this device's,
+        in any spelling of the same UUID."""
+        if not _same_uuid(_path_unit_id(context) or unit_id, self._identity.unit_id):
             raise LocalError(400, UNIT_MISMATCH)
 
     def _device(self) -> local_pb2.LocalDevice:
@@ -202,14 +235,13 @@ class LocalServicer(local_pb2_grpc.LocalServiceServicer):
         self, request: local_pb2.DownloadLogRequest, context: grpc.aio.ServicerContext
     ) -> httpbody_pb2.HttpBody:
         try:
-            data = read_log(self._log_dir, request.file)
+            data = await asyncio.to_thread(read_log, self._log_dir, request.file)
         except BadLogName as error:
             raise LocalError(400, str(error)) from None
         except LogNotFound as error:
             raise LocalError(404, str(error)) from None
-        filename = request.file.rsplit("/", 1)[-1]
         await context.send_initial_metadata(
-            (("content-disposition", f'attachment; filename="{filename}"'),)
+            (("content-disposition", content_disposition(request.file.rsplit("/", 1)[-1])),)
         )
         return httpbody_pb2.HttpBody(content_type="text/plain; charset=utf-8", data=data)
 
@@ -217,7 +249,7 @@ class LocalServicer(local_pb2_grpc.LocalServiceServicer):
     async def Execute(
         self, request: local_pb2.ExecuteRequest, context: grpc.aio.ServicerContext
     ) -> httpbody_pb2.HttpBody:
-        self._check_unit(request.unit_id)
+        self._check_unit(request.unit_id, context)
         command, args, kwargs = bodies.parse_execute(_bounded(request.raw))
         return json_body(await self._commands.execute(command, args, kwargs))
 
@@ -225,7 +257,7 @@ class LocalServicer(local_pb2_grpc.LocalServiceServicer):
     async def ExecuteRaw(
         self, request: local_pb2.ExecuteRawRequest, context: grpc.aio.ServicerContext
     ) -> httpbody_pb2.HttpBody:
-        self._check_unit(request.unit_id)
+        self._check_unit(request.unit_id, context)
         line = bodies.parse_execute_raw(_bounded(request.raw))
         return json_body(await self._commands.execute_raw(line))
 
@@ -233,7 +265,7 @@ class LocalServicer(local_pb2_grpc.LocalServiceServicer):
     async def GetApnSettings(
         self, request: local_pb2.GetApnSettingsRequest, context: grpc.aio.ServicerContext
     ) -> local_pb2.ApnSettings:
-        self._check_unit(request.unit_id)
+        self._check_unit(request.unit_id, context)
         # The store reads and writes its file with fsync: off the loop.
         return local_pb2.ApnSettings(**await asyncio.to_thread(self._apn.get))
 
@@ -241,9 +273,62 @@ class LocalServicer(local_pb2_grpc.LocalServiceServicer):
     async def UpdateApnSettings(
         self, request: local_pb2.UpdateApnSettingsRequest, context: grpc.aio.ServicerContext
     ) -> local_pb2.ApnSettings:
-        self._check_unit(request.unit_id)
+        self._check_unit(request.unit_id, context)
         body = _parsed(request.raw)
         return local_pb2.ApnSettings(**await asyncio.to_thread(self._apn.put, body))
+
+
+def content_disposition(filename: str) -> str:
+    """`attachment` with the name as RFC 6266 writes it: an ASCII fallback (quotes and
+    backslashes replaced) and, for any other name, `filename*` in UTF-8."""
+    fallback = "".join(c if " " <= c <= "~" and c not in '"\\' else "_" for c in filename)
+    header = f'attachment; filename="{fallback}"'
+    if fallback != filename:
+        header += f"; filename*=UTF-8''{urllib.parse.quote(filename, safe='')}"
+    return header
+
+
+def _metadata(context: grpc.aio.ServicerContext) -> dict[str, str]:
+    """The call's metadata as text (the last value of a key wins)."""
+    found: dict[str, str] = {}
+    for key, value in context.invocation_metadata() or ():
+        found[key] = value.decode("latin-1") if isinstance(value, bytes) else value
+    return found
+
+
+def _hostname(host: str) -> str:
+    """`example:9000` → `example`, `[::1]:9000` → `::1`, lower-cased."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        return host[1 : host.find("]")] if "]" in host else host
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+def _is_address(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
+
+
+def _path_unit_id(context: grpc.aio.ServicerContext) -> str | None:
+    """The unit id in the REST path the gateway matched (`/dongle/<unit_id>/…`), None for a
+    gRPC call: the transcoder would let `?unit_id=` replace the path's."""
+    path = _metadata(context).get("x-envoy-original-path")
+    if path is None:
+        return None
+    segments = path.split("?", 1)[0].split("/")
+    if len(segments) > 2 and segments[1] == "dongle":
+        return urllib.parse.unquote(segments[2])
+    return None
+
+
+def _same_uuid(given: str, ours: str) -> bool:
+    try:
+        return uuid.UUID(given) == uuid.UUID(ours)
+    except ValueError:
+        return False
 
 
 def _client_address(context: grpc.aio.ServicerContext) -> str:

@@ -65,6 +65,15 @@ CLIENT_ADDRESS_HEADER: dict[str, Any] = {
     "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
 }
 
+#: The Host the client named, for an upstream that checks it (the device's Local API refuses
+#: names that are not the device's: docs/device-side.md, "Access"). Set here, replacing
+#: whatever a client sent under that name.
+HOST_HEADER = "x-thingwire-host"
+ORIGINAL_HOST_HEADER: dict[str, Any] = {
+    "header": {"key": HOST_HEADER, "value": "%REQ(:AUTHORITY)%"},
+    "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+}
+
 #: The Lua filter's name; route metadata for it is what `handle:metadata()` reads.
 LUA_FILTER = "envoy.filters.http.lua"
 
@@ -123,6 +132,8 @@ class GatewaySpec:
     #: --replicas N` (docs/architecture.md, "Scale-out"). Envoy balances calls over all of
     #: them and retries a connection one refuses on another.
     more_upstream_sockets: tuple[Path, ...] = ()
+    #: Tell the upstream the Host the client named (`HOST_HEADER`).
+    forward_host: bool = False
     max_request_body_bytes: int = 8 * MIB
     max_response_body_bytes: int = 64 * MIB
     #: Request line plus headers; more is a 431 here rather than the server's 429.
@@ -221,6 +232,7 @@ def device_spec(
     defaults: dict[str, Any] = {
         "name": "device",
         "services": transcoded_services(descriptor, device=True),
+        "forward_host": True,
         "error_rules": (),
         "default_family": options_pb2.API_FAMILY_LOCAL,
     }
@@ -630,7 +642,10 @@ def _http_connection_manager(spec: GatewaySpec) -> dict[str, Any]:
         "route_config": {
             "name": "thingwire",
             "virtual_hosts": [_virtual_host(spec)],
-            "request_headers_to_add": [CLIENT_ADDRESS_HEADER],
+            "request_headers_to_add": [
+                CLIENT_ADDRESS_HEADER,
+                *([ORIGINAL_HOST_HEADER] if spec.forward_host else []),
+            ],
             "request_headers_to_remove": [PROTOCOL_HEADER],
         },
         # Order matters: Lua moves ?authorization= before the transcoder matches the path,

@@ -8,7 +8,8 @@ Checked strictly before anything runs, so that the caller learns which key is wr
   any other key is refused. It also takes a salt argument list, `["grains.get", "foo"]`.
 - `execute_raw/` takes `{"command": "<command and its arguments>"}` and nothing else.
 
-The JSON is strict: no NaN or Infinity, valid UTF-8. Every refusal is a CommandError (400).
+The JSON is strict: valid UTF-8, no NaN or Infinity, no number beyond a double, no lone
+surrogate, at most MAX_DEPTH levels deep. Every refusal is a CommandError (400).
 """
 
 from __future__ import annotations
@@ -25,16 +26,51 @@ EXECUTE_SHAPE = 'the body must be {"command": ..., "arg": [...], "kwarg": {...}}
 RAW_SHAPE = 'the body must be {"command": "<command and its arguments>"}'
 
 
+#: Nesting deeper than this is refused: no command takes it, and copying it recurses.
+MAX_DEPTH = 32
+
+
 def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
+
+
+def _finite(text: str) -> float:
+    """A JSON number as a float; one beyond a double (1e400) is refused, not infinity."""
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise ValueError(f"{text[:32]} is beyond a double")
+    return value
+
+
+def _check_value(value: Any) -> None:
+    """ValueError for nesting past MAX_DEPTH or a lone surrogate (not text in UTF-8)."""
+    pending = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if depth > MAX_DEPTH:
+            raise ValueError(f"the body nests deeper than {MAX_DEPTH} levels")
+        if isinstance(item, str):
+            item.encode("utf-8")  # UnicodeEncodeError (a ValueError) for a lone surrogate
+        elif isinstance(item, list):
+            pending.extend((element, depth + 1) for element in item)
+        elif isinstance(item, dict):
+            pending.extend((key, depth + 1) for key in item)
+            pending.extend((element, depth + 1) for element in item.values())
 
 
 def strict_json(data: bytes) -> Any:
     """``data`` as strict JSON (no NaN or Infinity, UTF-8); CommandError otherwise."""
     try:
-        return json.loads(data.decode("utf-8"), parse_constant=_refuse_constant)
+        value = json.loads(
+            data.decode("utf-8"), parse_constant=_refuse_constant, parse_float=_finite
+        )
     except (UnicodeDecodeError, ValueError, RecursionError):
         raise CommandError(NOT_JSON) from None
+    try:
+        _check_value(value)
+    except ValueError as error:
+        raise CommandError(f"{NOT_JSON}: {error}") from None
+    return value
 
 
 def _name(value: Any) -> str:

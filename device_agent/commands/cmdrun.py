@@ -4,8 +4,11 @@
 No shell is involved unless the caller asks for one (``python_shell=True``) and the
 configuration allows it: the arguments go to the program as they are, so `$(id); rm -rf /`
 is just text. stdout and stderr are merged and trailing whitespace is stripped, as salt does.
-The program runs in its own process group; when it outlives its timeout (or the request is
-cancelled) the whole group is killed, so nothing it started is left running.
+The program runs in its own process group, with a cookie in its environment that every
+process it starts inherits. When it outlives its timeout (or the request is cancelled) the
+group is killed, and so is every process still carrying the cookie, so that one which left
+the group (`setsid`, a daemon) is not left running either. Only a process that clears its
+environment escapes that.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import secrets
 import shlex
 import signal
 from collections.abc import Sequence
@@ -27,6 +31,9 @@ from device_agent.commands.values import as_seconds, kind
 __all__ = ["CmdRun", "Completed", "command_argv", "plan", "run"]
 
 log = logging.getLogger(__name__)
+
+#: The environment variable that marks every process of one command (see the docstring).
+COOKIE_VAR = "THINGWIRE_COMMAND_COOKIE"
 
 #: The shell `python_shell=True` runs the command line with.
 SHELL = "/bin/sh"
@@ -135,6 +142,7 @@ async def run(job: CmdRun, output_limit_bytes: int, merge_stderr: bool = True) -
     (cmd.run_all) each is kept apart, each bounded by `output_limit_bytes`.
     """
     program = job.argv[0]
+    cookie = secrets.token_hex(16)
     try:
         process = await asyncio.create_subprocess_exec(
             *job.argv,
@@ -142,6 +150,7 @@ async def run(job: CmdRun, output_limit_bytes: int, merge_stderr: bool = True) -
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT if merge_stderr else asyncio.subprocess.PIPE,
             cwd=job.cwd,
+            env={**child_environment(), COOKIE_VAR: cookie},
             start_new_session=True,
         )
     except FileNotFoundError:
@@ -155,7 +164,7 @@ async def run(job: CmdRun, output_limit_bytes: int, merge_stderr: bool = True) -
             _communicate(process, output_limit_bytes), job.timeout_s
         )
     except TimeoutError:
-        _kill_group(process)
+        _kill_group(process, cookie)
         await process.wait()
         log.warning("cmd.run %r timed out after %g s; its process group was killed",
                     program, job.timeout_s)  # fmt: skip
@@ -164,7 +173,7 @@ async def run(job: CmdRun, output_limit_bytes: int, merge_stderr: bool = True) -
         ) from None
     except BaseException:
         # Cancelled (the caller went away): nothing the command started may outlive it.
-        _kill_group(process)
+        _kill_group(process, cookie)
         with contextlib.suppress(BaseException):
             await asyncio.shield(process.wait())
         raise
@@ -213,10 +222,28 @@ def _text(output: tuple[bytes, int], rstrip: bool) -> str:
     return text
 
 
-def _kill_group(process: asyncio.subprocess.Process) -> None:
-    """SIGKILL the command's process group (it leads its own session)."""
+def _kill_group(process: asyncio.subprocess.Process, cookie: str) -> None:
+    """SIGKILL the command's process group (it leads its own session), then every process
+    whose environment still holds the command's cookie (one that left the group)."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(process.pid, signal.SIGKILL)
+    for pid in _carrying(f"{COOKIE_VAR}={cookie}".encode()):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _carrying(entry: bytes) -> list[int]:
+    """The processes whose environment holds ``entry`` (from /proc; empty where there is
+    none). A process's environment is readable by its own user, the agent's."""
+    found = []
+    with contextlib.suppress(OSError):
+        for name in os.listdir("/proc"):
+            if not name.isdigit():
+                continue
+            with contextlib.suppress(OSError), open(f"/proc/{name}/environ", "rb") as environ:
+                if entry in environ.read().split(b"\0"):
+                    found.append(int(name))
+    return found
 
 
 def _word(value: Any) -> str:
@@ -226,3 +253,9 @@ def _word(value: Any) -> str:
     if isinstance(value, int | float) and not isinstance(value, bool):
         return str(value)
     raise CommandError(f"cmd.run: arguments must be strings or numbers, not {kind(value)}")
+
+
+def child_environment() -> dict[str, str]:
+    """The agent's environment without its own settings: THINGWIRE_AGENT_LOCAL_PASSWORD
+    and the rest are the agent's, never a command's to read (docs/device-commands.md)."""
+    return {name: value for name, value in os.environ.items() if not name.startswith("THINGWIRE_")}

@@ -11,12 +11,12 @@ or null when it is one of salt's YAML spellings of them (``True``, ``False``, ``
 
 from __future__ import annotations
 
-import json
 import re
 import shlex
 from collections.abc import Collection
 from typing import Any
 
+from device_agent.commands import bodies
 from device_agent.commands.errors import CommandError
 from device_agent.commands.values import kind
 
@@ -63,10 +63,6 @@ def parse_value(text: str) -> Any:
     if text in _WORDS:
         return _WORDS[text]
     try:
-        return json.loads(text, parse_constant=_refuse_constant)
-    except ValueError:
+        return bodies.strict_json(text.encode())
+    except CommandError:  # not JSON (or a number beyond a double): the word as text
         return text
-
-
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a value here")

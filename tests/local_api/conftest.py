@@ -77,7 +77,7 @@ def start(
     (log_dir / "salt").mkdir(parents=True)
     (log_dir / "syslog").write_text("line one\nline two\n")
     (log_dir / "salt" / "minion").write_text("minion says hello\n")
-    identity = load_identity(state_dir, UNIT_ID)
+    identity = load_identity(state_dir, UNIT_ID, password)
     commands = FakeCommands()
     servicer = LocalServicer(
         identity, log_dir=log_dir, commands=commands, apn=FakeApn(), password=password

@@ -3,7 +3,6 @@ and the disabled and restricted modes."""
 
 from __future__ import annotations
 
-import os
 import re
 import time
 from pathlib import Path
@@ -238,9 +237,15 @@ def test_disabled_refuses_python_shell_too(state_dir: Path) -> None:
 def test_environment_of_the_agent_is_inherited(
     commands: Commands, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("THINGWIRE_TEST_MARKER", "seen")
-    assert execute(commands, "cmd.run", "printenv", "THINGWIRE_TEST_MARKER") == "seen"
-    assert os.environ["THINGWIRE_TEST_MARKER"] == "seen"
+    monkeypatch.setenv("DEVICE_TEST_MARKER", "seen")
+    assert execute(commands, "cmd.run", "printenv", "DEVICE_TEST_MARKER") == "seen"
+
+
+def test_the_agents_own_settings_are_not_handed_to_commands(
+    commands: Commands, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("THINGWIRE_AGENT_LOCAL_PASSWORD", "secret-1")
+    assert "secret-1" not in execute(commands, "cmd.run", "env")
 
 
 def test_run_all_keeps_stdout_and_stderr_apart(commands: Commands) -> None:

@@ -1,9 +1,13 @@
-"""Audit of the device's Local API (issue 9): each test that fails here is a finding.
+"""What an audit of the device's Local API found, each kept as a test of its fix: tokens
+that outlive a new password, foreign web pages (DNS rebinding, cross-site posts), a FIFO
+among the logs, the gateway cutting long commands, guessing, short keys, secrets handed to
+commands, values that are not JSON, a query parameter overriding the path's unit id, UUID
+spellings, processes outliving a timeout, download names.
 
 Every test runs the real LocalService behind its real device gateway (Envoy), with the real
 command registry and APN settings under a temporary state directory, except where a test
 says it checks the configuration or the identity module directly. The docstring of each
-test says what is wrong, why it matters, and what was expected against what happens.
+test says what was wrong before its fix, why it matters, and what is expected now.
 """
 
 from __future__ import annotations
@@ -49,7 +53,7 @@ def start_api(loop: LoopThread, state_dir: Path, password: str | None = None) ->
     apn = ApnSettings(state_dir)
     commands = Commands(state_dir, CommandSettings(), apn)
     servicer = LocalServicer(
-        load_identity(state_dir, UNIT_ID),
+        load_identity(state_dir, UNIT_ID, password),
         log_dir=log_dir,
         commands=commands,
         apn=apn,
