@@ -105,6 +105,8 @@ class Agent:
         self.connected = asyncio.Event()
         #: Links opened so far.
         self.connections = 0
+        #: Told the unit id each Welcome carries (the Local API keeps it: docs/device-side.md).
+        self.on_unit_id: Callable[[str], None] | None = None
         self._go_away_s: float | None = None
 
     @property
@@ -261,6 +263,8 @@ class Agent:
     def _welcome(self, welcome: agent_pb2.Welcome) -> None:
         if welcome.link_secret:
             self.link_secret = welcome.link_secret
+        if welcome.unit_id and self.on_unit_id is not None:
+            self.on_unit_id(welcome.unit_id)
         self.connections += 1
         self.connected.set()
         log.info(

@@ -291,6 +291,8 @@ def run(args: argparse.Namespace) -> int:
         agent = build_agent(args, settings)
         agent.commands = commands  # the cloud's relay runs the same registry (device-link.md)
         local_api = build_local_api(args, settings, commands, apn)
+        if local_api is not None:
+            agent.on_unit_id = local_api.identity.adopt
     except (AgentConfigError, ValueError) as error:
         print(f"thingwire: error: {error}", file=sys.stderr)
         return 1

@@ -17,6 +17,7 @@ import grpc
 from thingwire.local.v1 import local_pb2_grpc
 
 from device_agent.commands.settings import MAX_CMD_TIMEOUT_S
+from device_agent.local_identity import LocalIdentity
 from device_agent.local_service import LocalServicer
 from gateway.config import device_spec
 from gateway.launcher import Envoy
@@ -65,6 +66,11 @@ class LocalApi:
         self._server: grpc.aio.Server | None = None
         self.port = port
         self.host = host
+
+    @property
+    def identity(self) -> LocalIdentity:
+        """The identity the Local API answers with (the agent updates it from Welcomes)."""
+        return self._servicer.identity
 
     async def start(self) -> None:
         """The server, then Envoy; returns once Envoy answers. GatewayError or OSError."""

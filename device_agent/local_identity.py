@@ -44,8 +44,12 @@ KEY_BYTES = 32
 class LocalIdentity:
     """The device's unit id, and the token that its Local API hands out and checks."""
 
-    def __init__(self, unit_id: str, key: bytes, password: str | None = None) -> None:
+    def __init__(
+        self, unit_id: str, key: bytes, password: str | None = None, path: Path | None = None
+    ) -> None:
         self.unit_id = unit_id
+        #: Where the unit id is kept (`adopt` writes it there).
+        self._path = path
         # The password is part of what is signed: setting or changing it withdraws every
         # token handed out before (one given while the API was open included).
         signed = _TOKEN_TEXT + b"\x00" + (password or "").encode()
@@ -54,6 +58,19 @@ class LocalIdentity:
             .decode("ascii")
             .rstrip("=")
         )
+
+    def adopt(self, unit_id: str) -> None:
+        """The cloud's unit id (from a Welcome) replaces ours, here and in the state file,
+        so that the Local API names the device as the cloud does; ValueError if not a UUID."""
+        unit_id = _canonical_unit_id(unit_id)
+        if unit_id == self.unit_id:
+            return
+        if self._path is not None:
+            write_atomically(self._path, unit_id.encode(), mode=0o644)
+        log.warning(
+            "the cloud names this device %s (was %s): the Local API now does", unit_id, self.unit_id
+        )
+        self.unit_id = unit_id
 
     @property
     def token(self) -> str:
@@ -103,7 +120,7 @@ def load_identity(
             log.warning("%s holds no usable key (32 bytes as hex): made a new one", key_path)
         key_text = secrets.token_hex(KEY_BYTES)
         write_atomically(key_path, key_text.encode(), mode=0o600)
-    return LocalIdentity(unit_id, bytes.fromhex(key_text), password)
+    return LocalIdentity(unit_id, bytes.fromhex(key_text), password, path)
 
 
 def _usable_key(text: str) -> bool:

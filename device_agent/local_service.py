@@ -167,6 +167,11 @@ class LocalServicer(local_pb2_grpc.LocalServiceServicer):
         if not self._identity.token_matches(token.strip()):
             raise LocalError(401, "the token is not valid on this device")
 
+    @property
+    def identity(self) -> LocalIdentity:
+        """The device's unit id and token, as this API answers and checks them."""
+        return self._identity
+
     def check_origin(self, context: grpc.aio.ServicerContext) -> None:
         """Refuse what a web page elsewhere could make a browser send (docs/device-side.md,
         "Access"): a Host that is not an address or a name of this device (DNS rebinding),

@@ -111,6 +111,7 @@ class AgentService:
                     max_upload_bytes=limits.max_upload_bytes,
                     max_upload_records=limits.max_upload_records,
                     max_uploads_in_flight=limits.max_uploads_in_flight,
+                    unit_id=device.unit_id,
                 )
             )
             link.sent(welcome)
@@ -191,7 +192,7 @@ class AgentService:
 
 
 def _link_device(device: Device) -> LinkDevice:
-    return LinkDevice(device.id, device.user_id, device.device_id)
+    return LinkDevice(device.id, device.user_id, device.device_id, device.unit_id)
 
 
 def declared_resources(

@@ -101,11 +101,13 @@ def open_with_link_secret(s: Session, username: str, device_id: str, secret: str
 
 @dataclass(frozen=True)
 class LinkDevice:
-    """What a link needs of its device: its row id, its owner and its id."""
+    """What a link needs of its device: its row id, its owner, its id and its unit id (the
+    Welcome tells the device its unit id, for its Local API)."""
 
     pk: int
     user_id: int
     device_id: str
+    unit_id: str = ""
 
 
 def open_many_with_link_secrets(
@@ -119,13 +121,18 @@ def open_many_with_link_secrets(
     if wanted:
         rows = s.execute(
             sa.select(
-                User.username, Device.device_id, Device.id, Device.user_id, Device.link_secret_hash
+                User.username,
+                Device.device_id,
+                Device.id,
+                Device.user_id,
+                Device.unit_id,
+                Device.link_secret_hash,
             )
             .join(User, User.id == Device.user_id)
             .where(sa.tuple_(User.username, Device.device_id).in_(sorted(wanted)))
         )
-        for username, device_id, pk, user_id, stored in rows:
-            found[(username, device_id)] = (LinkDevice(pk, user_id, device_id), stored)
+        for username, device_id, pk, user_id, unit_id, stored in rows:
+            found[(username, device_id)] = (LinkDevice(pk, user_id, device_id, unit_id), stored)
     opened: list[LinkDevice | None] = []
     for user, device, secret in hellos:
         device_row, stored = found.get((user, device), (None, None))

@@ -220,3 +220,24 @@ def test_a_real_agent_answers_the_cloud_as_its_local_api_does(
                 else:  # each face in its own family's shape, the same message
                     assert cloud.json() == {"detail": device.json()["error"]}, body
         assert agent.stop() == 0
+
+
+def test_an_agent_without_a_unit_id_learns_the_clouds_from_its_welcome(
+    stack: Stack, world: dict[str, str]
+) -> None:
+    unit = stack.cli_json(
+        "device", "create", "--user", "ada", "--device", "learner", "--credentials", "learner-c"
+    )["unit_id"]
+    agent = AgentProcess(stack, "ada", "learner", "learner-c", local_api=True)
+    with agent:
+        agent.wait_connected()
+        deadline = time.monotonic() + 10
+        while httpx.get(agent.local_url + "/", timeout=5).json() != {"unit_id": unit}:
+            assert time.monotonic() < deadline, "the Local API never answered the cloud's id"
+            time.sleep(0.1)
+        assert (agent.state_dir / "minion_id").read_text() == unit
+        ping = httpx.post(
+            f"{agent.local_url}/dongle/{unit}/execute/", json={"command": "test.ping"}
+        )
+        assert ping.json() is True
+        assert agent.stop() == 0

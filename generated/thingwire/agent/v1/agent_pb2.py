@@ -26,7 +26,7 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from thingwire.options.v1 import options_pb2 as thingwire_dot_options_dot_v1_dot_options__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ethingwire/agent/v1/agent.proto\x12\x12thingwire.agent.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\"thingwire/options/v1/options.proto\"\xdd\x01\n\x0e\x43onnectRequest\x12*\n\x05hello\x18\x01 \x01(\x0b\x32\x19.thingwire.agent.v1.HelloH\x00\x12,\n\x06result\x18\x02 \x01(\x0b\x32\x1a.thingwire.agent.v1.ResultH\x00\x12,\n\x06upload\x18\x03 \x01(\x0b\x32\x1a.thingwire.agent.v1.UploadH\x00\x12;\n\x0e\x63ommand_result\x18\x04 \x01(\x0b\x32!.thingwire.agent.v1.CommandResultH\x00\x42\x06\n\x04kind\"\xf4\x02\n\x0f\x43onnectResponse\x12.\n\x07welcome\x18\x01 \x01(\x0b\x32\x1b.thingwire.agent.v1.WelcomeH\x00\x12,\n\x06invoke\x18\x02 \x01(\x0b\x32\x1a.thingwire.agent.v1.InvokeH\x00\x12,\n\x06\x63\x61ncel\x18\x03 \x01(\x0b\x32\x1a.thingwire.agent.v1.CancelH\x00\x12-\n\x07go_away\x18\x04 \x01(\x0b\x32\x1a.thingwire.agent.v1.GoAwayH\x00\x12\x33\n\nupload_ack\x18\x05 \x01(\x0b\x32\x1d.thingwire.agent.v1.UploadAckH\x00\x12\x39\n\rupload_failed\x18\x06 \x01(\x0b\x32 .thingwire.agent.v1.UploadFailedH\x00\x12.\n\x07\x63ommand\x18\x07 \x01(\x0b\x32\x1b.thingwire.agent.v1.CommandH\x00\x42\x06\n\x04kind\"\xb1\x01\n\x05Hello\x12\x0c\n\x04user\x18\x01 \x01(\t\x12\x0e\n\x06\x64\x65vice\x18\x02 \x01(\t\x12\x15\n\x0b\x63redentials\x18\x03 \x01(\tH\x00\x12\x15\n\x0blink_secret\x18\x04 \x01(\tH\x00\x12\x16\n\x0c\x64\x65vice_token\x18\x05 \x01(\tH\x00\x12:\n\tresources\x18\x06 \x03(\x0b\x32\'.thingwire.agent.v1.ResourceDeclarationB\x08\n\x06secret\"\x90\x01\n\x07Welcome\x12\x13\n\x0blink_secret\x18\x01 \x01(\t\x12\x1b\n\x13max_calls_in_flight\x18\x02 \x01(\r\x12\x18\n\x10max_upload_bytes\x18\x03 \x01(\r\x12\x1a\n\x12max_upload_records\x18\x04 \x01(\r\x12\x1d\n\x15max_uploads_in_flight\x18\x05 \x01(\r\"\x91\x01\n\x13ResourceDeclaration\x12\x0c\n\x04name\x18\x01 \x01(\t\x12.\n\x04kind\x18\x02 \x01(\x0e\x32 .thingwire.agent.v1.ResourceKind\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\'\n\x07\x65xample\x18\x04 \x01(\x0b\x32\x16.google.protobuf.Value\"g\n\x06Invoke\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\x04\x12\x10\n\x08resource\x18\x02 \x01(\t\x12%\n\x05input\x18\x03 \x01(\x0b\x32\x16.google.protobuf.Value\x12\x13\n\x0b\x64\x65\x61\x64line_ms\x18\x04 \x01(\r\"_\n\x06Result\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\x04\x12(\n\x06output\x18\x02 \x01(\x0b\x32\x16.google.protobuf.ValueH\x00\x12\x0f\n\x05\x65rror\x18\x03 \x01(\tH\x00\x42\t\n\x07outcome\"\x88\x01\n\x07\x43ommand\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\x04\x12;\n\nstructured\x18\x02 \x01(\x0b\x32%.thingwire.agent.v1.StructuredCommandH\x00\x12\x12\n\x08raw_line\x18\x03 \x01(\tH\x00\x12\x13\n\x0b\x64\x65\x61\x64line_ms\x18\x04 \x01(\rB\x06\n\x04\x63\x61ll\"L\n\x11StructuredCommand\x12\x0f\n\x07\x63ommand\x18\x01 \x01(\t\x12\x11\n\targs_json\x18\x02 \x01(\x0c\x12\x13\n\x0bkwargs_json\x18\x03 \x01(\x0c\"y\n\rCommandResult\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\x04\x12\x15\n\x0bresult_json\x18\x02 \x01(\x0cH\x00\x12\x35\n\x07\x66\x61ilure\x18\x03 \x01(\x0b\x32\".thingwire.agent.v1.CommandFailureH\x00\x42\t\n\x07outcome\"1\n\x0e\x43ommandFailure\x12\x0e\n\x06status\x18\x01 \x01(\r\x12\x0f\n\x07message\x18\x02 \x01(\t\"\x19\n\x06\x43\x61ncel\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\x04\"4\n\x06GoAway\x12\x1a\n\x12reconnect_after_ms\x18\x01 \x01(\r\x12\x0e\n\x06reason\x18\x02 \x01(\t\"+\n\x06Upload\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\t\x12\x0f\n\x07records\x18\x02 \x01(\x0c\"h\n\tUploadAck\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\t\x12\x0e\n\x06stored\x18\x02 \x01(\r\x12\x0f\n\x07repeats\x18\x03 \x01(\r\x12\x10\n\x08rejected\x18\x04 \x01(\r\x12\x16\n\x0erepeated_batch\x18\x05 \x01(\x08\"|\n\x0cUploadFailed\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\t\x12\x16\n\x0eretry_after_ms\x18\x02 \x01(\r\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x32\n\x07\x66\x61ilure\x18\x04 \x01(\x0e\x32!.thingwire.agent.v1.UploadFailure*\x98\x01\n\x0cResourceKind\x12\x1d\n\x19RESOURCE_KIND_UNSPECIFIED\x10\x00\x12\x18\n\x14RESOURCE_KIND_OUTPUT\x10\x01\x12\x17\n\x13RESOURCE_KIND_INPUT\x10\x02\x12\x1e\n\x1aRESOURCE_KIND_INPUT_OUTPUT\x10\x03\x12\x16\n\x12RESOURCE_KIND_NONE\x10\x04*\x82\x01\n\rUploadFailure\x12\x1e\n\x1aUPLOAD_FAILURE_UNSPECIFIED\x10\x00\x12\x1a\n\x16UPLOAD_FAILURE_STORAGE\x10\x01\x12\x17\n\x13UPLOAD_FAILURE_BUSY\x10\x02\x12\x1c\n\x18UPLOAD_FAILURE_TOO_LARGE\x10\x03\x32l\n\x0c\x41gentService\x12\\\n\x07\x43onnect\x12\".thingwire.agent.v1.ConnectRequest\x1a#.thingwire.agent.v1.ConnectResponse\"\x04\xc8\xf3\x18\x01(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ethingwire/agent/v1/agent.proto\x12\x12thingwire.agent.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\"thingwire/options/v1/options.proto\"\xdd\x01\n\x0e\x43onnectRequest\x12*\n\x05hello\x18\x01 \x01(\x0b\x32\x19.thingwire.agent.v1.HelloH\x00\x12,\n\x06result\x18\x02 \x01(\x0b\x32\x1a.thingwire.agent.v1.ResultH\x00\x12,\n\x06upload\x18\x03 \x01(\x0b\x32\x1a.thingwire.agent.v1.UploadH\x00\x12;\n\x0e\x63ommand_result\x18\x04 \x01(\x0b\x32!.thingwire.agent.v1.CommandResultH\x00\x42\x06\n\x04kind\"\xf4\x02\n\x0f\x43onnectResponse\x12.\n\x07welcome\x18\x01 \x01(\x0b\x32\x1b.thingwire.agent.v1.WelcomeH\x00\x12,\n\x06invoke\x18\x02 \x01(\x0b\x32\x1a.thingwire.agent.v1.InvokeH\x00\x12,\n\x06\x63\x61ncel\x18\x03 \x01(\x0b\x32\x1a.thingwire.agent.v1.CancelH\x00\x12-\n\x07go_away\x18\x04 \x01(\x0b\x32\x1a.thingwire.agent.v1.GoAwayH\x00\x12\x33\n\nupload_ack\x18\x05 \x01(\x0b\x32\x1d.thingwire.agent.v1.UploadAckH\x00\x12\x39\n\rupload_failed\x18\x06 \x01(\x0b\x32 .thingwire.agent.v1.UploadFailedH\x00\x12.\n\x07\x63ommand\x18\x07 \x01(\x0b\x32\x1b.thingwire.agent.v1.CommandH\x00\x42\x06\n\x04kind\"\xb1\x01\n\x05Hello\x12\x0c\n\x04user\x18\x01 \x01(\t\x12\x0e\n\x06\x64\x65vice\x18\x02 \x01(\t\x12\x15\n\x0b\x63redentials\x18\x03 \x01(\tH\x00\x12\x15\n\x0blink_secret\x18\x04 \x01(\tH\x00\x12\x16\n\x0c\x64\x65vice_token\x18\x05 \x01(\tH\x00\x12:\n\tresources\x18\x06 \x03(\x0b\x32\'.thingwire.agent.v1.ResourceDeclarationB\x08\n\x06secret\"\xa1\x01\n\x07Welcome\x12\x13\n\x0blink_secret\x18\x01 \x01(\t\x12\x1b\n\x13max_calls_in_flight\x18\x02 \x01(\r\x12\x18\n\x10max_upload_bytes\x18\x03 \x01(\r\x12\x1a\n\x12max_upload_records\x18\x04 \x01(\r\x12\x1d\n\x15max_uploads_in_flight\x18\x05 \x01(\r\x12\x0f\n\x07unit_id\x18\x06 \x01(\t\"\x91\x01\n\x13ResourceDeclaration\x12\x0c\n\x04name\x18\x01 \x01(\t\x12.\n\x04kind\x18\x02 \x01(\x0e\x32 .thingwire.agent.v1.ResourceKind\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\'\n\x07\x65xample\x18\x04 \x01(\x0b\x32\x16.google.protobuf.Value\"g\n\x06Invoke\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\x04\x12\x10\n\x08resource\x18\x02 \x01(\t\x12%\n\x05input\x18\x03 \x01(\x0b\x32\x16.google.protobuf.Value\x12\x13\n\x0b\x64\x65\x61\x64line_ms\x18\x04 \x01(\r\"_\n\x06Result\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\x04\x12(\n\x06output\x18\x02 \x01(\x0b\x32\x16.google.protobuf.ValueH\x00\x12\x0f\n\x05\x65rror\x18\x03 \x01(\tH\x00\x42\t\n\x07outcome\"\x88\x01\n\x07\x43ommand\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\x04\x12;\n\nstructured\x18\x02 \x01(\x0b\x32%.thingwire.agent.v1.StructuredCommandH\x00\x12\x12\n\x08raw_line\x18\x03 \x01(\tH\x00\x12\x13\n\x0b\x64\x65\x61\x64line_ms\x18\x04 \x01(\rB\x06\n\x04\x63\x61ll\"L\n\x11StructuredCommand\x12\x0f\n\x07\x63ommand\x18\x01 \x01(\t\x12\x11\n\targs_json\x18\x02 \x01(\x0c\x12\x13\n\x0bkwargs_json\x18\x03 \x01(\x0c\"y\n\rCommandResult\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\x04\x12\x15\n\x0bresult_json\x18\x02 \x01(\x0cH\x00\x12\x35\n\x07\x66\x61ilure\x18\x03 \x01(\x0b\x32\".thingwire.agent.v1.CommandFailureH\x00\x42\t\n\x07outcome\"1\n\x0e\x43ommandFailure\x12\x0e\n\x06status\x18\x01 \x01(\r\x12\x0f\n\x07message\x18\x02 \x01(\t\"\x19\n\x06\x43\x61ncel\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\x04\"4\n\x06GoAway\x12\x1a\n\x12reconnect_after_ms\x18\x01 \x01(\r\x12\x0e\n\x06reason\x18\x02 \x01(\t\"+\n\x06Upload\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\t\x12\x0f\n\x07records\x18\x02 \x01(\x0c\"h\n\tUploadAck\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\t\x12\x0e\n\x06stored\x18\x02 \x01(\r\x12\x0f\n\x07repeats\x18\x03 \x01(\r\x12\x10\n\x08rejected\x18\x04 \x01(\r\x12\x16\n\x0erepeated_batch\x18\x05 \x01(\x08\"|\n\x0cUploadFailed\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\t\x12\x16\n\x0eretry_after_ms\x18\x02 \x01(\r\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x32\n\x07\x66\x61ilure\x18\x04 \x01(\x0e\x32!.thingwire.agent.v1.UploadFailure*\x98\x01\n\x0cResourceKind\x12\x1d\n\x19RESOURCE_KIND_UNSPECIFIED\x10\x00\x12\x18\n\x14RESOURCE_KIND_OUTPUT\x10\x01\x12\x17\n\x13RESOURCE_KIND_INPUT\x10\x02\x12\x1e\n\x1aRESOURCE_KIND_INPUT_OUTPUT\x10\x03\x12\x16\n\x12RESOURCE_KIND_NONE\x10\x04*\x82\x01\n\rUploadFailure\x12\x1e\n\x1aUPLOAD_FAILURE_UNSPECIFIED\x10\x00\x12\x1a\n\x16UPLOAD_FAILURE_STORAGE\x10\x01\x12\x17\n\x13UPLOAD_FAILURE_BUSY\x10\x02\x12\x1c\n\x18UPLOAD_FAILURE_TOO_LARGE\x10\x03\x32l\n\x0c\x41gentService\x12\\\n\x07\x43onnect\x12\".thingwire.agent.v1.ConnectRequest\x1a#.thingwire.agent.v1.ConnectResponse\"\x04\xc8\xf3\x18\x01(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,10 +35,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_AGENTSERVICE'].methods_by_name['Connect']._loaded_options = None
   _globals['_AGENTSERVICE'].methods_by_name['Connect']._serialized_options = b'\310\363\030\001'
-  _globals['_RESOURCEKIND']._serialized_start=2146
-  _globals['_RESOURCEKIND']._serialized_end=2298
-  _globals['_UPLOADFAILURE']._serialized_start=2301
-  _globals['_UPLOADFAILURE']._serialized_end=2431
+  _globals['_RESOURCEKIND']._serialized_start=2163
+  _globals['_RESOURCEKIND']._serialized_end=2315
+  _globals['_UPLOADFAILURE']._serialized_start=2318
+  _globals['_UPLOADFAILURE']._serialized_end=2448
   _globals['_CONNECTREQUEST']._serialized_start=121
   _globals['_CONNECTREQUEST']._serialized_end=342
   _globals['_CONNECTRESPONSE']._serialized_start=345
@@ -46,31 +46,31 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_HELLO']._serialized_start=720
   _globals['_HELLO']._serialized_end=897
   _globals['_WELCOME']._serialized_start=900
-  _globals['_WELCOME']._serialized_end=1044
-  _globals['_RESOURCEDECLARATION']._serialized_start=1047
-  _globals['_RESOURCEDECLARATION']._serialized_end=1192
-  _globals['_INVOKE']._serialized_start=1194
-  _globals['_INVOKE']._serialized_end=1297
-  _globals['_RESULT']._serialized_start=1299
-  _globals['_RESULT']._serialized_end=1394
-  _globals['_COMMAND']._serialized_start=1397
-  _globals['_COMMAND']._serialized_end=1533
-  _globals['_STRUCTUREDCOMMAND']._serialized_start=1535
-  _globals['_STRUCTUREDCOMMAND']._serialized_end=1611
-  _globals['_COMMANDRESULT']._serialized_start=1613
-  _globals['_COMMANDRESULT']._serialized_end=1734
-  _globals['_COMMANDFAILURE']._serialized_start=1736
-  _globals['_COMMANDFAILURE']._serialized_end=1785
-  _globals['_CANCEL']._serialized_start=1787
-  _globals['_CANCEL']._serialized_end=1812
-  _globals['_GOAWAY']._serialized_start=1814
-  _globals['_GOAWAY']._serialized_end=1866
-  _globals['_UPLOAD']._serialized_start=1868
-  _globals['_UPLOAD']._serialized_end=1911
-  _globals['_UPLOADACK']._serialized_start=1913
-  _globals['_UPLOADACK']._serialized_end=2017
-  _globals['_UPLOADFAILED']._serialized_start=2019
-  _globals['_UPLOADFAILED']._serialized_end=2143
-  _globals['_AGENTSERVICE']._serialized_start=2433
-  _globals['_AGENTSERVICE']._serialized_end=2541
+  _globals['_WELCOME']._serialized_end=1061
+  _globals['_RESOURCEDECLARATION']._serialized_start=1064
+  _globals['_RESOURCEDECLARATION']._serialized_end=1209
+  _globals['_INVOKE']._serialized_start=1211
+  _globals['_INVOKE']._serialized_end=1314
+  _globals['_RESULT']._serialized_start=1316
+  _globals['_RESULT']._serialized_end=1411
+  _globals['_COMMAND']._serialized_start=1414
+  _globals['_COMMAND']._serialized_end=1550
+  _globals['_STRUCTUREDCOMMAND']._serialized_start=1552
+  _globals['_STRUCTUREDCOMMAND']._serialized_end=1628
+  _globals['_COMMANDRESULT']._serialized_start=1630
+  _globals['_COMMANDRESULT']._serialized_end=1751
+  _globals['_COMMANDFAILURE']._serialized_start=1753
+  _globals['_COMMANDFAILURE']._serialized_end=1802
+  _globals['_CANCEL']._serialized_start=1804
+  _globals['_CANCEL']._serialized_end=1829
+  _globals['_GOAWAY']._serialized_start=1831
+  _globals['_GOAWAY']._serialized_end=1883
+  _globals['_UPLOAD']._serialized_start=1885
+  _globals['_UPLOAD']._serialized_end=1928
+  _globals['_UPLOADACK']._serialized_start=1930
+  _globals['_UPLOADACK']._serialized_end=2034
+  _globals['_UPLOADFAILED']._serialized_start=2036
+  _globals['_UPLOADFAILED']._serialized_end=2160
+  _globals['_AGENTSERVICE']._serialized_start=2450
+  _globals['_AGENTSERVICE']._serialized_end=2558
 # @@protoc_insertion_point(module_scope)

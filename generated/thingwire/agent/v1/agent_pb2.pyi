@@ -80,18 +80,20 @@ class Hello(_message.Message):
     def __init__(self, user: _Optional[str] = ..., device: _Optional[str] = ..., credentials: _Optional[str] = ..., link_secret: _Optional[str] = ..., device_token: _Optional[str] = ..., resources: _Optional[_Iterable[_Union[ResourceDeclaration, _Mapping]]] = ...) -> None: ...
 
 class Welcome(_message.Message):
-    __slots__ = ("link_secret", "max_calls_in_flight", "max_upload_bytes", "max_upload_records", "max_uploads_in_flight")
+    __slots__ = ("link_secret", "max_calls_in_flight", "max_upload_bytes", "max_upload_records", "max_uploads_in_flight", "unit_id")
     LINK_SECRET_FIELD_NUMBER: _ClassVar[int]
     MAX_CALLS_IN_FLIGHT_FIELD_NUMBER: _ClassVar[int]
     MAX_UPLOAD_BYTES_FIELD_NUMBER: _ClassVar[int]
     MAX_UPLOAD_RECORDS_FIELD_NUMBER: _ClassVar[int]
     MAX_UPLOADS_IN_FLIGHT_FIELD_NUMBER: _ClassVar[int]
+    UNIT_ID_FIELD_NUMBER: _ClassVar[int]
     link_secret: str
     max_calls_in_flight: int
     max_upload_bytes: int
     max_upload_records: int
     max_uploads_in_flight: int
-    def __init__(self, link_secret: _Optional[str] = ..., max_calls_in_flight: _Optional[int] = ..., max_upload_bytes: _Optional[int] = ..., max_upload_records: _Optional[int] = ..., max_uploads_in_flight: _Optional[int] = ...) -> None: ...
+    unit_id: str
+    def __init__(self, link_secret: _Optional[str] = ..., max_calls_in_flight: _Optional[int] = ..., max_upload_bytes: _Optional[int] = ..., max_upload_records: _Optional[int] = ..., max_uploads_in_flight: _Optional[int] = ..., unit_id: _Optional[str] = ...) -> None: ...
 
 class ResourceDeclaration(_message.Message):
     __slots__ = ("name", "kind", "description", "example")
