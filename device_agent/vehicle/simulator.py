@@ -1,0 +1,119 @@
+"""An engine ECU on a CAN bus: answers OBD-II requests as a car does (docs/vehicle.md).
+
+It listens on 0x7E0 and answers on 0x7E8 through ISO-TP: mode 01 for the PIDs it has a
+value for (and the supported-PID maps that list them), mode 03 with its stored codes, mode
+09 PID 02 with its VIN (a multi-frame answer). What it does not know it refuses as an ECU
+does (`0x7F mode 0x12`, "sub-function not supported"); `silent` makes it answer nothing,
+as an ECU with the ignition off. Used by the tests and by `thingwire agent --simulate`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+
+import can
+
+from device_agent.vehicle import dtc, pids
+from device_agent.vehicle.isotp_link import IsoTpChannel
+
+__all__ = ["EcuSimulator", "encode_dtc"]
+
+NOT_SUPPORTED = 0x12
+
+#: Each simulated PID's data bytes from the value it should decode to (J1979 inverted).
+ENCODERS: dict[int, Callable[[float], bytes]] = {
+    0x04: lambda v: bytes([round(v * 255 / 100)]),
+    0x05: lambda v: bytes([round(v + 40)]),
+    0x0B: lambda v: bytes([round(v)]),
+    0x0C: lambda v: round(v * 4).to_bytes(2, "big"),
+    0x0D: lambda v: bytes([round(v)]),
+    0x0F: lambda v: bytes([round(v + 40)]),
+    0x10: lambda v: round(v * 100).to_bytes(2, "big"),
+    0x11: lambda v: bytes([round(v * 255 / 100)]),
+    0x1F: lambda v: round(v).to_bytes(2, "big"),
+    0x2F: lambda v: bytes([round(v * 255 / 100)]),
+    0x42: lambda v: round(v * 1000).to_bytes(2, "big"),
+    0x46: lambda v: bytes([round(v + 40)]),
+    0x5C: lambda v: bytes([round(v + 40)]),
+}
+
+
+def encode_dtc(code: str) -> bytes:
+    """`P0133` as its two bytes (the inverse of `dtc.dtc_text`)."""
+    system = "PCBU".index(code[0])
+    digits = int(code[1:], 16)
+    return ((system << 14) | digits).to_bytes(2, "big")
+
+
+class EcuSimulator:
+    """One ECU's answers, from values the caller (or a simulated drive) sets."""
+
+    def __init__(
+        self,
+        bus: can.BusABC,
+        notifier: can.Notifier,
+        *,
+        values: dict[int, float] | None = None,
+        vin: str = "WP0ZZZ99ZTS392124",
+        dtcs: tuple[str, ...] = (),
+        txid: int = 0x7E8,
+        rxid: int = 0x7E0,
+    ) -> None:
+        self.values: dict[int, float] = dict(values or {})
+        self.vin = vin
+        self.dtcs = dtcs
+        self.silent = False
+        self._channel = IsoTpChannel(bus, notifier, txid=txid, rxid=rxid)
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._serve())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        self._channel.close()
+
+    async def _serve(self) -> None:
+        while True:
+            request = await self._channel.recv(0.2)
+            if request is None or self.silent:
+                continue
+            answer = self.answer(request)
+            if answer is not None:
+                self._channel.send(answer)
+
+    def answer(self, request: bytes) -> bytes | None:
+        """The answer to one request payload (None: nothing to say to it)."""
+        if not request:
+            return None
+        mode = request[0]
+        if mode == pids.MODE_CURRENT and len(request) >= 2:
+            data = self._current(request[1])
+            if data is not None:
+                return bytes([0x41, request[1]]) + data
+        elif mode == dtc.MODE_DTCS:
+            return bytes([0x43, len(self.dtcs)]) + b"".join(encode_dtc(c) for c in self.dtcs)
+        elif mode == dtc.MODE_VEHICLE_INFO and request[1:2] == bytes([dtc.PID_VIN]):
+            return bytes([0x49, dtc.PID_VIN, 0x01]) + self.vin.encode("ascii")
+        return bytes([0x7F, mode, NOT_SUPPORTED])
+
+    def _current(self, pid: int) -> bytes | None:
+        if pid in pids.SUPPORT_PIDS:
+            known = set(self.values)
+            bits = 0
+            for offset in range(1, 33):
+                wanted = pid + offset
+                more = offset == 32 and any(other > wanted for other in known)
+                if wanted in known or more:
+                    bits |= 1 << (32 - offset)
+            if pid != 0 and not any(other > pid for other in known):
+                return None  # the map before this one did not list it
+            return bits.to_bytes(4, "big")
+        if pid in self.values and pid in ENCODERS:
+            return ENCODERS[pid](self.values[pid])
+        return None
