@@ -35,6 +35,7 @@ from device_agent.local_service import LocalServicer
 from device_agent.outbox import Outbox
 from device_agent.simulated import simulate
 from device_agent.simulated_telemetry import produce
+from device_agent.vehicle.runtime import Vehicle, VehicleSettings
 from gateway.launcher import GatewayError
 
 log = logging.getLogger(__name__)
@@ -131,6 +132,25 @@ def build_agent(args: argparse.Namespace, settings: AgentSettings | None = None)
         simulate(agent)
         agent.alongside(lambda: produce(outbox))
     return agent
+
+
+def attach_vehicle(
+    agent: Agent, commands: Commands, settings: VehicleSettings, *, simulate: bool
+) -> Vehicle | None:
+    """The vehicle, when a CAN interface is configured or `--simulate` asks for the
+    simulated ECU: polled alongside the link into the outbox, read by the `obd` resource and
+    the `obd.query` / `obd.dtc` commands (docs/vehicle.md, "In the agent")."""
+    if settings.interface is None and not simulate:
+        return None
+    assert agent.outbox is not None
+    vehicle = Vehicle(settings, agent.outbox.append, simulate=settings.interface is None)
+    agent.alongside(vehicle.run)
+    commands.register("obd.query", vehicle.query)
+    commands.register("obd.dtc", vehicle.dtc)
+    agent.output("obd", description="the vehicle's latest OBD-II readings, by PID name")(
+        vehicle.current
+    )
+    return vehicle
 
 
 def build_local_api(
@@ -289,6 +309,7 @@ def run(args: argparse.Namespace) -> int:
     commands = Commands(settings.state_dir, command_settings, apn)
     try:
         agent = build_agent(args, settings)
+        attach_vehicle(agent, commands, VehicleSettings.from_env(), simulate=args.simulate)
         agent.commands = commands  # the cloud's relay runs the same registry (device-link.md)
         local_api = build_local_api(args, settings, commands, apn)
         if local_api is not None:

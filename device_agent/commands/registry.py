@@ -71,6 +71,13 @@ class Commands:
             "test.ping": self._test_ping,
         }
 
+    def register(self, name: str, function: Function) -> None:
+        """Add a command from another part of the agent (the vehicle's `obd.query`), bound
+        like the others; ValueError for a name already taken."""
+        if name in self._functions:
+            raise ValueError(f"the command {name!r} exists already")
+        self._functions[name] = function
+
     @property
     def functions(self) -> list[str]:
         """Every command this registry runs, by salt's name."""

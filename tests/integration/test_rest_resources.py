@@ -222,7 +222,10 @@ def test_the_api_path_describes_the_device(
     answer = client.get(f"{BASE}/api", headers=auth(token))
     assert answer.status_code == 200, answer.text
     described = answer.json()
-    assert set(described) == {"location", "temperature", "relay", "rgb", "command", "io", "reset"}
+    assert set(described) == {
+        "location", "temperature", "relay", "rgb", "command", "io", "reset",
+        "obd",  # the simulated vehicle's readings (docs/vehicle.md)
+    }  # fmt: skip
     assert described["temperature"] == {
         "fn": 3,
         "kind": "output",

@@ -1,0 +1,200 @@
+"""The vehicle in the running agent: the bus, the poller feeding the outbox, and what the
+`obd` resource and the `obd.query` / `obd.dtc` commands read (docs/vehicle.md, "In the
+agent").
+
+The bus comes from configuration (`VehicleSettings`): any interface python-can supports,
+`socketcan` on a device, `virtual` for tests. With `--simulate` an ECU simulator answers on
+a virtual channel of its own. A bus that cannot be opened, or that fails later, is logged
+and tried again with a growing delay (5 s up to 60 s), while the rest of the agent works on;
+on the way out the bus is shut down cleanly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import can
+
+from device_agent.commands import CommandError, CommandTimeout, CommandUnavailable
+from device_agent.vehicle import pids
+from device_agent.vehicle.obd_client import NoAnswer, ObdClient
+from device_agent.vehicle.poller import Poller, PollPlan
+from device_agent.vehicle.simulator import EcuSimulator
+
+__all__ = ["Vehicle", "VehicleSettings"]
+
+log = logging.getLogger(__name__)
+
+RETRY_FIRST_S = 5.0
+RETRY_MAX_S = 60.0
+SIMULATED_CHANNEL = "thingwire-simulated-vehicle"
+
+
+@dataclass(frozen=True)
+class VehicleSettings:
+    """THINGWIRE_AGENT_CAN_INTERFACE (unset: no vehicle), THINGWIRE_AGENT_CAN_CHANNEL,
+    THINGWIRE_AGENT_CAN_BITRATE, THINGWIRE_AGENT_OBD_PIDS (`rpm=1,speed=1,...`)."""
+
+    interface: str | None = None
+    channel: str = "can0"
+    bitrate: int | None = None
+    plan: PollPlan = field(default_factory=PollPlan)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> VehicleSettings:
+        """ValueError naming the variable for a value the agent cannot use."""
+        env = os.environ if env is None else env
+        bitrate_text = env.get("THINGWIRE_AGENT_CAN_BITRATE") or ""
+        if bitrate_text and not bitrate_text.isdigit():
+            raise ValueError(f"THINGWIRE_AGENT_CAN_BITRATE={bitrate_text!r} is not a whole number")
+        plan_text = env.get("THINGWIRE_AGENT_OBD_PIDS") or ""
+        try:
+            plan = PollPlan.parse(plan_text) if plan_text else PollPlan()
+        except (KeyError, ValueError) as error:
+            raise ValueError(f"THINGWIRE_AGENT_OBD_PIDS: {error}") from None
+        return cls(
+            interface=env.get("THINGWIRE_AGENT_CAN_INTERFACE") or None,
+            channel=env.get("THINGWIRE_AGENT_CAN_CHANNEL") or "can0",
+            bitrate=int(bitrate_text) if bitrate_text else None,
+            plan=plan,
+        )
+
+    def simulated(self) -> VehicleSettings:
+        """The same plan on the simulator's virtual channel."""
+        return VehicleSettings("virtual", SIMULATED_CHANNEL, None, self.plan)
+
+
+class Vehicle:
+    """The bus, the tester on it and its poller; the latest reading of each PID."""
+
+    def __init__(
+        self,
+        settings: VehicleSettings,
+        sink: Callable[[Iterable[dict[str, Any]]], object],
+        *,
+        simulate: bool = False,
+    ) -> None:
+        if settings.interface is None and not simulate:
+            raise ValueError("no CAN interface configured (THINGWIRE_AGENT_CAN_INTERFACE)")
+        self.settings = settings.simulated() if simulate else settings
+        self._simulate = simulate
+        self._sink = sink
+        self._client: ObdClient | None = None
+        #: The last value of each PID, by name: what the `obd` resource answers.
+        self.latest: dict[str, float] = {}
+        self.failures = 0
+
+    async def run(self) -> None:
+        """Poll until cancelled, reopening the bus after failures."""
+        delay = RETRY_FIRST_S
+        while True:
+            try:
+                await self._session()
+            except (can.CanError, OSError, ValueError) as error:
+                self.failures += 1
+                log.error(
+                    "the CAN bus %s/%s failed: %s; trying again in %.0f s",
+                    self.settings.interface,
+                    self.settings.channel,
+                    error,
+                    delay,
+                )
+            await asyncio.sleep(delay * random.uniform(0.8, 1.2))  # noqa: S311 - jitter
+            delay = min(delay * 2, RETRY_MAX_S)
+
+    async def _session(self) -> None:
+        loop = asyncio.get_running_loop()
+        options: dict[str, Any] = {}
+        if self.settings.bitrate:
+            options["bitrate"] = self.settings.bitrate
+        with contextlib.ExitStack() as closing:
+            bus = can.Bus(
+                interface=self.settings.interface, channel=self.settings.channel, **options
+            )
+            closing.callback(bus.shutdown)
+            notifier = can.Notifier(bus, [], loop=loop)
+            closing.callback(notifier.stop)
+            ecu = None
+            if self._simulate:
+                ecu_bus = can.Bus(interface="virtual", channel=self.settings.channel)
+                closing.callback(ecu_bus.shutdown)
+                ecu_notifier = can.Notifier(ecu_bus, [], loop=loop)
+                closing.callback(ecu_notifier.stop)
+                ecu = EcuSimulator(ecu_bus, ecu_notifier, values=simulated_values())
+                ecu.start()
+            client = ObdClient(bus, notifier)
+            closing.callback(client.close)
+            self._client = client
+            log.info("reading the vehicle on %s/%s", self.settings.interface, self.settings.channel)
+            try:
+                poller = Poller(client, self._record, self.settings.plan)
+                if ecu is None:
+                    await poller.run()
+                else:
+                    await asyncio.gather(poller.run(), drive(ecu))
+            finally:
+                self._client = None
+                if ecu is not None:
+                    await ecu.stop()
+
+    def _record(self, records: Iterable[dict[str, Any]]) -> None:
+        batch = list(records)
+        for record in batch:
+            entry = next(e for e in pids.BY_PID.values() if e.record == record["@t"])
+            self.latest[entry.name] = record[entry.field]
+        self._sink(batch)
+
+    def _connected(self) -> ObdClient:
+        if self._client is None:
+            raise CommandUnavailable("the vehicle's CAN bus is not open")
+        return self._client
+
+    async def query(self, pid: Any) -> dict[str, Any]:
+        """`obd.query rpm` (or `12`, `0x0C`): one PID now, `{"name", "value", "unit"}`."""
+        if not isinstance(pid, str | int) or isinstance(pid, bool):
+            raise CommandError("obd.query takes one PID, by name or number")
+        try:
+            entry = pids.lookup(pid)
+        except KeyError as error:
+            raise CommandError(str(error.args[0])) from None
+        try:
+            entry, value = await self._connected().read(entry.pid)
+        except NoAnswer as missing:
+            raise CommandTimeout(f"the ECU did not answer: {missing}") from None
+        return {"name": entry.name, "value": value, "unit": entry.unit}
+
+    async def dtc(self) -> list[str]:
+        """`obd.dtc`: the stored trouble codes, `["P0133", …]`."""
+        try:
+            return await self._connected().dtcs()
+        except NoAnswer as missing:
+            raise CommandTimeout(f"the ECU did not answer: {missing}") from None
+
+    def current(self) -> dict[str, float]:
+        """What the `obd` resource answers: the latest value of each PID polled."""
+        return dict(self.latest)
+
+
+def simulated_values() -> dict[int, float]:
+    """A parked car with the engine idling."""
+    return {0x04: 18.0, 0x05: 84.0, 0x0C: 780.0, 0x0D: 0.0, 0x0F: 21.0, 0x11: 14.0,
+            0x2F: 62.0, 0x42: 14.1}  # fmt: skip
+
+
+async def drive(ecu: EcuSimulator, rng: random.Random | None = None) -> None:
+    """Move the simulated car's values a little every second: the engine runs, so the
+    battery charges above its resting 12.6 V."""
+    rng = rng or random.Random()  # noqa: S311 - a simulation, not a secret
+    while True:
+        await asyncio.sleep(1.0)
+        values = ecu.values
+        values[0x0D] = max(0.0, min(130.0, values.get(0x0D, 0.0) + rng.uniform(-5, 6)))
+        values[0x0C] = 780.0 + values[0x0D] * 25 + rng.uniform(-20, 20)
+        values[0x42] = round(13.8 + rng.uniform(0, 0.6), 2) if values[0x0C] > 500 else 12.6

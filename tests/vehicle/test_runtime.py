@@ -1,0 +1,97 @@
+"""The vehicle in the agent: the simulated ECU polled into a sink, the commands and the
+resource reading it, and a bus that cannot be opened."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+import pytest
+
+from device_agent.commands import CommandError, Commands, CommandUnavailable
+from device_agent.vehicle import runtime
+from device_agent.vehicle.poller import PollPlan
+from device_agent.vehicle.runtime import Vehicle, VehicleSettings
+
+
+def test_settings_from_the_environment() -> None:
+    settings = VehicleSettings.from_env(
+        {
+            "THINGWIRE_AGENT_CAN_INTERFACE": "socketcan",
+            "THINGWIRE_AGENT_CAN_CHANNEL": "vcan0",
+            "THINGWIRE_AGENT_CAN_BITRATE": "500000",
+            "THINGWIRE_AGENT_OBD_PIDS": "rpm=0.5,speed=1",
+        }
+    )
+    assert (settings.interface, settings.channel, settings.bitrate) == (
+        "socketcan",
+        "vcan0",
+        500000,
+    )
+    assert settings.plan.rates == {"rpm": 0.5, "speed": 1.0}
+    assert VehicleSettings.from_env({}).interface is None
+    for bad in ({"THINGWIRE_AGENT_CAN_BITRATE": "fast"}, {"THINGWIRE_AGENT_OBD_PIDS": "warp=1"}):
+        with pytest.raises(ValueError, match="THINGWIRE_AGENT_"):
+            VehicleSettings.from_env(bad)
+
+
+def test_the_simulated_vehicle_is_polled_and_answers_commands(tmp_path: Any) -> None:
+    async def scenario() -> tuple[list[dict[str, Any]], dict[str, float], Any, Any]:
+        records: list[dict[str, Any]] = []
+        got_battery = asyncio.Event()
+
+        def sink(batch: Iterable[dict[str, Any]]) -> None:
+            records.extend(batch)
+            if any(r["@t"] == "obd.bat" for r in records):
+                got_battery.set()
+
+        plan = PollPlan({"rpm": 0.1, "control_module_voltage": 0.1})
+        vehicle = Vehicle(VehicleSettings(plan=plan), sink, simulate=True)
+        commands = Commands(tmp_path)
+        commands.register("obd.query", vehicle.query)
+        commands.register("obd.dtc", vehicle.dtc)
+        with pytest.raises(CommandUnavailable):
+            await commands.execute("obd.query", ["rpm"], {})  # before the bus is open
+        task = asyncio.create_task(vehicle.run())
+        try:
+            await got_battery.wait()
+            rpm = await commands.execute("obd.query", ["rpm"], {})
+            codes = await commands.execute("obd.dtc", [], {})
+            with pytest.raises(CommandError, match="unknown PID"):
+                await commands.execute("obd.query", ["warp"], {})
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        return records, vehicle.current(), rpm, codes
+
+    records, current, rpm, codes = asyncio.run(asyncio.wait_for(scenario(), 20))
+    assert {"obd.rpm", "obd.bat"} <= {record["@t"] for record in records}
+    assert set(current) == {"rpm", "control_module_voltage"}
+    assert current["control_module_voltage"] > 12.0
+    assert rpm["name"] == "rpm"
+    assert rpm["unit"] == "rpm"
+    assert rpm["value"] > 0
+    assert codes == []
+
+
+def test_a_bus_that_cannot_open_is_retried_and_nothing_else_stops(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(runtime, "RETRY_FIRST_S", 0.05)
+    settings = VehicleSettings(interface="socketcan", channel="thingwire-no-such-can0")
+
+    async def scenario() -> int:
+        vehicle = Vehicle(settings, lambda _: None)
+        task = asyncio.create_task(vehicle.run())
+        await asyncio.sleep(0.4)
+        assert not task.done()  # still trying, and the loop (the rest of the agent) runs
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        return vehicle.failures
+
+    with caplog.at_level(logging.ERROR, logger="device_agent.vehicle.runtime"):
+        failures = asyncio.run(scenario())
+    assert failures >= 2
+    assert "trying again" in caplog.text
