@@ -20,10 +20,12 @@ import argparse
 import asyncio
 import logging
 import logging.handlers
+import os
 import signal
 import sqlite3
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from device_agent.agent import Agent, LinkRefused
 from device_agent.channel import insecure_channel_factory
@@ -35,8 +37,10 @@ from device_agent.local_service import LocalServicer
 from device_agent.outbox import Outbox
 from device_agent.simulated import simulate
 from device_agent.simulated_telemetry import produce
-from device_agent.vehicle.runtime import Vehicle, VehicleSettings
 from gateway.launcher import GatewayError
+
+if TYPE_CHECKING:
+    from device_agent.vehicle.runtime import Vehicle
 
 log = logging.getLogger(__name__)
 
@@ -134,14 +138,25 @@ def build_agent(args: argparse.Namespace, settings: AgentSettings | None = None)
     return agent
 
 
-def attach_vehicle(
-    agent: Agent, commands: Commands, settings: VehicleSettings, *, simulate: bool
-) -> Vehicle | None:
+def attach_vehicle(agent: Agent, commands: Commands, *, simulate: bool) -> Vehicle | None:
     """The vehicle, when a CAN interface is configured or `--simulate` asks for the
     simulated ECU: polled alongside the link into the outbox, read by the `obd` resource and
-    the `obd.query` / `obd.dtc` commands (docs/vehicle.md, "In the agent")."""
-    if settings.interface is None and not simulate:
+    the `obd.query` / `obd.dtc` commands (docs/vehicle.md, "In the agent").
+
+    The CAN libraries are the `agent` extra's: imported only here, so that the cloud's
+    install (which runs `thingwire agent` without a vehicle) needs none of them.
+    AgentConfigError when a vehicle is wanted and they are missing; ValueError for a bad
+    THINGWIRE_AGENT_CAN_* setting.
+    """
+    if not os.environ.get("THINGWIRE_AGENT_CAN_INTERFACE") and not simulate:
         return None
+    try:
+        from device_agent.vehicle.runtime import Vehicle, VehicleSettings
+    except ModuleNotFoundError as missing:
+        raise AgentConfigError(
+            f"reading a vehicle needs thingwire[agent] (no module {missing.name!r})"
+        ) from None
+    settings = VehicleSettings.from_env()
     assert agent.outbox is not None
     vehicle = Vehicle(settings, agent.outbox.append, simulate=settings.interface is None)
     agent.alongside(vehicle.run)
@@ -309,7 +324,7 @@ def run(args: argparse.Namespace) -> int:
     commands = Commands(settings.state_dir, command_settings, apn)
     try:
         agent = build_agent(args, settings)
-        attach_vehicle(agent, commands, VehicleSettings.from_env(), simulate=args.simulate)
+        attach_vehicle(agent, commands, simulate=args.simulate)
         agent.commands = commands  # the cloud's relay runs the same registry (device-link.md)
         local_api = build_local_api(args, settings, commands, apn)
         if local_api is not None:

@@ -18,15 +18,23 @@ import os
 import random
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import can
 
 from device_agent.commands import CommandError, CommandTimeout, CommandUnavailable
 from device_agent.vehicle import pids
+from device_agent.vehicle.broadcast import (
+    SIMULATED_DBC,
+    SignalRecorder,
+    SignalRule,
+    load_dbc,
+    parse_rules,
+)
 from device_agent.vehicle.obd_client import NoAnswer, ObdClient
 from device_agent.vehicle.poller import Poller, PollPlan
-from device_agent.vehicle.simulator import EcuSimulator
+from device_agent.vehicle.simulator import EcuSimulator, broadcast
 
 __all__ = ["Vehicle", "VehicleSettings"]
 
@@ -35,6 +43,12 @@ log = logging.getLogger(__name__)
 RETRY_FIRST_S = 5.0
 RETRY_MAX_S = 60.0
 SIMULATED_CHANNEL = "thingwire-simulated-vehicle"
+#: The simulated car's broadcast signals: a record when they move enough, at most every 5 s.
+SIMULATED_SIGNALS = {
+    "EngineSpeed": SignalRule(min_change=100, min_interval_s=5),
+    "Speed": SignalRule(min_change=2, min_interval_s=5),
+    "Odometer": SignalRule(min_change=0.1, min_interval_s=30),
+}
 
 
 @dataclass(frozen=True)
@@ -46,6 +60,9 @@ class VehicleSettings:
     channel: str = "can0"
     bitrate: int | None = None
     plan: PollPlan = field(default_factory=PollPlan)
+    #: THINGWIRE_AGENT_CAN_DBC and THINGWIRE_AGENT_CAN_SIGNALS: broadcast signals to record.
+    dbc: Path | None = None
+    signals: Mapping[str, SignalRule] = field(default_factory=dict)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> VehicleSettings:
@@ -59,16 +76,27 @@ class VehicleSettings:
             plan = PollPlan.parse(plan_text) if plan_text else PollPlan()
         except (KeyError, ValueError) as error:
             raise ValueError(f"THINGWIRE_AGENT_OBD_PIDS: {error}") from None
+        dbc = env.get("THINGWIRE_AGENT_CAN_DBC") or None
+        try:
+            signals = parse_rules(env.get("THINGWIRE_AGENT_CAN_SIGNALS") or "")
+        except ValueError as error:
+            raise ValueError(f"THINGWIRE_AGENT_CAN_SIGNALS: {error}") from None
+        if signals and dbc is None:
+            raise ValueError("THINGWIRE_AGENT_CAN_SIGNALS needs THINGWIRE_AGENT_CAN_DBC")
         return cls(
             interface=env.get("THINGWIRE_AGENT_CAN_INTERFACE") or None,
             channel=env.get("THINGWIRE_AGENT_CAN_CHANNEL") or "can0",
             bitrate=int(bitrate_text) if bitrate_text else None,
             plan=plan,
+            dbc=Path(dbc) if dbc else None,
+            signals=signals,
         )
 
     def simulated(self) -> VehicleSettings:
-        """The same plan on the simulator's virtual channel."""
-        return VehicleSettings("virtual", SIMULATED_CHANNEL, None, self.plan)
+        """The same plan on the simulator's virtual channel, with the simulated car's DBC."""
+        return VehicleSettings(
+            "virtual", SIMULATED_CHANNEL, None, self.plan, SIMULATED_DBC, SIMULATED_SIGNALS
+        )
 
 
 class Vehicle:
@@ -90,6 +118,8 @@ class Vehicle:
         #: The last value of each PID, by name: what the `obd` resource answers.
         self.latest: dict[str, float] = {}
         self.failures = 0
+        #: The broadcast-signal recorder while a DBC is in use (its counts are the stats).
+        self.signals: SignalRecorder | None = None
 
     async def run(self) -> None:
         """Poll until cancelled, reopening the bus after failures."""
@@ -129,6 +159,12 @@ class Vehicle:
                 closing.callback(ecu_notifier.stop)
                 ecu = EcuSimulator(ecu_bus, ecu_notifier, values=simulated_values())
                 ecu.start()
+                sending = asyncio.create_task(
+                    broadcast(ecu_bus, load_dbc(SIMULATED_DBC), ecu.values)
+                )
+                closing.callback(sending.cancel)
+            if self.settings.dbc is not None and self.settings.signals:
+                self._listen(notifier, loop)
             client = ObdClient(bus, notifier)
             closing.callback(client.close)
             self._client = client
@@ -143,6 +179,25 @@ class Vehicle:
                 self._client = None
                 if ecu is not None:
                     await ecu.stop()
+
+    def _listen(self, notifier: can.Notifier, loop: asyncio.AbstractEventLoop) -> None:
+        """Record the DBC's selected signals. The notifier calls listeners in its own
+        thread: frames of other ids are dropped there, the rest decoded on the loop (where
+        the outbox lives)."""
+        assert self.settings.dbc is not None
+        recorder = SignalRecorder.from_file(self.settings.dbc, self._sink, self.settings.signals)
+        self.signals = recorder
+        wanted = {
+            message.frame_id
+            for message in recorder.database.messages
+            if any(signal.name in self.settings.signals for signal in message.signals)
+        }
+
+        def on_frame(frame: can.Message) -> None:
+            if frame.arbitration_id in wanted:
+                loop.call_soon_threadsafe(recorder.on_frame, frame)
+
+        notifier.add_listener(on_frame)
 
     def _record(self, records: Iterable[dict[str, Any]]) -> None:
         batch = list(records)

@@ -12,13 +12,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
+from typing import Any
 
 import can
 
 from device_agent.vehicle import dtc, pids
 from device_agent.vehicle.isotp_link import IsoTpChannel
 
-__all__ = ["EcuSimulator", "encode_dtc"]
+__all__ = ["EcuSimulator", "broadcast", "encode_dtc"]
 
 NOT_SUPPORTED = 0x12
 
@@ -117,3 +118,22 @@ class EcuSimulator:
         if pid in self.values and pid in ENCODERS:
             return ENCODERS[pid](self.values[pid])
         return None
+
+
+async def broadcast(bus: can.BusABC, database: Any, values: dict[int, float]) -> None:
+    """Send the simulated car's frames of the DBC (device_agent/vehicle/dbc/simulated.dbc)
+    ten times a second, from the same values the ECU answers with, as ECUs broadcast."""
+    engine = database.get_message_by_name("ENGINE_STATUS")
+    speed = database.get_message_by_name("VEHICLE_SPEED")
+    odometer = 12_345.0
+    while True:
+        await asyncio.sleep(0.1)
+        odometer += values.get(0x0D, 0.0) / 36_000  # km in a tenth of a second
+        frames = [
+            (engine, {"EngineSpeed": values.get(0x0C, 0.0), "CoolantTemp": values.get(0x05, 20.0),
+                      "ThrottlePos": values.get(0x11, 0.0)}),
+            (speed, {"Speed": values.get(0x0D, 0.0), "Odometer": round(odometer, 1)}),
+        ]  # fmt: skip
+        for message, signals in frames:
+            data = message.encode(signals)
+            bus.send(can.Message(arbitration_id=message.frame_id, data=data, is_extended_id=False))

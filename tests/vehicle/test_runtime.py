@@ -32,7 +32,12 @@ def test_settings_from_the_environment() -> None:
     )
     assert settings.plan.rates == {"rpm": 0.5, "speed": 1.0}
     assert VehicleSettings.from_env({}).interface is None
-    for bad in ({"THINGWIRE_AGENT_CAN_BITRATE": "fast"}, {"THINGWIRE_AGENT_OBD_PIDS": "warp=1"}):
+    for bad in (
+        {"THINGWIRE_AGENT_CAN_BITRATE": "fast"},
+        {"THINGWIRE_AGENT_OBD_PIDS": "warp=1"},
+        {"THINGWIRE_AGENT_CAN_SIGNALS": "EngineSpeed:x"},
+        {"THINGWIRE_AGENT_CAN_SIGNALS": "EngineSpeed"},  # no DBC to find it in
+    ):
         with pytest.raises(ValueError, match="THINGWIRE_AGENT_"):
             VehicleSettings.from_env(bad)
 
@@ -44,7 +49,8 @@ def test_the_simulated_vehicle_is_polled_and_answers_commands(tmp_path: Any) -> 
 
         def sink(batch: Iterable[dict[str, Any]]) -> None:
             records.extend(batch)
-            if any(r["@t"] == "obd.bat" for r in records):
+            kinds = {r["@t"] for r in records}
+            if {"obd.bat", "can.EngineSpeed", "can.Speed"} <= kinds:
                 got_battery.set()
 
         plan = PollPlan({"rpm": 0.1, "control_module_voltage": 0.1})
@@ -67,7 +73,9 @@ def test_the_simulated_vehicle_is_polled_and_answers_commands(tmp_path: Any) -> 
         return records, vehicle.current(), rpm, codes
 
     records, current, rpm, codes = asyncio.run(asyncio.wait_for(scenario(), 20))
-    assert {"obd.rpm", "obd.bat"} <= {record["@t"] for record in records}
+    assert {"obd.rpm", "obd.bat", "can.EngineSpeed"} <= {record["@t"] for record in records}
+    broadcast = [r for r in records if r["@t"] == "can.EngineSpeed"]
+    assert len(broadcast) == 1  # ten frames a second, one record: the rest is unchanged
     assert set(current) == {"rpm", "control_module_voltage"}
     assert current["control_module_voltage"] > 12.0
     assert rpm["name"] == "rpm"
