@@ -15,7 +15,7 @@ import hmac
 import ipaddress
 import urllib.parse
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -158,10 +158,7 @@ class LocalServicer(local_pb2_grpc.LocalServiceServicer):
         """With a password set, every rpc but Login needs `Authorization: Bearer <token>`."""
         if self._password is None:
             return
-        metadata: Mapping[str, str | bytes] = dict(context.invocation_metadata() or ())
-        header = metadata.get("authorization", "")
-        text = header.decode("latin-1") if isinstance(header, bytes) else header
-        scheme, _, token = text.partition(" ")
+        scheme, _, token = _metadata(context).get("authorization", "").partition(" ")
         if scheme.lower() not in ("bearer", "token") or not token:
             raise LocalError(401, "authentication required: log in and send the token")
         if not self._identity.token_matches(token.strip()):
@@ -339,10 +336,9 @@ def _same_uuid(given: str, ours: str) -> bool:
 def _client_address(context: grpc.aio.ServicerContext) -> str:
     """The caller's address: `x-forwarded-for`, which the device gateway sets to its peer
     (nothing else can reach the service's socket), else the gRPC peer."""
-    for key, value in context.invocation_metadata() or ():
-        if key == "x-forwarded-for":
-            text = value.decode("latin-1") if isinstance(value, bytes) else value
-            return text.split(",")[0].strip()
+    forwarded = _metadata(context).get("x-forwarded-for")
+    if forwarded is not None:
+        return forwarded.split(",")[0].strip()
     return context.peer() or "unknown"
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 __all__ = [
     "BY_NAME",
     "BY_PID",
+    "BY_RECORD",
     "SUPPORT_PIDS",
     "DecodeError",
     "Pid",
@@ -78,6 +79,8 @@ _TABLE = (
 )
 BY_PID = {entry.pid: entry for entry in _TABLE}
 BY_NAME = {entry.name: entry for entry in _TABLE}
+#: Each PID by the record type its readings become (`obd.bat` is 0x42).
+BY_RECORD = {entry.record: entry for entry in _TABLE}
 
 
 def lookup(key: str | int) -> Pid:

@@ -202,7 +202,7 @@ class Vehicle:
     def _record(self, records: Iterable[dict[str, Any]]) -> None:
         batch = list(records)
         for record in batch:
-            entry = next(e for e in pids.BY_PID.values() if e.record == record["@t"])
+            entry = pids.BY_RECORD[record["@t"]]
             self.latest[entry.name] = record[entry.field]
         self._sink(batch)
 

@@ -99,3 +99,7 @@ def test_the_vin() -> None:
     for bad in (b"\x49\x02\x01WP0ZZZ", b"\x49\x02\x01WP0ZZZ99ZTS39212!", b"\x41\x02\x01"):
         with pytest.raises(DecodeError):
             dtc.decode_vin(bad)
+
+
+def test_every_pid_has_a_record_type_of_its_own() -> None:
+    assert len(pids.BY_RECORD) == len(pids.BY_PID)
