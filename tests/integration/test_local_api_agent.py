@@ -78,6 +78,9 @@ def test_the_local_api_answers_while_the_cloud_is_unreachable(tmp_path: Path) ->
 def test_the_agent_stops_with_a_message_when_its_gateway_dies(tmp_path: Path) -> None:
     with offline_agent(tmp_path) as agent:
         wait_answering(agent)
+        # Envoy answers before the agent has seen it ready: kill it only once the agent
+        # says its Local API is up (else start-up itself fails, a different message).
+        agent.wait_for("Local API on http://")
         os.kill(envoy_child(agent), signal.SIGKILL)
         assert agent.wait_exit(15) == 1
         assert "device gateway (Envoy) exited unexpectedly" in agent.stderr()
