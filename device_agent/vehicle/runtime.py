@@ -32,6 +32,7 @@ from device_agent.vehicle.broadcast import (
     load_dbc,
     parse_rules,
 )
+from device_agent.vehicle.drive import ENGINE_VALUES, SimulatedDrive
 from device_agent.vehicle.obd_client import NoAnswer, ObdClient
 from device_agent.vehicle.poller import Poller, PollPlan
 from device_agent.vehicle.simulator import EcuSimulator, broadcast
@@ -157,7 +158,7 @@ class Vehicle:
                 closing.callback(ecu_bus.shutdown)
                 ecu_notifier = can.Notifier(ecu_bus, [], loop=loop)
                 closing.callback(ecu_notifier.stop)
-                ecu = EcuSimulator(ecu_bus, ecu_notifier, values=simulated_values())
+                ecu = EcuSimulator(ecu_bus, ecu_notifier, values=ENGINE_VALUES)
                 ecu.start()
                 sending = asyncio.create_task(
                     broadcast(ecu_bus, load_dbc(SIMULATED_DBC), ecu.values)
@@ -174,7 +175,7 @@ class Vehicle:
                 if ecu is None:
                     await poller.run()
                 else:
-                    await asyncio.gather(poller.run(), drive(ecu))
+                    await asyncio.gather(poller.run(), SimulatedDrive([ecu], self._sink).run())
             finally:
                 self._client = None
                 if ecu is not None:
@@ -235,21 +236,3 @@ class Vehicle:
     def current(self) -> dict[str, float]:
         """What the `obd` resource answers: the latest value of each PID polled."""
         return dict(self.latest)
-
-
-def simulated_values() -> dict[int, float]:
-    """A parked car with the engine idling."""
-    return {0x04: 18.0, 0x05: 84.0, 0x0C: 780.0, 0x0D: 0.0, 0x0F: 21.0, 0x11: 14.0,
-            0x2F: 62.0, 0x42: 14.1}  # fmt: skip
-
-
-async def drive(ecu: EcuSimulator, rng: random.Random | None = None) -> None:
-    """Move the simulated car's values a little every second: the engine runs, so the
-    battery charges above its resting 12.6 V."""
-    rng = rng or random.Random()  # noqa: S311 - a simulation, not a secret
-    while True:
-        await asyncio.sleep(1.0)
-        values = ecu.values
-        values[0x0D] = max(0.0, min(130.0, values.get(0x0D, 0.0) + rng.uniform(-5, 6)))
-        values[0x0C] = 780.0 + values[0x0D] * 25 + rng.uniform(-20, 20)
-        values[0x42] = round(13.8 + rng.uniform(0, 0.6), 2) if values[0x0C] > 500 else 12.6
