@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 __all__ = ["AALBORG_LOOP", "Leg", "Point", "Route", "bearing_deg", "destination", "distance_m"]
 
-#: The mean Earth radius (IUGG), metres.
+#: The mean Earth radius, metres.
 EARTH_RADIUS_M = 6_371_008.8
 
 #: (lat, lon) in degrees.
