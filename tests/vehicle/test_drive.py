@@ -284,6 +284,7 @@ def test_the_battery_charges_only_while_the_engine_runs() -> None:
     assert all(13.8 <= volts <= 14.4 for volts in running)
     assert all(12.3 <= volts < 13.0 for volts in stopped)
     assert stopped == sorted(stopped, reverse=True)  # resting, it sags slowly
+    assert stopped[-1] < stopped[0]
     assert len(set(running)) > 5  # the alternator's output wanders
 
 
