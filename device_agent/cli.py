@@ -162,6 +162,7 @@ def attach_vehicle(agent: Agent, commands: Commands, *, simulate: bool) -> Vehic
     agent.alongside(vehicle.run)
     commands.register("obd.query", vehicle.query)
     commands.register("obd.dtc", vehicle.dtc)
+    commands.register("obd.status", vehicle.status)
     agent.output("obd", description="the vehicle's latest OBD-II readings, by PID name")(
         vehicle.current
     )

@@ -1,9 +1,16 @@
-"""One ISO 15765-2 (ISO-TP) channel on a python-can bus, for asyncio code.
+"""ISO 15765-2 (ISO-TP) channels on a python-can bus, for asyncio code.
 
-can-isotp does the segmentation (first, consecutive and flow-control frames) in a thread of
+can-isotp does the segmentation (first, consecutive and flow-control frames) in threads of
 its own fed by python-can's `Notifier`; this wraps it so that the event loop never blocks
-on it (`recv` runs in a worker thread). An OBD-II tester sends on 0x7E0 and hears 0x7E8; an
-ECU the other way round (docs/vehicle.md, "ISO-TP").
+on it (`recv` runs in a worker thread). ISO 15765-4 addresses (docs/vehicle.md, "ISO-TP"):
+- physically, ECU n hears 0x7E0+n and answers on 0x7E8+n; the tester's flow control for a
+  multi-frame answer goes to the ECU's physical address;
+- functionally, every ECU hears 0x7DF; a functional request is one single frame, and each
+  ECU answers on its own physical address.
+
+Frames that break the protocol (a consecutive frame with no first frame, a bad sequence
+number, an unknown frame type) are dropped by can-isotp; each channel counts them
+(`errors`), so a noisy bus shows in the vehicle's status instead of as exceptions.
 """
 
 from __future__ import annotations
@@ -13,23 +20,39 @@ import asyncio
 import can
 import isotp
 
-__all__ = ["IsoTpChannel"]
+__all__ = ["FUNCTIONAL_ID", "FunctionalListener", "FunctionalSender", "IsoTpChannel", "ecu_ids"]
 
+#: The functional (broadcast) request id of ISO 15765-4 with 11-bit identifiers.
+FUNCTIONAL_ID = 0x7DF
+REQUEST_BASE = 0x7E0
+ANSWER_BASE = 0x7E8
+#: ECUs 0 to 7: requests on 0x7E0 to 0x7E7, answers on 0x7E8 to 0x7EF.
+ECU_COUNT = 8
 #: Frames are padded to 8 bytes with 0xCC, as ECUs on ISO 15765-4 expect.
 PARAMS = {"tx_padding": 0xCC, "tx_data_min_length": 8, "blocking_send": False}
+_NORMAL = isotp.AddressingMode.Normal_11bits
 
 
-class IsoTpChannel:
-    """Send and receive whole ISO-TP payloads on (txid, rxid) of `bus`."""
+def ecu_ids(ecu: int) -> tuple[int, int]:
+    """ECU n's (request id, answer id): 0 is the engine's (0x7E0, 0x7E8)."""
+    if not 0 <= ecu < ECU_COUNT:
+        raise ValueError(f"ISO 15765-4 has ECUs 0 to {ECU_COUNT - 1}, not {ecu}")
+    return REQUEST_BASE + ecu, ANSWER_BASE + ecu
 
-    def __init__(self, bus: can.BusABC, notifier: can.Notifier, *, txid: int, rxid: int) -> None:
-        address = isotp.Address(isotp.AddressingMode.Normal_11bits, txid=txid, rxid=rxid)
-        self._stack = isotp.NotifierBasedCanStack(bus, notifier, address=address, params=PARAMS)
+
+class _Stack:
+    """One can-isotp stack on the notifier, counting the protocol errors it drops."""
+
+    def __init__(self, bus: can.BusABC, notifier: can.Notifier, address: object) -> None:
+        #: Frames can-isotp dropped as breaking the protocol; written by its thread only.
+        self.errors = 0
+        self._stack = isotp.NotifierBasedCanStack(
+            bus, notifier, address=address, params=PARAMS, error_handler=self._count
+        )
         self._stack.start()
 
-    def send(self, payload: bytes) -> None:
-        """Queue one payload; can-isotp's thread sends its frames."""
-        self._stack.send(payload)
+    def _count(self, _error: isotp.IsoTpError) -> None:
+        self.errors += 1
 
     async def recv(self, timeout: float) -> bytes | None:  # noqa: ASYNC109 - a bound on one wait
         """The next whole payload, or None when none came within ``timeout`` seconds."""
@@ -42,3 +65,42 @@ class IsoTpChannel:
 
     def close(self) -> None:
         self._stack.stop()
+
+
+class IsoTpChannel(_Stack):
+    """Send and receive whole ISO-TP payloads on (txid, rxid) of `bus`."""
+
+    def __init__(self, bus: can.BusABC, notifier: can.Notifier, *, txid: int, rxid: int) -> None:
+        super().__init__(bus, notifier, isotp.Address(_NORMAL, txid=txid, rxid=rxid))
+
+    def send(self, payload: bytes) -> None:
+        """Queue one payload; can-isotp's thread sends its frames."""
+        self._stack.send(payload)
+
+
+class FunctionalSender(_Stack):
+    """The tester's functional requests on 0x7DF. can-isotp refuses a functional payload
+    that does not fit one frame, as ISO 15765-4 requires. The answers come on each ECU's
+    physical channel, not here; what this hears (other testers' requests) is discarded."""
+
+    def __init__(self, bus: can.BusABC, notifier: can.Notifier) -> None:
+        address = isotp.AsymmetricAddress(
+            tx_addr=isotp.Address(_NORMAL, txid=FUNCTIONAL_ID, tx_only=True),
+            rx_addr=isotp.Address(_NORMAL, rxid=FUNCTIONAL_ID, rx_only=True),
+        )
+        super().__init__(bus, notifier, address)
+
+    def send(self, payload: bytes) -> None:
+        self._stack.clear_rx_queue()
+        self._stack.send(payload, target_address_type=isotp.TargetAddressType.Functional)
+
+
+class FunctionalListener(_Stack):
+    """An ECU's ear for functional requests on 0x7DF; it answers on its physical channel."""
+
+    def __init__(self, bus: can.BusABC, notifier: can.Notifier, *, answer_id: int) -> None:
+        address = isotp.AsymmetricAddress(
+            tx_addr=isotp.Address(_NORMAL, txid=answer_id, tx_only=True),
+            rx_addr=isotp.Address(_NORMAL, rxid=FUNCTIONAL_ID, rx_only=True),
+        )
+        super().__init__(bus, notifier, address)

@@ -7,15 +7,15 @@ Every request is one ISO-TP payload (mode, PID) and waits for the answer of that
 
 from __future__ import annotations
 
+import asyncio
+
 import can
 
 from device_agent.vehicle import dtc, pids
-from device_agent.vehicle.isotp_link import IsoTpChannel
+from device_agent.vehicle.isotp_link import IsoTpChannel, ecu_ids
 
 __all__ = ["NoAnswer", "ObdClient"]
 
-TESTER_TX = 0x7E0
-ECU_RX = 0x7E8
 NEGATIVE = 0x7F
 
 
@@ -24,27 +24,42 @@ class NoAnswer(Exception):
 
 
 class ObdClient:
-    """Requests to one ECU (0x7E0 → 0x7E8 by default)."""
+    """Requests to ECU `ecu` (0, the engine: 0x7E0 → 0x7E8; n: 0x7E0+n → 0x7E8+n)."""
 
     def __init__(
-        self,
-        bus: can.BusABC,
-        notifier: can.Notifier,
-        *,
-        txid: int = TESTER_TX,
-        rxid: int = ECU_RX,
-        timeout: float = 0.5,
+        self, bus: can.BusABC, notifier: can.Notifier, *, ecu: int = 0, timeout: float = 0.5
     ) -> None:
-        self._channel = IsoTpChannel(bus, notifier, txid=txid, rxid=rxid)
+        self.ecu = ecu
+        self.request_id, self.answer_id = ecu_ids(ecu)
+        self._channel = IsoTpChannel(bus, notifier, txid=self.request_id, rxid=self.answer_id)
         self.timeout = timeout
+        #: One request at a time: the poller and a command (`obd.query`) asking the same
+        #: ECU at once would each take the other's answer off the one channel.
+        self._turn = asyncio.Lock()
+
+    @property
+    def frame_errors(self) -> int:
+        """Frames on this ECU's answer id that broke ISO-TP and were dropped."""
+        return self._channel.errors
+
+    def forget(self) -> None:
+        """Drop answers nobody waits for (before a new request, functional or not)."""
+        self._channel.clear()
 
     async def request(self, mode: int, pid: int | None = None) -> bytes:
         """The ECU's positive answer to (mode, pid); NoAnswer otherwise."""
-        self._channel.clear()
-        self._channel.send(bytes([mode] if pid is None else [mode, pid]))
-        answer = await self._channel.recv(self.timeout)
+        async with self._turn:
+            self.forget()
+            self._channel.send(bytes([mode] if pid is None else [mode, pid]))
+            return await self.answer(mode)
+
+    async def answer(self, mode: int, timeout: float | None = None) -> bytes:  # noqa: ASYNC109
+        """The next answer to a request of `mode` already sent (physically or
+        functionally); NoAnswer for silence, a refusal or an answer to something else."""
+        wait = self.timeout if timeout is None else timeout
+        answer = await self._channel.recv(wait)
         if answer is None:
-            raise NoAnswer(f"no answer to mode 0x{mode:02X} within {self.timeout:g} s")
+            raise NoAnswer(f"no answer to mode 0x{mode:02X} within {wait:g} s")
         if answer[0] == NEGATIVE:
             code = answer[2] if len(answer) > 2 else 0
             raise NoAnswer(f"the ECU refused mode 0x{mode:02X} (code 0x{code:02X})")
@@ -55,14 +70,23 @@ class ObdClient:
     async def read(self, key: str | int) -> tuple[pids.Pid, float]:
         """One current value by PID name or number."""
         entry = pids.lookup(key)
-        return pids.decode(await self.request(pids.MODE_CURRENT, entry.pid))
+        answer = await self.request(pids.MODE_CURRENT, entry.pid)
+        if answer[1:2] != bytes([entry.pid]):
+            # a late answer to an earlier request that timed out: not this PID's value
+            raise NoAnswer(f"an answer to another request: {answer[:4].hex()}")
+        return pids.decode(answer)
 
-    async def supported(self) -> set[int]:
-        """Every supported mode 01 PID, asking 0x00, 0x20, … while the last map says more."""
-        found: set[int] = set()
-        for base in pids.SUPPORT_PIDS:
-            found |= pids.supported_pids([await self.request(pids.MODE_CURRENT, base)])
-            if base + 0x20 not in found:
+    async def supported(self, first: bytes | None = None) -> set[int]:
+        """Every supported mode 01 PID, asking 0x00, 0x20, … while the last map says more.
+        `first` is an answer to 0x00 already in hand (from functional discovery). A map
+        that does not come after the first one ends the search with what is known."""
+        found = pids.supported_pids([first or await self.request(pids.MODE_CURRENT, 0x00)])
+        for base in pids.SUPPORT_PIDS[1:]:
+            if base not in found:
+                break
+            try:
+                found |= pids.supported_pids([await self.request(pids.MODE_CURRENT, base)])
+            except (NoAnswer, pids.DecodeError):
                 break
         return found
 

@@ -4,7 +4,8 @@ A mode 01 answer is `0x41, PID, A, B, …`; each PID's value is a formula of the
 A, B, C, D (docs/vehicle.md, "Decoding"). The table names each PID once: its name, the bytes
 it answers, its formula, its unit, and the record it becomes in the outbox. Record types
 follow AutoPi's: `obd.<name>` with a `value`, except the battery, which the seed's examples
-show as `obd.bat` with `voltage` (PID 0x42, the control module's supply voltage).
+show as `obd.bat` with `voltage`, `level` and `state` (PID 0x42, the control module's
+supply voltage; device_agent/vehicle/battery.py).
 
 Which PIDs an ECU answers is itself PID data: 0x00, 0x20, 0x40, … each answer a 32-bit map
 of the next 32 PIDs (`supported_pids`).
@@ -14,6 +15,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
+
+from device_agent.vehicle.battery import battery_fields
 
 __all__ = [
     "BY_NAME",
@@ -47,11 +51,18 @@ class Pid:
     unit: str
     record_type: str = ""
     field: str = "value"
+    #: More fields of the record, derived from the value (the battery's level and state).
+    derived: Callable[[float], dict[str, Any]] | None = None
 
     @property
     def record(self) -> str:
         """The outbox record type of a reading: `obd.<name>` unless the table says else."""
         return self.record_type or f"obd.{self.name}"
+
+    def fields(self, value: float) -> dict[str, Any]:
+        """A reading's fields in its record: `{"value": 780.0}`, or for the battery
+        `{"voltage": 14.1, "level": 100, "state": "charging"}` as in the seed's examples."""
+        return {self.field: value, **(self.derived(value) if self.derived else {})}
 
 
 def _a(data: bytes) -> int:
@@ -73,7 +84,16 @@ _TABLE = (
     Pid(0x11, "throttle_pos", 1, lambda d: _a(d) * 100 / 255, "%"),
     Pid(0x1F, "run_time", 2, _ab, "s"),
     Pid(0x2F, "fuel_level", 1, lambda d: _a(d) * 100 / 255, "%"),
-    Pid(0x42, "control_module_voltage", 2, lambda d: _ab(d) / 1000, "V", "obd.bat", "voltage"),
+    Pid(
+        0x42,
+        "control_module_voltage",
+        2,
+        lambda d: _ab(d) / 1000,
+        "V",
+        "obd.bat",
+        "voltage",
+        battery_fields,
+    ),
     Pid(0x46, "ambient_air_temp", 1, lambda d: _a(d) - 40, "°C"),
     Pid(0x5C, "oil_temp", 1, lambda d: _a(d) - 40, "°C"),
 )

@@ -3,7 +3,7 @@
 
 Each PID has its own interval (`PollPlan`). A reading is a record such as
 `{"@t": "obd.rpm", "@ts": <the time of the answer>, "value": 1726.0}` (the battery:
-`obd.bat` with `voltage`), handed to a sink (the outbox's `append`).
+`obd.bat` with `voltage`, `level` and `state`), handed to a sink (the outbox's `append`).
 
 The rate adapts. When the ECU answers slowly, or not at all, the PID's interval doubles, up
 to `max_backoff` times its own; each good answer halves it back. A car with the ignition off
@@ -136,7 +136,7 @@ class Poller:
         else:
             self.intervals[name] = max(own, self.intervals[name] / 2)
             self._due[name] = self._clock() + self.intervals[name]
-        record = {"@t": entry.record, "@ts": timestamp(), entry.field: value}
+        record = {"@t": entry.record, "@ts": timestamp(), **entry.fields(value)}
         self.stats.readings += 1
         self._sink([record])
         return record

@@ -3,10 +3,15 @@
 agent").
 
 The bus comes from configuration (`VehicleSettings`): any interface python-can supports,
-`socketcan` on a device, `virtual` for tests. With `--simulate` an ECU simulator answers on
-a virtual channel of its own. A bus that cannot be opened, or that fails later, is logged
-and tried again with a growing delay (5 s up to 60 s), while the rest of the agent works on;
-on the way out the bus is shut down cleanly.
+`socketcan` on a device, `virtual` for tests. The ECUs are found by a functional request
+(`ecus.discover`), asked again with a growing delay while none answers (the ignition is
+off), and each polled PID is read from the ECU that supports it; PIDs that no ECU supports
+are left out of the plan. With `--simulate` a simulated car (an engine ECU and a gearbox
+ECU, driven by `drive.SimulatedDrive`) answers on a virtual channel of its own.
+
+A bus that cannot be opened, or that fails later, is logged and tried again with a growing
+delay (5 s up to 60 s), while the rest of the agent works on; on the way out the bus is
+shut down cleanly.
 """
 
 from __future__ import annotations
@@ -32,17 +37,24 @@ from device_agent.vehicle.broadcast import (
     load_dbc,
     parse_rules,
 )
-from device_agent.vehicle.drive import ENGINE_VALUES, SimulatedDrive
-from device_agent.vehicle.obd_client import NoAnswer, ObdClient
+from device_agent.vehicle.drive import ENGINE_VALUES, TRANSMISSION_VALUES, SimulatedDrive
+from device_agent.vehicle.ecus import EcuSet, discover
+from device_agent.vehicle.obd_client import NoAnswer
 from device_agent.vehicle.poller import Poller, PollPlan
 from device_agent.vehicle.simulator import EcuSimulator, broadcast
 
 __all__ = ["Vehicle", "VehicleSettings"]
 
 log = logging.getLogger(__name__)
+#: can-isotp logs a warning for every frame that breaks the protocol; a noisy bus would
+#: flood the agent's log with them. They are counted instead (`obd.status`, frame_errors).
+logging.getLogger("isotp").setLevel(logging.ERROR)
 
 RETRY_FIRST_S = 5.0
 RETRY_MAX_S = 60.0
+#: While no ECU answers the functional request: ask again after 1 s, doubling up to 30 s.
+DISCOVER_FIRST_S = 1.0
+DISCOVER_MAX_S = 30.0
 SIMULATED_CHANNEL = "thingwire-simulated-vehicle"
 #: The simulated car's broadcast signals: a record when they move enough, at most every 5 s.
 SIMULATED_SIGNALS = {
@@ -101,7 +113,7 @@ class VehicleSettings:
 
 
 class Vehicle:
-    """The bus, the tester on it and its poller; the latest reading of each PID."""
+    """The bus, the ECUs found on it and the poller; the latest reading of each PID."""
 
     def __init__(
         self,
@@ -115,10 +127,14 @@ class Vehicle:
         self.settings = settings.simulated() if simulate else settings
         self._simulate = simulate
         self._sink = sink
-        self._client: ObdClient | None = None
+        self._ecus: EcuSet | None = None
+        self._poller: Poller | None = None
         #: The last value of each PID, by name: what the `obd` resource answers.
         self.latest: dict[str, float] = {}
         self.failures = 0
+        self.vin: str | None = None
+        #: PIDs of the plan that no ECU of this vehicle supports (not polled).
+        self.unsupported: list[str] = []
         #: The broadcast-signal recorder while a DBC is in use (its counts are the stats).
         self.signals: SignalRecorder | None = None
 
@@ -145,41 +161,74 @@ class Vehicle:
         options: dict[str, Any] = {}
         if self.settings.bitrate:
             options["bitrate"] = self.settings.bitrate
-        with contextlib.ExitStack() as closing:
+        async with contextlib.AsyncExitStack() as closing:
             bus = can.Bus(
                 interface=self.settings.interface, channel=self.settings.channel, **options
             )
             closing.callback(bus.shutdown)
             notifier = can.Notifier(bus, [], loop=loop)
             closing.callback(notifier.stop)
-            ecu = None
-            if self._simulate:
-                ecu_bus = can.Bus(interface="virtual", channel=self.settings.channel)
-                closing.callback(ecu_bus.shutdown)
-                ecu_notifier = can.Notifier(ecu_bus, [], loop=loop)
-                closing.callback(ecu_notifier.stop)
-                ecu = EcuSimulator(ecu_bus, ecu_notifier, values=ENGINE_VALUES)
-                ecu.start()
-                sending = asyncio.create_task(
-                    broadcast(ecu_bus, load_dbc(SIMULATED_DBC), ecu.values)
-                )
-                closing.callback(sending.cancel)
+            alongside = await self._simulated_car(closing) if self._simulate else []
             if self.settings.dbc is not None and self.settings.signals:
                 self._listen(notifier, loop)
-            client = ObdClient(bus, notifier)
-            closing.callback(client.close)
-            self._client = client
             log.info("reading the vehicle on %s/%s", self.settings.interface, self.settings.channel)
-            try:
-                poller = Poller(client, self._record, self.settings.plan)
-                if ecu is None:
-                    await poller.run()
-                else:
-                    await asyncio.gather(poller.run(), SimulatedDrive([ecu], self._sink).run())
-            finally:
-                self._client = None
-                if ecu is not None:
-                    await ecu.stop()
+            closing.callback(self._closed)
+            await asyncio.gather(self._read(bus, notifier), *alongside)
+
+    def _closed(self) -> None:
+        if self._ecus is not None:
+            self._ecus.close()
+        self._ecus = None
+        self._poller = None
+
+    async def _read(self, bus: can.BusABC, notifier: can.Notifier) -> None:
+        """Find the ECUs (again and again while none answers), then poll them."""
+        delay = DISCOVER_FIRST_S
+        while not (ecus := await discover(bus, notifier)):
+            log.log(
+                logging.INFO if delay == DISCOVER_FIRST_S else logging.DEBUG,
+                "no ECU answered on %s/%s (is the ignition on?); asking again",
+                self.settings.interface,
+                self.settings.channel,
+            )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, DISCOVER_MAX_S)
+        self._ecus = ecus
+        with contextlib.suppress(NoAnswer):
+            self.vin = await ecus.vin()
+        rates = {
+            name: rate for name, rate in self.settings.plan.rates.items() if ecus.supports(name)
+        }
+        self.unsupported = sorted(set(self.settings.plan.rates) - set(rates))
+        log.info(
+            "found the ECUs %s (VIN %s); polling %s%s",
+            ", ".join(ecus.describe()),
+            self.vin or "unknown",
+            ", ".join(rates) or "nothing",
+            f"; not supported: {', '.join(self.unsupported)}" if self.unsupported else "",
+        )
+        if not rates:
+            await asyncio.Event().wait()  # nothing to poll; obd.query and obd.dtc still work
+        self._poller = Poller(ecus, self._record, PollPlan(rates, self.settings.plan.max_backoff))
+        await self._poller.run()
+
+    async def _simulated_car(self, closing: contextlib.AsyncExitStack) -> list[Any]:
+        """An engine ECU and a gearbox ECU on the simulated channel, their broadcast
+        frames and the drive that moves their values: coroutines to run alongside."""
+        loop = asyncio.get_running_loop()
+        ecu_bus = can.Bus(interface="virtual", channel=self.settings.channel)
+        closing.callback(ecu_bus.shutdown)
+        ecu_notifier = can.Notifier(ecu_bus, [], loop=loop)
+        closing.callback(ecu_notifier.stop)
+        engine = EcuSimulator(ecu_bus, ecu_notifier, values=ENGINE_VALUES)
+        gearbox = EcuSimulator(ecu_bus, ecu_notifier, values=TRANSMISSION_VALUES, vin=None, ecu=1)
+        for ecu in (engine, gearbox):
+            ecu.start()
+            closing.push_async_callback(ecu.stop)
+        return [
+            broadcast(ecu_bus, load_dbc(SIMULATED_DBC), engine.values),
+            SimulatedDrive([engine, gearbox], self._sink).run(),
+        ]
 
     def _listen(self, notifier: can.Notifier, loop: asyncio.AbstractEventLoop) -> None:
         """Record the DBC's selected signals. The notifier calls listeners in its own
@@ -207,10 +256,10 @@ class Vehicle:
             self.latest[entry.name] = record[entry.field]
         self._sink(batch)
 
-    def _connected(self) -> ObdClient:
-        if self._client is None:
-            raise CommandUnavailable("the vehicle's CAN bus is not open")
-        return self._client
+    def _connected(self) -> EcuSet:
+        if self._ecus is None:
+            raise CommandUnavailable("the vehicle's CAN bus is not open, or no ECU has answered")
+        return self._ecus
 
     async def query(self, pid: Any) -> dict[str, Any]:
         """`obd.query rpm` (or `12`, `0x0C`): one PID now, `{"name", "value", "unit"}`."""
@@ -236,3 +285,22 @@ class Vehicle:
     def current(self) -> dict[str, float]:
         """What the `obd` resource answers: the latest value of each PID polled."""
         return dict(self.latest)
+
+    async def status(self) -> dict[str, Any]:
+        """`obd.status`: the bus, the ECUs found, the VIN, and what polling has seen
+        (readings, requests unanswered, answers and frames that were malformed)."""
+        ecus, poller = self._ecus, self._poller
+        stats = poller.stats if poller is not None else None
+        return {
+            "interface": self.settings.interface,
+            "channel": self.settings.channel,
+            "ecus": ecus.describe() if ecus is not None else [],
+            "vin": self.vin,
+            "polled": sorted(poller.intervals) if poller is not None else [],
+            "unsupported": self.unsupported,
+            "readings": stats.readings if stats else 0,
+            "unanswered": stats.unanswered if stats else 0,
+            "malformed": stats.malformed if stats else 0,
+            "frame_errors": ecus.frame_errors if ecus is not None else 0,
+            "bus_failures": self.failures,
+        }

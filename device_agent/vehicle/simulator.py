@@ -1,10 +1,11 @@
 """An engine ECU on a CAN bus: answers OBD-II requests as a car does (docs/vehicle.md).
 
-It listens on 0x7E0 and answers on 0x7E8 through ISO-TP: mode 01 for the PIDs it has a
-value for (and the supported-PID maps that list them), mode 03 with its stored codes, mode
-09 PID 02 with its VIN (a multi-frame answer). What it does not know it refuses as an ECU
-does (`0x7F mode 0x12`, "sub-function not supported"); `silent` makes it answer nothing,
-as an ECU with the ignition off. Used by the tests and by `thingwire agent --simulate`.
+ECU n listens on 0x7E0+n and on the functional 0x7DF and answers on 0x7E8+n, through
+ISO-TP: mode 01 for the PIDs it has a value for (and the supported-PID maps that list
+them), mode 03 with its stored codes, mode 09 PID 02 with its VIN (a multi-frame answer).
+What it does not know it refuses as an ECU does (`0x7F mode 0x12`, "sub-function not
+supported"); `silent` makes it answer nothing, as an ECU with the ignition off. Used by the
+tests and by `thingwire agent --simulate`.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 import can
 
 from device_agent.vehicle import dtc, pids
-from device_agent.vehicle.isotp_link import IsoTpChannel
+from device_agent.vehicle.isotp_link import FunctionalListener, IsoTpChannel, ecu_ids
 
 __all__ = ["EcuSimulator", "broadcast", "encode_dtc"]
 
@@ -57,31 +58,38 @@ class EcuSimulator:
         notifier: can.Notifier,
         *,
         values: dict[int, float] | None = None,
-        vin: str = "WP0ZZZ99ZTS392124",
+        vin: str | None = "WP0ZZZ99ZTS392124",
         dtcs: tuple[str, ...] = (),
-        txid: int = 0x7E8,
-        rxid: int = 0x7E0,
+        ecu: int = 0,
     ) -> None:
         self.values: dict[int, float] = dict(values or {})
+        #: None: this ECU has no VIN to give (a gearbox, as a rule) and refuses mode 09.
         self.vin = vin
         self.dtcs = dtcs
         self.silent = False
-        self._channel = IsoTpChannel(bus, notifier, txid=txid, rxid=rxid)
-        self._task: asyncio.Task[None] | None = None
+        request_id, answer_id = ecu_ids(ecu)
+        self._channel = IsoTpChannel(bus, notifier, txid=answer_id, rxid=request_id)
+        self._functional = FunctionalListener(bus, notifier, answer_id=answer_id)
+        self._tasks: list[asyncio.Task[None]] = []
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._serve())
+        self._tasks = [
+            asyncio.create_task(self._serve(self._channel)),
+            asyncio.create_task(self._serve(self._functional)),
+        ]
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        for task in self._tasks:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+                await task
         self._channel.close()
+        self._functional.close()
 
-    async def _serve(self) -> None:
+    async def _serve(self, ear: IsoTpChannel | FunctionalListener) -> None:
+        """Answer what `ear` hears, physical or functional, on the physical channel."""
         while True:
-            request = await self._channel.recv(0.2)
+            request = await ear.recv(0.2)
             if request is None or self.silent:
                 continue
             answer = self.answer(request)
@@ -99,7 +107,7 @@ class EcuSimulator:
                 return bytes([0x41, request[1]]) + data
         elif mode == dtc.MODE_DTCS:
             return bytes([0x43, len(self.dtcs)]) + b"".join(encode_dtc(c) for c in self.dtcs)
-        elif mode == dtc.MODE_VEHICLE_INFO and request[1:2] == bytes([dtc.PID_VIN]):
+        elif mode == dtc.MODE_VEHICLE_INFO and request[1:2] == bytes([dtc.PID_VIN]) and self.vin:
             return bytes([0x49, dtc.PID_VIN, 0x01]) + self.vin.encode("ascii")
         return bytes([0x7F, mode, NOT_SUPPORTED])
 

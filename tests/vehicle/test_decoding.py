@@ -103,3 +103,21 @@ def test_the_vin() -> None:
 
 def test_every_pid_has_a_record_type_of_its_own() -> None:
     assert len(pids.BY_RECORD) == len(pids.BY_PID)
+
+
+@pytest.mark.parametrize(
+    ("voltage", "level", "state"),
+    [
+        (15.4, 100, "overcharging"),  # the seed's example
+        (14.1, 100, "charging"),  # the alternator at work
+        (13.2, 100, "charging_slow"),
+        (12.7, 100, "discharging"),  # full, at rest
+        (12.3, 50, "discharging"),  # (12.3 - 11.9) / (12.7 - 11.9)
+        (11.95, 6, "critical_level"),
+        (11.2, 0, "critical_level"),
+    ],
+)
+def test_the_battery_level_and_state_from_its_voltage(
+    voltage: float, level: int, state: str
+) -> None:
+    assert pids.BY_PID[0x42].fields(voltage) == {"voltage": voltage, "level": level, "state": state}

@@ -48,9 +48,10 @@ def test_a_reading_is_a_record_with_its_time() -> None:
     poller = Poller(ScriptedReader(12.6), records.extend, PollPlan({"control_module_voltage": 10}))
     record = poll(poller, "control_module_voltage")
     assert record is not None
-    assert record["@t"] == "obd.bat"
-    assert record["voltage"] == 12.6
     assert record["@ts"].endswith("Z")
+    # the seed's obd.bat shape: voltage, level and state (level = (12.6 - 11.9) / 0.8)
+    assert record == {"@t": "obd.bat", "@ts": record["@ts"], "voltage": 12.6, "level": 88,
+                      "state": "discharging"}  # fmt: skip
     assert records == [record]
 
 
@@ -133,4 +134,5 @@ def test_polling_the_simulated_ecu_fills_the_sink() -> None:
     records = asyncio.run(asyncio.wait_for(scenario(), 20))
     kinds = {(record["@t"], next(k for k in record if not k.startswith("@"))) for record in records}
     assert kinds == {("obd.rpm", "value"), ("obd.bat", "voltage")}
+    assert {record.get("state") for record in records if record["@t"] == "obd.bat"} == {"charging"}
     assert {record.get("value", record.get("voltage")) for record in records} == {900.0, 14.2}

@@ -43,7 +43,7 @@ def test_settings_from_the_environment() -> None:
 
 
 def test_the_simulated_vehicle_is_polled_and_answers_commands(tmp_path: Any) -> None:
-    async def scenario() -> tuple[list[dict[str, Any]], dict[str, float], Any, Any]:
+    async def scenario() -> tuple[list[dict[str, Any]], dict[str, float], Any, Any, Any]:
         records: list[dict[str, Any]] = []
         got_battery = asyncio.Event()
 
@@ -58,6 +58,7 @@ def test_the_simulated_vehicle_is_polled_and_answers_commands(tmp_path: Any) -> 
         commands = Commands(tmp_path)
         commands.register("obd.query", vehicle.query)
         commands.register("obd.dtc", vehicle.dtc)
+        commands.register("obd.status", vehicle.status)
         with pytest.raises(CommandUnavailable):
             await commands.execute("obd.query", ["rpm"], {})  # before the bus is open
         task = asyncio.create_task(vehicle.run())
@@ -67,12 +68,19 @@ def test_the_simulated_vehicle_is_polled_and_answers_commands(tmp_path: Any) -> 
             codes = await commands.execute("obd.dtc", [], {})
             with pytest.raises(CommandError, match="unknown PID"):
                 await commands.execute("obd.query", ["warp"], {})
+            status = await commands.execute("obd.status", [], {})
         finally:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
-        return records, vehicle.current(), rpm, codes
+        return records, vehicle.current(), rpm, codes, status
 
-    records, current, rpm, codes = asyncio.run(asyncio.wait_for(scenario(), 20))
+    records, current, rpm, codes, status = asyncio.run(asyncio.wait_for(scenario(), 20))
+    # the simulated car's engine and gearbox both answered the functional request
+    assert status["ecus"] == ["0x7E8", "0x7E9"]
+    assert status["vin"] == "WP0ZZZ99ZTS392124"
+    assert status["polled"] == ["control_module_voltage", "rpm"]
+    assert status["readings"] >= 2
+    assert status["frame_errors"] == 0
     assert {"obd.rpm", "obd.bat", "can.EngineSpeed"} <= {record["@t"] for record in records}
     broadcast = [r for r in records if r["@t"] == "can.EngineSpeed"]
     assert len(broadcast) == 1  # ten frames a second, one record: the rest is unchanged
@@ -103,3 +111,68 @@ def test_a_bus_that_cannot_open_is_retried_and_nothing_else_stops(
         failures = asyncio.run(scenario())
     assert failures >= 2
     assert "trying again" in caplog.text
+
+
+def test_pids_no_ecu_supports_are_left_out_of_the_plan() -> None:
+    async def scenario() -> dict[str, Any]:
+        plan = PollPlan({"rpm": 0.1, "maf": 0.1, "oil_temp": 0.1})
+        kinds: set[str] = set()
+        both = asyncio.Event()
+
+        def sink(batch: Iterable[dict[str, Any]]) -> None:
+            kinds.update(record["@t"] for record in batch)
+            if {"obd.rpm", "obd.oil_temp"} <= kinds:
+                both.set()
+
+        vehicle = Vehicle(VehicleSettings(plan=plan), sink, simulate=True)
+        task = asyncio.create_task(vehicle.run())
+        try:
+            await both.wait()
+            return await vehicle.status()
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    status = asyncio.run(asyncio.wait_for(scenario(), 20))
+    # the simulated car has no MAF sensor; its gearbox reports the oil temperature
+    assert status["polled"] == ["oil_temp", "rpm"]
+    assert status["unsupported"] == ["maf"]
+    assert status["unanswered"] == 0
+
+
+def test_a_bus_where_no_ecu_answers_is_asked_again_and_commands_say_so(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    monkeypatch.setattr(runtime, "DISCOVER_FIRST_S", 0.05)
+    settings = VehicleSettings(interface="virtual", channel=f"no-car-{tmp_path.name}")
+    asked: list[int] = []
+    thrice = asyncio.Event()
+    discover = runtime.discover
+
+    async def counting_discover(*args: Any, **kwargs: Any) -> Any:
+        asked.append(1)
+        found = await discover(*args, **kwargs)
+        if len(asked) >= 3:
+            thrice.set()
+        return found
+
+    monkeypatch.setattr(runtime, "discover", counting_discover)
+
+    async def scenario() -> dict[str, Any]:
+        vehicle = Vehicle(settings, lambda _: None)
+        commands = Commands(tmp_path)
+        commands.register("obd.query", vehicle.query)
+        task = asyncio.create_task(vehicle.run())
+        try:
+            await thrice.wait()
+            with pytest.raises(CommandUnavailable, match="no ECU"):
+                await commands.execute("obd.query", ["rpm"], {})
+            assert not task.done()
+            return await vehicle.status()
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    status = asyncio.run(asyncio.wait_for(scenario(), 20))
+    assert status["ecus"] == []
+    assert status["bus_failures"] == 0
