@@ -54,6 +54,22 @@ def test_the_simulated_vehicle_is_read_through_the_cloud(stack: Stack, ada: dict
         )
         assert voltage.json(), voltage.text
         assert all(12.0 < point["value"] < 15.0 for point in voltage.json())
+        # the simulated drive: positions along its route, moving within a few seconds
+        geo = {**params, "field": "track.pos.loc", "field_type": "geo_point"}
+        while True:
+            positions = http.get("/logbook/storage/read/", params=geo, headers=jwt).json()
+            places = {(p["location"]["lat"], p["location"]["lon"]) for p in positions}
+            if len(places) >= 2:
+                break
+            assert time.monotonic() < deadline, f"the car did not move: {positions}"
+            time.sleep(0.5)
+        assert all(abs(lat - 57.02) < 0.05 and abs(lon - 9.9) < 0.05 for lat, lon in places)
+        power = http.get(
+            "/logbook/storage/read/",
+            params={**params, "field": "event.system.power.trigger", "field_type": "string"},
+            headers=jwt,
+        )
+        assert [point["value"] for point in power.json()] == ["stn"], power.text
         current = http.get("/v2/users/ada/devices/obdcar/obd", headers=thinger)
         assert current.status_code == 200, current.text
         assert {"rpm", "speed", "control_module_voltage"} <= set(current.json()["out"])
@@ -71,4 +87,10 @@ def test_the_simulated_vehicle_is_read_through_the_cloud(stack: Stack, ada: dict
             ).json()
             == []
         )
+        status = http.post(
+            f"/dongle/{car['unit_id']}/execute/", json={"command": "obd.status"}, headers=jwt
+        )
+        assert status.status_code == 200, status.text
+        assert status.json()["ecus"] == ["0x7E8", "0x7E9"]
+        assert status.json()["vin"] == "WP0ZZZ99ZTS392124"
         assert agent.stop() == 0
