@@ -2,7 +2,10 @@
 
 can-isotp does the segmentation (first, consecutive and flow-control frames) in threads of
 its own fed by python-can's `Notifier`; this wraps it so that the event loop never blocks
-on it (`recv` runs in a worker thread). ISO 15765-4 addresses (docs/vehicle.md, "ISO-TP"):
+on it (`recv` waits in a thread of the channel's own, not in asyncio's default pool, where
+waits of up to a timeout each would hold back the agent's other work).
+
+ISO 15765-4 addresses (docs/vehicle.md, "ISO-TP"):
 - physically, ECU n hears 0x7E0+n and answers on 0x7E8+n; the tester's flow control for a
   multi-frame answer goes to the ECU's physical address;
 - functionally, every ECU hears 0x7DF; a functional request is one single frame, and each
@@ -16,6 +19,7 @@ number, an unknown frame type) are dropped by can-isotp; each channel counts the
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 
 import can
 import isotp
@@ -46,6 +50,8 @@ class _Stack:
     def __init__(self, bus: can.BusABC, notifier: can.Notifier, address: object) -> None:
         #: Frames can-isotp dropped as breaking the protocol; written by its thread only.
         self.errors = 0
+        #: Where `recv` waits: one thread, as one channel has one reader at a time.
+        self._waiter = ThreadPoolExecutor(1, thread_name_prefix="isotp-recv")
         self._stack = isotp.NotifierBasedCanStack(
             bus, notifier, address=address, params=PARAMS, error_handler=self._count
         )
@@ -56,7 +62,8 @@ class _Stack:
 
     async def recv(self, timeout: float) -> bytes | None:  # noqa: ASYNC109 - a bound on one wait
         """The next whole payload, or None when none came within ``timeout`` seconds."""
-        data = await asyncio.to_thread(self._stack.recv, True, timeout)
+        loop = asyncio.get_running_loop()
+        data = await loop.run_in_executor(self._waiter, self._stack.recv, True, timeout)
         return None if data is None else bytes(data)
 
     def clear(self) -> None:
@@ -65,6 +72,7 @@ class _Stack:
 
     def close(self) -> None:
         self._stack.stop()
+        self._waiter.shutdown(wait=False, cancel_futures=True)
 
 
 class IsoTpChannel(_Stack):

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -14,6 +16,9 @@ from device_agent.commands import CommandError, Commands, CommandUnavailable
 from device_agent.vehicle import runtime
 from device_agent.vehicle.poller import PollPlan
 from device_agent.vehicle.runtime import Vehicle, VehicleSettings
+
+#: asyncio's default pool on a 2-core machine: min(32, cores + 4).
+DEFAULT_WORKERS = 6
 
 
 def test_settings_from_the_environment() -> None:
@@ -176,3 +181,29 @@ def test_a_bus_where_no_ecu_answers_is_asked_again_and_commands_say_so(
     status = asyncio.run(asyncio.wait_for(scenario(), 20))
     assert status["ecus"] == []
     assert status["bus_failures"] == 0
+
+
+def test_the_vehicle_leaves_asyncios_default_threads_to_the_rest_of_the_agent() -> None:
+    """Six blocking jobs of 0.2 s (resource handlers, log reads) fill the default pool of a
+    2-core machine (six threads) once; ISO-TP waits parked there would make them queue."""
+
+    async def scenario() -> float:
+        asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(DEFAULT_WORKERS))
+        seen = asyncio.Event()
+
+        def sink(batch: Iterable[dict[str, Any]]) -> None:
+            seen.set()
+
+        vehicle = Vehicle(VehicleSettings(plan=PollPlan({"rpm": 0.05})), sink, simulate=True)
+        task = asyncio.create_task(vehicle.run())
+        try:
+            await seen.wait()
+            started = time.monotonic()
+            await asyncio.gather(*(asyncio.to_thread(time.sleep, 0.2) for _ in range(6)))
+            return time.monotonic() - started
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    elapsed = asyncio.run(asyncio.wait_for(scenario(), 20))
+    assert elapsed < 0.5, elapsed  # one round of 0.2 s, with room for a loaded machine
