@@ -45,6 +45,7 @@ DEFAULT_BENCHES = (
     "rollup_marks",
     "link_memory",
     "reconnect_storm",
+    "vehicle",
 )
 ROOT = Path(__file__).resolve().parents[1]
 
