@@ -8,35 +8,45 @@ from device_agent.vehicle import dtc, pids
 from device_agent.vehicle.pids import DecodeError
 
 
-@pytest.mark.parametrize(
-    ("answer", "name", "value"),
-    [
-        # RPM = (256A + B) / 4: 0x1A 0xF8 → (6656 + 248) / 4 = 1726
-        (b"\x41\x0c\x1a\xf8", "rpm", 1726.0),
-        # speed = A: 0x3C → 60 km/h
-        (b"\x41\x0d\x3c", "speed", 60.0),
-        # coolant = A - 40: 0x7B (123) → 83 °C
-        (b"\x41\x05\x7b", "coolant_temp", 83.0),
-        # load = A · 100 / 255: 0x80 (128) → 50.196 %
-        (b"\x41\x04\x80", "engine_load", 50.196),
-        # intake air = A - 40: 0x28 (40) → 0 °C
-        (b"\x41\x0f\x28", "intake_temp", 0.0),
-        # throttle = A · 100 / 255: 0xFF → 100 %
-        (b"\x41\x11\xff", "throttle_pos", 100.0),
-        # fuel = A · 100 / 255: 0x33 (51) → 20 %
-        (b"\x41\x2f\x33", "fuel_level", 20.0),
-        # control module voltage = (256A + B) / 1000: 0x31 0x9C (12700) → 12.7 V
-        (b"\x41\x42\x31\x9c", "control_module_voltage", 12.7),
-        # MAF = (256A + B) / 100: 0x01 0x2C (300) → 3 g/s
-        (b"\x41\x10\x01\x2c", "maf", 3.0),
-        # run time = 256A + B: 0x01 0x00 → 256 s
-        (b"\x41\x1f\x01\x00\xcc\xcc", "run_time", 256.0),
-    ],
-)
+HAND_WORKED = [
+    # RPM = (256A + B) / 4: 0x1A 0xF8 → (6656 + 248) / 4 = 1726
+    (b"\x41\x0c\x1a\xf8", "rpm", 1726.0),
+    # speed = A: 0x3C → 60 km/h
+    (b"\x41\x0d\x3c", "speed", 60.0),
+    # coolant = A - 40: 0x7B (123) → 83 °C
+    (b"\x41\x05\x7b", "coolant_temp", 83.0),
+    # load = A · 100 / 255: 0x80 (128) → 50.196 %
+    (b"\x41\x04\x80", "engine_load", 50.196),
+    # intake air = A - 40: 0x28 (40) → 0 °C
+    (b"\x41\x0f\x28", "intake_temp", 0.0),
+    # throttle = A · 100 / 255: 0xFF → 100 %
+    (b"\x41\x11\xff", "throttle_pos", 100.0),
+    # fuel = A · 100 / 255: 0x33 (51) → 20 %
+    (b"\x41\x2f\x33", "fuel_level", 20.0),
+    # control module voltage = (256A + B) / 1000: 0x31 0x9C (12700) → 12.7 V
+    (b"\x41\x42\x31\x9c", "control_module_voltage", 12.7),
+    # MAF = (256A + B) / 100: 0x01 0x2C (300) → 3 g/s
+    (b"\x41\x10\x01\x2c", "maf", 3.0),
+    # run time = 256A + B: 0x01 0x00 → 256 s
+    (b"\x41\x1f\x01\x00\xcc\xcc", "run_time", 256.0),
+    # intake manifold pressure = A: 0x65 (101) → 101 kPa
+    (b"\x41\x0b\x65", "intake_pressure", 101.0),
+    # ambient air = A - 40: 0x3C (60) → 20 °C
+    (b"\x41\x46\x3c", "ambient_air_temp", 20.0),
+    # engine oil = A - 40: 0x82 (130) → 90 °C
+    (b"\x41\x5c\x82", "oil_temp", 90.0),
+]
+
+
+@pytest.mark.parametrize(("answer", "name", "value"), HAND_WORKED)
 def test_each_pid_decodes_by_its_formula(answer: bytes, name: str, value: float) -> None:
     entry, decoded = pids.decode(answer)
     assert entry.name == name
     assert decoded == value
+
+
+def test_every_pid_of_the_table_has_a_hand_worked_case() -> None:
+    assert {name for _, name, _ in HAND_WORKED} == set(pids.BY_NAME)
 
 
 def test_the_battery_is_the_seeds_obd_bat_voltage() -> None:
