@@ -7,7 +7,6 @@ import pytest
 from device_agent.vehicle import dtc, pids
 from device_agent.vehicle.pids import DecodeError
 
-
 HAND_WORKED = [
     # RPM = (256A + B) / 4: 0x1A 0xF8 → (6656 + 248) / 4 = 1726
     (b"\x41\x0c\x1a\xf8", "rpm", 1726.0),
