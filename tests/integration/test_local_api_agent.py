@@ -178,3 +178,29 @@ def test_every_documented_command_request_through_a_real_agent(tmp_path: Path) -
                 execute, json={"command": "grains.get", "arg": ["wpa_supplicant:networks"]}
             )
             assert got.json() == networks
+
+
+def test_the_vehicle_answers_on_the_local_api_with_the_cloud_away(tmp_path: Path) -> None:
+    """A dongle in a car park without coverage: the simulated car is still read, and
+    `obd.query`, `obd.dtc` and `obd.status` answer on the device (docs/vehicle.md)."""
+    with offline_agent(tmp_path, simulate=True) as agent:
+        wait_answering(agent)
+        execute = f"{agent.local_url}/dongle/{UNIT_ID}/execute/"
+        deadline = time.monotonic() + 30
+        while True:
+            status = httpx.post(execute, json={"command": "obd.status"}, timeout=5)
+            assert status.status_code == 200, status.text
+            if status.json()["readings"] > 0:
+                break
+            assert time.monotonic() < deadline, status.text
+            time.sleep(0.2)
+        assert status.json()["ecus"] == ["0x7E8", "0x7E9"]
+        speed = httpx.post(execute, json={"command": "obd.query", "arg": ["0x0D"]}, timeout=5)
+        assert speed.status_code == 200, speed.text
+        assert speed.json()["name"] == "speed"
+        assert speed.json()["unit"] == "km/h"
+        unknown = httpx.post(execute, json={"command": "obd.query", "arg": ["warp"]}, timeout=5)
+        assert unknown.status_code == 400, unknown.text
+        assert "unknown PID" in unknown.json()["error"]
+        codes = httpx.post(execute, json={"command": "obd.dtc"}, timeout=5)
+        assert codes.json() == []
