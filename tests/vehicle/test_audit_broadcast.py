@@ -57,3 +57,19 @@ def test_a_float_signal_with_no_value_makes_no_record_the_outbox_refuses(value: 
     assert all(encode(record) is not None for record in records), records
     assert signals.recorded == len(records)
     assert signals.malformed == 1
+
+
+def test_remote_and_error_frames_are_neither_decoded_nor_counted_as_malformed() -> None:
+    """A remote frame is another node asking for ENGINE_STATUS (it carries no data); an
+    error frame is the controller's report. Neither is a malformed ENGINE_STATUS, yet a
+    node asking ten times a second would make `malformed` climb ten a second."""
+    signals, records = recorder(DATABASE, "EngineSpeed")
+    for frame in (
+        can.Message(arbitration_id=ENGINE.frame_id, is_remote_frame=True, dlc=8,
+                    is_extended_id=False),
+        can.Message(arbitration_id=ENGINE.frame_id, is_error_frame=True, data=bytes(8),
+                    is_extended_id=False),
+    ):  # fmt: skip
+        signals.on_frame(frame)
+    assert records == []
+    assert signals.malformed == 0

@@ -23,9 +23,9 @@ from device_agent.vehicle.simulator import EcuSimulator
 VIN = "WP0ZZZ99ZTS392124"
 
 
-async def until(condition: Callable[[], Awaitable[bool]], what: str, timeout: float = 10) -> None:
-    """Wait for `condition`, failing with `what` once `timeout` seconds have passed."""
-    deadline = asyncio.get_running_loop().time() + timeout
+async def until(condition: Callable[[], Awaitable[bool]], what: str, within: float = 10) -> None:
+    """Wait for `condition`, failing with `what` once `within` seconds have passed."""
+    deadline = asyncio.get_running_loop().time() + within
     while not await condition():
         assert asyncio.get_running_loop().time() < deadline, what
         await asyncio.sleep(0.02)
@@ -83,7 +83,9 @@ def test_a_bus_that_fails_mid_session_is_counted_and_opened_again(
     assert status["bus_failures"] >= 1
 
 
-def test_stopping_the_vehicle_while_it_finds_the_ecus_leaves_no_threads() -> None:
+def test_stopping_the_vehicle_while_it_finds_the_ecus_leaves_no_threads(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """Cancelled during the functional request's window, `discover` closes only its
     sender: the eight ObdClients' can-isotp stacks (two threads each) and their waiting
     threads live on, 24 threads per cancelled round."""
@@ -97,25 +99,23 @@ def test_stopping_the_vehicle_while_it_finds_the_ecus_leaves_no_threads() -> Non
             started.set()
             return await discover(*args, **kwargs)
 
-        runtime.discover = announced  # type: ignore[assignment]
-        try:
-            for _ in range(3):
-                started.clear()
-                settings = VehicleSettings("virtual", f"no-car-{uuid.uuid4().hex}")
-                task = asyncio.create_task(Vehicle(settings, lambda _: None).run())
-                await started.wait()
-                await asyncio.sleep(0.1)  # inside the 0.3 s the ECUs have to answer
-                task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
-        finally:
-            runtime.discover = discover  # type: ignore[assignment]
+        monkeypatch.setattr(runtime, "discover", announced)
+        for _ in range(3):
+            started.clear()
+            settings = VehicleSettings("virtual", f"no-car-{uuid.uuid4().hex}")
+            task = asyncio.create_task(Vehicle(settings, lambda _: None).run())
+            await started.wait()
+            await asyncio.sleep(0.1)  # inside the 0.3 s the ECUs have to answer
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        monkeypatch.undo()
 
         async def settled() -> bool:
             return threading.active_count() <= before
 
         with_leaks = threading.active_count()
         try:
-            await until(settled, "threads left", timeout=3)
+            await until(settled, "threads left", within=3)
         except AssertionError:
             return with_leaks
         return threading.active_count()
@@ -174,3 +174,57 @@ def test_an_ecu_that_asks_for_more_time_is_waited_for() -> None:
             return await client.vin()
 
     assert asyncio.run(asyncio.wait_for(scenario(), 20)) == VIN
+
+
+def queued(client: ObdClient) -> int:
+    """Whole payloads waiting on the client's channel, unasked (can-isotp's queue)."""
+    return client._channel._stack.rx_queue.qsize()
+
+
+def test_answers_nobody_asked_for_do_not_pile_up_on_an_ecu_that_is_not_polled() -> None:
+    """Another tester on the bus (a workshop tool, the car's gateway) asks the gearbox and
+    it answers on 0x7E9. The agent reads speed from the engine and, with the default plan,
+    never asks the gearbox: each of those answers stays queued on its channel for good
+    (only a request to that ECU clears it), memory growing with the traffic."""
+    flood = 5000
+
+    async def scenario() -> int:
+        channel = f"flood-{uuid.uuid4().hex}"
+        loop = asyncio.get_running_loop()
+        tester_bus = can.Bus(interface="virtual", channel=channel)
+        ecu_bus = can.Bus(interface="virtual", channel=channel)
+        other_tester = can.Bus(interface="virtual", channel=channel)
+        tester_notifier = can.Notifier(tester_bus, [], loop=loop)
+        ecu_notifier = can.Notifier(ecu_bus, [], loop=loop)
+        engine = EcuSimulator(ecu_bus, ecu_notifier, values={0x0C: 800.0, 0x0D: 0.0})
+        gearbox = EcuSimulator(ecu_bus, ecu_notifier, values={0x0D: 0.0, 0x5C: 90.0},
+                               vin=None, ecu=1)  # fmt: skip
+        for ecu in (engine, gearbox):
+            ecu.start()
+        ecus = await runtime.discover(tester_bus, tester_notifier)
+        try:
+            assert ecus.describe() == ["0x7E8", "0x7E9"]
+            answer = bytes([0x03, 0x41, 0x5C, 0x82, 0xCC, 0xCC, 0xCC, 0xCC])
+            for n in range(flood):
+                other_tester.send(can.Message(arbitration_id=0x7E9, data=answer,
+                                              is_extended_id=False))  # fmt: skip
+                if n % 500 == 0:
+                    await asyncio.sleep(0)
+            last, steady_since = -1, loop.time()
+            while loop.time() - steady_since < 0.5 and last < flood:
+                await asyncio.sleep(0.05)
+                now = queued(ecus.clients[1])
+                if now != last:
+                    last, steady_since = now, loop.time()
+            return last
+        finally:
+            ecus.close()
+            for ecu in (engine, gearbox):
+                await ecu.stop()
+            for notifier in (tester_notifier, ecu_notifier):
+                notifier.stop()
+            for bus in (tester_bus, ecu_bus, other_tester):
+                bus.shutdown()
+
+    waiting = asyncio.run(asyncio.wait_for(scenario(), 60))
+    assert waiting < 100, f"{waiting} answers nobody asked for are kept"

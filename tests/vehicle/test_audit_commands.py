@@ -32,8 +32,8 @@ class ShortRpm(EcuSimulator):
         return super().answer(request)
 
 
-async def until(condition: Callable[[], Awaitable[bool]], what: str, timeout: float = 10) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
+async def until(condition: Callable[[], Awaitable[bool]], what: str, within: float = 10) -> None:
+    deadline = asyncio.get_running_loop().time() + within
     while not await condition():
         assert asyncio.get_running_loop().time() < deadline, what
         await asyncio.sleep(0.02)
