@@ -24,10 +24,16 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
-from device_agent.commands.errors import CommandError, CommandTimeout, CommandUnavailable
+from device_agent.commands.errors import (
+    CommandBadAnswer,
+    CommandError,
+    CommandTimeout,
+    CommandUnavailable,
+)
 
 __all__ = [
     "ApnSettings",
+    "CommandBadAnswer",
     "CommandError",
     "CommandRunner",
     "CommandSettings",

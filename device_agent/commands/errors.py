@@ -7,7 +7,7 @@ named here, so that both faces answer a bad command alike.
 
 from __future__ import annotations
 
-__all__ = ["CommandError", "CommandTimeout", "CommandUnavailable"]
+__all__ = ["CommandBadAnswer", "CommandError", "CommandTimeout", "CommandUnavailable"]
 
 
 class CommandError(Exception):
@@ -28,3 +28,10 @@ class CommandUnavailable(CommandError):
     the request was right. HTTP 503 with the message."""
 
     status = 503
+
+
+class CommandBadAnswer(CommandError):
+    """What the command asked answered with something it cannot use (an ECU's answer that
+    does not decode): neither the caller's mistake nor the device's. HTTP 502."""
+
+    status = 502

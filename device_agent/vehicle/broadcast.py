@@ -12,6 +12,7 @@ length, say) are counted and skipped.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -23,7 +24,14 @@ import cantools
 
 from device_agent.records import timestamp
 
-__all__ = ["SIMULATED_DBC", "SignalRecorder", "SignalRule", "load_dbc", "parse_rules"]
+__all__ = [
+    "SIMULATED_DBC",
+    "SignalRecorder",
+    "SignalRule",
+    "check_signals",
+    "load_dbc",
+    "parse_rules",
+]
 
 #: The DBC of the simulated vehicle (device_agent/vehicle/dbc/simulated.dbc).
 SIMULATED_DBC = Path(__file__).with_name("dbc") / "simulated.dbc"
@@ -65,18 +73,21 @@ class SignalRecorder:
     ) -> SignalRecorder:
         """ValueError for a DBC that does not load, or a rule naming no signal in it."""
         database = load_dbc(path)
-        known = {signal.name for message in database.messages for signal in message.signals}
-        unknown = sorted(set(rules) - known)
-        if unknown:
-            raise ValueError(f"{path} has no signal {unknown[0]!r}")
+        check_signals(database, rules, path)
         return cls(database, sink, rules)
 
     def on_frame(self, frame: can.Message) -> None:
-        """One frame from the bus (python-can's Notifier calls it)."""
+        """One frame from the bus (python-can's Notifier calls it). Remote frames (a node
+        asking for a message) and error frames (the controller's reports) carry no signals;
+        a 29-bit id is another message than the 11-bit one of the same number."""
+        if frame.is_remote_frame or frame.is_error_frame:
+            return
         try:
             message = self.database.get_message_by_frame_id(frame.arbitration_id)
         except KeyError:
             return  # a frame the DBC does not describe
+        if message.is_extended_frame != frame.is_extended_id:
+            return
         if not any(signal.name in self.rules for signal in message.signals):
             return
         try:
@@ -84,10 +95,14 @@ class SignalRecorder:
         except (ValueError, KeyError, cantools.database.DecodeError):
             self.malformed += 1
             return
+        values = {name: float(value) for name, value in decoded.items() if name in self.rules}
+        if not all(map(math.isfinite, values.values())):
+            self.malformed += 1  # a float signal's NaN or infinity: no record can carry it
+            return
         records = [
             record
-            for name, value in decoded.items()
-            if name in self.rules and (record := self._record(name, float(value))) is not None
+            for name, value in values.items()
+            if (record := self._record(name, value)) is not None
         ]
         if records:
             self.recorded += len(records)
@@ -104,12 +119,22 @@ class SignalRecorder:
         return {"@t": f"can.{name}", "@ts": timestamp(), "value": value}
 
 
+def check_signals(database: Any, rules: Mapping[str, SignalRule], path: Path) -> None:
+    """ValueError naming the first rule whose signal the DBC does not have."""
+    known = {signal.name for message in database.messages for signal in message.signals}
+    unknown = sorted(set(rules) - known)
+    if unknown:
+        raise ValueError(f"{path} has no signal {unknown[0]!r}")
+
+
 def load_dbc(path: Path) -> cantools.database.can.Database:
-    """The CAN database in ``path``; ValueError for a file that is not one."""
+    """The CAN database in ``path``; ValueError for a file that is not one (missing, a
+    directory, not text, not a DBC)."""
     try:
         database = cantools.database.load_file(str(path))
-    except (OSError, cantools.database.UnsupportedDatabaseFormatError) as error:
-        raise ValueError(f"cannot load the DBC {path}: {error}") from None
+    except (OSError, ValueError, cantools.database.UnsupportedDatabaseFormatError) as error:
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+        raise ValueError(f"cannot load the DBC {path}: {reason}") from None
     if not isinstance(database, cantools.database.can.Database):
         raise ValueError(f"cannot load the DBC {path}: not a CAN database")
     return database

@@ -39,24 +39,31 @@ async def discover(
     """The ECUs that answer a functional `01 00` within `window`, each with the PIDs it
     supports; an empty set when none does (the ignition is off, or no car is there)."""
     clients = [ObdClient(bus, notifier, ecu=n, timeout=timeout) for n in range(ECU_COUNT)]
-    sender = FunctionalSender(bus, notifier)
-    try:
-        for client in clients:
-            client.forget()
-        sender.send(bytes([pids.MODE_CURRENT, 0x00]))
-        answers = await asyncio.gather(
-            *(client.answer(pids.MODE_CURRENT, window) for client in clients),
-            return_exceptions=True,
-        )
-    finally:
-        sender.close()
     found = EcuSet()
-    for client, answer in zip(clients, answers, strict=True):
-        if isinstance(answer, bytes):
-            with contextlib.suppress(NoAnswer, pids.DecodeError):
-                found.add(client, await client.supported(answer))
-                continue
-        client.close()
+    completed = False
+    try:
+        sender = FunctionalSender(bus, notifier)
+        try:
+            for client in clients:
+                client.forget()
+            sender.send(bytes([pids.MODE_CURRENT, 0x00]))
+            answers = await asyncio.gather(
+                *(client.answer(pids.MODE_CURRENT, window) for client in clients),
+                return_exceptions=True,
+            )
+        finally:
+            sender.close()
+        for client, answer in zip(clients, answers, strict=True):
+            if isinstance(answer, bytes):
+                with contextlib.suppress(NoAnswer, pids.DecodeError):
+                    found.add(client, await client.supported(answer))
+        completed = True
+    finally:
+        # the ids that stayed silent, and every one when this was cancelled or failed
+        for client in clients:
+            if not completed or client not in found.clients:
+                found.dropped_errors += client.frame_errors
+                client.close()
     return found
 
 
@@ -67,6 +74,8 @@ class EcuSet:
     def __init__(self) -> None:
         self.clients: list[ObdClient] = []
         self.supported: dict[int, set[int]] = {}
+        #: Frame errors of the channels discovery closed (ids that did not answer).
+        self.dropped_errors = 0
 
     def __bool__(self) -> bool:
         return bool(self.clients)
@@ -116,7 +125,7 @@ class EcuSet:
 
     @property
     def frame_errors(self) -> int:
-        return sum(client.frame_errors for client in self.clients)
+        return self.dropped_errors + sum(client.frame_errors for client in self.clients)
 
     def describe(self) -> list[str]:
         """`["0x7E8", "0x7E9"]`: the answer ids of the ECUs found."""

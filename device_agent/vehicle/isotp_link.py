@@ -19,7 +19,10 @@ number, an unknown frame type) are dropped by can-isotp; each channel counts the
 from __future__ import annotations
 
 import asyncio
+import queue
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import can
 import isotp
@@ -35,6 +38,17 @@ ECU_COUNT = 8
 #: Frames are padded to 8 bytes with 0xCC, as ECUs on ISO 15765-4 expect.
 PARAMS = {"tx_padding": 0xCC, "tx_data_min_length": 8, "blocking_send": False}
 _NORMAL = isotp.AddressingMode.Normal_11bits
+#: Whole payloads kept for a reader, the oldest dropped first: answers nobody asked for
+#: (another tester's, on an ECU this agent does not poll) must not pile up.
+RX_QUEUE_MAX = 16
+
+
+class _Latest(queue.Queue[Any]):
+    """A queue that keeps the newest RX_QUEUE_MAX items and never blocks a put (the
+    `_init` hook queue.Queue documents for subclasses)."""
+
+    def _init(self, maxsize: int) -> None:
+        self.queue: deque[Any] = deque(maxlen=RX_QUEUE_MAX)
 
 
 def ecu_ids(ecu: int) -> tuple[int, int]:
@@ -55,6 +69,9 @@ class _Stack:
         self._stack = isotp.NotifierBasedCanStack(
             bus, notifier, address=address, params=PARAMS, error_handler=self._count
         )
+        # can-isotp's own queue of whole payloads is unbounded; it is replaced before the
+        # stack starts filling it (it is only put to, got from and emptied)
+        self._stack.rx_queue = _Latest()
         self._stack.start()
 
     def _count(self, _error: isotp.IsoTpError) -> None:

@@ -17,6 +17,11 @@ from device_agent.vehicle.isotp_link import IsoTpChannel, ecu_ids
 __all__ = ["NoAnswer", "ObdClient"]
 
 NEGATIVE = 0x7F
+#: `7F <mode> 78`: "request received, response pending". ISO 15765-4 lets the ECU then
+#: take up to P2*max = 5 s; each such answer restarts that wait, within PENDING_LIMIT_S.
+RESPONSE_PENDING = 0x78
+PENDING_WAIT_S = 5.0
+PENDING_LIMIT_S = 15.0
 
 
 class NoAnswer(Exception):
@@ -57,15 +62,22 @@ class ObdClient:
         """The next answer to a request of `mode` already sent (physically or
         functionally); NoAnswer for silence, a refusal or an answer to something else."""
         wait = self.timeout if timeout is None else timeout
-        answer = await self._channel.recv(wait)
-        if answer is None:
-            raise NoAnswer(f"no answer to mode 0x{mode:02X} within {wait:g} s")
-        if answer[0] == NEGATIVE:
-            code = answer[2] if len(answer) > 2 else 0
-            raise NoAnswer(f"the ECU refused mode 0x{mode:02X} (code 0x{code:02X})")
-        if answer[0] != mode + 0x40:
-            raise NoAnswer(f"an answer to another request: {answer[:4].hex()}")
-        return answer
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        limit = loop.time() + PENDING_LIMIT_S
+        while True:
+            answer = await self._channel.recv(max(0.0, deadline - loop.time()))
+            if answer is None:
+                raise NoAnswer(f"no answer to mode 0x{mode:02X} in time")
+            if answer[:3] == bytes([NEGATIVE, mode, RESPONSE_PENDING]) and loop.time() < limit:
+                deadline = min(limit, loop.time() + PENDING_WAIT_S)
+                continue
+            if answer[0] == NEGATIVE and answer[1:2] == bytes([mode]):
+                code = answer[2] if len(answer) > 2 else 0
+                raise NoAnswer(f"the ECU refused mode 0x{mode:02X} (code 0x{code:02X})")
+            if answer[0] != mode + 0x40:
+                raise NoAnswer(f"an answer to another request: {answer[:4].hex()}")
+            return answer
 
     async def read(self, key: str | int) -> tuple[pids.Pid, float]:
         """One current value by PID name or number."""

@@ -13,6 +13,8 @@ of the next 32 PIDs (`supported_pids`).
 
 from __future__ import annotations
 
+import contextlib
+import reprlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +34,10 @@ __all__ = [
 ]
 
 MODE_CURRENT = 0x01
+#: A PID number written out is short (`0x0C`, `12`); longer text is no number of ours.
+MAX_NUMBER_TEXT = 8
+_SHORT = reprlib.Repr()
+_SHORT.maxstring = _SHORT.maxlong = _SHORT.maxother = 40
 #: The PIDs whose answers are maps of the PIDs supported after them.
 SUPPORT_PIDS = (0x00, 0x20, 0x40, 0x60, 0x80, 0xA0, 0xC0)
 
@@ -105,17 +111,20 @@ BY_RECORD = {entry.record: entry for entry in _TABLE}
 
 def lookup(key: str | int) -> Pid:
     """A PID by name (`rpm`), by number (12), or by number as text (`0x0C`, `12`);
-    KeyError naming what is known otherwise."""
+    KeyError naming what is known otherwise (what was asked shortened: it may be anything
+    a caller sent, and the message reaches answers and logs)."""
     if isinstance(key, str):
         if key.lower() in BY_NAME:
             return BY_NAME[key.lower()]
-        try:
-            key = int(key, 0)
-        except ValueError:
-            raise KeyError(f"unknown PID {key!r}; known: {', '.join(sorted(BY_NAME))}") from None
-    if key not in BY_PID:
-        raise KeyError(f"unknown PID 0x{key:02X}; known: {', '.join(sorted(BY_NAME))}")
-    return BY_PID[key]
+        if len(key) <= MAX_NUMBER_TEXT:
+            with contextlib.suppress(ValueError):
+                number = int(key, 0)
+                if number in BY_PID:
+                    return BY_PID[number]
+    elif key in BY_PID:
+        return BY_PID[key]
+    asked = f"0x{key:02X}" if isinstance(key, int) and 0 <= key <= 0xFF else _SHORT.repr(key)
+    raise KeyError(f"unknown PID {asked}; known: {', '.join(sorted(BY_NAME))}")
 
 
 def decode(answer: bytes) -> tuple[Pid, float]:

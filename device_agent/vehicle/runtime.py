@@ -21,19 +21,26 @@ import contextlib
 import logging
 import os
 import random
-from collections.abc import Callable, Iterable, Mapping
+import time
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import can
 
-from device_agent.commands import CommandError, CommandTimeout, CommandUnavailable
+from device_agent.commands import (
+    CommandBadAnswer,
+    CommandError,
+    CommandTimeout,
+    CommandUnavailable,
+)
 from device_agent.vehicle import pids
 from device_agent.vehicle.broadcast import (
     SIMULATED_DBC,
     SignalRecorder,
     SignalRule,
+    check_signals,
     load_dbc,
     parse_rules,
 )
@@ -81,9 +88,19 @@ class VehicleSettings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> VehicleSettings:
         """ValueError naming the variable for a value the agent cannot use."""
         env = os.environ if env is None else env
+        interface = env.get("THINGWIRE_AGENT_CAN_INTERFACE") or None
+        if interface is not None and interface not in can.interfaces.VALID_INTERFACES:
+            raise ValueError(
+                f"THINGWIRE_AGENT_CAN_INTERFACE={interface[:40]!r} is not an interface of "
+                f"python-can; it has {', '.join(sorted(can.interfaces.VALID_INTERFACES))}"
+            )
         bitrate_text = env.get("THINGWIRE_AGENT_CAN_BITRATE") or ""
-        if bitrate_text and not bitrate_text.isdigit():
-            raise ValueError(f"THINGWIRE_AGENT_CAN_BITRATE={bitrate_text!r} is not a whole number")
+        if bitrate_text and not (
+            bitrate_text.isascii() and bitrate_text.isdigit() and len(bitrate_text) <= 8
+        ):
+            raise ValueError(
+                f"THINGWIRE_AGENT_CAN_BITRATE={bitrate_text[:40]!r} is not a bitrate in bit/s"
+            )
         plan_text = env.get("THINGWIRE_AGENT_OBD_PIDS") or ""
         try:
             plan = PollPlan.parse(plan_text) if plan_text else PollPlan()
@@ -96,8 +113,17 @@ class VehicleSettings:
             raise ValueError(f"THINGWIRE_AGENT_CAN_SIGNALS: {error}") from None
         if signals and dbc is None:
             raise ValueError("THINGWIRE_AGENT_CAN_SIGNALS needs THINGWIRE_AGENT_CAN_DBC")
+        if dbc is not None:
+            try:
+                database = load_dbc(Path(dbc))
+            except ValueError as error:
+                raise ValueError(f"THINGWIRE_AGENT_CAN_DBC: {error}") from None
+            try:
+                check_signals(database, signals, Path(dbc))
+            except ValueError as error:
+                raise ValueError(f"THINGWIRE_AGENT_CAN_SIGNALS: {error}") from None
         return cls(
-            interface=env.get("THINGWIRE_AGENT_CAN_INTERFACE") or None,
+            interface=interface,
             channel=env.get("THINGWIRE_AGENT_CAN_CHANNEL") or "can0",
             bitrate=int(bitrate_text) if bitrate_text else None,
             plan=plan,
@@ -137,15 +163,22 @@ class Vehicle:
         self.unsupported: list[str] = []
         #: The broadcast-signal recorder while a DBC is in use (its counts are the stats).
         self.signals: SignalRecorder | None = None
+        #: Frames that broke ISO-TP on channels no longer open (earlier sessions, the ids
+        #: that did not answer a discovery).
+        self._past_frame_errors = 0
 
     async def run(self) -> None:
-        """Poll until cancelled, reopening the bus after failures."""
+        """Poll until cancelled, reopening the bus after failures. A session that ran
+        longer than the longest delay starts the delays over."""
         delay = RETRY_FIRST_S
         while True:
+            started = time.monotonic()
             try:
                 await self._session()
             except (can.CanError, OSError, ValueError) as error:
                 self.failures += 1
+                if time.monotonic() - started > RETRY_MAX_S:
+                    delay = RETRY_FIRST_S
                 log.error(
                     "the CAN bus %s/%s failed: %s; trying again in %.0f s",
                     self.settings.interface,
@@ -173,10 +206,11 @@ class Vehicle:
                 self._listen(notifier, loop)
             log.info("reading the vehicle on %s/%s", self.settings.interface, self.settings.channel)
             closing.callback(self._closed)
-            await asyncio.gather(self._read(bus, notifier), *alongside)
+            await first_failure(self._read(bus, notifier), watch_bus(notifier), *alongside)
 
     def _closed(self) -> None:
         if self._ecus is not None:
+            self._past_frame_errors += self._ecus.frame_errors
             self._ecus.close()
         self._ecus = None
         self._poller = None
@@ -185,6 +219,7 @@ class Vehicle:
         """Find the ECUs (again and again while none answers), then poll them."""
         delay = DISCOVER_FIRST_S
         while not (ecus := await discover(bus, notifier)):
+            self._past_frame_errors += ecus.frame_errors
             log.log(
                 logging.INFO if delay == DISCOVER_FIRST_S else logging.DEBUG,
                 "no ECU answered on %s/%s (is the ignition on?); asking again",
@@ -273,6 +308,8 @@ class Vehicle:
             entry, value = await self._connected().read(entry.pid)
         except NoAnswer as missing:
             raise CommandTimeout(f"the ECU did not answer: {missing}") from None
+        except pids.DecodeError as error:
+            raise CommandBadAnswer(f"the ECU's answer does not decode: {error}") from None
         return {"name": entry.name, "value": value, "unit": entry.unit}
 
     async def dtc(self) -> list[str]:
@@ -281,6 +318,8 @@ class Vehicle:
             return await self._connected().dtcs()
         except NoAnswer as missing:
             raise CommandTimeout(f"the ECU did not answer: {missing}") from None
+        except pids.DecodeError as error:
+            raise CommandBadAnswer(f"the ECU's answer does not decode: {error}") from None
 
     def current(self) -> dict[str, float]:
         """What the `obd` resource answers: the latest value of each PID polled."""
@@ -301,6 +340,41 @@ class Vehicle:
             "readings": stats.readings if stats else 0,
             "unanswered": stats.unanswered if stats else 0,
             "malformed": stats.malformed if stats else 0,
-            "frame_errors": ecus.frame_errors if ecus is not None else 0,
+            "frame_errors": self._past_frame_errors + (ecus.frame_errors if ecus else 0),
             "bus_failures": self.failures,
         }
+
+
+async def first_failure(*jobs: Coroutine[Any, Any, object]) -> None:
+    """Run `jobs` together until one ends (with an error, as a rule); the others are
+    cancelled, and its error raised. Unlike `gather`, no job outlives the session."""
+    tasks = [asyncio.ensure_future(job) for job in jobs]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            task.result()
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def watch_bus(notifier: can.Notifier) -> None:
+    """Wait until the bus under `notifier` fails, then raise its error as a CanError.
+
+    python-can's Notifier hands a failing `recv` (an adapter pulled out, an interface gone
+    down) to its listeners' `on_error` on the event loop, then its thread ends: without
+    this the poller would time out for ever on a bus that is gone.
+    """
+    failed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    class Watch(can.Listener):
+        def on_message_received(self, msg: can.Message) -> None:
+            pass
+
+        def on_error(self, exc: Exception) -> None:
+            if not failed.done():
+                failed.set_exception(can.CanOperationError(f"the bus failed: {exc}"))
+
+    notifier.add_listener(Watch())
+    await failed
