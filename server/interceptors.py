@@ -225,7 +225,10 @@ async def _guarded(call: GuardedContext, admit: Admission) -> AsyncIterator[None
         try:
             yield
         finally:
-            current_principal.reset(token)
+            # A stream's generator closed at shutdown (GeneratorExit) may run this in
+            # another context than the one that set the token; that context ends anyway.
+            with contextlib.suppress(ValueError):
+                current_principal.reset(token)
     except errors.ThingwireError as error:
         await abort_with(call, error)
     except grpc.aio.AbortError:

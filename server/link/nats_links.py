@@ -296,11 +296,11 @@ class NatsLinks(LinkRegistry):
 
         self._queue(publish)
 
-    def _spawn(self, work: Awaitable[None]) -> None:
-        async def run() -> None:
-            await work
-
-        task = asyncio.create_task(run())
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run `work` as a task of its own, kept until it ends. The coroutine itself is the
+        task: a task cancelled before its first step (at close) still closes it, where a
+        wrapper around it would leave it never awaited."""
+        task = asyncio.create_task(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
