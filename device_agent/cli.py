@@ -8,7 +8,8 @@ with backoff while the server is away, and logs to stderr and to
 `<THINGWIRE_AGENT_STATE_DIR>/log/syslog`. SIGTERM or SIGINT closes the link and exits 0; a
 link refused for good (wrong credentials, replaced by a newer connection of the device)
 exits 1 with a one-line message. `--simulate` declares the resources of Thinger's examples
-(`device_agent/simulated.py`); without it the agent declares none and keeps the device
+(`device_agent/simulated.py`) and, without a CAN interface, reads a simulated car
+(docs/vehicle.md); without it the agent declares none and keeps the device
 online (docs/device-link.md, "The agent's command").
 
 This module imports nothing of the cloud: a device with `thingwire[agent]` runs it.
@@ -100,7 +101,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--simulate",
         action="store_true",
         help="declare the demo resources of Thinger's examples "
-        "(location, temperature, relay, rgb, command, io, reset)",
+        "(location, temperature, relay, rgb, command, io, reset) and, unless "
+        "THINGWIRE_AGENT_CAN_INTERFACE is set, drive a simulated car",
     )
 
 

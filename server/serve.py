@@ -44,7 +44,8 @@ def banner(settings: Settings) -> str:
     return "\n".join(
         [
             f"thingwire is up: REST and gRPC on {base} (database {settings.db_url})",
-            f"  create a user: {cli} user create --email you@example.com --password '<8+ chars>'",
+            f"  create a user: {cli} user create --email you@example.com"
+            " --password '<8+ chars>' --username you",
             f"  REST:   curl -X POST {base}/auth/login/ -H 'Content-Type: application/json'"
             ' -d \'{"email": "...", "password": "..."}\'',
             f"  gRPC:   generated stubs on 127.0.0.1:{settings.http_port} (reflection is on,"

@@ -96,7 +96,8 @@ class Timing:
 
     idle_ticks: int = 3
     arrived_ticks: int = 3
-    engine_off_ticks: int = 2
+    #: Long enough for the battery's 10 s poll to read the resting voltage at least once.
+    engine_off_ticks: int = 20
     parked_ticks: int = 120
 
 

@@ -105,7 +105,8 @@ class VehicleSettings:
         try:
             plan = PollPlan.parse(plan_text) if plan_text else PollPlan()
         except (KeyError, ValueError) as error:
-            raise ValueError(f"THINGWIRE_AGENT_OBD_PIDS: {error}") from None
+            reason = error.args[0] if error.args else error  # a KeyError's str() adds quotes
+            raise ValueError(f"THINGWIRE_AGENT_OBD_PIDS: {reason}") from None
         dbc = env.get("THINGWIRE_AGENT_CAN_DBC") or None
         try:
             signals = parse_rules(env.get("THINGWIRE_AGENT_CAN_SIGNALS") or "")

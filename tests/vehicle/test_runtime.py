@@ -45,6 +45,8 @@ def test_settings_from_the_environment() -> None:
     ):
         with pytest.raises(ValueError, match="THINGWIRE_AGENT_"):
             VehicleSettings.from_env(bad)
+    with pytest.raises(ValueError, match=r"^THINGWIRE_AGENT_OBD_PIDS: unknown PID 'warp';"):
+        VehicleSettings.from_env({"THINGWIRE_AGENT_OBD_PIDS": "warp=1"})  # no extra quotes
 
 
 def test_the_simulated_vehicle_is_polled_and_answers_commands(tmp_path: Any) -> None:
