@@ -34,9 +34,8 @@ class ObdClient:
     def __init__(
         self, bus: can.BusABC, notifier: can.Notifier, *, ecu: int = 0, timeout: float = 0.5
     ) -> None:
-        self.ecu = ecu
-        self.request_id, self.answer_id = ecu_ids(ecu)
-        self._channel = IsoTpChannel(bus, notifier, txid=self.request_id, rxid=self.answer_id)
+        request_id, self.answer_id = ecu_ids(ecu)
+        self._channel = IsoTpChannel(bus, notifier, txid=request_id, rxid=self.answer_id)
         self.timeout = timeout
         #: One request at a time: the poller and a command (`obd.query`) asking the same
         #: ECU at once would each take the other's answer off the one channel.

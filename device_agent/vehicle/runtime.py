@@ -202,9 +202,9 @@ class Vehicle:
             closing.callback(bus.shutdown)
             notifier = can.Notifier(bus, [], loop=loop)
             closing.callback(notifier.stop)
-            alongside = await self._simulated_car(closing) if self._simulate else []
             if self.settings.dbc is not None and self.settings.signals:
                 self._listen(notifier, loop)
+            alongside = self._simulated_car(closing) if self._simulate else []
             log.info("reading the vehicle on %s/%s", self.settings.interface, self.settings.channel)
             closing.callback(self._closed)
             await first_failure(self._read(bus, notifier), watch_bus(notifier), *alongside)
@@ -248,9 +248,11 @@ class Vehicle:
         self._poller = Poller(ecus, self._record, PollPlan(rates, self.settings.plan.max_backoff))
         await self._poller.run()
 
-    async def _simulated_car(self, closing: contextlib.AsyncExitStack) -> list[Any]:
+    def _simulated_car(self, closing: contextlib.AsyncExitStack) -> list[Coroutine[Any, Any, None]]:
         """An engine ECU and a gearbox ECU on the simulated channel, their broadcast
-        frames and the drive that moves their values: coroutines to run alongside."""
+        frames and the drive that moves their values: coroutines to run alongside. The
+        frames come from the DBC the recorder already loaded (`simulated()` sets it)."""
+        assert self.signals is not None
         loop = asyncio.get_running_loop()
         ecu_bus = can.Bus(interface="virtual", channel=self.settings.channel)
         closing.callback(ecu_bus.shutdown)
@@ -262,7 +264,7 @@ class Vehicle:
             ecu.start()
             closing.push_async_callback(ecu.stop)
         return [
-            broadcast(ecu_bus, load_dbc(SIMULATED_DBC), engine.values),
+            broadcast(ecu_bus, self.signals.database, engine.values),
             SimulatedDrive([engine, gearbox], self._sink).run(),
         ]
 
