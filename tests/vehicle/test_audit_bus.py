@@ -19,6 +19,7 @@ from device_agent.vehicle.obd_client import ObdClient
 from device_agent.vehicle.poller import PollPlan
 from device_agent.vehicle.runtime import Vehicle, VehicleSettings
 from device_agent.vehicle.simulator import EcuSimulator
+from tests.vehicle.virtual_bus import Node, virtual_nodes
 
 VIN = "WP0ZZZ99ZTS392124"
 
@@ -145,24 +146,15 @@ class Pending(EcuSimulator):
 
 @asynccontextmanager
 async def pending_ecu() -> AsyncIterator[ObdClient]:
-    channel = f"pending-{uuid.uuid4().hex}"
-    loop = asyncio.get_running_loop()
-    tester_bus = can.Bus(interface="virtual", channel=channel)
-    ecu_bus = can.Bus(interface="virtual", channel=channel)
-    tester_notifier = can.Notifier(tester_bus, [], loop=loop)
-    ecu_notifier = can.Notifier(ecu_bus, [], loop=loop)
-    ecu = Pending(ecu_bus, ecu_notifier, values={0x0C: 800.0}, vin=VIN)
-    ecu.start()
-    client = ObdClient(tester_bus, tester_notifier)
-    try:
-        yield client
-    finally:
-        client.close()
-        await ecu.stop()
-        for notifier in (tester_notifier, ecu_notifier):
-            notifier.stop()
-        for bus in (tester_bus, ecu_bus):
-            bus.shutdown()
+    async with virtual_nodes(2, "pending") as (tester, ecu_node):
+        ecu = Pending(ecu_node.bus, ecu_node.notifier, values={0x0C: 800.0}, vin=VIN)
+        ecu.start()
+        client = ObdClient(tester.bus, tester.notifier)
+        try:
+            yield client
+        finally:
+            client.close()
+            await ecu.stop()
 
 
 def test_an_ecu_that_asks_for_more_time_is_waited_for() -> None:
@@ -189,19 +181,17 @@ def test_answers_nobody_asked_for_do_not_pile_up_on_an_ecu_that_is_not_polled() 
     flood = 5000
 
     async def scenario() -> int:
-        channel = f"flood-{uuid.uuid4().hex}"
+        async with virtual_nodes(3, "flood") as (tester, ecu_node, other):
+            return await flooded(tester, ecu_node, other.bus)
+
+    async def flooded(tester: Node, ecu_node: Node, other_tester: can.BusABC) -> int:
         loop = asyncio.get_running_loop()
-        tester_bus = can.Bus(interface="virtual", channel=channel)
-        ecu_bus = can.Bus(interface="virtual", channel=channel)
-        other_tester = can.Bus(interface="virtual", channel=channel)
-        tester_notifier = can.Notifier(tester_bus, [], loop=loop)
-        ecu_notifier = can.Notifier(ecu_bus, [], loop=loop)
-        engine = EcuSimulator(ecu_bus, ecu_notifier, values={0x0C: 800.0, 0x0D: 0.0})
-        gearbox = EcuSimulator(ecu_bus, ecu_notifier, values={0x0D: 0.0, 0x5C: 90.0},
-                               vin=None, ecu=1)  # fmt: skip
+        engine = EcuSimulator(ecu_node.bus, ecu_node.notifier, values={0x0C: 800.0, 0x0D: 0.0})
+        gearbox = EcuSimulator(ecu_node.bus, ecu_node.notifier,
+                               values={0x0D: 0.0, 0x5C: 90.0}, vin=None, ecu=1)  # fmt: skip
         for ecu in (engine, gearbox):
             ecu.start()
-        ecus = await runtime.discover(tester_bus, tester_notifier)
+        ecus = await runtime.discover(tester.bus, tester.notifier)
         try:
             assert ecus.describe() == ["0x7E8", "0x7E9"]
             answer = bytes([0x03, 0x41, 0x5C, 0x82, 0xCC, 0xCC, 0xCC, 0xCC])
@@ -221,10 +211,6 @@ def test_answers_nobody_asked_for_do_not_pile_up_on_an_ecu_that_is_not_polled() 
             ecus.close()
             for ecu in (engine, gearbox):
                 await ecu.stop()
-            for notifier in (tester_notifier, ecu_notifier):
-                notifier.stop()
-            for bus in (tester_bus, ecu_bus, other_tester):
-                bus.shutdown()
 
     waiting = asyncio.run(asyncio.wait_for(scenario(), 60))
     assert waiting < 100, f"{waiting} answers nobody asked for are kept"

@@ -5,7 +5,6 @@ frames that break ISO-TP are dropped and counted, and the tester goes on working
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from device_agent.vehicle.ecus import EcuSet, discover
 from device_agent.vehicle.obd_client import NoAnswer, ObdClient
 from device_agent.vehicle.pids import DecodeError
 from device_agent.vehicle.simulator import EcuSimulator
+from tests.vehicle.virtual_bus import virtual_nodes
 
 T = TypeVar("T")
 ENGINE = {0x0C: 1726.0, 0x0D: 60.0, 0x05: 83.0, 0x42: 12.7}
@@ -38,28 +38,18 @@ class Car:
 
 @asynccontextmanager
 async def car(*ecus: Ecu) -> AsyncIterator[Car]:
-    channel = f"ecus-{uuid.uuid4().hex}"
-    loop = asyncio.get_running_loop()
-    tester_bus = can.Bus(interface="virtual", channel=channel)
-    ecu_bus = can.Bus(interface="virtual", channel=channel)
-    inject = can.Bus(interface="virtual", channel=channel)
-    tester_notifier = can.Notifier(tester_bus, [], loop=loop)
-    ecu_notifier = can.Notifier(ecu_bus, [], loop=loop)
-    simulators = [
-        EcuSimulator(ecu_bus, ecu_notifier, values=values, ecu=n, **options)  # type: ignore[arg-type]
-        for n, values, options in ecus
-    ]
-    for simulator in simulators:
-        simulator.start()
-    try:
-        yield Car(tester_bus, tester_notifier, simulators, inject)
-    finally:
+    async with virtual_nodes(3, "ecus") as (tester, ecu_node, inject):
+        simulators = [
+            EcuSimulator(ecu_node.bus, ecu_node.notifier, values=values, ecu=n, **options)  # type: ignore[arg-type]
+            for n, values, options in ecus
+        ]
         for simulator in simulators:
-            await simulator.stop()
-        for notifier in (tester_notifier, ecu_notifier):
-            notifier.stop()
-        for bus in (tester_bus, ecu_bus, inject):
-            bus.shutdown()
+            simulator.start()
+        try:
+            yield Car(tester.bus, tester.notifier, simulators, inject.bus)
+        finally:
+            for simulator in simulators:
+                await simulator.stop()
 
 
 def run(scenario: Callable[[], Awaitable[T]]) -> T:

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import TypeVar
 
-import can
 import pytest
 
 from device_agent.vehicle.obd_client import NoAnswer, ObdClient
 from device_agent.vehicle.simulator import EcuSimulator
+from tests.vehicle.virtual_bus import virtual_nodes
 
 T = TypeVar("T")
 VALUES = {0x0C: 1726.0, 0x0D: 60.0, 0x05: 83.0, 0x42: 12.7, 0x2F: 20.0, 0x5C: 90.0}
@@ -22,24 +21,16 @@ VALUES = {0x0C: 1726.0, 0x0D: 60.0, 0x05: 83.0, 0x42: 12.7, 0x2F: 20.0, 0x5C: 90
 @asynccontextmanager
 async def vehicle(**options: object) -> AsyncIterator[tuple[ObdClient, EcuSimulator]]:
     """A tester and an ECU on one fresh virtual channel."""
-    channel = f"vehicle-{uuid.uuid4().hex}"
-    tester_bus = can.Bus(interface="virtual", channel=channel)
-    ecu_bus = can.Bus(interface="virtual", channel=channel)
-    loop = asyncio.get_running_loop()
-    tester_notifier = can.Notifier(tester_bus, [], loop=loop)
-    ecu_notifier = can.Notifier(ecu_bus, [], loop=loop)
-    ecu = EcuSimulator(ecu_bus, ecu_notifier, values=VALUES, dtcs=("P0133", "U0100"), **options)  # type: ignore[arg-type]
-    ecu.start()
-    client = ObdClient(tester_bus, tester_notifier, timeout=0.5)
-    try:
-        yield client, ecu
-    finally:
-        client.close()
-        await ecu.stop()
-        tester_notifier.stop()
-        ecu_notifier.stop()
-        tester_bus.shutdown()
-        ecu_bus.shutdown()
+    async with virtual_nodes(2) as (tester, ecu_node):
+        ecu = EcuSimulator(ecu_node.bus, ecu_node.notifier, values=VALUES,
+                           dtcs=("P0133", "U0100"), **options)  # type: ignore[arg-type]  # fmt: skip
+        ecu.start()
+        client = ObdClient(tester.bus, tester.notifier, timeout=0.5)
+        try:
+            yield client, ecu
+        finally:
+            client.close()
+            await ecu.stop()
 
 
 def run(scenario: Callable[[], Awaitable[T]]) -> T:
